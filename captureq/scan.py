@@ -1,0 +1,289 @@
+"""Find capture (or ground-truth) objects in a tree, listing only the hours a query asks for.
+
+A capture tree is laid out ``{prefix}/{endpoint}/{variant}/yyyy/mm/dd/hh/{file}.jsonl``;
+a ground-truth tree ``{prefix}/yyyy/mm/dd/hh/{file}.jsonl``. The URI may point at the prefix,
+an endpoint or variant folder, an hour folder, a single file, or be a glob.
+
+With a time range, the scanner never walks the whole tree: it lists whole days that lie inside
+the range with one recursive listing each, and the single hours at the range's ragged ends one
+by one, so the number of LIST calls grows with the hours asked for, not with the tree.
+
+>>> import captureq.scan as s
+>>> result = s.scan("../shared/corpus/seed-churn")           # doctest: +SKIP
+>>> [(f.endpoint, f.variant, f.hour.hour) for f in result.files]  # doctest: +SKIP
+[('xgb-churn-prediction-model', 'AllTraffic', 17)]
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from .errors import ScanError
+from .timeutil import HOUR, UTC, floor_hour, to_utc
+
+CAPTURE = "capture"
+LABELS = "labels"
+
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz")
+_HOUR_TAIL = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/([^/]+)$")
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class CaptureFile:
+    """One object to read: where it is and which partition it belongs to."""
+
+    path: str  # path as the filesystem sees it (no protocol)
+    url: str  # full URL, used as ``source_file``
+    rel: str  # path relative to the tree root; stable across storage (local vs S3)
+    endpoint: str | None
+    variant: str | None
+    hour: datetime | None
+    size: int | None = None
+
+    @property
+    def compressed(self) -> bool:
+        return self.path.endswith(".gz")
+
+
+@dataclass
+class ScanResult:
+    """What a scan found: files to read, and files it skipped with the reason."""
+
+    files: list[CaptureFile] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    list_calls: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+
+def _as_list(value: str | Iterable[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def _matches(name: str | None, patterns: list[str] | None) -> bool:
+    if patterns is None:
+        return True
+    return name is not None and any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+class Scanner:
+    """Lists one tree through fsspec. Counts its listing calls in ``list_calls``."""
+
+    def __init__(self, uri: str, *, layout: str = CAPTURE, storage_options: dict | None = None,
+                 fs: fsspec.AbstractFileSystem | None = None):
+        if layout not in (CAPTURE, LABELS):
+            raise ValueError(f"layout must be {CAPTURE!r} or {LABELS!r}")
+        self.uri = uri
+        self.layout = layout
+        if fs is None:
+            try:
+                fs, path = url_to_fs(uri, **(storage_options or {}))
+            except (ImportError, ValueError) as exc:
+                raise ScanError(f"cannot open {uri!r}: {exc}") from exc
+        else:
+            path = fs._strip_protocol(uri)
+        self.fs = fs
+        self.root = path.rstrip("/") or "/"
+        self.list_calls = 0
+
+    # -- listing primitives (each is one LIST call on object stores) ------------------------
+    def _ls(self, path: str) -> list[dict[str, Any]]:
+        self.list_calls += 1
+        try:
+            return self.fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+
+    def _find(self, path: str) -> dict[str, dict[str, Any]]:
+        self.list_calls += 1
+        try:
+            return self.fs.find(path, detail=True)
+        except FileNotFoundError:
+            return {}
+
+    def _url(self, path: str) -> str:
+        return self.fs.unstrip_protocol(path)
+
+    # -- public ------------------------------------------------------------------------------
+    def scan(self, *, start: Any = None, end: Any = None, endpoint: str | Iterable[str] | None = None,
+             variant: str | Iterable[str] | None = None) -> ScanResult:
+        """List the data files in ``[start, end)`` for the endpoints/variants asked for."""
+        start_dt, end_dt = to_utc(start), to_utc(end)
+        if start_dt and end_dt and end_dt <= start_dt:
+            raise ScanError(f"end ({end_dt.isoformat()}) must be after start ({start_dt.isoformat()})")
+        endpoints, variants = _as_list(endpoint), _as_list(variant)
+        result = ScanResult()
+        candidates = self._candidates(start_dt, end_dt, endpoints, variants)
+        seen = set()
+        for info in candidates:
+            path = info["name"]
+            if path in seen:
+                continue
+            seen.add(path)
+            f = self._classify(info, result)
+            if f is None:
+                continue
+            if not (_matches(f.endpoint, endpoints) and _matches(f.variant, variants)):
+                continue
+            if f.hour is not None:
+                if start_dt and f.hour < floor_hour(start_dt):
+                    continue
+                if end_dt and f.hour >= end_dt:
+                    continue
+            result.files.append(f)
+        result.files.sort(key=lambda f: (f.endpoint or "", f.variant or "", f.hour or datetime.min.replace(tzinfo=UTC), f.rel))
+        result.list_calls = self.list_calls
+        return result
+
+    # -- internals ----------------------------------------------------------------------------
+    def _classify(self, info: dict[str, Any], result: ScanResult) -> CaptureFile | None:
+        """Turn a listing entry into a CaptureFile, or record why it is skipped."""
+        if info.get("type") == "directory":
+            return None
+        path = info["name"]
+        base = path.rsplit("/", 1)[-1]
+        if not base.endswith(DATA_SUFFIXES):
+            result.skipped.append((self._url(path), "not a .jsonl or .jsonl.gz file"))
+            return None
+        endpoint = variant = hour = None
+        m = _HOUR_TAIL.search(path)
+        if m:
+            y, mo, d, h = (int(x) for x in m.groups()[:4])
+            try:
+                hour = datetime(y, mo, d, h, tzinfo=UTC)
+            except ValueError:
+                hour = None
+            if self.layout == CAPTURE:
+                parts = path[: m.start() + (1 if path[m.start()] == "/" else 0)].rstrip("/").split("/")
+                if len(parts) >= 2:
+                    endpoint, variant = parts[-2], parts[-1]
+        if self.layout == CAPTURE and (endpoint is None or hour is None):
+            result.skipped.append(
+                (self._url(path), "not under {endpoint}/{variant}/yyyy/mm/dd/hh/; cannot tell its partition")
+            )
+            return None
+        root = self.root if self.root != "/" else ""
+        rel = path[len(root):].lstrip("/") if path.startswith(root + "/") else base
+        if self.layout == CAPTURE and endpoint and m:
+            # Make `rel` storage-independent: endpoint/variant/yyyy/mm/dd/hh/file.
+            rel = "/".join([endpoint, variant, *path[m.start():].lstrip("/").split("/")])
+        return CaptureFile(path=path, url=self._url(path), rel=rel, endpoint=endpoint, variant=variant,
+                           hour=hour, size=info.get("size"))
+
+    def _candidates(self, start: datetime | None, end: datetime | None, endpoints, variants):
+        root = self.root
+        if _GLOB_CHARS & set(root):
+            self.list_calls += 1
+            return list(self.fs.glob(root, detail=True).values())
+        if self.fs.isfile(root):
+            return [self.fs.info(root)]
+        if not self.fs.isdir(root):
+            raise ScanError(
+                f"{self._url(root)} does not exist or is not readable; check the URI "
+                "(and storage_options, e.g. {'anon': True} for public buckets)"
+            )
+        tail = root.split("/")
+        # Already inside the time folders (yyyy[/mm[/dd[/hh]]]): walk what is there.
+        if _is_time_tail(tail):
+            return list(self._find(root).values())
+        children = self._ls(root)
+        child_dirs = [c for c in children if c.get("type") == "directory"]
+        if self.layout == LABELS or _all_years(child_dirs):
+            # root is a variant folder (capture) or the labels prefix: yyyy/ below.
+            return self._hours_under(root, start, end) + [c for c in children if c.get("type") != "directory"]
+        # root holds endpoints, or is an endpoint holding variants: look one level down.
+        files = [c for c in children if c.get("type") != "directory"]
+        if not child_dirs:
+            return files
+        first = self._ls(child_dirs[0]["name"])
+        if _all_years([c for c in first if c.get("type") == "directory"]):
+            # root is an endpoint folder
+            if not _matches(_base(root), endpoints):
+                return files
+            variant_dirs = [c["name"] for c in child_dirs]
+        else:
+            variant_dirs = []
+            for e in child_dirs:
+                if not _matches(_base(e["name"]), endpoints):
+                    continue
+                listing = first if e is child_dirs[0] else self._ls(e["name"])
+                files += [c for c in listing if c.get("type") != "directory"]
+                variant_dirs += [c["name"] for c in listing if c.get("type") == "directory"]
+        out = list(files)
+        for v in variant_dirs:
+            if _matches(_base(v), variants):
+                out += self._hours_under(v, start, end)
+        return out
+
+    def _hours_under(self, vdir: str, start: datetime | None, end: datetime | None) -> list[dict]:
+        """Files in the hour folders of ``vdir`` within [start, end)."""
+        if start is None:
+            return list(self._find(vdir).values())  # no lower bound: walk it all
+        if end is None:
+            end = floor_hour(datetime.now(UTC)) + timedelta(days=1)
+        out: list[dict] = []
+        day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        first_hour = floor_hour(start)
+        while day < end:
+            next_day = day + timedelta(days=1)
+            lo, hi = max(day, first_hour), min(next_day, end)
+            hours = []
+            h = lo
+            while h < hi:
+                hours.append(h)
+                h += HOUR
+            if len(hours) > 6:  # cheaper to list the day once and filter
+                out += list(self._find(f"{vdir}/{day:%Y/%m/%d}").values())
+            else:
+                for h in hours:
+                    out += [c for c in self._ls(f"{vdir}/{h:%Y/%m/%d/%H}") if c.get("type") != "directory"]
+            day = next_day
+        return out
+
+
+def _base(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _all_years(dirs: list[dict]) -> bool:
+    return bool(dirs) and all(re.fullmatch(r"\d{4}", _base(d["name"])) for d in dirs)
+
+
+def _is_time_tail(parts: list[str]) -> bool:
+    """True when the path ends in yyyy, yyyy/mm, yyyy/mm/dd or yyyy/mm/dd/hh."""
+    widths = [4, 2, 2, 2]
+    for n in range(4, 0, -1):
+        if len(parts) >= n and all(
+            re.fullmatch(rf"\d{{{w}}}", p) for p, w in zip(parts[-n:], widths[:n])
+        ):
+            # for n == 1 the year must not be an endpoint named like a year: require a parent
+            return n > 1 or len(parts) > 3
+    return False
+
+
+def scan(uri: str, *, layout: str = CAPTURE, storage_options: dict | None = None, start: Any = None,
+         end: Any = None, endpoint: str | Iterable[str] | None = None,
+         variant: str | Iterable[str] | None = None) -> ScanResult:
+    """List the files of a capture tree (or a ground-truth tree with ``layout="labels"``).
+
+    ``start``/``end`` bound the UTC hours (``end`` exclusive); ``endpoint``/``variant`` take
+    names or shell-style patterns.
+    """
+    return Scanner(uri, layout=layout, storage_options=storage_options).scan(
+        start=start, end=end, endpoint=endpoint, variant=variant
+    )

@@ -1,0 +1,114 @@
+"""Arrow schemas of captureq's tables: the one place column names and types are defined.
+
+``captures``  one row per captured request (a line of a capture file)
+``inputs``    one row per record inside an input payload, keyed by (capture_id, record_index)
+``outputs``   one row per record inside an output payload, same key
+``labels``    one row per ground-truth record
+``quarantine`` one row per line or payload that could not be used, with the reason
+
+``inputs``/``outputs`` carry the key columns below plus the decoded feature/prediction columns,
+whose names depend on the payloads (``_c0``, ``_c1``, ... for CSV; flattened names for JSON).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+CAPTURES = pa.schema(
+    [
+        ("capture_id", pa.string()),
+        ("endpoint", pa.string()),
+        ("variant", pa.string()),
+        ("event_id", pa.string()),
+        ("inference_id", pa.string()),
+        ("inference_time", TIMESTAMP),
+        ("event_version", pa.string()),
+        ("input_observed_content_type", pa.string()),
+        ("input_encoding", pa.string()),
+        ("input_mode", pa.string()),
+        ("input_data", pa.string()),
+        ("output_observed_content_type", pa.string()),
+        ("output_encoding", pa.string()),
+        ("output_mode", pa.string()),
+        ("output_data", pa.string()),
+        ("source_file", pa.string()),
+        ("line_number", pa.int64()),
+    ]
+)
+
+# Key columns every inputs/outputs row starts with; payload columns follow.
+RECORD_KEYS = pa.schema(
+    [
+        ("capture_id", pa.string()),
+        ("record_index", pa.int32()),
+        ("endpoint", pa.string()),
+        ("variant", pa.string()),
+        ("event_id", pa.string()),
+        ("inference_id", pa.string()),
+        ("inference_time", TIMESTAMP),
+    ]
+)
+RECORD_KEY_NAMES = tuple(RECORD_KEYS.names)
+
+# Column holding a binary payload that is neither CSV nor JSON (images, npy, protobuf...).
+PAYLOAD_BYTES = "payload"
+
+LABELS = pa.schema(
+    [
+        ("label_id", pa.string()),
+        ("event_id", pa.string()),
+        ("record_index", pa.int32()),
+        ("ground_truth", pa.string()),
+        ("ground_truth_value", pa.float64()),
+        ("label_hour", TIMESTAMP),
+        ("encoding", pa.string()),
+        ("data", pa.string()),
+        ("event_version", pa.string()),
+        ("source_file", pa.string()),
+        ("line_number", pa.int64()),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        # 'line': the line did not become a capture/label row at all (it counts against lines read);
+        # 'input' / 'output' / 'label': the row exists, but its payload could not be decoded;
+        # 'align': input and output record counts differ for one capture.
+        ("stage", pa.string()),
+        ("source_file", pa.string()),
+        ("line_number", pa.int64()),
+        ("capture_id", pa.string()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+
+TABLES = ("captures", "inputs", "outputs", "labels", "quarantine")
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    """An empty table with ``schema``."""
+    return schema.empty_table()
+
+
+def duckdb_type(t: pa.DataType) -> str:
+    """DuckDB SQL type name for an Arrow type (used to declare empty views for the shell)."""
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "VARCHAR"
+    if pa.types.is_int64(t):
+        return "BIGINT"
+    if pa.types.is_int32(t):
+        return "INTEGER"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "BLOB"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return duckdb_type(t.value_type) + "[]"
+    raise TypeError(f"no DuckDB type for {t}")
