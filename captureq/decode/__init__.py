@@ -1,0 +1,345 @@
+"""Payload decoders: the ``data`` of captures and labels → one row per record.
+
+``decode_side(captures, "input")`` picks each payload's format from its ``encoding`` and
+``observedContentType`` (BASE64 payloads are base64-decoded first, then read as CSV/JSON when
+the content type says so), decodes each format in bulk and joins the capture keys back on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import schema
+from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables
+from .csv import decode_csv
+from .json import decode_json, decode_json_lines
+
+CSV_TYPES = ("text/csv", "text/x-csv", "application/csv")
+JSON_TYPES = ("application/json", "text/json")
+JSONLINES_TYPES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl", "application/x-ndjson")
+
+FORMATS = ("csv", "json", "jsonlines", "binary")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to read payloads whose shape captureq cannot guess.
+
+    ``input_names`` / ``output_names``: feature/prediction names for CSV columns (and JSON
+    vectors) instead of ``_c0``, ``_c1``, …; ``input_path`` / ``output_path``: dotted path to the
+    records inside a JSON document (e.g. ``"payload.rows"``). Each may also be a mapping from
+    endpoint name to the value for that endpoint.
+    """
+
+    input_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
+    output_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
+    input_path: str | Mapping[str, str] | None = None
+    output_path: str | Mapping[str, str] | None = None
+
+    def get(self, what: str, side: str, endpoint: str | None):
+        value = getattr(self, f"{side}_{what}")
+        if isinstance(value, Mapping):
+            return value.get(endpoint)
+        return value
+
+
+def classify(encoding: pa.Array, content_type: pa.Array) -> np.ndarray:
+    """Payload format per row: csv, json, jsonlines, binary, or None for an unknown encoding."""
+    df = pl.DataFrame({"enc": pl.from_arrow(encoding), "ct": pl.from_arrow(content_type)})
+    enc = pl.col("enc").str.strip_chars().str.to_uppercase()
+    media = pl.col("ct").fill_null("").str.split(";").list.first().str.strip_chars().str.to_lowercase()
+    is_jsonl = media.is_in(list(JSONLINES_TYPES))
+    from_media = (
+        pl.when(media.is_in(list(CSV_TYPES))).then(pl.lit("csv"))
+        .when(is_jsonl).then(pl.lit("jsonlines"))
+        .when(media.is_in(list(JSON_TYPES)) | media.str.ends_with("+json")).then(pl.lit("json"))
+        .otherwise(pl.lit("binary"))
+    )
+    fmt = (
+        pl.when(enc == "CSV").then(pl.lit("csv"))
+        .when(enc == "JSON").then(pl.when(is_jsonl).then(pl.lit("jsonlines")).otherwise(pl.lit("json")))
+        .when(enc == "BASE64").then(from_media)
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    return df.select(fmt.alias("f")).to_series().to_numpy()
+
+
+def base64_decode(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Decode base64 strings to bytes; returns (binary array, mask of invalid values)."""
+    s = pl.from_arrow(texts)
+    out = s.str.strip_chars().str.decode("base64", strict=False)
+    invalid = (out.is_null() & s.is_not_null()).to_numpy()
+    return out.to_arrow().cast(pa.binary()), invalid
+
+
+def to_text(data: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Bytes → UTF-8 strings; returns (strings, mask of values that were not valid UTF-8)."""
+    try:
+        return data.cast(pa.string()), np.zeros(len(data), dtype=bool)
+    except pa.ArrowInvalid:
+        values, bad = [], []
+        for b in data.to_pylist():  # error path only: find which values are not UTF-8
+            try:
+                values.append(None if b is None else b.decode("utf-8"))
+                bad.append(False)
+            except UnicodeDecodeError:
+                values.append(None)
+                bad.append(True)
+        return pa.array(values, pa.string()), np.array(bad, dtype=bool)
+
+
+@dataclass
+class SideResult:
+    """Records of one side (inputs or outputs) and the quarantine rows it produced."""
+
+    records: pa.Table
+    quarantine: pa.Table
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # records per capture row
+
+
+def _quarantine(stage: str, rows: np.ndarray, reasons: list[str], captures: pa.Table, raw: pa.Array) -> pa.Table:
+    idx = pa.array(rows, pa.int64())
+    return pa.table(
+        {
+            "stage": pa.array([stage] * len(rows), pa.string()),
+            "source_file": captures.column("source_file").take(idx),
+            "line_number": captures.column("line_number").take(idx),
+            "capture_id": captures.column("capture_id").take(idx),
+            "reason": pa.array(reasons, pa.string()),
+            "raw": raw.take(idx),
+        },
+        schema=schema.QUARANTINE,
+    )
+
+
+def _groups(keys: np.ndarray) -> list[np.ndarray]:
+    """Positions grouped by key, in order of first appearance."""
+    if len(keys) == 0:
+        return []
+    uniq, inverse = np.unique(keys.astype(str), return_inverse=True)
+    if len(uniq) == 1:
+        return [np.arange(len(keys))]
+    return [np.flatnonzero(inverse == g) for g in range(len(uniq))]
+
+
+def decode_side(captures: pa.Table, side: str, options: DecodeOptions | None = None,
+                input_counts: np.ndarray | None = None) -> SideResult:
+    """Decode the ``side`` ("input" or "output") payloads of ``captures`` into records.
+
+    ``input_counts`` (records per capture row, from decoding the inputs first) lets output
+    payloads be aligned with their inputs: a one-line output of N values answering N input rows
+    becomes N records. Returns records keyed by ``capture_id`` + ``record_index``.
+    """
+    options = options or DecodeOptions()
+    n = captures.num_rows
+    data = captures.column(f"{side}_data").combine_chunks()
+    encoding = captures.column(f"{side}_encoding").combine_chunks()
+    ctype = captures.column(f"{side}_observed_content_type").combine_chunks()
+    present = ~np.asarray(data.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    formats = classify(encoding, ctype)
+    endpoints = captures.column("endpoint").combine_chunks().to_numpy(zero_copy_only=False)
+    stage = side
+    failures: list[tuple[int, str]] = []
+    unknown = present & (formats == None)  # noqa: E711 - numpy object array comparison
+    for r in np.flatnonzero(unknown):
+        enc = encoding[int(r)].as_py()
+        failures.append((int(r), f"unknown encoding {enc!r}; expected CSV, JSON or BASE64"))
+    # Text of every payload: base64 ones decoded (bytes kept for binary formats).
+    is_b64 = present & ~unknown & (pc.utf8_upper(pc.fill_null(encoding, "")).to_numpy(zero_copy_only=False) == "BASE64")
+    text = data
+    binary = None
+    if is_b64.any():
+        b64_rows = np.flatnonzero(is_b64)
+        decoded, invalid = base64_decode(data.take(pa.array(b64_rows)))
+        for r in b64_rows[invalid]:
+            failures.append((int(r), "invalid base64 data"))
+        binary = decoded
+        textual = np.array([formats[r] != "binary" for r in b64_rows], dtype=bool) & ~invalid
+        as_text, not_utf8 = to_text(decoded.filter(pa.array(textual)))
+        for r in b64_rows[textual][not_utf8]:
+            failures.append((int(r), f"base64 payload declared {ctype[int(r)].as_py()!r} is not UTF-8 text"))
+        # scatter decoded text back into a full-length array
+        full_mask = np.zeros(n, dtype=bool)
+        target = b64_rows[textual][~not_utf8]
+        full_mask[target] = True
+        base = pc.if_else(pa.array(is_b64), pa.nulls(n, pa.string()), data)
+        if len(target):
+            scatter = np.full(n, -1)
+            scatter[target] = np.arange(len(target))
+            good_text = as_text.filter(pa.array(~not_utf8))
+            taken = good_text.take(pa.array(np.where(scatter >= 0, scatter, 0)))
+            text = pc.if_else(pa.array(full_mask), taken, base)
+        else:
+            text = base
+    bad_rows = {r for r, _ in failures}
+    parts: list[Decoded] = []
+    for fmt in ("csv", "json", "jsonlines", "binary"):
+        mask = present & (formats == fmt)
+        if bad_rows:
+            mask &= ~np.isin(np.arange(n), list(bad_rows))
+        rows_fmt = np.flatnonzero(mask)
+        if not len(rows_fmt):
+            continue
+        for group in _groups(endpoints[rows_fmt]):
+            rows = rows_fmt[group]
+            endpoint = endpoints[rows[0]]
+            names = options.get("names", side, endpoint)
+            if fmt == "binary":
+                pos = np.searchsorted(np.flatnonzero(is_b64), rows)
+                values = binary.take(pa.array(pos))
+                d = Decoded(pa.table({ROW: pa.array(np.arange(len(rows)), pa.int64()),
+                                      RECORD_INDEX: pa.array(np.zeros(len(rows), np.int32)),
+                                      schema.PAYLOAD_BYTES: values}))
+            else:
+                sub = text.take(pa.array(rows))
+                counts = None if input_counts is None else input_counts[rows]
+                if fmt == "csv":
+                    split = None
+                    if side == "output" and counts is not None:
+                        one_line = ~pc.match_substring(pc.utf8_trim(sub, "\r\n"), "\n").to_numpy(zero_copy_only=False)
+                        commas = pc.count_substring(sub, ",").to_numpy(zero_copy_only=False) + 1
+                        split = one_line & (counts > 1) & (commas == counts)
+                    d = decode_csv(sub, names, split_single_line=split)
+                elif fmt == "json":
+                    d = decode_json(sub, names, side=side, path=options.get("path", side, endpoint), input_counts=counts)
+                else:
+                    d = decode_json_lines(sub, names)
+            # map positions within the group back to capture rows
+            d.table = d.table.set_column(0, ROW, pa.array(rows, pa.int64()).take(d.table.column(ROW)))
+            d.failures = [(int(rows[i]), reason) for i, reason in d.failures]
+            parts.append(d)
+    decoded = concat(parts)
+    failures += decoded.failures
+    table = decoded.table
+    counts = np.bincount(table.column(ROW).to_numpy(), minlength=n) if table.num_rows else np.zeros(n, np.int64)
+    records = _attach_keys(table, captures)
+    failures.sort()
+    q = _quarantine(stage, np.array([r for r, _ in failures], dtype=np.int64), [m for _, m in failures], captures, data) \
+        if failures else schema.empty(schema.QUARANTINE)
+    return SideResult(records, q, counts)
+
+
+def _attach_keys(table: pa.Table, captures: pa.Table) -> pa.Table:
+    rows = table.column(ROW)
+    keys = {name: captures.column(name).take(rows) for name in schema.RECORD_KEY_NAMES if name != RECORD_INDEX}
+    out = {"capture_id": keys["capture_id"], RECORD_INDEX: table.column(RECORD_INDEX)}
+    for name in schema.RECORD_KEY_NAMES[2:]:
+        out[name] = keys[name]
+    for name in table.column_names:
+        if name not in (ROW, RECORD_INDEX) and name not in out:
+            out[name] = table.column(name)
+    return pa.table(out)
+
+
+def alignment_quarantine(captures: pa.Table, inputs: SideResult, outputs: SideResult) -> pa.Table:
+    """Quarantine rows ('align') for captures whose input and output record counts differ."""
+    has_in = ~np.asarray(captures.column("input_data").is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    has_out = ~np.asarray(captures.column("output_data").is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    n_in, n_out = inputs.counts, outputs.counts
+    ok_in = ~np.isin(np.arange(captures.num_rows), _rows(inputs.quarantine, captures))
+    ok_out = ~np.isin(np.arange(captures.num_rows), _rows(outputs.quarantine, captures))
+    bad = has_in & has_out & ok_in & ok_out & (n_in != n_out)
+    rows = np.flatnonzero(bad)
+    if not len(rows):
+        return schema.empty(schema.QUARANTINE)
+    reasons = [f"{n_in[r]} input records but {n_out[r]} output records; predictions are not aligned" for r in rows]
+    return _quarantine("align", rows, reasons, captures, captures.column("output_data").combine_chunks())
+
+
+def _rows(quarantine: pa.Table, captures: pa.Table) -> np.ndarray:
+    if not quarantine.num_rows:
+        return np.zeros(0, np.int64)
+    ids = set(quarantine.column("capture_id").to_pylist())
+    return np.flatnonzero(pc.is_in(captures.column("capture_id"), pa.array(list(ids))).to_numpy(zero_copy_only=False))
+
+
+def decode_labels(raw: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Raw label rows (from :func:`captureq.parse.parse_labels`) → ``labels`` table + quarantine.
+
+    The label text becomes ``ground_truth`` (one row per record when the data holds several
+    CSV lines or a JSON list) and ``ground_truth_value`` when it is a number.
+    """
+    n = raw.num_rows
+    if n == 0:
+        return schema.empty(schema.LABELS), schema.empty(schema.QUARANTINE)
+    as_captures = pa.table({
+        "input_data": raw.column("data"),
+        "input_encoding": raw.column("encoding"),
+        "input_observed_content_type": pc.if_else(
+            pc.equal(pc.utf8_upper(pc.fill_null(raw.column("encoding"), "")), "JSON"),
+            pa.scalar("application/json"), pa.scalar("text/csv")),
+        "endpoint": pa.nulls(n, pa.string()),
+        "capture_id": raw.column("label_id"),
+        "source_file": raw.column("source_file"),
+        "line_number": raw.column("line_number"),
+    })
+    for name in ("variant", "event_id", "inference_id"):
+        as_captures = as_captures.append_column(name, pa.nulls(n, pa.string()))
+    as_captures = as_captures.append_column("inference_time", pa.nulls(n, schema.TIMESTAMP))
+    # Labels are read whole per line: one value per CSV line; JSON scalars, lists of scalars, or
+    # objects with a label-like field.
+    side = decode_side(as_captures, "input", DecodeOptions())
+    rec = side.records
+    q = side.quarantine.set_column(0, "stage", pa.array(["label"] * side.quarantine.num_rows, pa.string()))
+    rows = pc.index_in(rec.column("capture_id"), raw.column("label_id"))
+    value_cols = [c for c in rec.column_names if c not in schema.RECORD_KEY_NAMES]
+    truth = _label_text(rec, value_cols)
+    labels = pa.table(
+        {
+            "label_id": rec.column("capture_id"),
+            "event_id": raw.column("event_id").take(rows),
+            "record_index": rec.column(RECORD_INDEX),
+            "ground_truth": truth,
+            "ground_truth_value": _to_float(truth),
+            "label_hour": raw.column("label_hour").take(rows),
+            "encoding": raw.column("encoding").take(rows),
+            "data": raw.column("data").take(rows),
+            "event_version": raw.column("event_version").take(rows),
+            "source_file": raw.column("source_file").take(rows),
+            "line_number": raw.column("line_number").take(rows),
+        },
+        schema=schema.LABELS,
+    )
+    return labels, q
+
+
+_LABEL_FIELDS = ("ground_truth", "groundTruth", "label", "target", "y", "value", "_c0")
+
+
+def _label_text(rec: pa.Table, value_cols: list[str]) -> pa.Array:
+    for name in _LABEL_FIELDS:
+        if name in value_cols:
+            col = rec.column(name).combine_chunks()
+            break
+    else:
+        col = rec.column(value_cols[0]).combine_chunks() if value_cols else pa.nulls(rec.num_rows, pa.string())
+    if pa.types.is_floating(col.type):
+        # 1.0 -> "1": labels are usually class ids; keep non-integral values as they are
+        ints = pc.equal(col, pc.round(col))
+        as_int = pc.cast(pc.cast(col, pa.int64(), safe=False), pa.string())
+        return pc.if_else(ints, as_int, pc.cast(col, pa.string()))
+    return pc.cast(col, pa.string())
+
+
+def _to_float(text: pa.Array) -> pa.Array:
+    return pl.from_arrow(text).cast(pl.Float64, strict=False).to_arrow()
+
+
+__all__ = [
+    "DecodeOptions",
+    "SideResult",
+    "alignment_quarantine",
+    "classify",
+    "decode_csv",
+    "decode_json",
+    "decode_json_lines",
+    "decode_labels",
+    "decode_side",
+    "concat_tables",
+]

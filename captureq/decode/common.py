@@ -1,0 +1,142 @@
+"""Shared pieces of the payload decoders: the result type, bisection on failure, type rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+ROW = "_row"  # index of the payload's row in the table being decoded
+RECORD_INDEX = "record_index"
+
+
+@dataclass
+class Decoded:
+    """Records decoded from a set of payloads, and the payloads that failed (row, reason)."""
+
+    table: pa.Table  # columns: _row (int64), record_index (int32), value columns...
+    failures: list[tuple[int, str]] = field(default_factory=list)
+
+    @staticmethod
+    def empty() -> Decoded:
+        return Decoded(pa.table({ROW: pa.array([], pa.int64()), RECORD_INDEX: pa.array([], pa.int32())}))
+
+
+def concat(parts: list[Decoded]) -> Decoded:
+    """Union the parts by column name (null where a part lacks a column), ordered by row."""
+    tables = [p.table for p in parts if p.table.num_rows]
+    failures = [f for p in parts for f in p.failures]
+    if not tables:
+        return Decoded(Decoded.empty().table, failures)
+    table = concat_tables(tables)
+    if len(tables) > 1:
+        order = pc.sort_indices(table, [(ROW, "ascending"), (RECORD_INDEX, "ascending")])
+        table = table.take(order)
+    return Decoded(table, failures)
+
+
+def concat_tables(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate, unioning columns by name; a column whose types disagree becomes a string."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    types: dict[str, set] = {}
+    for t in tables:
+        for f in t.schema:
+            types.setdefault(f.name, set()).add(f.type)
+    fixed = []
+    for t in tables:
+        for name, ts in types.items():
+            if len(ts) > 1 and name in t.column_names:
+                col = t.column(name)
+                try:
+                    col = col.cast(pa.string())
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    col = pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+                t = t.set_column(t.column_names.index(name), name, col)
+        fixed.append(t)
+    return pa.concat_tables(fixed, promote_options="permissive")
+
+
+def normalize_types(table: pa.Table) -> pa.Table:
+    """Make feature types stable across batches: integers and all-null columns become float64.
+
+    Stable types are what let Parquet exports of different batches be read as one dataset by
+    DuckDB, polars and Spark.
+    """
+    cols = []
+    changed = False
+    for f in table.schema:
+        col = table.column(f.name)
+        if f.name in (ROW, RECORD_INDEX):
+            cols.append(col)
+            continue
+        t = f.type
+        if pa.types.is_integer(t) or pa.types.is_null(t) or pa.types.is_decimal(t):
+            col = col.cast(pa.float64())
+            changed = True
+        elif (pa.types.is_list(t) or pa.types.is_large_list(t)) and (
+            pa.types.is_integer(t.value_type) or pa.types.is_null(t.value_type)
+        ):
+            col = col.cast(pa.list_(pa.float64()))
+            changed = True
+        cols.append(col)
+    return pa.table(cols, names=table.column_names) if changed else table
+
+
+def first_line(msg: object) -> str:
+    """The first line of an error message, without pyarrow's "in row N" suffix."""
+    text = str(msg).strip()
+    line = text.splitlines()[0] if text else type(msg).__name__
+    return re.sub(r"\s*in row \d+\s*$", "", line)
+
+
+def bisect(n: int, attempt: Callable[[np.ndarray], Decoded], describe: Callable[[Exception], str]) -> Decoded:
+    """Decode payloads ``0..n-1`` with ``attempt``; on failure split in halves until the bad
+    payloads are isolated. ``attempt`` receives positions and raises on bad input."""
+    parts: list[Decoded] = []
+    stack = [np.arange(n)]
+    while stack:
+        idx = stack.pop()
+        if not len(idx):
+            continue
+        try:
+            parts.append(attempt(idx))
+            continue
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as exc:
+            error = exc
+        if len(idx) == 1:
+            parts.append(Decoded(Decoded.empty().table, [(int(idx[0]), describe(error))]))
+            continue
+        mid = len(idx) // 2
+        stack.append(idx[mid:])
+        stack.append(idx[:mid])
+    return concat(parts)
+
+
+def repeat_index(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For per-payload record ``counts``: the payload position of each record and its index."""
+    counts = np.asarray(counts, dtype=np.int64)
+    parent = np.repeat(np.arange(len(counts)), counts)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    index = np.arange(int(counts.sum())) - np.repeat(offsets, counts)
+    return parent, index.astype(np.int32)
+
+
+def values_buffer(texts: pa.Array) -> pa.Buffer:
+    """The concatenated bytes of a string array, as a zero-copy slice of its data buffer."""
+    arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32 if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type) else np.int64)
+    start = offsets[arr.offset]
+    stop = offsets[arr.offset + len(arr)]
+    data = arr.buffers()[2]
+    if data is None:
+        return pa.py_buffer(b"")
+    return data.slice(int(start), int(stop - start))

@@ -1,0 +1,88 @@
+"""CSV payloads → typed feature columns ``_c0``, ``_c1``, … (Model Monitor's names).
+
+Every payload of a batch is appended to one buffer and parsed by pyarrow's CSV reader in one
+call; the number of records per payload comes from counting its newlines, and the reader's
+row count must agree, so a payload can never be silently shifted into its neighbour.
+
+>>> import pyarrow as pa
+>>> d = decode_csv(pa.array(["1,2.5\\n3,4\\n", "5,6"]))
+>>> d.table.select(["_row", "record_index", "_c0", "_c1"]).to_pylist()[1]
+{'_row': 0, 'record_index': 1, '_c0': 3.0, '_c1': 4.0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from .common import RECORD_INDEX, ROW, Decoded, bisect, first_line, normalize_types, repeat_index, values_buffer
+
+_CONVERT = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True, timestamp_parsers=[])
+
+
+def column_names(width: int, names: Sequence[str] | None) -> list[str]:
+    """``names`` for the first columns, ``_cN`` for any beyond them."""
+    names = list(names or [])
+    return [names[i] if i < len(names) else f"_c{i}" for i in range(width)]
+
+
+def _prepare(texts: pa.Array) -> pa.Array:
+    """Normalize line ends, drop blank lines, strip trailing newlines — vectorized."""
+    if pc.any(pc.match_substring(texts, "\r")).as_py():
+        texts = pc.replace_substring(texts, "\r\n", "\n")
+    texts = pc.utf8_trim(texts, "\n")
+    if pc.any(pc.match_substring(texts, "\n\n")).as_py():
+        texts = pc.replace_substring_regex(texts, "\n\n+", "\n")
+    return texts
+
+
+def _read(texts: pa.Array, names: Sequence[str] | None) -> Decoded:
+    counts = pc.add(pc.count_substring(texts, "\n"), 1).to_numpy(zero_copy_only=False)
+    empty = pc.equal(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
+    if empty.any():
+        raise ValueError("empty CSV payload")
+    data = values_buffer(pc.binary_join_element_wise(texts, pa.scalar("\n"), ""))
+    table = pcsv.read_csv(
+        pa.BufferReader(data),
+        read_options=pcsv.ReadOptions(autogenerate_column_names=True, block_size=max(1 << 22, data.size + 1)
+                                      if len(texts) == 1 else 1 << 22),
+        parse_options=pcsv.ParseOptions(newlines_in_values=False),
+        convert_options=_CONVERT,
+    )
+    if table.num_rows != counts.sum():
+        raise ValueError(f"CSV payload has {counts.sum()} lines but {table.num_rows} records (quoted newline?)")
+    table = table.rename_columns(column_names(table.num_columns, names))
+    parent, index = repeat_index(counts)
+    table = table.add_column(0, ROW, pa.array(parent, pa.int64()))
+    table = table.add_column(1, RECORD_INDEX, pa.array(index, pa.int32()))
+    return Decoded(normalize_types(table))
+
+
+def decode_csv(texts: pa.Array, names: Sequence[str] | None = None, *, split_single_line: np.ndarray | None = None) -> Decoded:
+    """Decode CSV payloads (one string each, any number of rows) into records.
+
+    ``_row`` is the payload's position in ``texts``. ``split_single_line`` marks payloads whose
+    one line holds one value per record (``"0.1,0.7,0.2"`` answering three input rows): their
+    commas are read as record separators. Payloads that do not parse are returned as failures.
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if len(texts) == 0:
+        return Decoded.empty()
+    texts = _prepare(texts)
+    if split_single_line is not None and split_single_line.any():
+        texts = pc.if_else(pa.array(split_single_line), pc.replace_substring(texts, ",", "\n"), texts)
+
+    def attempt(idx: np.ndarray) -> Decoded:
+        sub = texts if len(idx) == len(texts) else texts.take(pa.array(idx))
+        d = _read(sub, names)
+        if len(idx) != len(texts):
+            rows = pa.array(idx, pa.int64()).take(d.table.column(ROW))
+            d.table = d.table.set_column(0, ROW, rows)
+        return d
+
+    return bisect(len(texts), attempt, lambda e: f"CSV payload does not parse: {first_line(e)}")

@@ -1,0 +1,211 @@
+"""JSON and JSON Lines payloads → flattened record columns.
+
+All payloads of a batch are wrapped as ``{"v": <payload>}`` lines and parsed by pyarrow's JSON
+reader in one call; records are then cut out of the nested Arrow arrays with list/struct
+kernels, never by looping over payloads in Python.
+
+Which part of a document holds the records:
+
+- ``path`` given (e.g. ``"payload.rows"``): the value at that dotted path;
+- an object with a list under ``instances``, ``inputs``, ``predictions``, ``outputs``,
+  ``scores``, ``probabilities`` or ``data``: one record per element; under ``features``: the list
+  is ONE record's feature vector;
+- a bare list of lists or of objects: one record per element;
+- a bare list of scalars: one feature vector (inputs); for outputs, one prediction per element
+  when its length equals the number of input records (else one vector);
+- any other object or scalar: one record.
+
+A record that is an object becomes named columns (nested objects joined with ``.``); a list of
+scalars becomes ``_c0``, ``_c1``, …; a scalar becomes ``_c0``.
+
+>>> import pyarrow as pa
+>>> d = decode_json(pa.array(['{"instances": [[1, 2], [3, 4]]}', '{"instances": [[5, 6]]}']))
+>>> d.table.column("_c1").to_pylist()
+[2.0, 4.0, 6.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from .common import RECORD_INDEX, ROW, Decoded, bisect, concat, first_line, normalize_types, repeat_index, values_buffer
+
+CONTAINER_KEYS = ("instances", "inputs", "predictions", "outputs", "scores", "probabilities", "data")
+VECTOR_KEYS = ("features",)
+
+
+def _is_nested(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t)
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
+def _parse(texts: pa.Array) -> pa.Array:
+    """Parse each string of ``texts`` as one JSON document; returns the ``v`` array."""
+    if pc.any(pc.match_substring_regex(texts, "[\r\n]")).as_py():
+        texts = pc.replace_substring_regex(texts, "[\r\n]", " ")  # raw newlines only occur between tokens
+    wrapped = pc.binary_join_element_wise(pa.scalar('{"v":'), texts, pa.scalar("}\n"), "")
+    data = values_buffer(wrapped)
+    table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=max(1 << 22, _longest(wrapped) + 64)))
+    if table.num_rows != len(texts) or "v" not in table.column_names:
+        raise ValueError("payload is not a single JSON document")
+    v = table.column("v").combine_chunks()
+    if v.null_count:
+        raise ValueError("payload is JSON null")
+    return v
+
+
+def _longest(texts: pa.Array) -> int:
+    return int(pc.max(pc.binary_length(texts)).as_py() or 0)
+
+
+def _field_path(v: pa.Array, path: str) -> pa.Array:
+    for part in path.split("."):
+        if not pa.types.is_struct(v.type) or v.type.get_field_index(part) < 0:
+            raise ValueError(f"no field {part!r} on the path {path!r}")
+        v = v.field(part)
+    return v
+
+
+def _explode(v: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """List array → (parent position, index within list, flat values)."""
+    counts = pc.fill_null(pc.list_value_length(v), 0).to_numpy(zero_copy_only=False)
+    parent, index = repeat_index(counts)
+    return parent, index, pc.list_flatten(v)
+
+
+def _vector_columns(v: pa.Array) -> dict[str, pa.Array]:
+    """List-of-scalars array → ``_c0.._cN`` columns (null past a shorter list's end)."""
+    lengths = pc.fill_null(pc.list_value_length(v), 0).to_numpy(zero_copy_only=False)
+    width = int(lengths.max()) if len(lengths) else 0
+    flat = pc.list_flatten(v)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    cols = {}
+    for j in range(width):
+        idx = pa.array(starts + j, mask=lengths <= j)
+        cols[f"_c{j}"] = flat.take(idx)
+    return cols
+
+
+def _record_columns(values: pa.Array, names: Sequence[str] | None) -> dict[str, pa.Array]:
+    t = values.type
+    if pa.types.is_struct(t):
+        cols: dict[str, pa.Array] = {}
+        stack = [("", values)]
+        while stack:
+            prefix, arr = stack.pop(0)
+            for i, f in enumerate(arr.type):
+                child = arr.field(i)
+                name = f"{prefix}{f.name}"
+                if pa.types.is_struct(f.type) and f.type.num_fields:
+                    stack.append((name + ".", child))
+                else:
+                    cols[name] = child
+        return cols
+    if _is_list(t) and not _is_nested(t.value_type):
+        cols = _vector_columns(values)
+    else:
+        cols = {"_c0": values}
+    if names:
+        cols = {(names[i] if i < len(names) else k): c for i, (k, c) in enumerate(cols.items())}
+    return cols
+
+
+def _one_each(n: int, v: pa.Array) -> list[tuple[np.ndarray, np.ndarray, pa.Array]]:
+    return [(np.arange(n), np.zeros(n, np.int32), v)]
+
+
+def _records(v: pa.Array, *, side: str, path: str | None,
+             input_counts: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray, pa.Array]]:
+    """Cut records out of parsed documents: parts of (parent, record_index, record values)."""
+    n = len(v)
+    if path:
+        v = _field_path(v, path)
+        return [_explode(v)] if _is_list(v.type) else _one_each(n, v)
+    t = v.type
+    if pa.types.is_struct(t):
+        for key in CONTAINER_KEYS + VECTOR_KEYS:
+            idx = t.get_field_index(key)
+            if idx >= 0 and _is_list(t.field(idx).type):
+                inner = v.field(idx)
+                if inner.null_count:
+                    raise ValueError(f"some payloads lack the {key!r} list the others have")
+                if key in VECTOR_KEYS and not _is_nested(inner.type.value_type):
+                    return _one_each(n, inner)
+                return [_explode(inner)]
+        return _one_each(n, v)
+    if _is_list(t) and _is_nested(t.value_type):
+        return [_explode(v)]
+    if _is_list(t) and side == "output" and input_counts is not None:
+        # one prediction per input record when the lengths agree; otherwise one vector
+        lengths = pc.fill_null(pc.list_value_length(v), 0).to_numpy(zero_copy_only=False)
+        split = (lengths == input_counts) & (input_counts > 1)
+        if split.any():
+            parent, index, flat = _explode(v)
+            chosen = split[parent]
+            whole = np.flatnonzero(~split)
+            return [(parent[chosen], index[chosen], flat.filter(pa.array(chosen))),
+                    (whole, np.zeros(len(whole), np.int32), v.take(pa.array(whole)))]
+    return _one_each(n, v)
+
+
+def _build(parent: np.ndarray, index: np.ndarray, values: pa.Array, names) -> pa.Table:
+    cols = _record_columns(values, names)
+    table = pa.table({ROW: pa.array(parent, pa.int64()), RECORD_INDEX: pa.array(index, pa.int32()), **cols})
+    return normalize_types(table)
+
+
+def decode_json(texts: pa.Array, names: Sequence[str] | None = None, *, side: str = "input",
+                path: str | None = None, input_counts: np.ndarray | None = None) -> Decoded:
+    """Decode JSON payloads (one document each) into records; see the module doc for shapes."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if len(texts) == 0:
+        return Decoded.empty()
+
+    def attempt(idx: np.ndarray) -> Decoded:
+        whole = len(idx) == len(texts)
+        sub = texts if whole else texts.take(pa.array(idx))
+        counts = None if input_counts is None else input_counts[idx]
+        v = _parse(sub)
+        parts = _records(v, side=side, path=path, input_counts=counts)
+        d = concat([Decoded(_build(p, i, vals, names)) for p, i, vals in parts if len(p)])
+        if not whole:
+            d.table = d.table.set_column(0, ROW, pa.array(idx, pa.int64()).take(d.table.column(ROW)))
+        return d
+
+    return bisect(len(texts), attempt, lambda e: f"JSON payload does not parse: {first_line(e)}")
+
+
+def decode_json_lines(texts: pa.Array, names: Sequence[str] | None = None) -> Decoded:
+    """Decode JSON Lines payloads: each non-blank line is one record."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if len(texts) == 0:
+        return Decoded.empty()
+    lines = pc.split_pattern(pc.replace_substring(texts, "\r\n", "\n"), "\n")
+    parent, _, flat = _explode(lines)
+    keep = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(flat)), 0)
+    flat = flat.filter(keep)
+    parent = parent[keep.to_numpy(zero_copy_only=False)]
+    counts = np.bincount(parent, minlength=len(texts))
+    _, index = repeat_index(counts)
+    inner = decode_json(flat, names, side="input", path=None)
+    # each line is one record: collapse anything a line expanded into back to its line
+    table = inner.table
+    line_of = table.column(ROW).to_numpy()
+    table = table.set_column(0, ROW, pa.array(parent[line_of], pa.int64()))
+    table = table.set_column(1, RECORD_INDEX, pa.array(index[line_of], pa.int32()))
+    failures = [(int(parent[i]), reason) for i, reason in inner.failures]
+    if failures:
+        bad = {r for r, _ in failures}
+        mask = pa.array([r not in bad for r in table.column(ROW).to_pylist()])
+        table = table.filter(mask)
+    return Decoded(table, failures)

@@ -1,0 +1,100 @@
+"""The DuckDB views, defined in ``sql/*.sql`` and registered over captureq's tables.
+
+Each view reads a source relation named ``captureq_<table>``. In Python those are Arrow tables
+registered on a connection; in the ``duckdb`` shell they are views over a Parquet export, so the
+same SQL files serve both (a database file is never needed, which keeps the shell working with
+a ``duckdb`` CLI older than the library).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from . import schema
+
+VIEWS = ("captures", "inputs", "outputs", "labels", "quarantine", "predictions")
+SOURCE_PREFIX = "captureq_"
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier for DuckDB: ``a"b`` → ``"a""b"``."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """Quote a string literal: ``it's`` → ``'it''s'`` (only for paths in generated scripts)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _sql_dir():
+    packaged = resources.files("captureq") / "sql"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "sql"
+
+
+@cache
+def view_sql(name: str) -> str:
+    """The text of ``sql/<name>.sql``."""
+    return (_sql_dir() / f"{name}.sql").read_text()
+
+
+def output_columns_sql(columns: list[str]) -> str:
+    """The ``{output_columns}`` part of predictions.sql for the outputs' value columns."""
+    parts = [f"o.{quote_ident(c)} AS {quote_ident(output_alias(c))}" for c in columns]
+    return "".join(",\n        " + p for p in parts)
+
+
+def output_alias(column: str) -> str:
+    """``_c0`` → ``output_c0``, ``label`` → ``output_label``."""
+    return "output_" + re.sub(r"^_+", "", column)
+
+
+def value_columns(table_schema: pa.Schema) -> list[str]:
+    return [n for n in table_schema.names if n not in schema.RECORD_KEY_NAMES]
+
+
+def render_views(output_value_columns: list[str]) -> str:
+    """All view definitions, in dependency order, as one SQL script."""
+    out = []
+    for name in VIEWS:
+        text = view_sql(name)
+        if name == "predictions":
+            text = text.replace("{output_columns}", output_columns_sql(output_value_columns))
+        out.append(text.strip())
+    return "\n\n".join(out) + "\n"
+
+
+def register(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
+    """Register Arrow ``tables`` as ``captureq_<name>`` and create the views over them."""
+    con.execute("SET TimeZone = 'UTC'")
+    for name in schema.TABLES:
+        con.register(SOURCE_PREFIX + name, tables[name])
+    con.execute(render_views(value_columns(tables["outputs"].schema)))
+
+
+def parquet_sources_sql(root: str, schemas: dict[str, pa.Schema], present: dict[str, bool]) -> str:
+    """``captureq_<table>`` views over a Parquet export at ``root`` (local path)."""
+    lines = ["SET TimeZone = 'UTC';"]
+    for name in schema.TABLES:
+        src = SOURCE_PREFIX + name
+        table_schema = schemas[name]
+        if present.get(name):
+            glob = quote_literal(f"{root.rstrip('/')}/{name}/**/*.parquet")
+            cols = ", ".join(quote_ident(c) for c in table_schema.names)
+            lines.append(
+                f"CREATE OR REPLACE VIEW {src} AS SELECT {cols} FROM read_parquet({glob}, "
+                "hive_partitioning = true, union_by_name = true);"
+            )
+        else:
+            cols = ", ".join(
+                f"CAST(NULL AS {schema.duckdb_type(f.type)}) AS {quote_ident(f.name)}" for f in table_schema
+            )
+            lines.append(f"CREATE OR REPLACE VIEW {src} AS SELECT {cols} WHERE false;")
+    return "\n".join(lines) + "\n"
