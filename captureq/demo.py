@@ -1,0 +1,102 @@
+"""``make demo``: generate a realistic capture tree, then run captureq's main job on it.
+
+    python -m captureq.demo [DIR]
+
+Writes ``DIR/capture`` (three endpoints, two variants, 48 hours, CSV/JSON/BASE64 payloads) and
+``DIR/groundtruth``, then scans it, queries the joined predictions with ground truth, exports
+to Parquet (twice, to show the incremental run) and queries the export from the ``duckdb`` CLI.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+import captureq
+
+from .cli import _rich_table, duckdb_cli
+from .export import shell_sql
+from .generate import generate_tree
+
+console = Console()
+
+HOURLY = """
+select endpoint, variant, count(distinct capture_id) as requests, count(*) as records,
+       count(ground_truth) as labelled,
+       round(avg(coalesce(output_c0, output_score)), 4) as mean_score
+from predictions
+group by all
+order by all
+"""
+
+QUALITY = """
+-- churn model: predicted label at a 0.8 probability cut-off vs ground truth, per day
+select cast(inference_time as date) as day,
+       count(*) as labelled_records,
+       round(avg(((output_c0 >= 0.8)::int = ground_truth_value)::int), 4) as accuracy,
+       sum(((output_c0 >= 0.8) and ground_truth_value = 1)::int) as true_positives
+from predictions
+where endpoint = 'churn-xgb' and ground_truth is not null
+group by all order by all
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    base = Path(argv[0] if argv else "demo-data")
+    capture, labels, export_dir = base / "capture", base / "groundtruth", base / "parquet"
+    if base.exists():
+        shutil.rmtree(base)
+    console.rule("[bold]1. generate a sample capture tree")
+    t0 = time.perf_counter()
+    summary = generate_tree(str(capture), labels_out=str(labels), hours=48, requests_per_hour=60,
+                            drift_feature="_c3", drift_from_hour=30)
+    console.print(f"wrote {summary.captures:,} captures in {summary.files_written} files and "
+                  f"{summary.labels_written:,} ground-truth lines under {base}/ "
+                  f"({time.perf_counter() - t0:.1f}s)")
+
+    console.rule("[bold]2. scan")
+    t0 = time.perf_counter()
+    cq = captureq.open(str(capture), labels=str(labels))
+    tables = cq.load()
+    c = tables.counts
+    console.print(f"{c.files} files, {c.lines_read:,} lines = {c.rows:,} captures + {c.quarantined_lines} "
+                  f"quarantined; {c.input_records:,} input / {c.output_records:,} output records; "
+                  f"{tables.labels.num_rows:,} labels  ({time.perf_counter() - t0:.2f}s)")
+
+    console.rule("[bold]3. query: predictions joined with ground truth")
+    console.print(_rich_table(cq.sql(HOURLY).to_arrow(), title="traffic, labels and mean score"))
+    console.print(_rich_table(cq.sql(QUALITY).to_arrow(), title="churn-xgb quality at a 0.8 cut-off"))
+    sample = cq.sql("select endpoint, capture_id, record_index, _c0, _c1, output_c0, ground_truth "
+                    "from predictions where ground_truth is not null and endpoint = 'churn-xgb' "
+                    "order by inference_time limit 5").to_arrow()
+    console.print(_rich_table(sample, title="a few labelled churn predictions"))
+
+    console.rule("[bold]4. export to Parquet (incremental)")
+    first = cq.export(str(export_dir))
+    again = captureq.open(str(capture), labels=str(labels)).export(str(export_dir))
+    console.print(f"first run: {first.files_exported} files → {first.rows}")
+    console.print(f"second run: {again.files_exported} new files, {again.files_skipped} already exported")
+
+    console.rule("[bold]5. the duckdb shell over the export")
+    exe = duckdb_cli()
+    if exe:
+        init = base / "views.sql"
+        init.write_text(shell_sql(str(export_dir)))
+        q = "select endpoint, count(*) as records, count(ground_truth) as labelled from predictions group by 1 order by 1;"
+        out = subprocess.run([exe, "-init", str(init), "-c", q], capture_output=True, text=True)
+        console.print(out.stdout)
+        console.print(f"try it: [bold]{exe} -init {init}[/]   (or: captureq shell {capture} --labels {labels})")
+    else:
+        console.print("duckdb CLI not found (pip install duckdb-cli)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
