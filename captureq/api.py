@@ -236,14 +236,21 @@ class CaptureTree:
         con = self._cache.get("con")
         if con is None:
             con = self._cache["con"] = self.connect()
-        return Result(con.execute(query, params).fetch_arrow_table() if params is not None
-                      else con.sql(query).fetch_arrow_table())
+        if params is not None:
+            return Result(_to_arrow(con.execute(query, params)))
+        return Result(_to_arrow(con.sql(query)))
 
     def export(self, out: str, **kwargs):
         """Write every table to hive-partitioned Parquet under ``out`` (incremental)."""
         from .export import export
 
         return export(self, out, **kwargs)
+
+
+def _to_arrow(rel) -> pa.Table:
+    """Arrow result of a DuckDB relation/cursor across DuckDB versions (to_arrow_table is 1.4+)."""
+    fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
+    return fetch()
 
 
 def _records(parts: list[pa.Table]) -> pa.Table:

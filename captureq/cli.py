@@ -41,7 +41,7 @@ def _open(uri, labels=None, start=None, end=None, endpoint=None, variant=None) -
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
     raise typer.Exit(2)
 
 
