@@ -288,8 +288,8 @@ class GenerateSummary:
     repeated_event_id_count: int = 0
     drift_feature: str | None = None
     drift_start: datetime | None = None
-    files: list[str] = field(default_factory=list)
-    label_files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list, repr=False)
+    label_files: list[str] = field(default_factory=list, repr=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,7 +310,10 @@ def _uuid4(rng: np.random.Generator) -> str:
 
 
 class _Writer:
-    """Writes whole objects through fsspec, creating folders as needed (a no-op on S3)."""
+    """Writes whole objects through fsspec, creating folders as needed.
+
+    On object stores ``makedirs`` only checks the bucket (s3fs creates it if it is missing).
+    """
 
     def __init__(self, url: str, storage_options: dict | None, compress: bool):
         self.fs, path = url_to_fs(url, **(storage_options or {}))
@@ -624,9 +627,7 @@ def generate_tree(
         groups: dict[tuple[datetime, str], list[_Request]] = {}
         for r in reqs:
             groups.setdefault((r.hour, r.variant), []).append(r)
-        for (hour, variant), group in sorted(
-            groups.items(), key=lambda kv: (kv[0][0], names.index(spec.name), kv[0][1])
-        ):
+        for (hour, variant), group in sorted(groups.items()):
             for chunk in np.array_split(np.arange(len(group)), min(files_per_hour, len(group))):
                 part = [group[i] for i in chunk]
                 name = rec.object_name(part[0].time, _uuid4(names_rng), suffix=writer.suffix)
@@ -699,94 +700,61 @@ _BENCH_NUMERIC = (
     ("int", 1.6, 1.3),
 )
 _BENCH_GROUPS = (51, 3, 2, 2)
-_VOCAB_SIZE = 10_000  # ints 0..9999 and floats 0.0..999.9
+_VOCAB_SIZE = 10_000  # ints 0..9999 and one-decimal floats 0.0..999.9
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_DASH = ord("-")
+_ROW_END = b"\x00"  # never inside a row: marks where rows are split apart
 
 
-class _Tokens:
-    """A byte table of tokens (start, length) that rows of token ids are concatenated from."""
+class _Vocabulary:
+    """Number tokens, plain and with a trailing comma, that CSV rows are concatenated from.
+
+    Token ``i`` is the int ``i``; token ``_VOCAB_SIZE + k`` the float ``k / 10`` as ``repr``
+    writes it; add :attr:`comma` for the variant followed by ``,``. :attr:`row_end` and
+    :attr:`newline_row_end` end a row.
+    """
 
     def __init__(self) -> None:
-        self.chunks: list[np.ndarray] = []
-        self.starts: list[np.ndarray] = []
-        self.lens: list[np.ndarray] = []
-        self.size = 0  # bytes so far
-        self.count = 0  # tokens so far
+        plain = [str(i).encode() for i in range(_VOCAB_SIZE)]
+        plain += [repr(k / 10).encode() for k in range(_VOCAB_SIZE)]
+        tokens = plain + [t + b"," for t in plain] + [_ROW_END, b"\n" + _ROW_END]
+        self.comma = len(plain)
+        self.row_end = len(tokens) - 2
+        self.newline_row_end = len(tokens) - 1
+        self.lens = np.fromiter(map(len, tokens), dtype=np.int32, count=len(tokens))
+        self.starts = (np.cumsum(self.lens) - self.lens).astype(np.int32)
+        self.table = np.frombuffer(b"".join(tokens), dtype=np.uint8)
 
-    def add_strings(self, items: Sequence[bytes]) -> int:
-        """Append variable-length tokens; returns the id of the first."""
-        lens = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
-        return self._add(np.frombuffer(b"".join(items), dtype=np.uint8), lens)
-
-    def add_fixed(self, matrix: np.ndarray) -> int:
-        """Append one fixed-width token per row of a ``(n, width)`` uint8 matrix."""
-        n, width = matrix.shape
-        return self._add(np.ascontiguousarray(matrix).ravel(), np.full(n, width, dtype=np.int64))
-
-    def _add(self, data: np.ndarray, lens: np.ndarray) -> int:
-        first = self.count
-        self.chunks.append(data)
-        self.starts.append(self.size + np.cumsum(lens) - lens)
-        self.lens.append(lens)
-        self.size += int(lens.sum())
-        self.count += len(lens)
-        return first
-
-    def copy(self) -> _Tokens:
-        """A table that shares this one's tokens and can grow on its own."""
-        other = _Tokens()
-        other.chunks, other.starts, other.lens = (
-            list(self.chunks),
-            list(self.starts),
-            list(self.lens),
-        )
-        other.size, other.count = self.size, self.count
-        return other
-
-    def join(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Concatenate the tokens of each row of ``ids``: (bytes, length of each row)."""
-        table = np.concatenate(self.chunks)
-        starts, lens = np.concatenate(self.starts), np.concatenate(self.lens)
-        flat = ids.ravel()
-        token_lens = lens[flat]
-        out_pos = np.cumsum(token_lens) - token_lens
-        src = np.repeat(starts[flat] - out_pos, token_lens)
-        src += np.arange(src.size, dtype=np.int64)
-        return table[src], token_lens.reshape(ids.shape).sum(axis=1)
+    def rows(self, ids: np.ndarray, block: int = 32_768) -> list[bytes]:
+        """Concatenate the tokens of each row of ``ids`` (each row must end with a row end)."""
+        out: list[bytes] = []
+        for first in range(0, len(ids), block):  # bounded memory: ~4 bytes per output byte
+            flat = ids[first : first + block].ravel()
+            token_lens = self.lens[flat]
+            dtype = np.int32 if int(token_lens.sum(dtype=np.int64)) < 2**31 else np.int64
+            out_pos = np.cumsum(token_lens, dtype=dtype) - token_lens
+            src = np.repeat(self.starts[flat].astype(dtype) - out_pos, token_lens)
+            src += np.arange(src.size, dtype=src.dtype)
+            out += self.table[src].tobytes().split(_ROW_END)[:-1]
+        return out
 
 
-def _vocab() -> list[bytes]:
-    ints = [str(i) for i in range(_VOCAB_SIZE)]
-    floats = [repr(k / 10) for k in range(_VOCAB_SIZE)]
-    return [s.encode() for s in ints + floats]
+_VOCAB: list[_Vocabulary] = []
 
 
-_VOCAB_CACHE: list[bytes] = []
-
-
-def _bench_base_tokens(consts: list[str]) -> tuple[_Tokens, int, int, list[int]]:
-    """Token table with the vocabulary (plain, then with a trailing comma) and the constants."""
-    if not _VOCAB_CACHE:
-        _VOCAB_CACHE.extend(_vocab())
-    tokens = _Tokens()
-    plain = tokens.add_strings(_VOCAB_CACHE)
-    comma = tokens.add_strings([v + b"," for v in _VOCAB_CACHE])
-    const_ids = [tokens.add_strings([c.encode()]) for c in consts]
-    return tokens, plain, comma, const_ids
+def _vocabulary() -> _Vocabulary:
+    if not _VOCAB:
+        _VOCAB.append(_Vocabulary())
+    return _VOCAB[0]
 
 
 def _bench_columns(features: int) -> tuple[list[tuple[str, float, float]], list[int]]:
     numeric = list(_BENCH_NUMERIC[: min(features, len(_BENCH_NUMERIC))])
     rest = features - len(numeric)
     groups: list[int] = []
-    for g in _BENCH_GROUPS:
+    for g in (*_BENCH_GROUPS, *[2] * rest):
         if rest <= 0:
             break
         groups.append(min(g, rest))
-        rest -= groups[-1]
-    while rest > 0:
-        groups.append(min(2, rest))
         rest -= groups[-1]
     return numeric, groups
 
@@ -799,26 +767,26 @@ def _bench_rows(
     weights: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vocabulary ids (n, features) and model scores for ``n`` churn-like rows."""
-    ids = np.empty((n, len(numeric) + sum(groups)), dtype=np.int64)
+    ids = np.empty((n, len(numeric) + sum(groups)), dtype=np.int32)
     z = np.empty((n, len(numeric)))
     normals = rng.standard_normal((n, len(numeric)))
     for j, (kind, mean, std) in enumerate(numeric):
         x = mean + std * normals[:, j]
         if kind == "int":
-            v = np.clip(np.rint(x), 0, _VOCAB_SIZE - 1).astype(np.int64)
+            v = np.clip(np.rint(x), 0, _VOCAB_SIZE - 1).astype(np.int32)
             ids[:, j] = v
             z[:, j] = (v - mean) / std
         else:
-            k = np.clip(np.rint(x * 10), 0, _VOCAB_SIZE - 1).astype(np.int64)
+            k = np.clip(np.rint(x * 10), 0, _VOCAB_SIZE - 1).astype(np.int32)
             ids[:, j] = _VOCAB_SIZE + k
             z[:, j] = (k / 10 - mean) / std
     col = len(numeric)
     onehot_signal = np.zeros(n)
     for g in groups:
         if g == 1:  # a lone 0/1 flag
-            block = rng.integers(0, 2, (n, 1))
+            block = rng.integers(0, 2, (n, 1), dtype=np.int32)
         else:  # one-hot: exactly one 1 per row
-            block = np.zeros((n, g), dtype=np.int64)
+            block = np.zeros((n, g), dtype=np.int32)
             block[np.arange(n), rng.integers(0, g, n)] = 1
         ids[:, col : col + g] = block
         onehot_signal += 0.3 * (block[:, 0] - (block[:, -1] if g > 1 else 0))
@@ -827,28 +795,25 @@ def _bench_rows(
     return ids, _sigmoid(logit)
 
 
-def _uuid_matrix(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` random version-4 UUIDs as a (n, 36) matrix of ASCII bytes."""
+def _uuids(rng: np.random.Generator, n: int) -> list[bytes]:
+    """``n`` random version-4 UUIDs (``str(uuid.UUID(...))`` form) as ASCII bytes."""
     b = rng.integers(0, 256, (n, 16), dtype=np.uint8)
     b[:, 6] = (b[:, 6] & 0x0F) | 0x40
     b[:, 8] = (b[:, 8] & 0x3F) | 0x80
     hexes = np.empty((n, 32), dtype=np.uint8)
     hexes[:, 0::2] = _HEX[b >> 4]
     hexes[:, 1::2] = _HEX[b & 0x0F]
-    out = np.full((n, 36), _DASH, dtype=np.uint8)
+    out = np.full((n, 36), ord("-"), dtype=np.uint8)
     for src, dst, width in ((0, 0, 8), (8, 9, 4), (12, 14, 4), (16, 19, 4), (20, 24, 12)):
         out[:, dst : dst + width] = hexes[:, src : src + width]
-    return out
+    return out.view("S36").ravel().tolist()
 
 
-def _time_matrix(hour: datetime, ms: np.ndarray) -> np.ndarray:
-    """Inference times (hour + ms, to the second) as a (n, 20) matrix of ``...THH:MM:SSZ``."""
-    base = np.datetime64(hour.replace(tzinfo=None), "s")
-    text = np.datetime_as_string(base + (ms // 1000).astype("timedelta64[s]"), unit="s")
-    out = np.empty((len(ms), 20), dtype=np.uint8)
-    out[:, :19] = text.astype("S19").view(np.uint8).reshape(-1, 19)
-    out[:, 19] = ord("Z")
-    return out
+def _floats(values: np.ndarray) -> list[bytes]:
+    """``repr`` of each float, as bytes (one C call for the lot, not one per value)."""
+    if values.size == 0:
+        return []
+    return repr(values.tolist())[1:-1].encode().split(b", ")
 
 
 _PLACEHOLDERS = ("@@DATA@@", "@@SCORE@@", "@@EVENT@@", "@@TIME@@")
@@ -856,7 +821,7 @@ _TEMPLATE_TIME = datetime(1999, 9, 9, 9, 9, 9, tzinfo=UTC)
 
 
 def _bench_template(encoding: str) -> list[str]:
-    """The constant pieces of a benchmark line, taken from the reference writer's output."""
+    """The constant pieces of a benchmark line, cut out of the reference writer's output."""
     if encoding == rec.CSV:
         inp = rec.encode_payload("@@DATA@@\n", "text/csv", mode="INPUT")
     elif encoding == rec.JSON:
@@ -865,15 +830,10 @@ def _bench_template(encoding: str) -> list[str]:
         inp = rec.encode_payload("x", "text/csv", csv_types=(), mode="INPUT")
         inp["data"] = "@@DATA@@"
     out = rec.encode_payload("@@SCORE@@", "text/csv; charset=utf-8", mode="OUTPUT")
-    line = (
-        rec.dumps(
-            rec.capture_record(
-                input=inp, output=out, event_id="@@EVENT@@", inference_time=_TEMPLATE_TIME
-            )
-        )
-        + "\n"
+    record = rec.capture_record(
+        input=inp, output=out, event_id="@@EVENT@@", inference_time=_TEMPLATE_TIME
     )
-    line = line.replace(rec.format_time(_TEMPLATE_TIME), "@@TIME@@")
+    line = rec.dumps(record).replace(rec.format_time(_TEMPLATE_TIME), "@@TIME@@") + "\n"
     pieces = []
     for ph in _PLACEHOLDERS:
         head, line = line.split(ph)
@@ -905,7 +865,7 @@ def generate_benchmark_tree(
     ``"JSON"`` (``{"features": [...]}`` as application/json) or ``"BASE64"`` (the same CSV text,
     base64-encoded, ``observedContentType`` text/csv). The feature values, times and ids do not
     depend on ``encoding``, only on ``seed``. Lines are byte-identical to what
-    :mod:`captureq.records` writes.
+    :mod:`captureq.records` writes; rows are assembled from number tokens with numpy.
 
     >>> import tempfile
     >>> s = generate_benchmark_tree(tempfile.mkdtemp(), records=1000, hours=2, files_per_hour=3)
@@ -927,15 +887,23 @@ def generate_benchmark_tree(
     weights = np.random.default_rng(20220214).normal(0.0, 1.0, len(numeric))
     weights /= np.sqrt((weights**2).sum())
 
-    consts = _bench_template(encoding)
-    base, plain, comma, const_ids = _bench_base_tokens(consts)
-    newline = base.add_strings([b"\n"]) if encoding == _BASE64 else None
+    vocab = _vocabulary()
+    before_data, before_score, before_event, before_time, line_end = (
+        p.encode() for p in _bench_template(encoding)
+    )
+    # "MM:SSZ" + the line's end, for every second of an hour; the hour's prefix ends before_time.
+    clock = [
+        rec.format_time(_TEMPLATE_TIME.replace(minute=0, second=0) + timedelta(seconds=s))[14:]
+        for s in range(3600)
+    ]
+    clock_end = [c.encode() + line_end for c in clock]
+    row_end = vocab.newline_row_end if encoding == _BASE64 else vocab.row_end
     rng = np.random.default_rng(seed)
-    slots = endpoints * hours
-    per_slot, extra = divmod(n_records, slots)
-    first_time = last_time = None
+    per_slot, extra = divmod(n_records, endpoints * hours)
+    times: list[datetime] = []
     for h in range(hours):
         hour = start + timedelta(hours=h)
+        hour_time = before_time + rec.format_time(hour)[:14].encode()
         for e in range(endpoints):
             name = f"bench-{e}"
             es = summary.endpoints.setdefault(name, EndpointSummary(variants={"AllTraffic": 0}))
@@ -944,57 +912,29 @@ def generate_benchmark_tree(
                 continue
             ms = np.sort(rng.integers(0, _HOUR_MS, n))
             ids, scores = _bench_rows(rng, n, numeric, groups, weights)
-            events = _uuid_matrix(rng, n)
+            events = _uuids(rng, n)
             n_files = min(files_per_hour, n)
-            file_uids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n_files)]
+            file_uids = [_uuid4(rng) for _ in range(n_files)]
 
-            tokens = base.copy()
-            feature_ids = ids.copy()
-            feature_ids[:, :-1] += comma
-            feature_ids[:, -1] += plain
+            ids[:, :-1] += vocab.comma
+            rows = vocab.rows(np.concatenate([ids, np.full((n, 1), row_end, np.int32)], axis=1))
             if encoding == _BASE64:
-                row_ids = np.concatenate([feature_ids, np.full((n, 1), newline)], axis=1)
-                text, lens = tokens.join(row_ids)
-                ends = np.cumsum(lens)
-                view = memoryview(text.tobytes())
-                b64 = [
-                    base64.b64encode(view[a:b])
-                    for a, b in zip((ends - lens).tolist(), ends.tolist(), strict=True)
-                ]
-                data_cols = (tokens.add_strings(b64) + np.arange(n))[:, None]
-            else:
-                data_cols = feature_ids
-            score_col = tokens.add_strings([repr(s).encode() for s in scores.tolist()]) + np.arange(
-                n
-            )
-            event_col = tokens.add_fixed(events) + np.arange(n)
-            time_col = tokens.add_fixed(_time_matrix(hour, ms)) + np.arange(n)
-            c = [np.full((n, 1), i) for i in const_ids]
-            line_ids = np.concatenate(
-                [
-                    c[0],
-                    data_cols,
-                    c[1],
-                    score_col[:, None],
-                    c[2],
-                    event_col[:, None],
-                    c[3],
-                    time_col[:, None],
-                    c[4],
-                ],
-                axis=1,
-            )
-            data, line_lens = tokens.join(line_ids)
-            blob = data.tobytes()
+                rows = [base64.b64encode(r) for r in rows]
+            parts: list[bytes] = [before_data] * (8 * n)
+            parts[1::8] = rows
+            parts[2::8] = [before_score] * n
+            parts[3::8] = _floats(scores)
+            parts[4::8] = [before_event] * n
+            parts[5::8] = events
+            parts[6::8] = [hour_time] * n
+            parts[7::8] = [clock_end[s] for s in (ms // 1000).tolist()]
 
-            ends = np.cumsum(line_lens)
             for k, chunk in enumerate(np.array_split(np.arange(n), n_files)):
-                a = int(ends[chunk[0]] - line_lens[chunk[0]])
-                b = int(ends[chunk[-1]])
-                when = hour + timedelta(milliseconds=int(ms[chunk[0]]))
-                fname = f"{when:%M-%S}-{when.microsecond // 1000:03d}-{file_uids[k]}{writer.suffix}"
-                path = f"{writer.root}/{name}/AllTraffic/{hour:%Y/%m/%d/%H}/{fname}"
-                writer.write(path, blob[a:b])
+                a, b = int(chunk[0]), int(chunk[-1]) + 1
+                when = hour + timedelta(milliseconds=int(ms[a]))
+                fname = rec.object_name(when, file_uids[k], suffix=writer.suffix)
+                path = rec.capture_path(writer.root, name, "AllTraffic", hour, name=fname)
+                writer.write(path, b"".join(parts[8 * a : 8 * b]))
                 summary.files.append(path)
                 es.files += 1
             es.captures += n
@@ -1002,13 +942,11 @@ def generate_benchmark_tree(
             es.output_records += n
             es.variants["AllTraffic"] += n
             summary.captures_per_hour[hour] = summary.captures_per_hour.get(hour, 0) + n
-            t0 = hour + timedelta(seconds=int(ms[0] // 1000))
-            t1 = hour + timedelta(seconds=int(ms[-1] // 1000))
-            first_time = t0 if first_time is None or t0 < first_time else first_time
-            last_time = t1 if last_time is None or t1 > last_time else last_time
+            times += [hour + timedelta(seconds=int(ms[i] // 1000)) for i in (0, -1)]
     summary.captures = summary.input_records = summary.output_records = n_records
     summary.files_written = len(summary.files)
-    summary.first_inference_time, summary.last_inference_time = first_time, last_time
+    if times:
+        summary.first_inference_time, summary.last_inference_time = min(times), max(times)
     return summary
 
 
