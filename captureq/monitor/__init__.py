@@ -1,0 +1,21 @@
+"""Monitoring analytics: Model Monitor–compatible baselines and violations, drift, model quality."""
+
+from __future__ import annotations
+
+from .baseline import Baseline, baseline, constraints, load_data, statistics
+from .check import CHECK_TYPES, MonitorResult, check, monitor
+
+__all__ = [
+    "CHECK_TYPES",
+    "Baseline",
+    "MonitorResult",
+    "baseline",
+    "check",
+    "constraints",
+    "load_data",
+    "monitor",
+    "statistics",
+]
+from .quality import QualityResult, model_quality
+
+__all__ += ["QualityResult", "model_quality"]

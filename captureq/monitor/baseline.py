@@ -1,0 +1,487 @@
+"""Model Monitor–compatible ``statistics.json`` and ``constraints.json`` from a dataset.
+
+The files follow the schema SageMaker Model Monitor's data-quality baselining job writes
+(``version``, ``dataset.item_count``, ``features[]`` with ``inferred_type`` and
+``numerical_statistics``/``string_statistics``; constraints with ``completeness``,
+``num_constraints.is_non_negative``, ``string_constraints.domains`` and ``monitoring_config``),
+so existing tooling can read them. Statistics are computed column by column with numpy and
+pyarrow compute, never record by record.
+
+>>> import pyarrow as pa
+>>> stats = statistics(pa.table({"_c0": [1.0, 2.0, 3.0], "_c1": ["a", "b", "a"]}))
+>>> [(f["name"], f["inferred_type"]) for f in stats["features"]]
+[('_c0', 'Integral'), ('_c1', 'String')]
+>>> constraints(stats)["features"][0]["num_constraints"]
+{'is_non_negative': True}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import schema
+from ..errors import ConfigError
+
+INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unknown"
+KLL_C, KLL_K = 0.64, 2048  # the sketch parameters Model Monitor's files carry
+HISTOGRAM_BUCKETS = 10  # "we materialize the distribution in 10 buckets"
+TOP_VALUES = 100  # categorical buckets kept in string_statistics
+DOMAIN_MAX_DISTINCT = 20  # string_constraints.domains only for small cardinality
+
+DEFAULT_MONITORING_CONFIG: dict[str, Any] = {
+    "evaluate_constraints": "Enabled",
+    "emit_metrics": "Enabled",
+    "datatype_check_threshold": 0.1,
+    "domain_content_threshold": 0.1,
+    "distribution_constraints": {
+        "perform_comparison": "Enabled",
+        "comparison_threshold": 0.1,
+        "comparison_method": "Robust",
+        "categorical_comparison_threshold": 0.1,
+        "categorical_drift_method": "LInfinity",
+    },
+}
+
+_INT_RE = r"^\s*[+-]?\d+\s*$"
+_NUM_RE = r"^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|infinity|nan)\s*$"
+
+
+# ---------------------------------------------------------------------------------------------
+# Column typing
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Column:
+    """One feature column, split the way Model Monitor types values.
+
+    ``values`` are the numeric values (float64, present ones only) when the column is numeric,
+    ``strings`` the present values as text otherwise; ``kinds`` counts present values that are
+    Integral / Fractional / String.
+    """
+
+    name: str
+    count: int
+    present: int
+    kinds: dict[str, int]
+    values: np.ndarray | None = None
+    strings: pa.Array | None = None
+
+    @property
+    def inferred_type(self) -> str:
+        if self.present == 0:
+            return UNKNOWN
+        if self.kinds[STRING]:
+            return STRING
+        return FRACTIONAL if self.kinds[FRACTIONAL] else INTEGRAL
+
+    def match_ratio(self, expected: str) -> float:
+        """Share of present values that satisfy ``expected`` (Integral ⊂ Fractional ⊂ String)."""
+        if self.present == 0:
+            return 1.0
+        ok = {
+            INTEGRAL: self.kinds[INTEGRAL],
+            FRACTIONAL: self.kinds[INTEGRAL] + self.kinds[FRACTIONAL],
+            STRING: self.present,
+            UNKNOWN: self.present,
+        }[expected]
+        return ok / self.present
+
+
+def column(name: str, arr: pa.ChunkedArray | pa.Array) -> Column:
+    """Type one column: numbers by value (whole → Integral), text by what it parses as."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    n = len(arr)
+    t = arr.type
+    if pa.types.is_boolean(t):
+        arr, t = pc.cast(arr, pa.int8()), pa.int8()
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        v = (
+            arr.to_numpy(zero_copy_only=False).astype("float64")
+            if arr.null_count == 0
+            else pc.cast(arr.drop_null(), pa.float64()).to_numpy()
+        )
+        v = v[~np.isnan(v)]
+        whole = int(np.count_nonzero(np.isfinite(v) & (v == np.trunc(v))))
+        return Column(
+            name, n, len(v), {INTEGRAL: whole, FRACTIONAL: len(v) - whole, STRING: 0}, values=v
+        )
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        s = pc.cast(arr, pa.string()).drop_null()
+        s = s.filter(pc.not_equal(pc.utf8_trim_whitespace(s), ""))
+        is_int = pc.match_substring_regex(s, _INT_RE)
+        is_num = pc.match_substring_regex(pc.utf8_lower(s), _NUM_RE)
+        n_int = pc.sum(is_int).as_py() or 0
+        n_num = pc.sum(is_num).as_py() or 0
+        kinds = {INTEGRAL: n_int, FRACTIONAL: n_num - n_int, STRING: len(s) - n_num}
+        col = Column(name, n, len(s), kinds, strings=s)
+        if kinds[STRING] == 0 and len(s):
+            col.values = pc.cast(pc.utf8_trim_whitespace(s), pa.float64()).to_numpy()
+        return col
+    # anything else (lists, structs, timestamps): present values are opaque strings
+    present = n - arr.null_count
+    s = pc.cast(arr.drop_null(), pa.string()) if pa.types.is_timestamp(t) else None
+    return Column(name, n, present, {INTEGRAL: 0, FRACTIONAL: 0, STRING: present}, strings=s)
+
+
+def feature_columns(table: pa.Table) -> list[str]:
+    """The feature columns of a table: everything except captureq's record keys."""
+    return [
+        c for c in table.column_names if c not in schema.RECORD_KEY_NAMES and not c.startswith("__")
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics.json
+# ---------------------------------------------------------------------------------------------
+def _num(x: float) -> float:
+    x = float(x)
+    return x if math.isfinite(x) else 0.0
+
+
+def kll_sketch(sorted_values: np.ndarray, k: int = KLL_K) -> list[list[float]]:
+    """A deterministic quantile summary in KLL's layout: ``data[level]`` items weigh ``2**level``.
+
+    Up to ``k`` values are kept exactly (level 0); more are compacted to every ``2**L``-th
+    value at the single level ``L`` that leaves at most ``k`` items.
+    """
+    n = len(sorted_values)
+    if n <= k:
+        return [sorted_values.tolist()]
+    level = math.ceil(math.log2(n / k))
+    stride = 2**level
+    items = sorted_values[stride // 2 :: stride]
+    return [[] for _ in range(level)] + [items.tolist()]
+
+
+def sketch_sample(feature_stats: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The (sorted values, weights) a statistics.json feature's KLL sketch stands for."""
+    kll = feature_stats.get("numerical_statistics", {}).get("distribution", {}).get("kll", {})
+    data = kll.get("sketch", {}).get("data") or []
+    vals, weights = [], []
+    for level, items in enumerate(data):
+        if items:
+            vals.append(np.asarray(items, dtype="float64"))
+            weights.append(np.full(len(items), float(2**level)))
+    if not vals:  # no sketch: fall back on the histogram's bucket midpoints
+        buckets = kll.get("buckets") or []
+        return (
+            np.array([(b["lower_bound"] + b["upper_bound"]) / 2 for b in buckets], dtype="float64"),
+            np.array([b["count"] for b in buckets], dtype="float64"),
+        )
+    v, w = np.concatenate(vals), np.concatenate(weights)
+    order = np.argsort(v, kind="stable")
+    return v[order], w[order]
+
+
+def histogram(
+    values: np.ndarray, lo: float, hi: float, buckets: int = HISTOGRAM_BUCKETS
+) -> list[dict]:
+    """Equal-width buckets between min and max with exact counts (the ``kll.buckets`` list)."""
+    if len(values) == 0:
+        return []
+    if hi <= lo:
+        return [{"lower_bound": _num(lo), "upper_bound": _num(hi), "count": float(len(values))}]
+    edges = np.linspace(lo, hi, buckets + 1)
+    idx = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, buckets - 1)
+    counts = np.bincount(idx, minlength=buckets)
+    return [
+        {
+            "lower_bound": _num(edges[i]),
+            "upper_bound": _num(edges[i + 1]),
+            "count": float(counts[i]),
+        }
+        for i in range(buckets)
+    ]
+
+
+def feature_statistics(col: Column) -> dict:
+    """One ``features[]`` entry of statistics.json."""
+    common = {"num_present": col.present, "num_missing": col.count - col.present}
+    inferred = col.inferred_type
+    out: dict[str, Any] = {"name": col.name, "inferred_type": inferred}
+    if inferred in (INTEGRAL, FRACTIONAL):
+        v = np.sort(col.values[np.isfinite(col.values)]) if col.values is not None else np.empty(0)
+        lo, hi = (float(v[0]), float(v[-1])) if len(v) else (0.0, 0.0)
+        out["numerical_statistics"] = {
+            "common": common,
+            "mean": _num(v.mean()) if len(v) else 0.0,
+            "sum": _num(v.sum()),
+            "std_dev": _num(v.std()) if len(v) else 0.0,
+            "min": lo,
+            "max": hi,
+            "distribution": {
+                "kll": {
+                    "buckets": histogram(v, lo, hi),
+                    "sketch": {
+                        "parameters": {"c": KLL_C, "k": float(KLL_K)},
+                        "data": kll_sketch(v),
+                    },
+                }
+            },
+        }
+    elif inferred == STRING:
+        s = col.strings if col.strings is not None else pa.array([], pa.string())
+        vc = (
+            pc.value_counts(s)
+            if len(s)
+            else pa.StructArray.from_arrays(
+                [pa.array([], pa.string()), pa.array([], pa.int64())], ["values", "counts"]
+            )
+        )
+        values = vc.field("values").to_pylist()
+        counts = vc.field("counts").to_numpy(zero_copy_only=False)
+        order = np.lexsort((np.arange(len(counts)), -counts))[:TOP_VALUES]
+        out["string_statistics"] = {
+            "common": common,
+            "distinct_count": float(len(values)),
+            "distribution": {
+                "categorical": {
+                    "buckets": [{"value": str(values[i]), "count": float(counts[i])} for i in order]
+                }
+            },
+        }
+    else:
+        out["numerical_statistics"] = {"common": common}
+    return out
+
+
+def statistics(table: pa.Table, columns: list[str] | None = None) -> dict:
+    """statistics.json for ``table`` (features: ``columns``, default all but the record keys)."""
+    names = columns if columns is not None else feature_columns(table)
+    return {
+        "version": 0.0,
+        "dataset": {"item_count": table.num_rows},
+        "features": [feature_statistics(column(n, table[n])) for n in names],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# constraints.json
+# ---------------------------------------------------------------------------------------------
+def constraints(stats: dict, monitoring_config: dict | None = None) -> dict:
+    """Suggested constraints.json for a statistics.json (what the baselining job suggests)."""
+    features = []
+    for f in stats["features"]:
+        common = (f.get("numerical_statistics") or f.get("string_statistics") or {}).get(
+            "common", {}
+        )
+        total = common.get("num_present", 0) + common.get("num_missing", 0)
+        entry: dict[str, Any] = {
+            "name": f["name"],
+            "inferred_type": f["inferred_type"],
+            "completeness": round(common.get("num_present", 0) / total, 6) if total else 0.0,
+        }
+        if f["inferred_type"] in (INTEGRAL, FRACTIONAL):
+            entry["num_constraints"] = {
+                "is_non_negative": bool(f["numerical_statistics"]["min"] >= 0)
+            }
+        elif f["inferred_type"] == STRING:
+            ss = f["string_statistics"]
+            if ss["distinct_count"] <= DOMAIN_MAX_DISTINCT:
+                domains = sorted(b["value"] for b in ss["distribution"]["categorical"]["buckets"])
+                entry["string_constraints"] = {"domains": domains}
+        features.append(entry)
+    config = json.loads(json.dumps(DEFAULT_MONITORING_CONFIG))
+    if monitoring_config:
+        dist = monitoring_config.get("distribution_constraints", {})
+        config.update(
+            {k: v for k, v in monitoring_config.items() if k != "distribution_constraints"}
+        )
+        config["distribution_constraints"].update(dist)
+    return {"version": 0.0, "features": features, "monitoring_config": config}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading training data
+# ---------------------------------------------------------------------------------------------
+def _looks_like_header(first_line: str) -> bool:
+    fields = [f.strip().strip('"') for f in first_line.rstrip("\r\n").split(",")]
+    return any(f and re.match(_NUM_RE, f.lower()) is None for f in fields)
+
+
+def read_table(
+    path: str, *, header: bool | None = None, storage_options: dict | None = None
+) -> pa.Table:
+    """A CSV (header detected unless ``header`` says) or Parquet file as Arrow.
+
+    A CSV without a header gets Model Monitor's names ``_c0``, ``_c1``, ...
+    """
+    import fsspec
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    lower = path.lower()
+    if lower.endswith((".parquet", ".pq")):
+        with fsspec.open(path, "rb", **(storage_options or {})) as fh:
+            return pq.read_table(fh)
+    with fsspec.open(path, "rb", compression="infer", **(storage_options or {})) as fh:
+        data = fh.read()
+    if header is None:
+        header = _looks_like_header(data.split(b"\n", 1)[0].decode("utf-8", "replace"))
+    opts = pcsv.ReadOptions(autogenerate_column_names=not header)
+    table = pcsv.read_csv(pa.BufferReader(data), read_options=opts)
+    if not header:
+        table = table.rename_columns([f"_c{i}" for i in range(table.num_columns)])
+    return table
+
+
+def is_table_file(source: str) -> bool:
+    return source.lower().rstrip("/").endswith((".csv", ".csv.gz", ".parquet", ".pq"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The baseline
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Baseline:
+    """A baseline: statistics.json and constraints.json as dicts (``write`` saves them)."""
+
+    statistics: dict
+    constraints: dict
+
+    def features(self) -> pa.Table:
+        """One row per feature: type, completeness, count, mean, std_dev, min, max, distinct."""
+        cons = {c["name"]: c for c in self.constraints["features"]}
+        rows = []
+        for f in self.statistics["features"]:
+            ns, ss = f.get("numerical_statistics", {}), f.get("string_statistics", {})
+            common = (ns or ss).get("common", {})
+            rows.append(
+                {
+                    "feature": f["name"],
+                    "inferred_type": f["inferred_type"],
+                    "completeness": cons.get(f["name"], {}).get("completeness"),
+                    "num_present": common.get("num_present"),
+                    "num_missing": common.get("num_missing"),
+                    "mean": ns.get("mean"),
+                    "std_dev": ns.get("std_dev"),
+                    "min": ns.get("min"),
+                    "max": ns.get("max"),
+                    "distinct_count": ss.get("distinct_count"),
+                }
+            )
+        return pa.Table.from_pylist(
+            rows,
+            schema=pa.schema(
+                [
+                    ("feature", pa.string()),
+                    ("inferred_type", pa.string()),
+                    ("completeness", pa.float64()),
+                    ("num_present", pa.int64()),
+                    ("num_missing", pa.int64()),
+                    ("mean", pa.float64()),
+                    ("std_dev", pa.float64()),
+                    ("min", pa.float64()),
+                    ("max", pa.float64()),
+                    ("distinct_count", pa.float64()),
+                ]
+            ),
+        )
+
+    def write(self, out: str | Path) -> Path:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "statistics.json").write_text(json.dumps(self.statistics, indent=2) + "\n")
+        (out / "constraints.json").write_text(json.dumps(self.constraints, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> Baseline:
+        """Read ``statistics.json`` + ``constraints.json`` from a folder (ours or Model Monitor's)."""
+        path = Path(path)
+        missing = [n for n in ("statistics.json", "constraints.json") if not (path / n).exists()]
+        if missing:
+            raise ConfigError(
+                f"{path} has no {' or '.join(missing)}: run `captureq baseline DATA {path}` first"
+            )
+        return cls(
+            json.loads((path / "statistics.json").read_text()),
+            json.loads((path / "constraints.json").read_text()),
+        )
+
+
+def load_data(
+    source: Any,
+    *,
+    endpoint: str | None = None,
+    header: bool | None = None,
+    storage_options: dict | None = None,
+    start: Any = None,
+    end: Any = None,
+) -> pa.Table:
+    """Training data as Arrow: a table/DataFrame, a CSV or Parquet file, or a capture tree's inputs."""
+    from ..api import CaptureTree
+    from ..api import open as open_tree
+
+    if isinstance(source, pa.Table):
+        return source
+    if hasattr(source, "to_arrow") and not isinstance(source, CaptureTree):
+        return source.to_arrow()
+    if (
+        hasattr(source, "__dataframe__")
+        and hasattr(source, "columns")
+        and not isinstance(source, (str, Path))
+    ):
+        return pa.Table.from_pandas(source, preserve_index=False)
+    if isinstance(source, (str, Path)) and is_table_file(str(source)):
+        return read_table(str(source), header=header, storage_options=storage_options)
+    tree = (
+        source
+        if isinstance(source, CaptureTree)
+        else open_tree(str(source), storage_options=storage_options)
+    )
+    tree = tree._narrow({"start": start, "end": end, "endpoint": endpoint})
+    return single_endpoint(tree.inputs())
+
+
+def single_endpoint(inputs: pa.Table) -> pa.Table:
+    """The inputs of one endpoint, with columns no row of it uses dropped."""
+    if "endpoint" in inputs.column_names and inputs.num_rows:
+        endpoints = pc.unique(inputs["endpoint"]).to_pylist()
+        if len(endpoints) > 1:
+            raise ConfigError(
+                f"the window holds {len(endpoints)} endpoints ({', '.join(sorted(endpoints))}); "
+                "a baseline describes one: pass endpoint=... (--endpoint)"
+            )
+    keep = [
+        c
+        for c in inputs.column_names
+        if c in schema.RECORD_KEY_NAMES or inputs[c].null_count < inputs.num_rows
+    ]
+    return inputs.select(keep)
+
+
+def baseline(
+    source: Any,
+    out: str | Path | None = None,
+    *,
+    endpoint: str | None = None,
+    header: bool | None = None,
+    storage_options: dict | None = None,
+    start: Any = None,
+    end: Any = None,
+    monitoring_config: dict | None = None,
+) -> Baseline:
+    """Baseline ``source`` (see :func:`load_data`); write statistics.json/constraints.json to ``out``."""
+    table = load_data(
+        source,
+        endpoint=endpoint,
+        header=header,
+        storage_options=storage_options,
+        start=start,
+        end=end,
+    )
+    stats = statistics(table)
+    result = Baseline(stats, constraints(stats, monitoring_config))
+    if out is not None:
+        result.write(out)
+    return result

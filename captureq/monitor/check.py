@@ -1,0 +1,390 @@
+"""Data-quality checks against a baseline: Model Monitor's ``constraint_violations.json``.
+
+:func:`check` evaluates one dataset against a :class:`~captureq.monitor.baseline.Baseline`
+with Model Monitor's check types:
+
+``data_type_check``       more than ``datatype_check_threshold`` of the values are not of the
+                          baseline's type (Integral ⊂ Fractional ⊂ String)
+``completeness_check``    fewer values present than the baseline's ``completeness`` allows
+                          (with a 3-sigma binomial tolerance when the baseline was incomplete)
+``baseline_drift_check``  the distribution distance (see :mod:`.drift`) exceeds
+                          ``comparison_threshold``; with ``comparison_method: Robust`` the KS
+                          test must also be significant (p < 0.001), so small hourly windows do
+                          not raise noise
+``missing_column_check``  a baseline feature is not in the data
+``extra_column_check``    the data has a feature the baseline does not
+``categorical_values_check``  more than ``domain_content_threshold`` of a string feature's
+                          values fall outside ``string_constraints.domains``
+
+:func:`monitor` runs it for a whole window and for every hour in it, and collects the drift
+metrics of every feature and hour in one Arrow table (the ``drift`` view).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import schema
+from .baseline import (
+    FRACTIONAL,
+    INTEGRAL,
+    STRING,
+    UNKNOWN,
+    Baseline,
+    column,
+    feature_columns,
+    feature_statistics,
+    single_endpoint,
+)
+from .drift import feature_drift
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+DATA_TYPE, COMPLETENESS, DRIFT = "data_type_check", "completeness_check", "baseline_drift_check"
+MISSING_COLUMN, EXTRA_COLUMN, CATEGORICAL = (
+    "missing_column_check",
+    "extra_column_check",
+    "categorical_values_check",
+)
+CHECK_TYPES = (DATA_TYPE, COMPLETENESS, DRIFT, MISSING_COLUMN, EXTRA_COLUMN, CATEGORICAL)
+
+DRIFT_SCHEMA = pa.schema(
+    [
+        ("window_start", schema.TIMESTAMP),
+        ("window_end", schema.TIMESTAMP),
+        ("granularity", pa.string()),
+        ("feature", pa.string()),
+        ("inferred_type", pa.string()),
+        ("n", pa.int64()),
+        ("psi", pa.float64()),
+        ("ks_statistic", pa.float64()),
+        ("ks_pvalue", pa.float64()),
+        ("js_distance", pa.float64()),
+        ("distance", pa.float64()),
+        ("threshold", pa.float64()),
+        ("drift", pa.bool_()),
+    ]
+)
+VIOLATION_SCHEMA = pa.schema(
+    [
+        ("window_start", schema.TIMESTAMP),
+        ("window_end", schema.TIMESTAMP),
+        ("granularity", pa.string()),
+        ("feature_name", pa.string()),
+        ("constraint_check_type", pa.string()),
+        ("description", pa.string()),
+    ]
+)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _enabled(value: Any) -> bool:
+    return str(value).lower() not in ("disabled", "false", "0", "none")
+
+
+def align_names(table: pa.Table, baseline: Baseline) -> pa.Table:
+    """Name CSV columns ``_c0…`` after a header-named baseline, by position (as Model Monitor does)."""
+    names = [f["name"] for f in baseline.constraints["features"]]
+    cols = feature_columns(table)
+    if not cols or set(names) & set(cols) or not all(re.fullmatch(r"_c\d+", c) for c in cols):
+        return table
+    mapping = {c: names[int(c[2:])] for c in cols if int(c[2:]) < len(names)}
+    return table.rename_columns([mapping.get(c, c) for c in table.column_names])
+
+
+@dataclass
+class CheckResult:
+    """One evaluated window: its statistics.json, its violations and per-feature drift rows."""
+
+    statistics: dict
+    violations: list[dict]
+    drift: list[dict]
+
+    @property
+    def constraint_violations(self) -> dict:
+        return {"violations": self.violations}
+
+
+def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -> CheckResult:
+    """Evaluate ``table``'s feature columns against ``baseline`` (statistics + constraints)."""
+    table = align_names(table, baseline)
+    config = baseline.constraints.get("monitoring_config", {})
+    dist = config.get("distribution_constraints", {})
+    evaluate = _enabled(config.get("evaluate_constraints", "Enabled"))
+    compare = _enabled(dist.get("perform_comparison", "Enabled"))
+    type_tol = float(config.get("datatype_check_threshold", 0.1))
+    domain_tol = float(config.get("domain_content_threshold", 0.1))
+    num_threshold = float(dist.get("comparison_threshold", 0.1))
+    cat_threshold = float(dist.get("categorical_comparison_threshold", 0.1))
+    robust = str(dist.get("comparison_method", "Robust")).lower() == "robust"
+
+    base_stats = {f["name"]: f for f in baseline.statistics["features"]}
+    cons = baseline.constraints["features"]
+    names = feature_columns(table)
+    present = set(names)
+    columns = {n: column(n, table[n]) for n in names}
+    stats = {
+        "version": 0.0,
+        "dataset": {"item_count": table.num_rows},
+        "features": [feature_statistics(columns[n]) for n in names],
+    }
+
+    violations: list[dict] = []
+    drift: list[dict] = []
+    n_base = len(cons)
+
+    def violate(feature: str, kind: str, text: str) -> None:
+        violations.append(
+            {"feature_name": feature, "constraint_check_type": kind, "description": text}
+        )
+
+    for c in cons:
+        name, expected = c["name"], c.get("inferred_type", UNKNOWN)
+        if name not in present:
+            if evaluate:
+                violate(
+                    name,
+                    MISSING_COLUMN,
+                    "There are missing columns in current dataset. Number of columns "
+                    f"in current dataset: {len(names)}, Number of columns in baseline constraints: {n_base}",
+                )
+            continue
+        col = columns[name]
+        if evaluate and col.present and expected in (INTEGRAL, FRACTIONAL, STRING):
+            ratio = col.match_ratio(expected)
+            if 1.0 - ratio > type_tol:
+                violate(
+                    name,
+                    DATA_TYPE,
+                    f"Data type match requirement is not met. Expected data type: {expected}, "
+                    f"Expected match: 100.0%. Observed: Only {_pct(ratio)} of data is {expected}.",
+                )
+        if evaluate and "completeness" in c and col.count:
+            want = float(c["completeness"])
+            got = col.present / col.count
+            tol = 0.0 if want >= 1.0 else 3.0 * math.sqrt(want * (1.0 - want) / col.count)
+            if got < want - tol - 1e-12:
+                violate(
+                    name,
+                    COMPLETENESS,
+                    f"Data completeness requirement is not met. Expected completeness: "
+                    f"{_pct(want)}. Observed: Only {_pct(got)} of data is complete.",
+                )
+        domains = (c.get("string_constraints") or {}).get("domains")
+        if evaluate and domains and col.strings is not None and col.present:
+            inside = (
+                pc.sum(pc.is_in(col.strings, value_set=pa.array(domains, pa.string()))).as_py() or 0
+            )
+            ratio = inside / col.present
+            if 1.0 - ratio > domain_tol:
+                violate(
+                    name,
+                    CATEGORICAL,
+                    "Categorical value match requirement is not met. Expected match: "
+                    f"{_pct(1.0 - domain_tol)}. Observed: Only {_pct(ratio)} of data is in the baseline "
+                    f"domain {domains[:10]}.",
+                )
+        base = base_stats.get(name)
+        if base is None:
+            continue
+        m = feature_drift(base, col, robust_alpha=robust_alpha)
+        threshold = cat_threshold if expected == STRING else num_threshold
+        drifted = bool(
+            compare
+            and m["distance"] is not None
+            and m["distance"] > threshold
+            and (m["significant"] or not robust)
+        )
+        if drifted:
+            violate(
+                name,
+                DRIFT,
+                f"Baseline drift distance: {m['distance']:.4f} exceeds threshold: {threshold}",
+            )
+        drift.append(
+            {
+                "feature": name,
+                "inferred_type": expected,
+                "n": m["n"],
+                "psi": m["psi"],
+                "ks_statistic": m["ks_statistic"],
+                "ks_pvalue": m["ks_pvalue"],
+                "js_distance": m["js_distance"],
+                "distance": m["distance"],
+                "threshold": threshold,
+                "drift": drifted,
+            }
+        )
+    if evaluate:
+        known = {c["name"] for c in cons}
+        for name in names:
+            if name not in known:
+                violate(
+                    name,
+                    EXTRA_COLUMN,
+                    "There are extra columns in current dataset. Number of columns in "
+                    f"current dataset: {len(names)}, Number of columns in baseline constraints: {n_base}",
+                )
+    return CheckResult(stats, violations, drift)
+
+
+@dataclass
+class MonitorResult:
+    """A monitoring run: the window's files plus hourly violations and drift as Arrow tables.
+
+    ``statistics`` and ``constraint_violations`` are the window's statistics.json and
+    constraint_violations.json; ``violations`` and ``drift`` hold a row per window (the whole
+    window, ``granularity='window'``, and every hour, ``'hour'``).
+    """
+
+    statistics: dict
+    constraint_violations: dict
+    violations: pa.Table
+    drift: pa.Table
+    hourly: dict[str, dict] = field(default_factory=dict)
+
+    def first_drift(self) -> pa.Table:
+        """Per feature: the first hour whose drift check failed, and its largest distance."""
+        import polars as pl
+
+        d = pl.from_arrow(self.drift).filter(pl.col("granularity") == "hour")
+        if d.is_empty():
+            return pa.table({"feature": pa.array([], pa.string())})
+        out = (
+            d.group_by("feature")
+            .agg(
+                pl.col("window_start").filter(pl.col("drift")).min().alias("first_drift_hour"),
+                pl.col("drift").sum().alias("drifted_hours"),
+                pl.len().alias("hours"),
+                pl.col("distance").max().alias("max_distance"),
+                pl.col("psi").max().alias("max_psi"),
+            )
+            .sort(["drifted_hours", "max_distance"], descending=True, nulls_last=True)
+        )
+        return out.to_arrow()
+
+    def write(self, out: str | Path) -> Path:
+        """statistics.json, constraint_violations.json, drift.parquet and hourly/<hour>/ files."""
+        import pyarrow.parquet as pq
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "statistics.json").write_text(json.dumps(self.statistics, indent=2) + "\n")
+        (out / "constraint_violations.json").write_text(
+            json.dumps(self.constraint_violations, indent=2) + "\n"
+        )
+        (out / "drift.json").write_text(
+            json.dumps(self.drift.to_pylist(), default=str, indent=1) + "\n"
+        )
+        pq.write_table(self.drift, out / "drift.parquet")
+        for hour, files in self.hourly.items():
+            d = out / "hourly" / hour
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "constraint_violations.json").write_text(json.dumps(files, indent=2) + "\n")
+        return out
+
+
+def _utc(value: np.datetime64) -> datetime:
+    return EPOCH + timedelta(microseconds=int(value.astype("datetime64[us]").astype("int64")))
+
+
+def _hours(table: pa.Table) -> np.ndarray:
+    t = table["inference_time"]
+    return (
+        pc.floor_temporal(t, unit="hour").to_numpy(zero_copy_only=False)
+        if len(t)
+        else np.empty(0, "M8[us]")
+    )
+
+
+def monitor(
+    source: Any,
+    baseline: Baseline | str | Path,
+    out: str | Path | None = None,
+    *,
+    endpoint: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    hourly: bool = True,
+    robust_alpha: float = 0.001,
+) -> MonitorResult:
+    """Check a capture tree's window (or any table with ``inference_time``) against a baseline.
+
+    ``source`` is a :class:`~captureq.CaptureTree`, a capture-tree URI or an Arrow table of
+    inputs. ``baseline`` is a :class:`Baseline` or the folder holding its two files.
+    """
+    from ..api import CaptureTree
+    from ..api import open as open_tree
+
+    base = baseline if isinstance(baseline, Baseline) else Baseline.load(baseline)
+    if isinstance(source, pa.Table):
+        inputs = source
+    else:
+        tree = source if isinstance(source, CaptureTree) else open_tree(str(source))
+        inputs = tree._narrow({"start": start, "end": end, "endpoint": endpoint}).inputs()
+    inputs = single_endpoint(inputs)
+    whole = check(inputs, base, robust_alpha=robust_alpha)
+
+    viol_rows: list[dict] = []
+    drift_rows: list[dict] = []
+    hourly_files: dict[str, dict] = {}
+    has_time = "inference_time" in inputs.column_names and inputs.num_rows
+    if has_time:
+        times = inputs["inference_time"]
+        w_start = pc.floor_temporal(pc.min(times), unit="hour").as_py()
+        w_end = pc.ceil_temporal(pc.max(times), unit="hour", ceil_is_strictly_greater=True).as_py()
+    else:
+        w_start = w_end = None
+    for v in whole.violations:
+        viol_rows.append(
+            {"window_start": w_start, "window_end": w_end, "granularity": "window", **v}
+        )
+    for d in whole.drift:
+        drift_rows.append(
+            {"window_start": w_start, "window_end": w_end, "granularity": "window", **d}
+        )
+
+    if hourly and has_time:
+        hours = _hours(inputs)
+        order = np.argsort(hours, kind="stable")
+        sorted_hours = hours[order]
+        uniq, first = np.unique(sorted_hours, return_index=True)
+        bounds = list(first) + [len(order)]
+        ordered = inputs.take(pa.array(order))
+        one_hour = np.timedelta64(1, "h")
+        for i, h in enumerate(uniq):
+            part = ordered.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i]))
+            r = check(part, base, robust_alpha=robust_alpha)
+            hs = _utc(h)
+            he = _utc(h + one_hour)
+            hourly_files[hs.strftime("%Y-%m-%dT%H")] = r.constraint_violations
+            viol_rows += [
+                {"window_start": hs, "window_end": he, "granularity": "hour", **v}
+                for v in r.violations
+            ]
+            drift_rows += [
+                {"window_start": hs, "window_end": he, "granularity": "hour", **d} for d in r.drift
+            ]
+
+    result = MonitorResult(
+        statistics=whole.statistics,
+        constraint_violations=whole.constraint_violations,
+        violations=pa.Table.from_pylist(viol_rows, schema=VIOLATION_SCHEMA),
+        drift=pa.Table.from_pylist(drift_rows, schema=DRIFT_SCHEMA),
+        hourly=hourly_files,
+    )
+    if out is not None:
+        result.write(out)
+    return result

@@ -1,0 +1,326 @@
+"""Model quality from the ``predictions`` view: predictions joined with their ground truth.
+
+Metrics per hour or day (and for the whole window), defined as scikit-learn defines them:
+
+* binary — accuracy, precision, recall, F1 (zero when undefined, sklearn's ``zero_division``
+  result), ``auc_roc`` (``roc_auc_score``), ``auc_pr`` (``average_precision_score``: the
+  step-wise average precision, not the trapezoidal area), and the confusion matrix, with
+  ``predicted = score >= threshold``;
+* multiclass — accuracy, weighted F1 (``f1_score(average="weighted")``), confusion matrix;
+* regression — MAE, MSE, RMSE, R² (``r2_score``), MAPE (``mean_absolute_percentage_error``);
+
+plus ``label_coverage`` (labelled records / records) and label delay in hours (label hour −
+inference hour). Everything is numpy over whole columns; a window is a slice of sorted rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ConfigError
+
+BINARY, MULTICLASS, REGRESSION = "BinaryClassification", "MulticlassClassification", "Regression"
+PREDICTION_COLUMNS = (
+    "output_c0",
+    "output_score",
+    "output_predicted_label",
+    "output_label",
+    "output_prediction",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metric definitions (numpy; tests hold them against scikit-learn)
+# ---------------------------------------------------------------------------------------------
+def _div(a: float, b: float) -> float:
+    return float(a / b) if b else 0.0
+
+
+def binary_metrics(
+    y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5
+) -> dict[str, float | int | None]:
+    """Binary classification metrics; ``y_true`` in {0, 1}, ``score`` a probability (or label)."""
+    y = y_true.astype(bool)
+    pred = score >= threshold
+    tp = int(np.sum(pred & y))
+    fp = int(np.sum(pred & ~y))
+    fn = int(np.sum(~pred & y))
+    tn = int(np.sum(~pred & ~y))
+    precision, recall = _div(tp, tp + fp), _div(tp, tp + fn)
+    return {
+        "accuracy": _div(tp + tn, len(y)),
+        "precision": precision,
+        "recall": recall,
+        "f1": _div(2 * tp, 2 * tp + fp + fn),
+        "auc_roc": auc_roc(y, score),
+        "auc_pr": average_precision(y, score),
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+    }
+
+
+def auc_roc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann–Whitney with average ranks for ties); None with one class."""
+    pos, n = int(y.sum()), len(y)
+    if pos == 0 or pos == n:
+        return None
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    ranks = np.empty(n)
+    _, first, counts = np.unique(s, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0  # average 1-based rank of each tie group
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * (n - pos)))
+
+
+def average_precision(y: np.ndarray, score: np.ndarray) -> float | None:
+    """``Σ (R_n − R_{n−1}) · P_n`` over the distinct thresholds; None without positives."""
+    pos = int(y.sum())
+    if pos == 0:
+        return None
+    order = np.argsort(-score, kind="mergesort")
+    s, t = score[order], y[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each distinct score
+    tps = np.cumsum(t)[last]
+    fps = (last + 1) - tps
+    precision = tps / (tps + fps)
+    recall = tps / pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def multiclass_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray
+) -> tuple[dict[str, float], list[dict]]:
+    """Accuracy, weighted F1 and the confusion matrix rows (actual, predicted, count)."""
+    labels, inv = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+    k = len(labels)
+    t, p = inv[: len(y_true)], inv[len(y_true) :]
+    cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype("float64")
+    support = cm.sum(axis=1).astype("float64")
+    predicted = cm.sum(axis=0).astype("float64")
+    denom = support + predicted
+    f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
+    weighted = float(np.sum(f1 * support) / support.sum()) if support.sum() else 0.0
+    rows = [
+        {"actual": str(labels[i]), "predicted": str(labels[j]), "count": int(cm[i, j])}
+        for i in range(k)
+        for j in range(k)
+        if cm[i, j]
+    ]
+    return {"accuracy": _div(tp.sum(), len(y_true)), "weighted_f1": weighted}, rows
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, MSE, RMSE, R² and MAPE as scikit-learn computes them."""
+    err = y_pred - y_true
+    mse = float(np.mean(err**2))
+    ss_res = float(np.sum(err**2))
+    ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
+    if ss_tot:
+        r2 = 1.0 - ss_res / ss_tot
+    else:
+        r2 = 1.0 if ss_res == 0 else 0.0
+    mape = float(np.mean(np.abs(err) / np.maximum(np.abs(y_true), np.finfo(np.float64).eps)))
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "r2": r2,
+        "mape": mape,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Over the predictions view
+# ---------------------------------------------------------------------------------------------
+def _numeric(arr: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        arr = pc.cast(arr, pa.float64(), safe=False)
+    return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def pick_prediction(table: pa.Table, prediction: str | None) -> str:
+    if prediction:
+        if prediction not in table.column_names:
+            raise ConfigError(
+                f"no prediction column {prediction!r}; the predictions view has "
+                f"{[c for c in table.column_names if c.startswith('output_')]}"
+            )
+        return prediction
+    for c in PREDICTION_COLUMNS:
+        if c in table.column_names and table[c].null_count < table.num_rows:
+            return c
+    cols = [
+        c
+        for c in table.column_names
+        if c.startswith("output_") and table[c].null_count < table.num_rows
+    ]
+    if not cols:
+        raise ConfigError("the predictions have no output column: pass prediction='output_...'")
+    return cols[0]
+
+
+def infer_problem_type(truth: np.ndarray, pred: np.ndarray) -> str:
+    """Binary when labels are 0/1 and predictions scores in [0, 1]; multiclass for few integer
+    labels; regression otherwise."""
+    t, p = truth[~np.isnan(truth)], pred[~np.isnan(pred)]
+    if len(t) and np.isin(t, (0.0, 1.0)).all() and len(p) and (p >= 0).all() and (p <= 1).all():
+        return BINARY
+    if len(t) and (t == np.round(t)).all() and (p == np.round(p)).all() and len(np.unique(t)) <= 50:
+        return MULTICLASS
+    return REGRESSION
+
+
+@dataclass
+class QualityResult:
+    """Per-window metrics (``metrics``), confusion matrices (``confusion``) and the settings used."""
+
+    problem_type: str
+    prediction: str
+    threshold: float
+    metrics: pa.Table
+    confusion: pa.Table
+
+    def overall(self) -> dict[str, Any]:
+        rows = [r for r in self.metrics.to_pylist() if r["granularity"] == "window"]
+        return rows[0] if rows else {}
+
+
+def model_quality(
+    source: Any,
+    *,
+    problem_type: str | None = None,
+    prediction: str | None = None,
+    threshold: float = 0.5,
+    by: str = "hour",
+    endpoint: str | None = None,
+    start: Any = None,
+    end: Any = None,
+) -> QualityResult:
+    """Model-quality metrics per ``by`` window (``"hour"`` or ``"day"``) and for the whole window.
+
+    ``source`` is a :class:`~captureq.CaptureTree` opened with ``labels=`` (or an Arrow table
+    shaped like the ``predictions`` view). ``prediction`` is the output column (default the
+    first of output_c0, output_score, …); ``problem_type`` one of BinaryClassification,
+    MulticlassClassification, Regression (inferred when omitted).
+    """
+    from ..api import CaptureTree
+
+    if by not in ("hour", "day"):
+        raise ConfigError(f"by must be 'hour' or 'day', got {by!r}")
+    if isinstance(source, CaptureTree):
+        table = source._narrow({"start": start, "end": end, "endpoint": endpoint}).predictions()
+    else:
+        table = source
+    if "endpoint" in table.column_names and table.num_rows:
+        eps = pc.unique(table["endpoint"]).to_pylist()
+        if len(eps) > 1:
+            raise ConfigError(
+                f"the window holds {len(eps)} endpoints ({', '.join(sorted(eps))}); "
+                "model quality is per model: pass endpoint=... (--endpoint)"
+            )
+    pred_col = pick_prediction(table, prediction)
+    truth_all = (
+        _numeric(table["ground_truth_value"])
+        if "ground_truth_value" in table.column_names
+        else None
+    )
+    pred_all = _numeric(table[pred_col])
+    labelled = ~np.isnan(truth_all) if truth_all is not None else np.zeros(table.num_rows, bool)
+    if problem_type is None:
+        problem_type = infer_problem_type(
+            truth_all[labelled & ~np.isnan(pred_all)], pred_all[labelled]
+        )
+    if problem_type not in (BINARY, MULTICLASS, REGRESSION):
+        raise ConfigError(
+            f"problem_type must be {BINARY}, {MULTICLASS} or {REGRESSION}, got {problem_type!r}"
+        )
+
+    unit = "day" if by == "day" else "hour"
+    win = pc.floor_temporal(table["inference_time"], unit=unit).to_numpy(zero_copy_only=False)
+    inf_hour = pc.floor_temporal(table["inference_time"], unit="hour").to_numpy(
+        zero_copy_only=False
+    )
+    if "label_hour" in table.column_names:
+        lh = pc.cast(table["label_hour"], pa.timestamp("us", tz="UTC")).to_numpy(
+            zero_copy_only=False
+        )
+        delay = (lh.astype("datetime64[us]") - inf_hour.astype("datetime64[us]")).astype(
+            "float64"
+        ) / 3.6e9
+    else:
+        delay = np.full(table.num_rows, np.nan)
+
+    metric_rows: list[dict] = []
+    confusion_rows: list[dict] = []
+
+    def evaluate(idx: np.ndarray, start_ts: Any, granularity: str) -> None:
+        lab = idx[labelled[idx] & ~np.isnan(pred_all[idx])]
+        d = delay[lab]
+        d = d[~np.isnan(d)]
+        row: dict[str, Any] = {
+            "window_start": start_ts,
+            "granularity": granularity,
+            "records": len(idx),
+            "labelled": len(lab),
+            "label_coverage": _div(len(lab), len(idx)),
+            "label_delay_mean_h": float(d.mean()) if len(d) else None,
+            "label_delay_max_h": float(d.max()) if len(d) else None,
+        }
+        y, p = truth_all[lab] if truth_all is not None else np.empty(0), pred_all[lab]
+        cm: list[dict] = []
+        if len(lab):
+            if problem_type == BINARY:
+                m = binary_metrics(y, p, threshold)
+                cm = [
+                    {"actual": a, "predicted": b, "count": m[k]}
+                    for a, b, k in (
+                        ("1", "1", "tp"),
+                        ("0", "1", "fp"),
+                        ("0", "0", "tn"),
+                        ("1", "0", "fn"),
+                    )
+                ]
+                row.update(m)
+            elif problem_type == MULTICLASS:
+                m, cm = multiclass_metrics(y.astype("int64"), np.rint(p).astype("int64"))
+                row.update(m)
+            else:
+                row.update(regression_metrics(y, p))
+        metric_rows.append(row)
+        confusion_rows.extend(
+            {"window_start": start_ts, "granularity": granularity, **c} for c in cm
+        )
+
+    everything = np.arange(table.num_rows)
+    if table.num_rows:
+        first = pc.min(pc.floor_temporal(table["inference_time"], unit=unit)).as_py()
+        evaluate(everything, first, "window")
+        order = np.argsort(win, kind="stable")
+        uniq, starts = np.unique(win[order], return_index=True)
+        bounds = list(starts) + [len(order)]
+        ts = pc.floor_temporal(table["inference_time"], unit=unit).take(pa.array(order[starts]))
+        for i in range(len(uniq)):
+            evaluate(order[bounds[i] : bounds[i + 1]], ts[i].as_py(), by)
+    metrics = pa.Table.from_pylist(metric_rows) if metric_rows else pa.table({"window_start": []})
+    confusion = pa.Table.from_pylist(
+        confusion_rows,
+        schema=pa.schema(
+            [
+                ("window_start", pa.timestamp("us", tz="UTC")),
+                ("granularity", pa.string()),
+                ("actual", pa.string()),
+                ("predicted", pa.string()),
+                ("count", pa.int64()),
+            ]
+        ),
+    )
+    return QualityResult(problem_type, pred_col, threshold, metrics, confusion)
