@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     capture, labels, export_dir = base / "capture", base / "groundtruth", base / "parquet"
     if base.exists():
         shutil.rmtree(base)
+    # The whole story on one machine: a model served on loopback, captured, labelled, queried.
+    from .serve_demo import main as serve_main
+
+    serve_main([str(base / "serve")])
+
     console.rule("[bold]1. generate a sample capture tree")
     t0 = time.perf_counter()
     summary = generate_tree(str(capture), labels_out=str(labels), hours=48, requests_per_hour=60,
