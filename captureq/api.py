@@ -58,8 +58,9 @@ class Result:
         return self._table.num_rows
 
     def __repr__(self) -> str:
-        return f"<captureq.Result {self._table.num_rows} rows × {self._table.num_columns} columns>\n" + str(
-            self.to_polars()
+        return (
+            f"<captureq.Result {self._table.num_rows} rows × {self._table.num_columns} columns>\n"
+            + str(self.to_polars())
         )
 
 
@@ -124,8 +125,14 @@ class CaptureTree:
         return f"CaptureTree({', '.join(parts)})"
 
     # -- narrowing ------------------------------------------------------------------------
-    def where(self, *, start: Any = None, end: Any = None, endpoint: str | Iterable[str] | None = None,
-              variant: str | Iterable[str] | None = None) -> CaptureTree:
+    def where(
+        self,
+        *,
+        start: Any = None,
+        end: Any = None,
+        endpoint: str | Iterable[str] | None = None,
+        variant: str | Iterable[str] | None = None,
+    ) -> CaptureTree:
         """A tree narrowed to ``[start, end)`` (UTC) and the given endpoints/variants."""
         w = self.window
         new = Window(
@@ -148,13 +155,20 @@ class CaptureTree:
         if "scan" not in self._cache:
             s = self.scanner()
             w = self.window
-            self._cache["scan"] = (s, s.scan(start=w.start, end=w.end, endpoint=w.endpoint, variant=w.variant))
+            self._cache["scan"] = (
+                s,
+                s.scan(start=w.start, end=w.end, endpoint=w.endpoint, variant=w.variant),
+            )
         return self._cache["scan"][1]
 
     def label_scanner(self) -> Scanner | None:
         if not self.labels_uri:
             return None
-        return Scanner(self.labels_uri, layout=LABELS, storage_options=self.label_storage_options or self.storage_options)
+        return Scanner(
+            self.labels_uri,
+            layout=LABELS,
+            storage_options=self.label_storage_options or self.storage_options,
+        )
 
     def scan_labels(self) -> ScanResult | None:
         """List the ground-truth files (labels arrive late, so no time window is applied)."""
@@ -223,7 +237,11 @@ class CaptureTree:
 
     def predictions(self, **window) -> pa.Table:
         """Inputs joined with their outputs and ground truth, one row per record."""
-        return self._narrow(window).sql("select * from predictions order by capture_id, record_index").to_arrow()
+        return (
+            self._narrow(window)
+            .sql("select * from predictions order by capture_id, record_index")
+            .to_arrow()
+        )
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with every view registered over this window's tables."""
@@ -246,6 +264,29 @@ class CaptureTree:
 
         return export(self, out, **kwargs)
 
+    # -- monitoring (captureq.monitor) ------------------------------------------------------
+    def baseline(self, out: str | None = None, **kwargs):
+        """Model Monitor statistics.json + constraints.json of this window's inputs (one endpoint)."""
+        from .monitor import baseline
+
+        return baseline(self, out, **kwargs)
+
+    def monitor(self, baseline, out: str | None = None, **kwargs):
+        """Check this window against a baseline; the drift table becomes the ``drift`` view."""
+        from .monitor import monitor
+
+        result = monitor(self, baseline, out, **kwargs)
+        con = self._cache.get("con") or self._cache.setdefault("con", self.connect())
+        con.register(views.SOURCE_PREFIX + "drift", result.drift)
+        con.execute(views.view_sql("drift"))
+        return result
+
+    def model_quality(self, **kwargs):
+        """Model-quality metrics per hour/day from the ``predictions`` view (needs ``labels=``)."""
+        from .monitor import model_quality
+
+        return model_quality(self, **kwargs)
+
 
 def _to_arrow(rel) -> pa.Table:
     """Arrow result of a DuckDB relation/cursor across DuckDB versions (to_arrow_table is 1.4+)."""
@@ -260,16 +301,30 @@ def _records(parts: list[pa.Table]) -> pa.Table:
     return concat_tables(parts)
 
 
-def open(uri: str, *, labels: str | None = None, storage_options: dict | None = None,
-         label_storage_options: dict | None = None, options: DecodeOptions | None = None,
-         start: Any = None, end: Any = None, endpoint: str | Iterable[str] | None = None,
-         variant: str | Iterable[str] | None = None, batch_bytes: int = DEFAULT_BATCH_BYTES) -> CaptureTree:
+def open(
+    uri: str,
+    *,
+    labels: str | None = None,
+    storage_options: dict | None = None,
+    label_storage_options: dict | None = None,
+    options: DecodeOptions | None = None,
+    start: Any = None,
+    end: Any = None,
+    endpoint: str | Iterable[str] | None = None,
+    variant: str | Iterable[str] | None = None,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+) -> CaptureTree:
     """Open a capture tree (local path, ``s3://bucket/prefix`` or any fsspec URL).
 
     ``labels`` is the ground-truth tree; ``storage_options`` go to fsspec (e.g.
     ``{"anon": True}`` or ``{"client_kwargs": {"endpoint_url": ...}}`` for S3).
     """
-    tree = CaptureTree(uri, labels_uri=labels, storage_options=storage_options,
-                       label_storage_options=label_storage_options, options=options or DecodeOptions(),
-                       batch_bytes=batch_bytes)
+    tree = CaptureTree(
+        uri,
+        labels_uri=labels,
+        storage_options=storage_options,
+        label_storage_options=label_storage_options,
+        options=options or DecodeOptions(),
+        batch_bytes=batch_bytes,
+    )
     return tree._narrow({"start": start, "end": end, "endpoint": endpoint, "variant": variant})

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -22,10 +23,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import api
-from .errors import CaptureqError
+from .errors import CaptureqError, ConfigError
 
-app = typer.Typer(help="Scan, decode and query SageMaker-style data-capture trees.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Scan, decode and query SageMaker-style data-capture trees.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 console = Console()
 err = Console(stderr=True)
 
@@ -34,10 +39,63 @@ StartOpt = typer.Option(None, "--start", help="First UTC hour, ISO 8601 (e.g. 20
 EndOpt = typer.Option(None, "--end", help="End, exclusive, ISO 8601 UTC.")
 EndpointOpt = typer.Option(None, "--endpoint", help="Endpoint name or pattern (repeatable).")
 VariantOpt = typer.Option(None, "--variant", help="Variant name or pattern (repeatable).")
+StorageOpt = typer.Option(
+    None,
+    "--storage-option",
+    metavar="KEY=VALUE",
+    help="fsspec storage option (repeatable); dotted keys nest, true/false/numbers are parsed, "
+    "e.g. --storage-option client_kwargs.endpoint_url=http://localhost:9000",
+)
 
 
-def _open(uri, labels=None, start=None, end=None, endpoint=None, variant=None) -> api.CaptureTree:
-    return api.open(uri, labels=labels, start=start, end=end, endpoint=endpoint or None, variant=variant or None)
+def storage_options(items: list[str] | None) -> dict | None:
+    """``["anon=true", "client_kwargs.endpoint_url=http://h:9000"]`` as a storage_options dict.
+
+    >>> storage_options(["anon=true", "max_concurrency=4", "client_kwargs.endpoint_url=http://h"])
+    {'anon': True, 'max_concurrency': 4, 'client_kwargs': {'endpoint_url': 'http://h'}}
+    """
+    if not items:
+        return None
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--storage-option takes KEY=VALUE, got {item!r}")
+        value: object = text
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        elif re.fullmatch(r"[+-]?\d+", text):
+            value = int(text)
+        elif re.fullmatch(r"[+-]?\d*\.\d+", text):
+            value = float(text)
+        *parents, leaf = key.strip().split(".")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--storage-option {item!r}: {name!r} is already set to a value")
+        node[leaf] = value
+    return out
+
+
+def _open(
+    uri,
+    labels=None,
+    start=None,
+    end=None,
+    endpoint=None,
+    variant=None,
+    options: list[str] | None = None,
+) -> api.CaptureTree:
+    return api.open(
+        uri,
+        labels=labels,
+        start=start,
+        end=end,
+        endpoint=endpoint or None,
+        variant=variant or None,
+        storage_options=storage_options(options),
+    )
 
 
 def _fail(exc: Exception) -> None:
@@ -57,15 +115,28 @@ def _rich_table(table: pa.Table, title: str | None = None, limit: int = 50) -> T
 
 
 @app.command()
-def scan(uri: str, labels: Optional[str] = LabelsOpt, start: Optional[str] = StartOpt,
-         end: Optional[str] = EndOpt, endpoint: Optional[list[str]] = EndpointOpt,
-         variant: Optional[list[str]] = VariantOpt) -> None:
+def scan(
+    uri: str,
+    labels: Optional[str] = LabelsOpt,
+    start: Optional[str] = StartOpt,
+    end: Optional[str] = EndOpt,
+    endpoint: Optional[list[str]] = EndpointOpt,
+    variant: Optional[list[str]] = VariantOpt,
+    storage_option: Optional[list[str]] = StorageOpt,
+) -> None:
     """Partitions, file and record counts, time span, and what was quarantined."""
     try:
-        tree = _open(uri, labels, start, end, endpoint, variant)
+        tree = _open(uri, labels, start, end, endpoint, variant, storage_option)
         files = tree.scan()
-        with Progress(TextColumn("reading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, transient=True, disable=not err.is_terminal):
+        with Progress(
+            TextColumn("reading"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        ):
             tables = tree.load()
         summary = tree.sql(
             "select endpoint, variant, count(*) as captures, min(inference_time) as first, "
@@ -78,19 +149,31 @@ def scan(uri: str, labels: Optional[str] = LabelsOpt, start: Optional[str] = Sta
     hours = {(f.endpoint, f.variant, f.hour) for f in files.files}
     grid = Table.grid(padding=(0, 2))
     for k, v in [
-        ("files", f"{c.files} read, {c.files_failed} unreadable, {len(files.skipped)} skipped (not .jsonl)"),
+        (
+            "files",
+            f"{c.files} read, {c.files_failed} unreadable, {len(files.skipped)} skipped (not .jsonl)",
+        ),
         ("hour partitions", str(len(hours))),
         ("bytes", f"{c.bytes_read:,}"),
-        ("lines", f"{c.lines_read:,} read = {c.rows:,} captures + {c.quarantined_lines:,} quarantined"
-                  + ("" if c.reconciles else "  [red](DOES NOT RECONCILE)[/]")),
+        (
+            "lines",
+            f"{c.lines_read:,} read = {c.rows:,} captures + {c.quarantined_lines:,} quarantined"
+            + ("" if c.reconciles else "  [red](DOES NOT RECONCILE)[/]"),
+        ),
         ("records", f"{c.input_records:,} input, {c.output_records:,} output"),
-        ("quarantine", f"{tables.quarantine.num_rows:,} rows ({c.payloads_quarantined:,} payloads)"),
+        (
+            "quarantine",
+            f"{tables.quarantine.num_rows:,} rows ({c.payloads_quarantined:,} payloads)",
+        ),
     ]:
         grid.add_row(f"[bold]{k}[/]", v)
     if tables.label_scan is not None:
         lc = tables.label_counts
-        grid.add_row("[bold]labels[/]", f"{tables.labels.num_rows:,} from {lc.files} files "
-                     f"({lc.lines_read:,} lines, {lc.quarantined_lines:,} quarantined)")
+        grid.add_row(
+            "[bold]labels[/]",
+            f"{tables.labels.num_rows:,} from {lc.files} files "
+            f"({lc.lines_read:,} lines, {lc.quarantined_lines:,} quarantined)",
+        )
     console.print(grid)
     for path, reason in files.skipped[:20]:
         console.print(f"[yellow]skipped[/] {path}: {reason}")
@@ -100,15 +183,24 @@ def scan(uri: str, labels: Optional[str] = LabelsOpt, start: Optional[str] = Sta
 
 
 @app.command()
-def query(uri: str, sql: str, labels: Optional[str] = LabelsOpt, start: Optional[str] = StartOpt,
-          end: Optional[str] = EndOpt, endpoint: Optional[list[str]] = EndpointOpt,
-          variant: Optional[list[str]] = VariantOpt,
-          format: str = typer.Option("table", "--format", "-f", help="table, csv or json")) -> None:
+def query(
+    uri: str,
+    sql: str,
+    labels: Optional[str] = LabelsOpt,
+    start: Optional[str] = StartOpt,
+    end: Optional[str] = EndOpt,
+    endpoint: Optional[list[str]] = EndpointOpt,
+    variant: Optional[list[str]] = VariantOpt,
+    format: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
+    storage_option: Optional[list[str]] = StorageOpt,
+) -> None:
     """Run SQL over the views: captures, inputs, outputs, labels, quarantine, predictions."""
     if format not in ("table", "csv", "json"):
         _fail(ValueError("--format must be table, csv or json"))
     try:
-        result = _open(uri, labels, start, end, endpoint, variant).sql(sql).to_arrow()
+        result = (
+            _open(uri, labels, start, end, endpoint, variant, storage_option).sql(sql).to_arrow()
+        )
     except CaptureqError as exc:
         _fail(exc)
     except Exception as exc:  # DuckDB errors: show the message, not a traceback
@@ -126,29 +218,65 @@ def write_result(table: pa.Table, format: str) -> None:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(table.column_names)
         for row in table.to_pylist():
-            w.writerow(["" if v is None else (v.isoformat() if hasattr(v, "isoformat") else v) for v in row.values()])
+            w.writerow(
+                [
+                    "" if v is None else (v.isoformat() if hasattr(v, "isoformat") else v)
+                    for v in row.values()
+                ]
+            )
         sys.stdout.write(buf.getvalue())
     else:
         sys.stdout.write(json.dumps(table.to_pylist(), default=str, indent=None) + "\n")
 
 
 @app.command()
-def export(uri: str, out: str, labels: Optional[str] = LabelsOpt, start: Optional[str] = StartOpt,
-           end: Optional[str] = EndOpt, endpoint: Optional[list[str]] = EndpointOpt,
-           variant: Optional[list[str]] = VariantOpt) -> None:
+def export(
+    uri: str,
+    out: str,
+    labels: Optional[str] = LabelsOpt,
+    start: Optional[str] = StartOpt,
+    end: Optional[str] = EndOpt,
+    endpoint: Optional[list[str]] = EndpointOpt,
+    variant: Optional[list[str]] = VariantOpt,
+    storage_option: Optional[list[str]] = StorageOpt,
+    engine: str = typer.Option("local", "--engine", help="local, or spark (needs captureq[spark])."),
+    master: Optional[str] = typer.Option(
+        None, "--master", help="Spark master URL (default: spark-submit's, else local[*])."
+    ),
+) -> None:
     """Export to hive-partitioned Parquet under OUT; later runs add only new files."""
+    if engine not in ("local", "spark"):
+        _fail(ValueError("--engine must be local or spark"))
     try:
-        tree = _open(uri, labels, start, end, endpoint, variant)
+        tree = _open(uri, labels, start, end, endpoint, variant, storage_option)
         total = len(tree.scan().files)
-        with Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, disable=not err.is_terminal) as bar:
+        with Progress(
+            TextColumn("exporting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        ) as bar:
             task = bar.add_task("export", total=total)
-            summary = tree.export(out, progress=lambda n: bar.advance(task, n))
+            if engine == "spark":
+                from . import spark as cqs
+
+                summary = cqs.export_parquet(
+                    cqs.session(master), uri, out, labels, start=start, end=end,
+                    endpoint=endpoint or None, variant=variant or None,
+                    storage_options=storage_options(storage_option),
+                    progress=lambda n: bar.advance(task, n),
+                )
+            else:
+                summary = tree.export(out, progress=lambda n: bar.advance(task, n))
     except CaptureqError as exc:
         _fail(exc)
     rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
-    console.print(f"exported {summary.files_exported} new files ({summary.files_skipped} already done, "
-                  f"{summary.label_files_exported} label files) in {summary.seconds:.2f}s: {rows}")
+    console.print(
+        f"exported {summary.files_exported} new files ({summary.files_skipped} already done, "
+        f"{summary.label_files_exported} label files) in {summary.seconds:.2f}s: {rows}"
+    )
     console.print(f"manifest: {out.rstrip('/')}/_captureq/manifest.json")
 
 
@@ -170,8 +298,11 @@ def _prepare_sql(uri: str, labels: str | None, cache: str | None) -> str:
 
 
 @app.command("sql")
-def sql_cmd(uri: str, labels: Optional[str] = LabelsOpt,
-            cache: Optional[str] = typer.Option(None, help="Where to keep the Parquet the views read.")) -> None:
+def sql_cmd(
+    uri: str,
+    labels: Optional[str] = LabelsOpt,
+    cache: Optional[str] = typer.Option(None, help="Where to keep the Parquet the views read."),
+) -> None:
     """Print SQL that defines the views, for `duckdb -init FILE` or piping into duckdb."""
     try:
         sys.stdout.write(_prepare_sql(uri, labels, cache))
@@ -186,12 +317,19 @@ def duckdb_cli() -> str | None:
 
 
 @app.command()
-def shell(uri: str, labels: Optional[str] = LabelsOpt,
-          cache: Optional[str] = typer.Option(None, help="Where to keep the Parquet the views read.")) -> None:
+def shell(
+    uri: str,
+    labels: Optional[str] = LabelsOpt,
+    cache: Optional[str] = typer.Option(None, help="Where to keep the Parquet the views read."),
+) -> None:
     """Open the duckdb shell with every view defined."""
     exe = duckdb_cli()
     if exe is None:
-        _fail(CaptureqError("the duckdb CLI is not installed; `pip install duckdb-cli` (make install does it)"))
+        _fail(
+            CaptureqError(
+                "the duckdb CLI is not installed; `pip install duckdb-cli` (make install does it)"
+            )
+        )
     try:
         script = _prepare_sql(uri, labels, cache)
     except CaptureqError as exc:
@@ -203,17 +341,32 @@ def shell(uri: str, labels: Optional[str] = LabelsOpt,
 
 
 @app.command()
-def generate(out: str, labels: Optional[str] = typer.Option(None, help="Also write ground truth here."),
-             hours: int = 48, requests_per_hour: int = 50, seed: int = 0,
-             drift_feature: Optional[str] = typer.Option(None, help="e.g. _c3: shift this churn feature…"),
-             drift_from_hour: Optional[int] = typer.Option(None, help="…from this hour index on.")) -> None:
+def generate(
+    out: str,
+    labels: Optional[str] = typer.Option(None, help="Also write ground truth here."),
+    hours: int = 48,
+    requests_per_hour: int = 50,
+    seed: int = 0,
+    drift_feature: Optional[str] = typer.Option(None, help="e.g. _c3: shift this churn feature…"),
+    drift_from_hour: Optional[int] = typer.Option(None, help="…from this hour index on."),
+) -> None:
     """Write a realistic sample capture tree (several endpoints, two variants, mixed encodings)."""
     from .generate import generate_tree
 
-    summary = generate_tree(out, hours=hours, requests_per_hour=requests_per_hour, seed=seed, labels_out=labels,
-                            drift_feature=drift_feature, drift_from_hour=drift_from_hour)
+    summary = generate_tree(
+        out,
+        hours=hours,
+        requests_per_hour=requests_per_hour,
+        seed=seed,
+        labels_out=labels,
+        drift_feature=drift_feature,
+        drift_from_hour=drift_from_hour,
+    )
     console.print(summary)
 
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+from .monitor import cli as _monitor_cli  # noqa: E402,F401  (registers baseline, monitor, quality)

@@ -4,9 +4,10 @@ A capture tree is laid out ``{prefix}/{endpoint}/{variant}/yyyy/mm/dd/hh/{file}.
 a ground-truth tree ``{prefix}/yyyy/mm/dd/hh/{file}.jsonl``. The URI may point at the prefix,
 an endpoint or variant folder, an hour folder, a single file, or be a glob.
 
-With a time range, the scanner never walks the whole tree: it lists whole days that lie inside
-the range with one recursive listing each, and the single hours at the range's ragged ends one
-by one, so the number of LIST calls grows with the hours asked for, not with the tree.
+With a time range, the scanner never walks the whole tree: it lists whole days (months, years)
+that lie inside the range with one recursive listing each, and the single hours at the range's
+ragged ends one by one, so the number of LIST calls grows with the hours asked for, not with the
+tree.
 
 >>> import captureq.scan as s
 >>> result = s.scan("../shared/corpus/seed-churn")           # doctest: +SKIP
@@ -84,8 +85,14 @@ def _matches(name: str | None, patterns: list[str] | None) -> bool:
 class Scanner:
     """Lists one tree through fsspec. Counts its listing calls in ``list_calls``."""
 
-    def __init__(self, uri: str, *, layout: str = CAPTURE, storage_options: dict | None = None,
-                 fs: fsspec.AbstractFileSystem | None = None):
+    def __init__(
+        self,
+        uri: str,
+        *,
+        layout: str = CAPTURE,
+        storage_options: dict | None = None,
+        fs: fsspec.AbstractFileSystem | None = None,
+    ):
         if layout not in (CAPTURE, LABELS):
             raise ValueError(f"layout must be {CAPTURE!r} or {LABELS!r}")
         self.uri = uri
@@ -120,12 +127,20 @@ class Scanner:
         return self.fs.unstrip_protocol(path)
 
     # -- public ------------------------------------------------------------------------------
-    def scan(self, *, start: Any = None, end: Any = None, endpoint: str | Iterable[str] | None = None,
-             variant: str | Iterable[str] | None = None) -> ScanResult:
+    def scan(
+        self,
+        *,
+        start: Any = None,
+        end: Any = None,
+        endpoint: str | Iterable[str] | None = None,
+        variant: str | Iterable[str] | None = None,
+    ) -> ScanResult:
         """List the data files in ``[start, end)`` for the endpoints/variants asked for."""
         start_dt, end_dt = to_utc(start), to_utc(end)
         if start_dt and end_dt and end_dt <= start_dt:
-            raise ScanError(f"end ({end_dt.isoformat()}) must be after start ({start_dt.isoformat()})")
+            raise ScanError(
+                f"end ({end_dt.isoformat()}) must be after start ({start_dt.isoformat()})"
+            )
         endpoints, variants = _as_list(endpoint), _as_list(variant)
         result = ScanResult()
         candidates = self._candidates(start_dt, end_dt, endpoints, variants)
@@ -146,7 +161,14 @@ class Scanner:
                 if end_dt and f.hour >= end_dt:
                     continue
             result.files.append(f)
-        result.files.sort(key=lambda f: (f.endpoint or "", f.variant or "", f.hour or datetime.min.replace(tzinfo=UTC), f.rel))
+        result.files.sort(
+            key=lambda f: (
+                f.endpoint or "",
+                f.variant or "",
+                f.hour or datetime.min.replace(tzinfo=UTC),
+                f.rel,
+            )
+        )
         result.list_calls = self.list_calls
         return result
 
@@ -169,27 +191,44 @@ class Scanner:
             except ValueError:
                 hour = None
             if self.layout == CAPTURE:
-                parts = path[: m.start() + (1 if path[m.start()] == "/" else 0)].rstrip("/").split("/")
+                parts = (
+                    path[: m.start() + (1 if path[m.start()] == "/" else 0)].rstrip("/").split("/")
+                )
                 if len(parts) >= 2:
                     endpoint, variant = parts[-2], parts[-1]
         if self.layout == CAPTURE and (endpoint is None or hour is None):
             result.skipped.append(
-                (self._url(path), "not under {endpoint}/{variant}/yyyy/mm/dd/hh/; cannot tell its partition")
+                (
+                    self._url(path),
+                    "not under {endpoint}/{variant}/yyyy/mm/dd/hh/; cannot tell its partition",
+                )
             )
             return None
         root = self.root if self.root != "/" else ""
-        rel = path[len(root):].lstrip("/") if path.startswith(root + "/") else base
+        rel = path[len(root) :].lstrip("/") if path.startswith(root + "/") else base
         if self.layout == CAPTURE and endpoint and m:
             # Make `rel` storage-independent: endpoint/variant/yyyy/mm/dd/hh/file.
-            rel = "/".join([endpoint, variant, *path[m.start():].lstrip("/").split("/")])
-        return CaptureFile(path=path, url=self._url(path), rel=rel, endpoint=endpoint, variant=variant,
-                           hour=hour, size=info.get("size"))
+            rel = "/".join([endpoint, variant, *path[m.start() :].lstrip("/").split("/")])
+        return CaptureFile(
+            path=path,
+            url=self._url(path),
+            rel=rel,
+            endpoint=endpoint,
+            variant=variant,
+            hour=hour,
+            size=info.get("size"),
+        )
 
     def _candidates(self, start: datetime | None, end: datetime | None, endpoints, variants):
         root = self.root
         if _GLOB_CHARS & set(root):
             self.list_calls += 1
-            return list(self.fs.glob(root, detail=True).values())
+            matches = list(self.fs.glob(root, detail=True).values())
+            files = [m for m in matches if m.get("type") != "directory"]
+            for d in matches:  # a pattern naming folders (``tree/*/Canary``) means what is in them
+                if d.get("type") == "directory":
+                    files += self._find(d["name"]).values()
+            return files
         if self.fs.isfile(root):
             return [self.fs.info(root)]
         if not self.fs.isdir(root):
@@ -205,7 +244,9 @@ class Scanner:
         child_dirs = [c for c in children if c.get("type") == "directory"]
         if self.layout == LABELS or _all_years(child_dirs):
             # root is a variant folder (capture) or the labels prefix: yyyy/ below.
-            return self._hours_under(root, start, end) + [c for c in children if c.get("type") != "directory"]
+            return self._hours_under(root, start, end) + [
+                c for c in children if c.get("type") != "directory"
+            ]
         # root holds endpoints, or is an endpoint holding variants: look one level down.
         files = [c for c in children if c.get("type") != "directory"]
         if not child_dirs:
@@ -231,29 +272,52 @@ class Scanner:
         return out
 
     def _hours_under(self, vdir: str, start: datetime | None, end: datetime | None) -> list[dict]:
-        """Files in the hour folders of ``vdir`` within [start, end)."""
+        """Files in the hour folders of ``vdir`` within [start, end).
+
+        Whole years, months and days inside the range are listed with one recursive listing
+        each, the hours at its ragged ends one by one; so an open-ended range (``end`` is now)
+        costs a few dozen LIST calls, not one per day since ``start``.
+        """
         if start is None:
             return list(self._find(vdir).values())  # no lower bound: walk it all
-        if end is None:
-            end = floor_hour(datetime.now(UTC)) + timedelta(days=1)
+        if end is None:  # up to now, rounded up to a month so that it is one listing
+            end = _next_month(floor_hour(datetime.now(UTC)) + timedelta(days=1))
         out: list[dict] = []
-        day = start.replace(hour=0, minute=0, second=0, microsecond=0)
-        first_hour = floor_hour(start)
-        while day < end:
+        t = floor_hour(start)
+        while t < end:
+            day = t.replace(hour=0)
             next_day = day + timedelta(days=1)
-            lo, hi = max(day, first_hour), min(next_day, end)
+            if t == day and t.day == 1:
+                next_year = t.replace(year=t.year + 1)
+                if t.month == 1 and next_year <= end:
+                    out += list(self._find(f"{vdir}/{t:%Y}").values())
+                    t = next_year
+                    continue
+                if _next_month(t) <= end:
+                    out += list(self._find(f"{vdir}/{t:%Y/%m}").values())
+                    t = _next_month(t)
+                    continue
             hours = []
-            h = lo
-            while h < hi:
+            h = t
+            while h < min(next_day, end):
                 hours.append(h)
                 h += HOUR
             if len(hours) > 6:  # cheaper to list the day once and filter
                 out += list(self._find(f"{vdir}/{day:%Y/%m/%d}").values())
             else:
                 for h in hours:
-                    out += [c for c in self._ls(f"{vdir}/{h:%Y/%m/%d/%H}") if c.get("type") != "directory"]
-            day = next_day
+                    out += [
+                        c
+                        for c in self._ls(f"{vdir}/{h:%Y/%m/%d/%H}")
+                        if c.get("type") != "directory"
+                    ]
+            t = next_day
         return out
+
+
+def _next_month(t: datetime) -> datetime:
+    """Midnight of the first day of the month after ``t``'s."""
+    return (t.replace(day=1, hour=0) + timedelta(days=32)).replace(day=1)
 
 
 def _base(path: str) -> str:
@@ -276,9 +340,16 @@ def _is_time_tail(parts: list[str]) -> bool:
     return False
 
 
-def scan(uri: str, *, layout: str = CAPTURE, storage_options: dict | None = None, start: Any = None,
-         end: Any = None, endpoint: str | Iterable[str] | None = None,
-         variant: str | Iterable[str] | None = None) -> ScanResult:
+def scan(
+    uri: str,
+    *,
+    layout: str = CAPTURE,
+    storage_options: dict | None = None,
+    start: Any = None,
+    end: Any = None,
+    endpoint: str | Iterable[str] | None = None,
+    variant: str | Iterable[str] | None = None,
+) -> ScanResult:
     """List the files of a capture tree (or a ground-truth tree with ``layout="labels"``).
 
     ``start``/``end`` bound the UTC hours (``end`` exclusive); ``endpoint``/``variant`` take

@@ -13,3 +13,46 @@ def corpus() -> Path:
     if not CORPUS.exists():
         pytest.skip(f"the shared corpus is not at {CORPUS}")
     return CORPUS
+
+
+# -- S3: a real S3 server on loopback (moto's server mode), see s3util.py ---------------------
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's ThreadedMotoServer on a free port, for the whole session.
+
+    Dummy credentials travel in ``storage_options``; the AWS config files point at nothing and
+    no profile is set, so a developer's real credentials are never read.
+    """
+    from s3util import S3Server
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_CONFIG_FILE", str(ROOT / "tests" / "no-such-aws-config"))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(ROOT / "tests" / "no-such-aws-credentials"))
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        server = S3Server().start()
+        yield server
+        server.stop()
+
+
+@pytest.fixture
+def s3_options(s3_server) -> dict:
+    """``storage_options`` that reach the loopback S3 server."""
+    return s3_server.storage_options()
+
+
+@pytest.fixture
+def s3_fs(s3_server):
+    """An s3fs filesystem on the loopback server (for setting up and inspecting buckets)."""
+    return s3_server.filesystem()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, s3_fs) -> str:
+    """A fresh, empty bucket (unique name, so tests never see each other's objects)."""
+    from s3util import new_bucket
+
+    name = new_bucket(s3_fs)
+    s3_server.log.clear()
+    return name
