@@ -255,7 +255,7 @@ class CaptureTree:
         if con is None:
             con = self._cache["con"] = self.connect()
         if params is not None:
-            return Result(_to_arrow(con.execute(query, params)))
+            return Result(_to_arrow(con.sql(query, params=params)))  # a relation: no DB-API copy
         return Result(_to_arrow(con.sql(query)))
 
     def export(self, out: str, **kwargs):
@@ -286,6 +286,17 @@ class CaptureTree:
         from .monitor import model_quality
 
         return model_quality(self, **kwargs)
+
+    # -- the report (captureq.report) -------------------------------------------------------
+    def report(self, baseline, out: str | None = None, **kwargs) -> str:
+        """The self-contained HTML monitoring report against ``baseline`` (written to ``out``
+        too). ``captureq.report.build_report(cq, baseline)`` gives the figures as altair charts."""
+        from .report import build_report
+
+        rep = build_report(self, baseline, **kwargs)
+        if out is not None:
+            rep.write(out)
+        return rep.to_html()
 
 
 def _to_arrow(rel) -> pa.Table:

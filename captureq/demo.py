@@ -100,6 +100,24 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"try it: [bold]{exe} -init {init}[/]   (or: captureq shell {capture} --labels {labels})")
     else:
         console.print("duckdb CLI not found (pip install duckdb-cli)")
+
+    console.rule("[bold]6. the monitoring report (baseline: churn-xgb's first 24 hours)")
+    t0 = time.perf_counter()
+    from datetime import timedelta
+
+    from .report import build_report
+
+    first_day = captureq.open(str(capture), endpoint="churn-xgb", end=summary.start + timedelta(hours=24))
+    first_day.baseline(str(base / "baseline"))
+    rep = build_report(captureq.open(str(capture), labels=str(labels)), str(base / "baseline"),
+                       endpoint="churn-xgb")
+    report = rep.write(base / "report.html")
+    for line in rep.headline_text():
+        console.print("  " + line, highlight=False)
+    console.print(f"wrote [bold]{report.resolve()}[/] ({report.stat().st_size / 1024:.0f} KiB, "
+                  f"{time.perf_counter() - t0:.1f}s) — open it in a browser; "
+                  f"again: captureq report {capture} --baseline {base / 'baseline'} --labels {labels} "
+                  f"--endpoint churn-xgb -o {base / 'report.html'}")
     return 0
 
 

@@ -1,0 +1,425 @@
+"""Assemble the monitoring report: run the analyses, build each figure, write one HTML file.
+
+>>> import captureq
+>>> cq = captureq.open("demo-data/capture", labels="demo-data/groundtruth")   # doctest: +SKIP
+>>> rep = build_report(cq, "demo-data/baseline", endpoint="churn-xgb")        # doctest: +SKIP
+>>> rep.charts()["drift"]            # an altair chart, displayed inline in a notebook  # doctest: +SKIP
+>>> rep.write("report.html")                                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shlex
+from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ConfigError
+from ..monitor import Baseline, MonitorResult, QualityResult, model_quality, monitor
+from . import charts, data
+from .html import esc, page
+
+
+@dataclass
+class Figure:
+    """One section of the report: its data, its chart (None when there is nothing to plot) and
+    the commands that reproduce it."""
+
+    key: str
+    title: str
+    description: str
+    data: pa.Table
+    chart: Any = None
+    reproduce: str = ""
+    note: str | None = None
+    table: pa.Table | None = None
+
+
+@dataclass
+class Report:
+    """A built report: ``figures`` (in page order), ``headline`` lines, and the analyses."""
+
+    title: str
+    subtitle: str
+    headline: list[str]
+    drift_found: bool
+    figures: list[Figure] = field(default_factory=list)
+    monitor: MonitorResult | None = None
+    quality: QualityResult | None = None
+
+    def charts(self) -> dict[str, Any]:
+        """The altair charts by figure key (traffic, predictions, drift, histograms, quality,
+        quarantine) — display them in a notebook or save them with altair."""
+        return {f.key: f.chart for f in self.figures if f.chart is not None}
+
+    def headline_text(self) -> list[str]:
+        """The headline as plain text (for a terminal)."""
+        return [html.unescape(re.sub(r"<[^>]+>", "", line)) for line in self.headline]
+
+    def figure(self, key: str) -> Figure:
+        return next(f for f in self.figures if f.key == key)
+
+    def to_html(self) -> str:
+        """The self-contained HTML page."""
+        parts = [f"<h1>{esc(self.title)}</h1>", f'<p class="meta">{self.subtitle}</p>']
+        cls = "headline" if self.drift_found else "headline ok"
+        items = "".join(f"<li>{line}</li>" for line in self.headline)
+        parts.append(f'<div class="{cls}"><ul>{items}</ul></div>')
+        specs: dict[str, dict] = {}
+        for f in self.figures:
+            parts.append(f'<h2 id="{f.key}">{esc(f.title)}</h2>')
+            parts.append(f'<p class="desc">{f.description}</p>')
+            if f.note:
+                parts.append(f'<p class="note">{esc(f.note)}</p>')
+            if f.chart is not None:
+                fig_id = f"fig-{f.key}"
+                specs[fig_id] = charts.spec(f.chart)
+                parts.append(f'<div class="figure" id="{fig_id}"></div>')
+            if f.table is not None and f.table.num_rows:
+                parts.append(_html_table(f.table))
+            if f.reproduce:
+                parts.append(
+                    "<details><summary>reproduce this figure</summary>"
+                    f"<pre><code>{esc(f.reproduce)}</code></pre></details>"
+                )
+        return page(self.title, "\n".join(parts), specs)
+
+    def write(self, out: str | Path) -> Path:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(self.to_html(), encoding="utf-8")
+        return out
+
+
+def _html_table(table: pa.Table, limit: int = 20) -> str:
+    head = "".join(f"<th>{esc(c)}</th>" for c in table.column_names)
+    body = []
+    for row in table.slice(0, limit).to_pylist():
+        body.append(
+            "<tr>"
+            + "".join(f"<td>{esc('' if v is None else v)}</td>" for v in row.values())
+            + "</tr>"
+        )
+    more = f"<caption>{limit} of {table.num_rows} rows</caption>" if table.num_rows > limit else ""
+    return f'<table class="data">{more}<tr>{head}</tr>{"".join(body)}</table>'
+
+
+def _fmt_hour(v: datetime) -> str:
+    return v.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _iso_arg(v: datetime) -> str:
+    return v.strftime("%Y-%m-%dT%H:%M")
+
+
+def pick_endpoint(tree: Any, endpoint: str | list[str] | tuple | None) -> str:
+    """The one endpoint the baseline describes: ``endpoint`` (a name or pattern) or the only one."""
+    found = [
+        r["endpoint"]
+        for r in tree.sql("select distinct endpoint from captures order by 1").to_pylist()
+    ]
+    if not found:
+        raise ConfigError(
+            f"no captures in {tree.uri} for this window: check the URI and --start/--end"
+        )
+    if endpoint:
+        patterns = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+        found = [e for e in found if any(fnmatchcase(e, p) for p in patterns)]
+        if not found:
+            raise ConfigError(f"no endpoint matches {', '.join(patterns)} in {tree.uri}")
+    if len(found) > 1:
+        raise ConfigError(
+            f"the window holds {len(found)} endpoints ({', '.join(found)}); a baseline describes "
+            "one: pass endpoint=... (--endpoint)"
+        )
+    return found[0]
+
+
+def _endpoint_rows(table: pa.Table, endpoint: str) -> pa.Table:
+    if "endpoint" not in table.column_names:
+        return table
+    return table.filter(pc.equal(table["endpoint"], endpoint))
+
+
+def build_report(
+    tree: Any,
+    baseline: Baseline | str | Path,
+    *,
+    endpoint: str | None = None,
+    prediction: str | None = None,
+    top_features: int = 4,
+    baseline_label: str | None = None,
+) -> Report:
+    """Run monitoring (and model quality when the tree has labels) and build every figure.
+
+    ``tree`` is a :class:`~captureq.CaptureTree` (narrow it with ``start``/``end`` first);
+    traffic and quarantine cover every endpoint in it, the other figures ``endpoint`` (needed
+    when the window holds several). ``baseline`` is a :class:`Baseline` or its folder.
+    """
+    base_label = baseline_label or (
+        str(baseline) if not isinstance(baseline, Baseline) else "BASELINE"
+    )
+    base = baseline if isinstance(baseline, Baseline) else Baseline.load(baseline)
+    ep = pick_endpoint(tree, endpoint)
+
+    # -- the commands that reproduce each figure --------------------------------------------
+    w = tree.window
+    window_args = []
+    if w.start is not None:
+        window_args += ["--start", _iso_arg(w.start)]
+    if w.end is not None:
+        window_args += ["--end", _iso_arg(w.end)]
+    labels_args = ["--labels", tree.labels_uri] if tree.labels_uri else []
+    open_kw = [repr(tree.uri)]
+    if tree.labels_uri:
+        open_kw.append(f"labels={tree.labels_uri!r}")
+    if w.start is not None:
+        open_kw.append(f"start={_iso_arg(w.start)!r}")
+    if w.end is not None:
+        open_kw.append(f"end={_iso_arg(w.end)!r}")
+    py_open = f"cq = captureq.open({', '.join(open_kw)})"
+
+    def cli(*args: str) -> str:
+        return shlex.join(["captureq", *args])
+
+    def query_cmd(sql: str) -> str:
+        # the SQL's header comment becomes a shell comment: an argument starting with "--"
+        # would read as an option
+        lines = sql.strip().splitlines()
+        header = [ln[2:].strip() for ln in lines if ln.startswith("--")]
+        body = "\n".join(ln for ln in lines if not ln.startswith("--"))
+        cmd = cli("query", tree.uri, *labels_args, *window_args, "--format", "csv", body)
+        return "".join(f"# {h}\n" for h in header) + cmd
+
+    monitor_cmd = cli(
+        "monitor",
+        tree.uri,
+        "--baseline",
+        base_label,
+        "--endpoint",
+        ep,
+        *window_args,
+        "--out",
+        "monitor-out",
+    )
+
+    # -- analyses --------------------------------------------------------------------------
+    inputs = _endpoint_rows(tree.inputs(), ep)
+    result = monitor(inputs, base)
+    onsets = data.drift_onset(result)
+    onset = None
+    if onsets:
+        first = onsets[0]["first_drift_hour"]
+        feats = [o["feature"] for o in onsets if o["first_drift_hour"] == first]
+        onset = {"hour": first, "label": f"drift began {first:%m-%d %H:00} UTC: {', '.join(feats)}"}
+
+    figures: list[Figure] = []
+
+    t = data.traffic(tree)
+    figures.append(
+        Figure(
+            "traffic",
+            "Traffic per hour",
+            "Requests captured per UTC hour, stacked by endpoint and variant (all endpoints in the window).",
+            t,
+            charts.traffic_chart(t, onset) if t.num_rows else None,
+            query_cmd(data.query_text("traffic")),
+            None if t.num_rows else "no captures in the window",
+        )
+    )
+
+    pred_col = data.prediction_column(tree, ep, prediction)
+    pd_ = data.prediction_distribution(tree, ep, pred_col)
+    sql_name = "predictions_numeric" if "p50" in pd_.column_names else "predictions_categorical"
+    figures.append(
+        Figure(
+            "predictions",
+            f"Predictions over time — {ep}, {pred_col}",
+            "Per hour and variant: the band holds the middle 80 % (light) and 50 % (dark) of the "
+            "predictions, the line is the median.",
+            pd_,
+            charts.prediction_chart(pd_, pred_col, onset) if pd_.num_rows else None,
+            query_cmd(data.query_text(sql_name, prediction=pred_col, endpoint=ep)),
+        )
+    )
+
+    heat = data.drift_heatmap(result)
+    order = data.feature_order(result)
+    heat_sql = data.sql_text("drift_heatmap").strip()
+    figures.append(
+        Figure(
+            "drift",
+            f"Drift per feature and hour — {ep} against the baseline",
+            "Colour: population stability index (PSI) of each feature's hourly values against "
+            "the baseline (darker = further from the baseline; clamped at 2). ✕: a constraint "
+            "check on that feature failed in that hour. Features with the most failed hours first.",
+            heat,
+            charts.drift_chart(heat, order, onset) if heat.num_rows else None,
+            f"{monitor_cmd}\n\n# or in Python, the heat map's exact data:\n"
+            f"import captureq, duckdb\n{py_open}\n"
+            f"r = cq.where(endpoint={ep!r}).monitor({base_label!r})\n"
+            f"drift, violations = r.drift, r.violations\n"
+            f'duckdb.sql("""\n{heat_sql}\n""").pl()',
+            None if heat.num_rows else "no hourly drift rows: the window has no timestamps",
+        )
+    )
+
+    worst = data.worst_features(result, top_features)
+    hist = data.feature_histograms(base, inputs, worst, since=onset["hour"] if onset else None)
+    figures.append(
+        Figure(
+            "histograms",
+            f"Worst {len(worst)} features: baseline vs window",
+            "Share of values per bin: the baseline (grey), the whole window (blue)"
+            + (
+                f" and the hours since drift began, {_fmt_hour(onset['hour'])} (red)."
+                if onset
+                else "."
+            ),
+            hist,
+            charts.histogram_chart(hist, worst) if hist.num_rows else None,
+            "import captureq\nfrom captureq.monitor import Baseline, monitor\n"
+            "from captureq.report import data\n"
+            f"{py_open}\ninputs = cq.where(endpoint={ep!r}).inputs()\n"
+            f"base = Baseline.load({base_label!r})\n"
+            f"worst = data.worst_features(monitor(inputs, base), {top_features})\n"
+            "data.feature_histograms(base, inputs, worst"
+            + (f", since=datetime.fromisoformat({onset['hour'].isoformat()!r})" if onset else "")
+            + ")",
+        )
+    )
+
+    quality = None
+    if tree.labels_uri:
+        preds = _endpoint_rows(tree.predictions(), ep)
+        try:
+            quality = model_quality(preds, prediction=pred_col)
+        except ConfigError as exc:
+            quality, q_note = None, str(exc)
+        else:
+            q_note = None
+        qt = data.quality_over_time(quality) if quality else None
+        overall = quality.overall() if quality else {}
+        desc = (
+            f"{quality.problem_type} metrics of {pred_col} against ground truth per hour (top) and "
+            f"the share of records with a label (bottom); over the window {overall.get('labelled', 0):,} "
+            f"of {overall.get('records', 0):,} records are labelled."
+            if quality
+            else "Model quality against ground truth."
+        )
+        if qt is not None and not (qt.num_rows and pc.sum(qt["labelled"]).as_py()):
+            q_note = q_note or "no labelled records in the window yet"
+        figures.append(
+            Figure(
+                "quality",
+                f"Model quality over time — {ep}",
+                desc,
+                qt if qt is not None else pa.table({}),
+                charts.quality_chart(qt, onset) if qt is not None and qt.num_rows else None,
+                cli(
+                    "quality",
+                    tree.uri,
+                    *labels_args,
+                    *window_args,
+                    "--endpoint",
+                    ep,
+                    "--prediction",
+                    pred_col,
+                ),
+                q_note,
+            )
+        )
+    else:
+        figures.append(
+            Figure(
+                "quality",
+                "Model quality over time",
+                "Needs ground truth: pass --labels URI (labels=... in Python).",
+                pa.table({}),
+                note="no labels URI given",
+            )
+        )
+
+    qs = data.quarantine_summary(tree)
+    total_q = pc.sum(qs["entries"]).as_py() or 0 if qs.num_rows else 0
+    figures.append(
+        Figure(
+            "quarantine",
+            "Quarantine",
+            f"{total_q:,} lines or payloads could not be used (all endpoints); per stage and reason.",
+            qs,
+            charts.quarantine_chart(qs) if qs.num_rows else None,
+            query_cmd(data.query_text("quarantine_summary"))
+            + "\n\n# every entry, with the raw text:\n"
+            + query_cmd("select * from quarantine order by source_file, line_number"),
+            None if qs.num_rows else "nothing was quarantined",
+            table=qs,
+        )
+    )
+
+    # -- headline --------------------------------------------------------------------------
+    headline = []
+    hours = result.drift.filter(pc.equal(result.drift["granularity"], "hour"))
+    n_hours = len(set(hours["window_start"].to_pylist())) if hours.num_rows else 0
+    for o in onsets:
+        headline.append(
+            f"<b>Drift in <code>{esc(o['feature'])}</code> from {_fmt_hour(o['first_drift_hour'])}</b>: "
+            f"{o['drifted_hours']} of {o['hours']} hours failed the baseline drift check "
+            f"(max PSI {o['max_psi']:.2f})."
+        )
+    if not onsets:
+        headline.append(f"No feature drifted in any of the {n_hours} hours checked.")
+    window_viol = result.constraint_violations["violations"]
+    if window_viol:
+        kinds = sorted({v["constraint_check_type"] for v in window_viol})
+        headline.append(
+            f"{len(window_viol)} constraint violation(s) over the whole window ({', '.join(kinds)})."
+        )
+    if quality is not None and quality.overall():
+        o = quality.overall()
+        key = "accuracy" if "accuracy" in o else "r2"
+        if o.get(key) is not None:
+            headline.append(
+                f"Model quality over the window: {key} {o[key]:.3f}, label coverage {o['label_coverage']:.0%}."
+            )
+    headline.append(f"{total_q:,} quarantined lines/payloads.")
+
+    start = w.start or (pc.min(heat["hour"]).as_py() if heat.num_rows else None)
+    end = w.end or (pc.max(heat["hour_end"]).as_py() if heat.num_rows else None)
+    span = f"{_fmt_hour(start)} – {_fmt_hour(end)}" if start and end else "whole tree"
+    subtitle = (
+        f"endpoint <b>{esc(ep)}</b> · window {esc(span)} · capture <code>{esc(tree.uri)}</code>"
+        + (f" · labels <code>{esc(tree.labels_uri)}</code>" if tree.labels_uri else "")
+        + f" · baseline <code>{esc(base_label)}</code><br>reproduce the whole report: <code>"
+        + esc(
+            cli(
+                "report",
+                tree.uri,
+                "--baseline",
+                base_label,
+                *labels_args,
+                *window_args,
+                "--endpoint",
+                ep,
+                "-o",
+                "report.html",
+            )
+        )
+        + "</code>"
+    )
+    return Report(
+        title=f"captureq monitoring report — {ep}",
+        subtitle=subtitle,
+        headline=headline,
+        drift_found=bool(onsets),
+        figures=figures,
+        monitor=result,
+        quality=quality,
+    )

@@ -1,0 +1,309 @@
+"""Vega-Lite figures (through altair) built from the tables in :mod:`captureq.report.data`.
+
+Each builder takes a data table and returns an altair chart, usable as is in a notebook.
+Times are UTC on every axis; ``onset`` (the first drifted hour, if any) draws the same red
+dashed rule on every time axis so the eye can line figures up.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+import altair as alt
+import pyarrow as pa
+
+WIDTH = 760
+ONSET_COLOR = "#d62728"
+SERIES_COLORS = {"baseline": "#7f7f7f", "window": "#1f77b4"}
+SINCE_COLOR = "#d62728"
+UTC = alt.Scale(type="utc")
+TIME_AXIS = alt.Axis(labelAngle=0, format="%b %d %H:00", labelOverlap=True)  # UTC: the scale is
+PSI_MAX = 2.0  # colour scale top: hourly PSI of a few dozen values is noisy below ~0.5
+
+
+def _iso(v: datetime) -> str:
+    return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def values(table: pa.Table) -> list[dict]:
+    """Rows for inline Vega-Lite data: times as ISO-8601 UTC strings, NaN as null."""
+    out = []
+    for row in table.to_pylist():
+        for k, v in row.items():
+            if isinstance(v, datetime):
+                row[k] = _iso(v)
+            elif isinstance(v, float):
+                row[k] = float(f"{v:.4g}") if math.isfinite(v) else None
+        out.append(row)
+    return out
+
+
+def _time_x(field: str = "hour", title: str = "hour (UTC)") -> alt.X:
+    return alt.X(f"{field}:T", title=title, scale=UTC, axis=TIME_AXIS)
+
+
+def onset_layer(onset: dict | None, label: bool = True) -> list[alt.Chart]:
+    """A dashed rule at the first drifted hour, labelled with the feature(s)."""
+    if not onset:
+        return []
+    data = alt.Data(values=[{"t": _iso(onset["hour"]), "label": onset["label"]}])
+    rule = (
+        alt.Chart(data)
+        .mark_rule(color=ONSET_COLOR, strokeDash=[6, 3], strokeWidth=2)
+        .encode(x=alt.X("t:T", scale=UTC), tooltip=[alt.Tooltip("label:N", title="drift")])
+    )
+    if not label:
+        return [rule]
+    text = (
+        alt.Chart(data)
+        .mark_text(align="left", baseline="top", dx=4, dy=2, color=ONSET_COLOR, fontWeight="bold")
+        .encode(x=alt.X("t:T", scale=UTC), y=alt.value(0), text="label:N")
+    )
+    return [rule, text]
+
+
+def traffic_chart(table: pa.Table, onset: dict | None = None) -> alt.Chart:
+    """Stacked bars: requests per hour, one colour per endpoint / variant."""
+    rows = values(table)
+    for r in rows:
+        r["series"] = f"{r['endpoint']} / {r['variant']}"
+    bars = (
+        alt.Chart(alt.Data(values=rows))
+        .mark_bar()
+        .encode(
+            x=alt.X("utcyearmonthdatehours(hour):T", title="hour (UTC)", axis=TIME_AXIS),
+            y=alt.Y("sum(requests):Q", title="requests per hour", stack="zero"),
+            color=alt.Color("series:N", title="endpoint / variant"),
+            tooltip=[
+                alt.Tooltip(
+                    "hour:T", title="hour (UTC)", format="%Y-%m-%d %H:00", formatType="utc"
+                ),
+                "endpoint:N",
+                "variant:N",
+                "sum(requests):Q",
+                "sum(records):Q",
+            ],
+        )
+    )
+    return alt.layer(bars, *onset_layer(onset)).properties(width=WIDTH, height=180)
+
+
+def prediction_chart(
+    table: pa.Table, prediction: str, onset: dict | None = None
+) -> alt.Chart | alt.VConcatChart:
+    """One panel per variant: the 10–90 % and 25–75 % bands and the median of a numeric
+    prediction per hour, or the share of each predicted value (non-numeric predictions)."""
+    rows = values(table)
+    panels = []
+    for variant in sorted({r["variant"] for r in rows}):
+        data = alt.Data(values=[r for r in rows if r["variant"] == variant])
+        base = alt.Chart(data)
+        if "p50" in table.column_names:
+            tip = [
+                alt.Tooltip(
+                    "hour:T", title="hour (UTC)", format="%Y-%m-%d %H:00", formatType="utc"
+                ),
+                "n:Q",
+                alt.Tooltip("mean:Q", format=".3f"),
+                alt.Tooltip("p10:Q", format=".3f"),
+                alt.Tooltip("p50:Q", format=".3f"),
+                alt.Tooltip("p90:Q", format=".3f"),
+            ]
+            layers = [
+                base.mark_area(opacity=0.2, color="#1f77b4").encode(
+                    x=_time_x(), y=alt.Y("p10:Q", title=prediction), y2="p90:Q"
+                ),
+                base.mark_area(opacity=0.35, color="#1f77b4").encode(
+                    x=_time_x(), y="p25:Q", y2="p75:Q"
+                ),
+                base.mark_line(color="#08306b", point=alt.OverlayMarkDef(size=12)).encode(
+                    x=_time_x(), y="p50:Q", tooltip=tip
+                ),
+            ]
+        else:
+            layers = [
+                base.mark_bar().encode(
+                    x=_time_x(),
+                    y=alt.Y("share:Q", title="share", stack="normalize"),
+                    color=alt.Color("prediction:N", title=prediction),
+                    tooltip=["hour:T", "prediction:N", "n:Q", alt.Tooltip("share:Q", format=".1%")],
+                )
+            ]
+        panels.append(
+            alt.layer(*layers, *onset_layer(onset)).properties(
+                width=WIDTH, height=130, title=f"variant {variant}"
+            )
+        )
+    if len(panels) == 1:
+        return panels[0]
+    return alt.vconcat(*panels).resolve_scale(x="shared")
+
+
+def drift_chart(
+    table: pa.Table, order: list[str], onset: dict | None = None, metric: str = "psi"
+) -> alt.Chart:
+    """Feature × hour heat map coloured by ``metric`` (PSI, clamped at ``PSI_MAX``); ✕ marks an hour in
+    which a constraint check on that feature failed."""
+    rows = values(table)
+    for r in rows:
+        start = datetime.strptime(r["hour"], "%Y-%m-%dT%H:%M:%SZ")
+        r["mid"] = _iso(start + timedelta(minutes=30))
+    data = alt.Data(values=rows)
+    y = alt.Y("feature:N", sort=order, title=None)
+    tip = [
+        "feature:N",
+        alt.Tooltip("hour:T", title="hour (UTC)", format="%Y-%m-%d %H:00", formatType="utc"),
+        alt.Tooltip("psi:Q", title="PSI", format=".3f"),
+        alt.Tooltip("js_distance:Q", title="JS distance", format=".3f"),
+        alt.Tooltip("distance:Q", title="distance (L∞)", format=".3f"),
+        alt.Tooltip("threshold:Q", format=".2f"),
+        alt.Tooltip("failed_checks:N", title="failed checks"),
+        alt.Tooltip("n:Q", title="values"),
+    ]
+    cells = (
+        alt.Chart()
+        .mark_rect(stroke="white", strokeWidth=0.5)
+        .encode(
+            x=_time_x(),
+            x2="hour_end:T",
+            y=y,
+            color=alt.Color(
+                f"{metric}:Q",
+                title="PSI" if metric == "psi" else metric,
+                scale=alt.Scale(scheme="orangered", domain=[0, PSI_MAX], clamp=True),
+                legend=alt.Legend(orient="right", format=".1f", gradientLength=120),
+            ),
+            tooltip=tip,
+        )
+    )
+    marks = (
+        alt.Chart()
+        .transform_filter(alt.datum.violation)
+        .mark_text(text="✕", fontSize=12, fontWeight="bold", color="white")
+        .encode(x=alt.X("mid:T", scale=UTC), y=y, tooltip=tip)
+    )
+    height = max(120, 18 * len(order))
+    chart = alt.layer(cells, marks, *onset_layer(onset, label=False), data=data).properties(
+        width=WIDTH, height=height
+    )
+    if onset:  # the label goes above the map: red on red cells would not read
+        chart = chart.properties(
+            title=alt.TitleParams(onset["label"], color=ONSET_COLOR, anchor="start", fontSize=12)
+        )
+    return chart
+
+
+def histogram_chart(table: pa.Table, features: list[str], columns: int = 2) -> alt.ConcatChart:
+    """Per feature: the share of values per bin, baseline (grey) vs window (blue) and, when
+    drift began, since then (red)."""
+    rows = values(table)
+    series = sorted({r["series"] for r in rows}, key=lambda s: (s != "baseline", s != "window", s))
+    colors = [SERIES_COLORS.get(s, SINCE_COLOR) for s in series]
+    color = alt.Color("series:N", title=None, scale=alt.Scale(domain=series, range=colors))
+    panels = []
+    for name in features:
+        data = alt.Data(values=[r for r in rows if r["feature"] == name])
+        numeric = any(r["bin_start"] is not None for r in rows if r["feature"] == name)
+        base = alt.Chart(data).properties(width=WIDTH // columns - 60, height=140, title=name)
+        tip = ["series:N", "bin:N", alt.Tooltip("share:Q", format=".1%")]
+        if numeric:
+            panel = base.mark_bar(opacity=0.45, binSpacing=0).encode(
+                x=alt.X("bin_start:Q", title=name, bin="binned"),
+                x2="bin_end:Q",
+                y=alt.Y("share:Q", title="share of values", stack=None, axis=alt.Axis(format="%")),
+                color=color,
+                tooltip=tip,
+            )
+        else:
+            panel = base.mark_bar().encode(
+                x=alt.X("bin:N", title=name),
+                xOffset="series:N",
+                y=alt.Y("share:Q", title="share of values", axis=alt.Axis(format="%")),
+                color=color,
+                tooltip=tip,
+            )
+        panels.append(panel)
+    return alt.concat(*panels, columns=columns)
+
+
+def quality_chart(table: pa.Table, onset: dict | None = None) -> alt.VConcatChart:
+    """Hourly model-quality metrics (top) and label coverage (bottom)."""
+    rows = values(table)
+    for r in rows:
+        start = datetime.strptime(r["hour"], "%Y-%m-%dT%H:%M:%SZ")
+        r["hour_end"] = _iso(start + timedelta(hours=1))
+    lines = (
+        alt.Chart(alt.Data(values=rows))
+        .mark_line(point=alt.OverlayMarkDef(size=14))
+        .encode(
+            x=_time_x(),
+            y=alt.Y("value:Q", title="metric"),
+            color=alt.Color("metric:N", title="metric"),
+            tooltip=[
+                alt.Tooltip(
+                    "hour:T", title="hour (UTC)", format="%Y-%m-%d %H:00", formatType="utc"
+                ),
+                "metric:N",
+                alt.Tooltip("value:Q", format=".3f"),
+                "labelled:Q",
+            ],
+        )
+    )
+    seen, cover = set(), []
+    for r in rows:
+        if r["hour"] not in seen:
+            seen.add(r["hour"])
+            cover.append(r)
+    coverage = (
+        alt.Chart(alt.Data(values=cover))
+        .mark_bar(color="#9ecae1", stroke="white", strokeWidth=0.5)
+        .encode(
+            x=_time_x(),
+            x2="hour_end:T",
+            y2=alt.datum(0),
+            y=alt.Y(
+                "label_coverage:Q",
+                title="label coverage",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),
+            tooltip=[
+                alt.Tooltip(
+                    "hour:T", title="hour (UTC)", format="%Y-%m-%d %H:00", formatType="utc"
+                ),
+                alt.Tooltip("label_coverage:Q", format=".1%"),
+                "labelled:Q",
+                "records:Q",
+            ],
+        )
+    )
+    top = alt.layer(lines, *onset_layer(onset)).properties(width=WIDTH, height=180)
+    bottom = alt.layer(coverage, *onset_layer(onset, label=False)).properties(
+        width=WIDTH, height=70
+    )
+    return alt.vconcat(top, bottom).resolve_scale(x="shared", color="independent")
+
+
+def quarantine_chart(table: pa.Table) -> alt.Chart:
+    """Horizontal bars: quarantined entries per stage and reason."""
+    rows = values(table)
+    for r in rows:
+        reason = r["reason"] or ""
+        r["what"] = f"{r['stage']}: {reason[:70]}{'…' if len(reason) > 70 else ''}"
+    return (
+        alt.Chart(alt.Data(values=rows))
+        .mark_bar(color="#ff7f0e")
+        .encode(
+            x=alt.X("entries:Q", title="quarantined entries"),
+            y=alt.Y("what:N", sort="-x", title=None),
+            tooltip=["stage:N", "reason:N", "entries:Q", "files:Q", "first_seen:N"],
+        )
+        .properties(width=WIDTH - 300, height=max(40, 22 * len(rows)))
+    )
+
+
+def spec(chart: Any) -> dict:
+    """The chart's Vega-Lite spec as a dict (what the HTML embeds)."""
+    return chart.to_dict()

@@ -1,0 +1,152 @@
+"""The report opened in a real headless Chromium (Debian's ``chromium``, driven by Playwright
+without downloading a browser): every chart renders, nothing is fetched, no console errors.
+
+A screenshot is kept in ``test-artifacts/report.png``. ``make test`` installs chromium first
+(``make browser``); where it cannot be installed these tests skip and say so.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+import captureq
+from captureq.cli import app
+from captureq.generate import generate_tree
+from captureq.monitor import Baseline, monitor
+from captureq.report import data
+
+CHROMIUM = shutil.which("chromium") or (
+    "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+)
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is not installed: `make browser` installs Debian's chromium (needs apt-get and root)",
+)
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="pip install playwright (no browser download needed)"
+)
+pytest.importorskip("vl_convert")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """The demo's report at a small scale, made with the commands a user types."""
+    root = tmp_path_factory.mktemp("browser")
+    capture, labels, base = root / "capture", root / "groundtruth", root / "baseline"
+    summary = generate_tree(
+        str(capture),
+        labels_out=str(labels),
+        hours=12,
+        requests_per_hour=40,
+        drift_feature="_c3",
+        drift_from_hour=8,
+        label_delay_hours=0,
+    )
+    runner = CliRunner()
+    end = (summary.start + timedelta(hours=6)).strftime("%Y-%m-%dT%H")
+    made = runner.invoke(
+        app, ["baseline", str(capture), str(base), "--endpoint", "churn-xgb", "--end", end]
+    )
+    assert made.exit_code == 0, made.output
+    out = root / "report.html"
+    made = runner.invoke(
+        app,
+        [
+            "report",
+            str(capture),
+            "--baseline",
+            str(base),
+            "--labels",
+            str(labels),
+            "--endpoint",
+            "churn-xgb",
+            "-o",
+            str(out),
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    inputs = captureq.open(str(capture), endpoint="churn-xgb").inputs()
+    heat = pl.from_arrow(data.drift_heatmap(monitor(inputs, Baseline.load(base))))
+    return {"path": out, "summary": summary, "violations": int(heat["violation"].sum())}
+
+
+@pytest.fixture(scope="module")
+def page(report):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        pg = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors: list[str] = []
+        fetched: list[str] = []
+        pg.on(
+            "console",
+            lambda m: (
+                errors.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+            ),
+        )
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.on(
+            "request",
+            lambda r: (
+                fetched.append(r.url) if not r.url.startswith(("file:", "data:", "blob:")) else None
+            ),
+        )
+        pg.goto(report["path"].as_uri())
+        pg.wait_for_function(
+            "document.body.dataset.rendered || document.body.dataset.renderError", timeout=60_000
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        yield {"page": pg, "errors": errors, "fetched": fetched}
+        browser.close()
+
+
+def test_every_chart_renders_without_errors_or_network(page):
+    pg = page["page"]
+    assert pg.evaluate("document.body.dataset.renderError") is None
+    figures = pg.evaluate("""[...document.querySelectorAll('div.figure')].map(d => {
+        const svg = d.querySelector('svg');
+        const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+        return {id: d.id, width: box.width, height: box.height,
+                marks: svg ? svg.querySelectorAll('.mark-rect path, .mark-area path, .mark-line path, .mark-symbol path, .mark-rule line, .mark-text text').length : 0};
+    })""")
+    assert [f["id"] for f in figures] == [
+        "fig-traffic",
+        "fig-predictions",
+        "fig-drift",
+        "fig-histograms",
+        "fig-quality",
+    ]
+    assert pg.evaluate("document.body.dataset.rendered") == str(len(figures))
+    for f in figures:
+        assert f["width"] > 300 and f["height"] > 100 and f["marks"] > 10, f
+    assert page["errors"] == []
+    assert page["fetched"] == []
+    assert (ARTIFACTS / "report.png").stat().st_size > 20_000
+
+
+def test_drift_heatmap_marks_each_violation_and_the_onset(page, report):
+    pg = page["page"]
+    crosses = pg.evaluate(
+        "[...document.querySelectorAll('#fig-drift .mark-text text')].filter(t => t.textContent === '✕').length"
+    )
+    assert crosses == report["violations"] > 0
+    onset = f"drift began {report['summary'].drift_start:%m-%d %H:00} UTC: _c3"
+    assert onset in pg.inner_text("#fig-drift")
+    assert "Drift in _c3 from" in pg.inner_text(".headline")

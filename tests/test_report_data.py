@@ -1,0 +1,317 @@
+"""The data behind each figure of the monitoring report, checked against independent counts.
+
+One small generated tree (churn-xgb drifts in ``_c3`` from hour 5 of 8) is baselined on its
+first 4 hours and monitored over all 8, as ``make demo`` does at a larger scale.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shlex
+import shutil
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+import pyarrow.compute as pc
+import pytest
+from trees import write_captures
+from typer.testing import CliRunner
+
+import captureq
+from captureq.cli import app
+from captureq.errors import ConfigError
+from captureq.generate import generate_tree
+from captureq.monitor import Baseline, model_quality, monitor
+from captureq.report import build_report, data
+from captureq.report.html import unpack
+
+pytest.importorskip("altair")
+pytest.importorskip("vl_convert")
+
+EP = "churn-xgb"
+HOURS, DRIFT_HOUR = 8, 5
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    capture, labels = root / "capture", root / "groundtruth"
+    summary = generate_tree(
+        str(capture),
+        labels_out=str(labels),
+        hours=HOURS,
+        requests_per_hour=40,
+        drift_feature="_c3",
+        drift_from_hour=DRIFT_HOUR,
+        label_delay_hours=0,
+    )
+    cq = captureq.open(str(capture), labels=str(labels))
+    base = cq.where(endpoint=EP, end=summary.start + timedelta(hours=4)).baseline(
+        str(root / "baseline")
+    )
+    inputs = cq.inputs().filter(pc.equal(cq.inputs()["endpoint"], EP))
+    result = monitor(inputs, base)
+    return {
+        "root": root,
+        "capture": capture,
+        "labels": labels,
+        "summary": summary,
+        "cq": cq,
+        "base": base,
+        "inputs": inputs,
+        "result": result,
+    }
+
+
+def test_traffic_counts_every_request_of_every_endpoint_and_variant(demo):
+    s, t = demo["summary"], pl.from_arrow(data.traffic(demo["cq"]))
+    assert t.columns == ["hour", "endpoint", "variant", "requests", "records"]
+    per_series = t.group_by("endpoint", "variant").agg(
+        pl.col("requests").sum(), pl.len().alias("hours")
+    )
+    expected = {(e, v): n for e, es in s.endpoints.items() for v, n in es.variants.items()}
+    assert {(r["endpoint"], r["variant"]): r["requests"] for r in per_series.to_dicts()} == expected
+    assert set(per_series["hours"]) == {HOURS}
+    records = t.group_by("endpoint").agg(pl.col("records").sum())
+    assert dict(records.iter_rows()) == {e: es.input_records for e, es in s.endpoints.items()}
+
+
+def test_prediction_distribution_matches_numpy_quantiles(demo):
+    cq = demo["cq"]
+    col = data.prediction_column(cq, EP)
+    assert col == "output_c0"
+    d = pl.from_arrow(data.prediction_distribution(cq, EP, col))
+    preds = pl.from_arrow(cq.predictions()).filter(pl.col("endpoint") == EP)
+    assert d["n"].sum() == preds.height == demo["summary"].endpoints[EP].output_records
+    first = d.row(0, named=True)
+    scores = preds.filter(
+        (pl.col("variant") == first["variant"])
+        & (pl.col("inference_time").dt.truncate("1h") == first["hour"])
+    )["output_c0"].to_numpy()
+    assert first["n"] == len(scores)
+    assert [first[k] for k in ("p10", "p50", "p90")] == pytest.approx(
+        np.quantile(scores, [0.1, 0.5, 0.9])
+    )
+    assert first["mean"] == pytest.approx(scores.mean())
+    assert (
+        (d["p10"] <= d["p25"]).all()
+        and (d["p25"] <= d["p50"]).all()
+        and (d["p75"] <= d["p90"]).all()
+    )
+
+
+def test_non_numeric_predictions_become_shares_per_value(demo):
+    cq = demo["cq"]
+    d = pl.from_arrow(
+        data.prediction_distribution(cq, EP, "variant")
+    )  # a text column as the "prediction"
+    assert d.columns == ["hour", "variant", "prediction", "n", "share"]
+    assert d.group_by("hour", "variant").agg(pl.col("share").sum())[
+        "share"
+    ].to_list() == pytest.approx([1.0] * (2 * HOURS))
+
+
+def test_drift_heatmap_marks_exactly_the_planted_feature_and_hours(demo):
+    s, result = demo["summary"], demo["result"]
+    heat = pl.from_arrow(data.drift_heatmap(result))
+    features = [f["name"] for f in demo["base"].statistics["features"]]
+    assert heat.height == len(features) * HOURS
+    assert heat.columns[:3] == ["feature", "hour", "hour_end"]
+    drifted = heat.filter(pl.col("drift"))
+    assert set(drifted["feature"]) == {"_c3"}
+    assert drifted["hour"].min() == s.drift_start
+    assert drifted.height == HOURS - DRIFT_HOUR
+    # every drifted cell is marked as a violation, naming the check that failed
+    assert drifted["violation"].all()
+    assert all("baseline_drift_check" in c for c in drifted["failed_checks"])
+    # the heat map's PSI is the monitor's, cell for cell
+    hourly = pl.from_arrow(result.drift).filter(pl.col("granularity") == "hour")
+    joined = heat.join(hourly, left_on=["feature", "hour"], right_on=["feature", "window_start"])
+    assert joined.height == heat.height and (joined["psi"] == joined["psi_right"]).all()
+    onset = data.drift_onset(result)
+    assert [(o["feature"], o["first_drift_hour"]) for o in onset] == [("_c3", s.drift_start)]
+    assert data.feature_order(result)[0] == "_c3"
+
+
+def test_histograms_share_bins_and_show_the_shift(demo):
+    base, inputs, result = demo["base"], demo["inputs"], demo["result"]
+    worst = data.worst_features(result, 3)
+    since = demo["summary"].drift_start
+    h = pl.from_arrow(data.feature_histograms(base, inputs, worst, bins=20, since=since))
+    label = f"since {since:%Y-%m-%d %H:%M}"
+    assert set(h["series"]) == {"baseline", "window", label}
+    sums = h.group_by("feature", "series").agg(pl.col("share").sum(), pl.len())
+    assert sums["share"].to_list() == pytest.approx([1.0] * sums.height)
+    assert set(sums["len"]) == {20}
+    c3 = h.filter(pl.col("feature") == "_c3")
+    # baseline shares equal numpy's histogram of the baseline hours on the same edges
+    edges = np.r_[
+        c3.filter(pl.col("series") == "baseline")["bin_start"].to_numpy(), c3["bin_end"].max()
+    ]
+    training = pl.from_arrow(inputs).filter(
+        pl.col("inference_time") < demo["summary"].start + timedelta(hours=4)
+    )
+    counts, _ = np.histogram(training["_c3"].to_numpy(), bins=edges)
+    assert c3.filter(pl.col("series") == "baseline")["share"].to_numpy() == pytest.approx(
+        counts / counts.sum()
+    )
+
+    def mean_bin(series):
+        part = c3.filter(pl.col("series") == series)
+        return float((part["share"] * (part["bin_start"] + part["bin_end"]) / 2).sum())
+
+    assert mean_bin(label) > mean_bin("window") > mean_bin("baseline")
+
+
+def test_quality_over_time_is_the_hourly_model_quality(demo):
+    cq = demo["cq"]
+    preds = cq.predictions()
+    preds = preds.filter(pc.equal(preds["endpoint"], EP))
+    quality = model_quality(preds)
+    q = pl.from_arrow(data.quality_over_time(quality))
+    assert set(q["metric"]) == set(data.QUALITY_METRICS[quality.problem_type])
+    hourly = pl.from_arrow(quality.metrics).filter(pl.col("granularity") == "hour")
+    acc = q.filter(pl.col("metric") == "accuracy").join(
+        hourly, left_on="hour", right_on="window_start"
+    )
+    assert acc.height == HOURS
+    assert (acc["value"] == acc["accuracy"]).all()
+    assert (acc["label_coverage"] == acc["labelled"] / acc["records"]).all()
+    assert 0 < acc["label_coverage"].mean() < 1
+
+
+def test_quarantine_summary_counts_planted_junk(demo, tmp_path):
+    s = demo["summary"]
+
+    capture = tmp_path / "capture"
+    shutil.copytree(demo["capture"], capture)
+    write_captures(
+        capture,
+        ["{not json", "neither is this", "{not json"],
+        endpoint=EP,
+        when=s.start + timedelta(hours=2),
+        name="junk.jsonl",
+    )
+    q = pl.from_arrow(data.quarantine_summary(captureq.open(str(capture))))
+    assert q.columns == ["stage", "reason", "entries", "files", "first_seen"]
+    assert q["entries"].to_list() == [2, 1]  # most frequent reason first
+    assert set(q["stage"]) == {"line"} and set(q["files"]) == {1}
+    assert [f.rsplit("/", 1)[1] for f in q["first_seen"]] == ["junk.jsonl:1", "junk.jsonl:2"]
+
+
+def test_reproduce_sql_runs_and_gives_the_figures_data(demo):
+    """What the report prints under "reproduce" is the query that made the figure."""
+    cq = demo["cq"]
+    text = data.query_text("predictions_numeric", prediction="output_c0", endpoint=EP)
+    assert "$endpoint" not in text and "'churn-xgb'" in text and '"output_c0"' in text
+    assert cq.sql(text).to_arrow().equals(data.prediction_distribution(cq, EP, "output_c0"))
+
+
+@pytest.fixture(scope="module")
+def built(demo):
+    return build_report(demo["cq"], demo["base"], endpoint=EP)
+
+
+def test_report_is_one_self_contained_page_with_every_figure(demo, built):
+    rep = built
+    assert list(rep.charts()) == ["traffic", "predictions", "drift", "histograms", "quality"]
+    assert rep.drift_found and "_c3" in rep.headline[0]
+    assert f"{demo['summary'].drift_start:%Y-%m-%d %H:%M} UTC" in rep.headline[0]
+    page = rep.to_html()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), (
+        "nothing may load from the network"
+    )
+    for key in rep.charts():
+        assert f'id="fig-{key}"' in page
+    packed = re.search(r'id="captureq-specs">([^<]+)<', page).group(1)
+    specs = json.loads(unpack(packed))
+    assert set(specs) == {f"fig-{k}" for k in rep.charts()}
+    assert all(
+        spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
+        for spec in specs.values()
+    )
+    assert page.count("reproduce this figure") == len(rep.figures)
+    assert len(page.encode()) < 600_000
+
+
+def test_report_without_labels_says_quality_needs_them(demo):
+    rep = build_report(captureq.open(str(demo["capture"])), demo["base"], endpoint=EP)
+    assert "quality" not in rep.charts()
+    assert rep.figure("quality").note == "no labels URI given"
+
+
+def test_report_needs_one_endpoint_when_the_window_has_several(demo):
+    with pytest.raises(ConfigError, match="pass endpoint=... \\(--endpoint\\)"):
+        build_report(demo["cq"], demo["base"])
+    with pytest.raises(ConfigError, match="no endpoint matches nope"):
+        build_report(demo["cq"], demo["base"], endpoint="nope")
+
+
+def test_capture_tree_report_returns_and_writes_the_html(demo, tmp_path):
+    out = tmp_path / "r.html"
+    html = demo["cq"].report(demo["base"], out=str(out), endpoint="churn-*")
+    assert html == out.read_text() and html.startswith("<!DOCTYPE html>")
+
+
+def test_cli_writes_the_report_and_prints_where_drift_began(demo, tmp_path):
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(demo["capture"]),
+            "--baseline",
+            str(demo["root"] / "baseline"),
+            "--labels",
+            str(demo["labels"]),
+            "--endpoint",
+            EP,
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"Drift in _c3 from {demo['summary'].drift_start:%Y-%m-%d %H:%M} UTC" in result.output
+    assert out.exists() and f"wrote {out}" in result.output
+    assert "Model quality" in out.read_text()
+    bad = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(demo["capture"]),
+            "--baseline",
+            str(demo["root"] / "missing"),
+            "--endpoint",
+            EP,
+            "-o",
+            str(out),
+        ],
+    )
+    assert bad.exit_code == 2 and "captureq baseline" in bad.output
+
+
+def test_baseline_loaded_from_disk_gives_the_same_report_data(demo):
+    loaded = Baseline.load(demo["root"] / "baseline")
+    again = monitor(demo["inputs"], loaded)
+    assert data.drift_heatmap(again).equals(data.drift_heatmap(demo["result"]))
+
+
+@pytest.mark.parametrize("key", ["traffic", "predictions", "quarantine"])
+def test_the_printed_command_reproduces_the_figures_data(built, key):
+    fig = built.figure(key)
+    command = next(c for c in fig.reproduce.split("\n\n") if "captureq query" in c)
+    args = shlex.split("\n".join(ln for ln in command.splitlines() if not ln.startswith("#")))
+    assert args[:2] == ["captureq", "query"]
+    result = CliRunner().invoke(app, args[1:])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert len(rows) == fig.data.num_rows
+    if rows:
+        first = fig.data.to_pylist()[0]
+        assert {k: str(v) for k, v in first.items() if isinstance(v, (int, str))} == {
+            k: rows[0][k] for k, v in first.items() if isinstance(v, (int, str))
+        }
