@@ -14,6 +14,7 @@ Counts always reconcile: non-blank lines read = rows parsed + quarantine rows of
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 
@@ -40,7 +41,13 @@ RAW_CAPTURE = pa.schema(
         ("captureData", pa.struct([("endpointInput", _PAYLOAD), ("endpointOutput", _PAYLOAD)])),
         (
             "eventMetadata",
-            pa.struct([("eventId", pa.string()), ("inferenceId", pa.string()), ("inferenceTime", pa.string())]),
+            pa.struct(
+                [
+                    ("eventId", pa.string()),
+                    ("inferenceId", pa.string()),
+                    ("inferenceTime", pa.string()),
+                ]
+            ),
         ),
         ("eventVersion", pa.string()),
     ]
@@ -57,6 +64,8 @@ RAW_LABEL = pa.schema(
 MAX_RAW_CHARS = 1 << 20  # quarantine keeps at most 1 MiB of a bad line's text
 _ROW_SUFFIX = re.compile(r"\s*in row \d+\s*$")
 _BOM = b"\xef\xbb\xbf"
+_WHITESPACE = np.frombuffer(b" \t\r", dtype=np.uint8)
+_NON_WHITESPACE = re.compile(rb"[^ \t\r]")
 
 
 @dataclass
@@ -69,13 +78,14 @@ class Lines:
     file_index: np.ndarray  # index into batch.files
     line_number: np.ndarray  # 1-based line number within its file
     blank: int  # blank lines skipped
+    first: np.ndarray | None = None  # first non-whitespace byte of each line
 
     def text(self, i: int) -> str:
-        raw = self.buf[self.starts[i]: self.ends[i]]
+        raw = self.buf[self.starts[i] : self.ends[i]]
         return raw[:MAX_RAW_CHARS].decode("utf-8", errors="replace").rstrip("\r")
 
     def join(self, idx: np.ndarray) -> bytes:
-        return b"\n".join(self.buf[self.starts[i]: self.ends[i]] for i in idx) + b"\n"
+        return b"\n".join(self.buf[self.starts[i] : self.ends[i]] for i in idx) + b"\n"
 
 
 def split_lines(batch: FileBatch) -> Lines:
@@ -98,32 +108,116 @@ def split_lines(batch: FileBatch) -> Lines:
     file_index = np.searchsorted(file_ends, starts, side="right")
     first_line = np.searchsorted(file_index, np.arange(len(blobs)), side="left")
     line_number = np.arange(len(starts)) - first_line[file_index] + 1 if len(blobs) else starts
-    # A JSON object line has at least 2 bytes ("{}"); shorter lines, and short all-space lines, are blank.
-    lengths = ends - starts
+    # Blank = only JSON whitespace (what the JSON reader skips too). A capture line starts with
+    # "{", so only lines that are empty or start with whitespace need a closer look.
     keep = np.ones(len(starts), dtype=bool)
-    for i in np.flatnonzero(lengths < 8):
-        if not buf[starts[i]: ends[i]].strip():
+    empty = starts == ends
+    keep[empty] = False
+    first = arr[starts] if len(starts) else np.zeros(0, np.uint8)
+    for i in np.flatnonzero(~empty & np.isin(first, _WHITESPACE)):
+        m = _NON_WHITESPACE.search(buf, int(starts[i]), int(ends[i]))
+        if m is None:
             keep[i] = False
-    return Lines(buf, starts[keep], ends[keep], file_index[keep], line_number[keep].astype(np.int64),
-                 int((~keep).sum()))
+        else:
+            first[i] = buf[m.start()]
+    return Lines(
+        buf,
+        starts[keep],
+        ends[keep],
+        file_index[keep],
+        line_number[keep].astype(np.int64),
+        int((~keep).sum()),
+        first[keep],
+    )
 
 
-def _clean_reason(exc: Exception) -> str:
+def blank_out(lines: Lines, positions: np.ndarray) -> bytes:
+    """A copy of the buffer with the given lines overwritten by spaces (which the JSON reader
+    skips), so the rest can still be parsed in one call."""
+    arr = np.frombuffer(lines.buf, dtype=np.uint8).copy()
+    delta = np.zeros(len(arr) + 1, dtype=np.int8)
+    np.add.at(delta, lines.starts[positions], 1)
+    np.add.at(delta, lines.ends[positions], -1)
+    arr[np.cumsum(delta[:-1], dtype=np.int8) > 0] = 32
+    return arr.tobytes()
+
+
+def invalid_utf8(lines: Lines) -> np.ndarray:
+    """Positions of the lines that are not valid UTF-8 (one vectorized check when all are)."""
+    if not len(lines.buf):
+        return np.zeros(0, dtype=np.int64)
+    whole = pa.Array.from_buffers(
+        pa.large_binary(),
+        1,
+        [None, pa.py_buffer(np.array([0, len(lines.buf)], np.int64)), pa.py_buffer(lines.buf)],
+    )
+    try:
+        whole.cast(pa.large_string())
+        return np.zeros(0, dtype=np.int64)
+    except pa.ArrowInvalid:
+        pass
+    bad = []
+    for i in range(len(lines.starts)):  # error path only: find the offending lines
+        try:
+            lines.buf[lines.starts[i] : lines.ends[i]].decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(i)
+    return np.array(bad, dtype=np.int64)
+
+
+_CHANGED = re.compile(r"Column\((/[^)]*)\) changed from (\w+) to (\w+)")
+
+
+def _clean_reason(exc: Exception | None, line: bytes = b"") -> str:
+    """Say what is wrong with one line the JSON reader rejected (error path only)."""
+    if b"\x00" in line:
+        return "line contains NUL bytes; it is binary junk, not a JSON object"
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as err:
+        text = err.doc.rstrip(" \t\r")
+        if text.lstrip().startswith("{") and (
+            err.pos >= len(text) or err.msg.startswith("Unterminated string")
+        ):
+            return f"truncated JSON line: it ends inside a value ({err.msg} column {err.colno})"
+        return f"invalid JSON line: {err.msg} (column {err.colno})"
+    except (ValueError, RecursionError):
+        value = None
+    else:
+        if not isinstance(value, dict):
+            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+                type(value), "a number"
+            )
+            return f"line is {kind}, not a JSON object"
+    if exc is None:
+        return "invalid JSON line: not a JSON object"
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     msg = _ROW_SUFFIX.sub("", msg)
     msg = msg.replace("JSON parse error: ", "")
+    m = _CHANGED.search(msg)
+    if m:
+        field = m.group(1).strip("/").replace("/", ".")
+        return f"wrong type: {field} is {_a(m.group(3))}, expected {_a(m.group(2))}"
     return f"invalid JSON line: {msg}"
+
+
+def _a(kind: str) -> str:
+    return ("an " if kind[:1] in "aeiou" else "a ") + kind
 
 
 def _read(data: bytes, raw_schema: pa.Schema, block_size: int) -> pa.Table:
     return pj.read_json(
         pa.py_buffer(data),
         read_options=pj.ReadOptions(block_size=block_size, use_threads=True),
-        parse_options=pj.ParseOptions(explicit_schema=raw_schema, unexpected_field_behavior="ignore"),
+        parse_options=pj.ParseOptions(
+            explicit_schema=raw_schema, unexpected_field_behavior="ignore"
+        ),
     )
 
 
-def parse_json_lines(lines: Lines, raw_schema: pa.Schema) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]]:
+def parse_json_lines(
+    lines: Lines, raw_schema: pa.Schema
+) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]]:
     """Parse every non-blank line against ``raw_schema``.
 
     Returns the parsed table, the line positions (indexes into ``lines``) of its rows, and
@@ -137,11 +231,28 @@ def parse_json_lines(lines: Lines, raw_schema: pa.Schema) -> tuple[pa.Table, np.
     parts: list[tuple[np.ndarray, pa.Table]] = []
     bad: list[tuple[int, str]] = []
     everything = np.arange(n)
-    # Fast path: the whole batch in one call (no blank lines to remove means the buffer is usable as-is).
-    whole = lines.buf if len(lines.buf) and lines.blank == 0 else None
+    # Fast path: the whole batch in one call. The reader skips blank lines as split_lines does.
+    # Lines it must not see are set aside first and blanked out: lines that are not UTF-8 (it
+    # would pass them through unchecked), and lines that cannot be a JSON object because they do
+    # not start with "{" (a line "null" crashes pyarrow's reader, apache/arrow#47409).
+    whole = lines.buf
+    not_utf8 = invalid_utf8(lines)
+    not_object = np.flatnonzero(lines.first != ord("{")) if lines.first is not None else []
+    not_object = np.setdiff1d(not_object, not_utf8)
+    if len(not_utf8) or len(not_object):
+        bad += [(int(i), "line is not valid UTF-8 text") for i in not_utf8]
+        bad += [
+            (int(i), _clean_reason(None, lines.buf[lines.starts[i] : lines.ends[i]]))
+            for i in not_object
+        ]
+        set_aside = np.union1d(not_utf8, not_object).astype(np.int64)
+        everything = np.setdiff1d(everything, set_aside)
+        whole = blank_out(lines, set_aside)
     stack = [(everything, whole)]
     while stack:
         idx, data = stack.pop()
+        if not len(idx):
+            continue
         if data is None:
             data = lines.join(idx)
         try:
@@ -150,14 +261,16 @@ def parse_json_lines(lines: Lines, raw_schema: pa.Schema) -> tuple[pa.Table, np.
                 parts.append((idx, table))
                 continue
             error: Exception = ValueError(f"line holds {table.num_rows} JSON values, expected one")
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        except pa.ArrowException as exc:
             error = exc
         if len(idx) == 1:
-            bad.append((int(idx[0]), _clean_reason(error)))
+            i = int(idx[0])
+            bad.append((i, _clean_reason(error, lines.buf[lines.starts[i] : lines.ends[i]])))
             continue
         mid = len(idx) // 2
         stack.append((idx[mid:], None))
         stack.append((idx[:mid], None))
+    bad.sort()
     if not parts:
         return raw_schema.empty_table(), np.zeros(0, dtype=np.int64), bad
     parts.sort(key=lambda p: p[0][0])
@@ -188,19 +301,38 @@ def parse_time(values: pa.Array) -> pa.Array:
     """ISO 8601 strings to UTC timestamps; unparseable values become null.
 
     Accepts ``Z``, numeric offsets and fractional seconds; values without an offset are UTC.
+
+    >>> t = parse_time(pa.array(["2022-02-14T19:25:49.5+02:00", "2022-02-14 17:25:49", "soon"]))
+    >>> [None if v is None else v.isoformat() for v in t.to_pylist()]
+    ['2022-02-14T17:25:49.500000+00:00', '2022-02-14T17:25:49+00:00', None]
     """
     try:
         return values.cast(schema.TIMESTAMP)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
-    s = pl.from_arrow(values)
-    aware = s.str.to_datetime(time_zone="UTC", strict=False, time_unit="us")
-    naive = s.str.to_datetime(strict=False, time_unit="us").dt.replace_time_zone("UTC")
-    return aware.fill_null(naive).to_arrow().cast(schema.TIMESTAMP)
+    # Some value is not what Arrow's cast accepts: normalize every value to one format, then parse
+    # with that explicit format, so a bad value becomes null instead of failing the batch.
+    s = pl.from_arrow(values).cast(pl.String).str.strip_chars()
+    s = s.str.replace(r"^(\d{4}-\d{2}-\d{2})[ t]", "${1}T").str.replace(r"[zZ]$", "+00:00")
+    s = s.str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}")
+    s = pl.select(
+        pl.when(s.str.contains(r"[+-]\d{2}:\d{2}$")).then(s).otherwise(s + "+00:00")
+    ).to_series()
+    seconds = s.str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC"
+    )
+    minutes = s.str.to_datetime("%Y-%m-%dT%H:%M%:z", strict=False, time_unit="us", time_zone="UTC")
+    return seconds.fill_null(minutes).to_arrow().cast(schema.TIMESTAMP)
 
 
-def _quarantine(stage: str, source: pa.Array, line: pa.Array, ids: pa.Array | None, reasons: pa.Array,
-                raw: pa.Array) -> pa.Table:
+def _quarantine(
+    stage: str,
+    source: pa.Array,
+    line: pa.Array,
+    ids: pa.Array | None,
+    reasons: pa.Array,
+    raw: pa.Array,
+) -> pa.Table:
     n = len(source)
     return pa.table(
         {
@@ -248,8 +380,14 @@ class Parsed:
     blank_lines: int
 
 
-def _reject(table: pa.Table, positions: np.ndarray, invalid: np.ndarray, reasons: np.ndarray,
-            batch: FileBatch, lines: Lines) -> tuple[pa.Table, np.ndarray, pa.Table]:
+def _reject(
+    table: pa.Table,
+    positions: np.ndarray,
+    invalid: np.ndarray,
+    reasons: np.ndarray,
+    batch: FileBatch,
+    lines: Lines,
+) -> tuple[pa.Table, np.ndarray, pa.Table]:
     """Move rows flagged ``invalid`` from ``table`` to a stage-'line' quarantine table."""
     if not invalid.any():
         return table, positions, schema.empty(schema.QUARANTINE)
@@ -281,9 +419,15 @@ def parse_captures(batch: FileBatch) -> Parsed:
     checks = [
         (_missing(meta) | _missing(event_id), "missing eventMetadata.eventId"),
         (_missing(time_text), "missing eventMetadata.inferenceTime"),
-        (_missing(times) & ~_missing(time_text), "eventMetadata.inferenceTime is not an ISO 8601 time"),
-        ((_missing(inp) | _missing(inp.field("data"))) & (_missing(out) | _missing(out.field("data"))),
-         "captureData has neither endpointInput nor endpointOutput data"),
+        (
+            _missing(times) & ~_missing(time_text),
+            "eventMetadata.inferenceTime is not an ISO 8601 time",
+        ),
+        (
+            (_missing(inp) | _missing(inp.field("data")))
+            & (_missing(out) | _missing(out.field("data"))),
+            "captureData has neither endpointInput nor endpointOutput data",
+        ),
     ]
     for mask, reason in checks:
         new = mask & ~invalid
@@ -294,9 +438,11 @@ def parse_captures(batch: FileBatch) -> Parsed:
         {
             "capture_id": _row_ids(batch, lines, positions),
             "endpoint": pa.array([f.endpoint for f in batch.files], pa.string()).take(
-                pa.array(lines.file_index[positions])),
+                pa.array(lines.file_index[positions])
+            ),
             "variant": pa.array([f.variant for f in batch.files], pa.string()).take(
-                pa.array(lines.file_index[positions])),
+                pa.array(lines.file_index[positions])
+            ),
             "event_id": event_id,
             "inference_id": meta.field("inferenceId"),
             "inference_time": times,
@@ -341,7 +487,9 @@ def parse_labels(batch: FileBatch) -> Parsed:
         reasons[new] = reason
         invalid |= new
     source, line = _source(batch, lines, positions)
-    hours = pa.array([f.hour for f in batch.files], schema.TIMESTAMP).take(pa.array(lines.file_index[positions]))
+    hours = pa.array([f.hour for f in batch.files], schema.TIMESTAMP).take(
+        pa.array(lines.file_index[positions])
+    )
     table = pa.table(
         {
             "label_id": _row_ids(batch, lines, positions),

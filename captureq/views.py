@@ -74,9 +74,26 @@ def render_views(output_value_columns: list[str]) -> str:
 def register(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
     """Register Arrow ``tables`` as ``captureq_<name>`` and create the views over them."""
     con.execute("SET TimeZone = 'UTC'")
+    tables = {name: case_unique(t) for name, t in tables.items()}
     for name in schema.TABLES:
         con.register(SOURCE_PREFIX + name, tables[name])
     con.execute(render_views(value_columns(tables["outputs"].schema)))
+
+
+def case_unique(table: pa.Table) -> pa.Table:
+    """Rename columns whose names differ from an earlier one only by case (``B`` after ``b``
+    becomes ``B_1``): DuckDB matches identifiers case-insensitively, so ``o."B"`` would silently
+    read column ``b``."""
+    seen: set[str] = set()
+    names = []
+    for name in table.column_names:
+        new, k = name, 0
+        while new.lower() in seen:
+            k += 1
+            new = f"{name}_{k}"
+        seen.add(new.lower())
+        names.append(new)
+    return table if names == table.column_names else table.rename_columns(names)
 
 
 def parquet_sources_sql(root: str, schemas: dict[str, pa.Schema], present: dict[str, bool]) -> str:

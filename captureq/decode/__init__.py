@@ -22,7 +22,12 @@ from .json import decode_json, decode_json_lines
 
 CSV_TYPES = ("text/csv", "text/x-csv", "application/csv")
 JSON_TYPES = ("application/json", "text/json")
-JSONLINES_TYPES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl", "application/x-ndjson")
+JSONLINES_TYPES = (
+    "application/jsonlines",
+    "application/x-jsonlines",
+    "application/jsonl",
+    "application/x-ndjson",
+)
 
 FORMATS = ("csv", "json", "jsonlines", "binary")
 
@@ -53,18 +58,26 @@ def classify(encoding: pa.Array, content_type: pa.Array) -> np.ndarray:
     """Payload format per row: csv, json, jsonlines, binary, or None for an unknown encoding."""
     df = pl.DataFrame({"enc": pl.from_arrow(encoding), "ct": pl.from_arrow(content_type)})
     enc = pl.col("enc").str.strip_chars().str.to_uppercase()
-    media = pl.col("ct").fill_null("").str.split(";").list.first().str.strip_chars().str.to_lowercase()
+    media = (
+        pl.col("ct").fill_null("").str.split(";").list.first().str.strip_chars().str.to_lowercase()
+    )
     is_jsonl = media.is_in(list(JSONLINES_TYPES))
     from_media = (
-        pl.when(media.is_in(list(CSV_TYPES))).then(pl.lit("csv"))
-        .when(is_jsonl).then(pl.lit("jsonlines"))
-        .when(media.is_in(list(JSON_TYPES)) | media.str.ends_with("+json")).then(pl.lit("json"))
+        pl.when(media.is_in(list(CSV_TYPES)))
+        .then(pl.lit("csv"))
+        .when(is_jsonl)
+        .then(pl.lit("jsonlines"))
+        .when(media.is_in(list(JSON_TYPES)) | media.str.ends_with("+json"))
+        .then(pl.lit("json"))
         .otherwise(pl.lit("binary"))
     )
     fmt = (
-        pl.when(enc == "CSV").then(pl.lit("csv"))
-        .when(enc == "JSON").then(pl.when(is_jsonl).then(pl.lit("jsonlines")).otherwise(pl.lit("json")))
-        .when(enc == "BASE64").then(from_media)
+        pl.when(enc == "CSV")
+        .then(pl.lit("csv"))
+        .when(enc == "JSON")
+        .then(pl.when(is_jsonl).then(pl.lit("jsonlines")).otherwise(pl.lit("json")))
+        .when(enc == "BASE64")
+        .then(from_media)
         .otherwise(pl.lit(None, dtype=pl.String))
     )
     return df.select(fmt.alias("f")).to_series().to_numpy()
@@ -100,10 +113,14 @@ class SideResult:
 
     records: pa.Table
     quarantine: pa.Table
-    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # records per capture row
+    counts: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, np.int64)
+    )  # records per capture row
 
 
-def _quarantine(stage: str, rows: np.ndarray, reasons: list[str], captures: pa.Table, raw: pa.Array) -> pa.Table:
+def _quarantine(
+    stage: str, rows: np.ndarray, reasons: list[str], captures: pa.Table, raw: pa.Array
+) -> pa.Table:
     idx = pa.array(rows, pa.int64())
     return pa.table(
         {
@@ -122,14 +139,22 @@ def _groups(keys: np.ndarray) -> list[np.ndarray]:
     """Positions grouped by key, in order of first appearance."""
     if len(keys) == 0:
         return []
+    if (keys == keys[0]).all():  # one key (a batch is usually one endpoint): skip the sort
+        return [np.arange(len(keys))]
     uniq, inverse = np.unique(keys.astype(str), return_inverse=True)
     if len(uniq) == 1:
         return [np.arange(len(keys))]
     return [np.flatnonzero(inverse == g) for g in range(len(uniq))]
 
 
-def decode_side(captures: pa.Table, side: str, options: DecodeOptions | None = None,
-                input_counts: np.ndarray | None = None) -> SideResult:
+def decode_side(
+    captures: pa.Table,
+    side: str,
+    options: DecodeOptions | None = None,
+    input_counts: np.ndarray | None = None,
+    *,
+    lists_are_records: bool = False,
+) -> SideResult:
     """Decode the ``side`` ("input" or "output") payloads of ``captures`` into records.
 
     ``input_counts`` (records per capture row, from decoding the inputs first) lets output
@@ -151,7 +176,11 @@ def decode_side(captures: pa.Table, side: str, options: DecodeOptions | None = N
         enc = encoding[int(r)].as_py()
         failures.append((int(r), f"unknown encoding {enc!r}; expected CSV, JSON or BASE64"))
     # Text of every payload: base64 ones decoded (bytes kept for binary formats).
-    is_b64 = present & ~unknown & (pc.utf8_upper(pc.fill_null(encoding, "")).to_numpy(zero_copy_only=False) == "BASE64")
+    is_b64 = (
+        present
+        & ~unknown
+        & (pc.utf8_upper(pc.fill_null(encoding, "")).to_numpy(zero_copy_only=False) == "BASE64")
+    )
     text = data
     binary = None
     if is_b64.any():
@@ -160,10 +189,12 @@ def decode_side(captures: pa.Table, side: str, options: DecodeOptions | None = N
         for r in b64_rows[invalid]:
             failures.append((int(r), "invalid base64 data"))
         binary = decoded
-        textual = np.array([formats[r] != "binary" for r in b64_rows], dtype=bool) & ~invalid
+        textual = (formats[b64_rows] != "binary") & ~invalid
         as_text, not_utf8 = to_text(decoded.filter(pa.array(textual)))
         for r in b64_rows[textual][not_utf8]:
-            failures.append((int(r), f"base64 payload declared {ctype[int(r)].as_py()!r} is not UTF-8 text"))
+            failures.append(
+                (int(r), f"base64 payload declared {ctype[int(r)].as_py()!r} is not UTF-8 text")
+            )
         # scatter decoded text back into a full-length array
         full_mask = np.zeros(n, dtype=bool)
         target = b64_rows[textual][~not_utf8]
@@ -193,41 +224,80 @@ def decode_side(captures: pa.Table, side: str, options: DecodeOptions | None = N
             if fmt == "binary":
                 pos = np.searchsorted(np.flatnonzero(is_b64), rows)
                 values = binary.take(pa.array(pos))
-                d = Decoded(pa.table({ROW: pa.array(np.arange(len(rows)), pa.int64()),
-                                      RECORD_INDEX: pa.array(np.zeros(len(rows), np.int32)),
-                                      schema.PAYLOAD_BYTES: values}))
+                d = Decoded(
+                    pa.table(
+                        {
+                            ROW: pa.array(np.arange(len(rows)), pa.int64()),
+                            RECORD_INDEX: pa.array(np.zeros(len(rows), np.int32)),
+                            schema.PAYLOAD_BYTES: values,
+                        }
+                    )
+                )
             else:
-                sub = text.take(pa.array(rows))
+                # every row (the usual case: one format, one endpoint) needs no copy
+                sub = text if len(rows) == n else text.take(pa.array(rows))
                 counts = None if input_counts is None else input_counts[rows]
                 if fmt == "csv":
                     split = None
                     if side == "output" and counts is not None:
-                        one_line = ~pc.match_substring(pc.utf8_trim(sub, "\r\n"), "\n").to_numpy(zero_copy_only=False)
+                        one_line = ~pc.match_substring(pc.utf8_trim(sub, "\r\n"), "\n").to_numpy(
+                            zero_copy_only=False
+                        )
                         commas = pc.count_substring(sub, ",").to_numpy(zero_copy_only=False) + 1
                         split = one_line & (counts > 1) & (commas == counts)
                     d = decode_csv(sub, names, split_single_line=split)
                 elif fmt == "json":
-                    d = decode_json(sub, names, side=side, path=options.get("path", side, endpoint), input_counts=counts)
+                    d = decode_json(
+                        sub,
+                        names,
+                        side=side,
+                        path=options.get("path", side, endpoint),
+                        input_counts=counts,
+                        lists_are_records=lists_are_records,
+                    )
                 else:
                     d = decode_json_lines(sub, names)
             # map positions within the group back to capture rows
-            d.table = d.table.set_column(0, ROW, pa.array(rows, pa.int64()).take(d.table.column(ROW)))
+            d.table = d.table.set_column(
+                0, ROW, pa.array(rows, pa.int64()).take(d.table.column(ROW))
+            )
             d.failures = [(int(rows[i]), reason) for i, reason in d.failures]
             parts.append(d)
     decoded = concat(parts)
     failures += decoded.failures
     table = decoded.table
-    counts = np.bincount(table.column(ROW).to_numpy(), minlength=n) if table.num_rows else np.zeros(n, np.int64)
+    counts = (
+        np.bincount(table.column(ROW).to_numpy(), minlength=n)
+        if table.num_rows
+        else np.zeros(n, np.int64)
+    )
     records = _attach_keys(table, captures)
     failures.sort()
-    q = _quarantine(stage, np.array([r for r, _ in failures], dtype=np.int64), [m for _, m in failures], captures, data) \
-        if failures else schema.empty(schema.QUARANTINE)
+    q = (
+        _quarantine(
+            stage,
+            np.array([r for r, _ in failures], dtype=np.int64),
+            [m for _, m in failures],
+            captures,
+            data,
+        )
+        if failures
+        else schema.empty(schema.QUARANTINE)
+    )
     return SideResult(records, q, counts)
 
 
 def _attach_keys(table: pa.Table, captures: pa.Table) -> pa.Table:
     rows = table.column(ROW)
-    keys = {name: captures.column(name).take(rows) for name in schema.RECORD_KEY_NAMES if name != RECORD_INDEX}
+    # One record per capture row, in order (CSV rows, single documents): the keys need no copy.
+    same = len(rows) == captures.num_rows and np.array_equal(
+        rows.to_numpy(), np.arange(captures.num_rows)
+    )
+    keys = {
+        name: captures.column(name) if same else captures.column(name).take(rows)
+        for name in schema.RECORD_KEY_NAMES
+        if name != RECORD_INDEX
+    }
     out = {"capture_id": keys["capture_id"], RECORD_INDEX: table.column(RECORD_INDEX)}
     for name in schema.RECORD_KEY_NAMES[2:]:
         out[name] = keys[name]
@@ -239,8 +309,12 @@ def _attach_keys(table: pa.Table, captures: pa.Table) -> pa.Table:
 
 def alignment_quarantine(captures: pa.Table, inputs: SideResult, outputs: SideResult) -> pa.Table:
     """Quarantine rows ('align') for captures whose input and output record counts differ."""
-    has_in = ~np.asarray(captures.column("input_data").is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    has_out = ~np.asarray(captures.column("output_data").is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    has_in = ~np.asarray(
+        captures.column("input_data").is_null().to_numpy(zero_copy_only=False), dtype=bool
+    )
+    has_out = ~np.asarray(
+        captures.column("output_data").is_null().to_numpy(zero_copy_only=False), dtype=bool
+    )
     n_in, n_out = inputs.counts, outputs.counts
     ok_in = ~np.isin(np.arange(captures.num_rows), _rows(inputs.quarantine, captures))
     ok_out = ~np.isin(np.arange(captures.num_rows), _rows(outputs.quarantine, captures))
@@ -248,15 +322,22 @@ def alignment_quarantine(captures: pa.Table, inputs: SideResult, outputs: SideRe
     rows = np.flatnonzero(bad)
     if not len(rows):
         return schema.empty(schema.QUARANTINE)
-    reasons = [f"{n_in[r]} input records but {n_out[r]} output records; predictions are not aligned" for r in rows]
-    return _quarantine("align", rows, reasons, captures, captures.column("output_data").combine_chunks())
+    reasons = [
+        f"{n_in[r]} input records but {n_out[r]} output records; predictions are not aligned"
+        for r in rows
+    ]
+    return _quarantine(
+        "align", rows, reasons, captures, captures.column("output_data").combine_chunks()
+    )
 
 
 def _rows(quarantine: pa.Table, captures: pa.Table) -> np.ndarray:
     if not quarantine.num_rows:
         return np.zeros(0, np.int64)
     ids = set(quarantine.column("capture_id").to_pylist())
-    return np.flatnonzero(pc.is_in(captures.column("capture_id"), pa.array(list(ids))).to_numpy(zero_copy_only=False))
+    return np.flatnonzero(
+        pc.is_in(captures.column("capture_id"), pa.array(list(ids))).to_numpy(zero_copy_only=False)
+    )
 
 
 def decode_labels(raw: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -268,25 +349,31 @@ def decode_labels(raw: pa.Table) -> tuple[pa.Table, pa.Table]:
     n = raw.num_rows
     if n == 0:
         return schema.empty(schema.LABELS), schema.empty(schema.QUARANTINE)
-    as_captures = pa.table({
-        "input_data": raw.column("data"),
-        "input_encoding": raw.column("encoding"),
-        "input_observed_content_type": pc.if_else(
-            pc.equal(pc.utf8_upper(pc.fill_null(raw.column("encoding"), "")), "JSON"),
-            pa.scalar("application/json"), pa.scalar("text/csv")),
-        "endpoint": pa.nulls(n, pa.string()),
-        "capture_id": raw.column("label_id"),
-        "source_file": raw.column("source_file"),
-        "line_number": raw.column("line_number"),
-    })
+    as_captures = pa.table(
+        {
+            "input_data": raw.column("data"),
+            "input_encoding": raw.column("encoding"),
+            "input_observed_content_type": pc.if_else(
+                pc.equal(pc.utf8_upper(pc.fill_null(raw.column("encoding"), "")), "JSON"),
+                pa.scalar("application/json"),
+                pa.scalar("text/csv"),
+            ),
+            "endpoint": pa.nulls(n, pa.string()),
+            "capture_id": raw.column("label_id"),
+            "source_file": raw.column("source_file"),
+            "line_number": raw.column("line_number"),
+        }
+    )
     for name in ("variant", "event_id", "inference_id"):
         as_captures = as_captures.append_column(name, pa.nulls(n, pa.string()))
     as_captures = as_captures.append_column("inference_time", pa.nulls(n, schema.TIMESTAMP))
     # Labels are read whole per line: one value per CSV line; JSON scalars, lists of scalars, or
     # objects with a label-like field.
-    side = decode_side(as_captures, "input", DecodeOptions())
+    side = decode_side(as_captures, "input", DecodeOptions(), lists_are_records=True)
     rec = side.records
-    q = side.quarantine.set_column(0, "stage", pa.array(["label"] * side.quarantine.num_rows, pa.string()))
+    q = side.quarantine.set_column(
+        0, "stage", pa.array(["label"] * side.quarantine.num_rows, pa.string())
+    )
     rows = pc.index_in(rec.column("capture_id"), raw.column("label_id"))
     value_cols = [c for c in rec.column_names if c not in schema.RECORD_KEY_NAMES]
     truth = _label_text(rec, value_cols)
@@ -313,18 +400,32 @@ _LABEL_FIELDS = ("ground_truth", "groundTruth", "label", "target", "y", "value",
 
 
 def _label_text(rec: pa.Table, value_cols: list[str]) -> pa.Array:
-    for name in _LABEL_FIELDS:
-        if name in value_cols:
-            col = rec.column(name).combine_chunks()
-            break
-    else:
-        col = rec.column(value_cols[0]).combine_chunks() if value_cols else pa.nulls(rec.num_rows, pa.string())
+    """The label of each record: the first label-like field that is set (labels of different
+    shapes share a batch, e.g. CSV ``_c0`` and JSON ``label``), else the first value column."""
+    if not value_cols:
+        return pa.nulls(rec.num_rows, pa.string())
+    ordered = [n for n in _LABEL_FIELDS if n in value_cols] + [
+        n for n in value_cols if n not in _LABEL_FIELDS
+    ]
+    texts = [_as_text(rec.column(n).combine_chunks()) for n in ordered]
+    return texts[0] if len(texts) == 1 else pc.coalesce(*texts)
+
+
+def _as_text(col: pa.Array) -> pa.Array:
     if pa.types.is_floating(col.type):
         # 1.0 -> "1": labels are usually class ids; keep non-integral values as they are
-        ints = pc.equal(col, pc.round(col))
-        as_int = pc.cast(pc.cast(col, pa.int64(), safe=False), pa.string())
+        ints = pc.fill_null(pc.and_(pc.is_finite(col), pc.equal(col, pc.round(col))), False)
+        ints = pc.and_(ints, pc.less(pc.abs(col), 2.0**63))
+        as_int = pc.cast(pc.cast(pc.if_else(ints, col, 0.0), pa.int64(), safe=False), pa.string())
         return pc.if_else(ints, as_int, pc.cast(col, pa.string()))
-    return pc.cast(col, pa.string())
+    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+        return pc.cast(col, pa.string(), safe=False)
+    if pa.types.is_string(col.type):
+        return col
+    try:
+        return pc.cast(col, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(col), pa.string())
 
 
 def _to_float(text: pa.Array) -> pa.Array:

@@ -10,8 +10,33 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import schema
+
 ROW = "_row"  # index of the payload's row in the table being decoded
 RECORD_INDEX = "record_index"
+# Names a payload's own fields must not take: the decoder's bookkeeping and the record keys.
+RESERVED = frozenset({ROW, *schema.RECORD_KEY_NAMES})
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Value-column names that are safe to use: a name that is empty, reserved
+    (``capture_id``, ``_row``, …) or already taken gets a ``_1``, ``_2``, … suffix, and a NUL
+    character becomes U+FFFD.
+
+    >>> unique_names(["a", "event_id", "a", ""])
+    ['a', 'event_id_1', 'a_1', '_1']
+    """
+    taken = set(RESERVED)
+    out = []
+    for name in names:
+        name = name.replace("\x00", "\ufffd")  # SQL engines cannot name a column with a NUL
+        new, k = name, 0
+        while new in taken or not new:
+            k += 1
+            new = f"{name}_{k}"
+        taken.add(new)
+        out.append(new)
+    return out
 
 
 @dataclass
@@ -78,12 +103,14 @@ def normalize_types(table: pa.Table) -> pa.Table:
             continue
         t = f.type
         if pa.types.is_integer(t) or pa.types.is_null(t) or pa.types.is_decimal(t):
-            col = col.cast(pa.float64())
+            # safe=False: an int beyond 2**53 rounds to the nearest float64, as float(int) does,
+            # instead of failing the whole payload
+            col = col.cast(pa.float64(), safe=False)
             changed = True
         elif (pa.types.is_list(t) or pa.types.is_large_list(t)) and (
             pa.types.is_integer(t.value_type) or pa.types.is_null(t.value_type)
         ):
-            col = col.cast(pa.list_(pa.float64()))
+            col = col.cast(pa.list_(pa.float64()), safe=False)
             changed = True
         cols.append(col)
     return pa.table(cols, names=table.column_names) if changed else table
@@ -108,7 +135,7 @@ def bisect(n: int, attempt: Callable[[np.ndarray], Decoded], describe: Callable[
         try:
             parts.append(attempt(idx))
             continue
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as exc:
+        except (pa.ArrowException, ValueError) as exc:
             error = exc
         if len(idx) == 1:
             parts.append(Decoded(Decoded.empty().table, [(int(idx[0]), describe(error))]))

@@ -19,7 +19,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from .common import RECORD_INDEX, ROW, Decoded, bisect, first_line, normalize_types, repeat_index, values_buffer
+from .common import (
+    RECORD_INDEX,
+    ROW,
+    Decoded,
+    bisect,
+    first_line,
+    normalize_types,
+    repeat_index,
+    unique_names,
+    values_buffer,
+)
 
 _CONVERT = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True, timestamp_parsers=[])
 
@@ -27,12 +37,17 @@ _CONVERT = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True, times
 def column_names(width: int, names: Sequence[str] | None) -> list[str]:
     """``names`` for the first columns, ``_cN`` for any beyond them."""
     names = list(names or [])
-    return [names[i] if i < len(names) else f"_c{i}" for i in range(width)]
+    return unique_names([names[i] if i < len(names) else f"_c{i}" for i in range(width)])
+
+
+def _bytes(texts: pa.Array) -> np.ndarray:
+    """The concatenated bytes of ``texts`` as a numpy view (no copy)."""
+    return np.frombuffer(values_buffer(texts), dtype=np.uint8)
 
 
 def _prepare(texts: pa.Array) -> pa.Array:
     """Normalize line ends, drop blank lines, strip trailing newlines — vectorized."""
-    if pc.any(pc.match_substring(texts, "\r")).as_py():
+    if (_bytes(texts) == 13).any():  # a "\r" somewhere (a byte scan is ~10x cheaper than a kernel per value)
         texts = pc.replace_substring(texts, "\r\n", "\n")
     texts = pc.utf8_trim(texts, "\n")
     if pc.any(pc.match_substring(texts, "\n\n")).as_py():
@@ -40,19 +55,64 @@ def _prepare(texts: pa.Array) -> pa.Array:
     return texts
 
 
+def _newlines(texts: pa.Array) -> np.ndarray:
+    """Number of ``\n`` in each value (as ``pc.count_substring``, from one byte scan)."""
+    arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset: arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    if data is None or not len(arr):
+        return np.zeros(len(arr), dtype=np.int64)
+    at = np.flatnonzero(np.frombuffer(data, dtype=np.uint8)[: offsets[-1]] == 10)
+    return np.diff(np.searchsorted(at, offsets)).astype(np.int64)
+
+
+def _float64_options(names: list[str]) -> pcsv.ConvertOptions:
+    return pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True, timestamp_parsers=[],
+                               column_types={n: pa.float64() for n in names})
+
+
+def _same_as_inferred(table: pa.Table) -> bool:
+    """Whether a table read as all-float64 equals inference followed by :func:`normalize_types`.
+
+    It does unless a value could have been an int64 that float64 rounds (``|v| >= 2**53``) or
+    the integer ``-0`` (inferred 0, read -0.0); such rare tables take the inference path.
+    """
+    for col in table.columns:
+        if not pa.types.is_float64(col.type):  # a column past the first 64 KB was inferred
+            return False
+        for chunk in col.chunks:
+            a = chunk.to_numpy(zero_copy_only=False)
+            if (np.abs(a) >= 2.0**53).any() or ((a == 0) & np.signbit(a)).any():
+                return False
+    return True
+
+
 def _read(texts: pa.Array, names: Sequence[str] | None) -> Decoded:
-    counts = pc.add(pc.count_substring(texts, "\n"), 1).to_numpy(zero_copy_only=False)
+    counts = _newlines(texts) + 1
     empty = pc.equal(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
     if empty.any():
         raise ValueError("empty CSV payload")
     data = values_buffer(pc.binary_join_element_wise(texts, pa.scalar("\n"), ""))
-    table = pcsv.read_csv(
-        pa.BufferReader(data),
-        read_options=pcsv.ReadOptions(autogenerate_column_names=True, block_size=max(1 << 22, data.size + 1)
-                                      if len(texts) == 1 else 1 << 22),
-        parse_options=pcsv.ParseOptions(newlines_in_values=False),
-        convert_options=_CONVERT,
-    )
+    read_options = pcsv.ReadOptions(autogenerate_column_names=True, block_size=max(1 << 22, data.size + 1)
+                                    if len(texts) == 1 else 1 << 22)
+    parse_options = pcsv.ParseOptions(newlines_in_values=False)
+    # Fast path: all-numeric payloads (the common case) parse straight to float64, skipping type
+    # inference (about 3x the parse). Anything else fails the fast path and is inferred as before.
+    width = _first_line(data).count(b",") + 1
+    table = None
+    try:
+        table = pcsv.read_csv(pa.BufferReader(data), read_options=_fixed_block(read_options),
+                              parse_options=parse_options, convert_options=_float64_options(
+                                  [f"f{i}" for i in range(width)]))
+        if not _same_as_inferred(table):
+            table = None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        table = None
+    if table is None:
+        table = pcsv.read_csv(pa.BufferReader(data), read_options=read_options, parse_options=parse_options,
+                              convert_options=_CONVERT)
     if table.num_rows != counts.sum():
         raise ValueError(f"CSV payload has {counts.sum()} lines but {table.num_rows} records (quoted newline?)")
     table = table.rename_columns(column_names(table.num_columns, names))
@@ -60,6 +120,20 @@ def _read(texts: pa.Array, names: Sequence[str] | None) -> Decoded:
     table = table.add_column(0, ROW, pa.array(parent, pa.int64()))
     table = table.add_column(1, RECORD_INDEX, pa.array(index, pa.int32()))
     return Decoded(normalize_types(table))
+
+
+def _fixed_block(options: pcsv.ReadOptions) -> pcsv.ReadOptions:
+    """Smaller blocks spread a fixed-type parse over more threads (types cannot differ by block)."""
+    if options.block_size > 1 << 22:  # one payload larger than a block: keep it whole
+        return options
+    return pcsv.ReadOptions(autogenerate_column_names=True, block_size=1 << 20)
+
+
+def _first_line(data: pa.Buffer) -> bytes:
+    view = memoryview(data)
+    head = bytes(view[: 1 << 16])
+    end = head.find(b"\n")
+    return head if end < 0 else head[:end]
 
 
 def decode_csv(texts: pa.Array, names: Sequence[str] | None = None, *, split_single_line: np.ndarray | None = None) -> Decoded:

@@ -8,8 +8,9 @@ Which part of a document holds the records:
 
 - ``path`` given (e.g. ``"payload.rows"``): the value at that dotted path;
 - an object with a list under ``instances``, ``inputs``, ``predictions``, ``outputs``,
-  ``scores``, ``probabilities`` or ``data``: one record per element; under ``features``: the list
-  is ONE record's feature vector;
+  ``scores``, ``probabilities`` or ``data``: one record per element (except that, for outputs, a
+  list of scalars answering ONE input record is that record's vector, e.g. class
+  probabilities); under ``features``: the list is ONE record's feature vector;
 - a bare list of lists or of objects: one record per element;
 - a bare list of scalars: one feature vector (inputs); for outputs, one prediction per element
   when its length equals the number of input records (else one vector);
@@ -26,6 +27,7 @@ scalars becomes ``_c0``, ``_c1``, …; a scalar becomes ``_c0``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,9 +35,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from .common import RECORD_INDEX, ROW, Decoded, bisect, concat, first_line, normalize_types, repeat_index, values_buffer
+from .common import (
+    RECORD_INDEX,
+    ROW,
+    Decoded,
+    bisect,
+    concat,
+    first_line,
+    normalize_types,
+    repeat_index,
+    unique_names,
+    values_buffer,
+)
 
-CONTAINER_KEYS = ("instances", "inputs", "predictions", "outputs", "scores", "probabilities", "data")
+CONTAINER_KEYS = (
+    "instances",
+    "inputs",
+    "predictions",
+    "outputs",
+    "scores",
+    "probabilities",
+    "data",
+)
 VECTOR_KEYS = ("features",)
 
 
@@ -50,16 +71,43 @@ def _is_list(t: pa.DataType) -> bool:
 def _parse(texts: pa.Array) -> pa.Array:
     """Parse each string of ``texts`` as one JSON document; returns the ``v`` array."""
     if pc.any(pc.match_substring_regex(texts, "[\r\n]")).as_py():
-        texts = pc.replace_substring_regex(texts, "[\r\n]", " ")  # raw newlines only occur between tokens
+        texts = pc.replace_substring_regex(
+            texts, "[\r\n]", " "
+        )  # raw newlines only occur between tokens
     wrapped = pc.binary_join_element_wise(pa.scalar('{"v":'), texts, pa.scalar("}\n"), "")
     data = values_buffer(wrapped)
-    table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=max(1 << 22, _longest(wrapped) + 64)))
-    if table.num_rows != len(texts) or "v" not in table.column_names:
+    try:
+        table = pj.read_json(
+            pa.BufferReader(data),
+            read_options=pj.ReadOptions(block_size=max(1 << 22, _longest(wrapped) + 64)),
+        )
+        # pyarrow builds invalid arrays for lists that start with null ([null, 1]; see
+        # apache/arrow#51305): check, and read such a payload the slow way on its own.
+        table.validate(full=True)
+    except pa.ArrowInvalid:
+        if len(texts) != 1:
+            raise
+        return _parse_slowly(texts[0].as_py())
+    if table.num_rows != len(texts) or table.column_names != ["v"]:
         raise ValueError("payload is not a single JSON document")
     v = table.column("v").combine_chunks()
     if v.null_count:
         raise ValueError("payload is JSON null")
     return v
+
+
+def _parse_slowly(text: str) -> pa.Array:
+    """One payload through Python's json module (error path only)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("payload is nested too deeply") from None
+    if value is None:
+        raise ValueError("payload is JSON null")
+    try:
+        return pa.array([value])
+    except (pa.ArrowException, OverflowError, TypeError) as exc:
+        raise ValueError(f"payload mixes types Arrow cannot hold in one column: {exc}") from None
 
 
 def _longest(texts: pa.Array) -> int:
@@ -97,7 +145,7 @@ def _vector_columns(v: pa.Array) -> dict[str, pa.Array]:
 def _record_columns(values: pa.Array, names: Sequence[str] | None) -> dict[str, pa.Array]:
     t = values.type
     if pa.types.is_struct(t):
-        cols: dict[str, pa.Array] = {}
+        pairs: list[tuple[str, pa.Array]] = []
         stack = [("", values)]
         while stack:
             prefix, arr = stack.pop(0)
@@ -107,23 +155,51 @@ def _record_columns(values: pa.Array, names: Sequence[str] | None) -> dict[str, 
                 if pa.types.is_struct(f.type) and f.type.num_fields:
                     stack.append((name + ".", child))
                 else:
-                    cols[name] = child
-        return cols
-    if _is_list(t) and not _is_nested(t.value_type):
-        cols = _vector_columns(values)
+                    pairs.append((name, child))
     else:
-        cols = {"_c0": values}
-    if names:
-        cols = {(names[i] if i < len(names) else k): c for i, (k, c) in enumerate(cols.items())}
-    return cols
+        if _is_list(t) and not _is_nested(t.value_type):
+            pairs = list(_vector_columns(values).items())
+        else:
+            pairs = [("_c0", values)]
+        if names:
+            pairs = [(names[i] if i < len(names) else k, c) for i, (k, c) in enumerate(pairs)]
+    # a payload field named like a key column ("_row", "event_id") must never overwrite it
+    return dict(zip(unique_names([n for n, _ in pairs]), [c for _, c in pairs]))
 
 
 def _one_each(n: int, v: pa.Array) -> list[tuple[np.ndarray, np.ndarray, pa.Array]]:
     return [(np.arange(n), np.zeros(n, np.int32), v)]
 
 
-def _records(v: pa.Array, *, side: str, path: str | None,
-             input_counts: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray, pa.Array]]:
+def _explode_some(
+    v: pa.Array, explode: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, pa.Array]]:
+    """List array → one record per element where ``explode``, else the whole list as one."""
+    if explode.all():
+        return [_explode(v)]
+    if not explode.any():
+        return _one_each(len(v), v)
+    parent, index, flat = _explode(v)
+    chosen = explode[parent]
+    whole = np.flatnonzero(~explode)
+    return [
+        (parent[chosen], index[chosen], flat.filter(pa.array(chosen))),
+        (whole, np.zeros(len(whole), np.int32), v.take(pa.array(whole))),
+    ]
+
+
+def _lengths(v: pa.Array) -> np.ndarray:
+    return pc.fill_null(pc.list_value_length(v), 0).to_numpy(zero_copy_only=False)
+
+
+def _records(
+    v: pa.Array,
+    *,
+    side: str,
+    path: str | None,
+    input_counts: np.ndarray | None,
+    lists_are_records: bool = False,
+) -> list[tuple[np.ndarray, np.ndarray, pa.Array]]:
     """Cut records out of parsed documents: parts of (parent, record_index, record values)."""
     n = len(v)
     if path:
@@ -139,32 +215,45 @@ def _records(v: pa.Array, *, side: str, path: str | None,
                     raise ValueError(f"some payloads lack the {key!r} list the others have")
                 if key in VECTOR_KEYS and not _is_nested(inner.type.value_type):
                     return _one_each(n, inner)
+                if (
+                    side == "output"
+                    and input_counts is not None
+                    and not _is_nested(inner.type.value_type)
+                ):
+                    # {"probabilities": [0.2, 0.8]} answering ONE input record is one vector
+                    return _explode_some(inner, ~((input_counts == 1) & (_lengths(inner) > 1)))
                 return [_explode(inner)]
         return _one_each(n, v)
-    if _is_list(t) and _is_nested(t.value_type):
+    if _is_list(t) and (lists_are_records or _is_nested(t.value_type)):
         return [_explode(v)]
     if _is_list(t) and side == "output" and input_counts is not None:
         # one prediction per input record when the lengths agree; otherwise one vector
-        lengths = pc.fill_null(pc.list_value_length(v), 0).to_numpy(zero_copy_only=False)
-        split = (lengths == input_counts) & (input_counts > 1)
-        if split.any():
-            parent, index, flat = _explode(v)
-            chosen = split[parent]
-            whole = np.flatnonzero(~split)
-            return [(parent[chosen], index[chosen], flat.filter(pa.array(chosen))),
-                    (whole, np.zeros(len(whole), np.int32), v.take(pa.array(whole)))]
+        return _explode_some(v, (_lengths(v) == input_counts) & (input_counts > 1))
     return _one_each(n, v)
 
 
 def _build(parent: np.ndarray, index: np.ndarray, values: pa.Array, names) -> pa.Table:
     cols = _record_columns(values, names)
-    table = pa.table({ROW: pa.array(parent, pa.int64()), RECORD_INDEX: pa.array(index, pa.int32()), **cols})
+    table = pa.table(
+        {ROW: pa.array(parent, pa.int64()), RECORD_INDEX: pa.array(index, pa.int32()), **cols}
+    )
     return normalize_types(table)
 
 
-def decode_json(texts: pa.Array, names: Sequence[str] | None = None, *, side: str = "input",
-                path: str | None = None, input_counts: np.ndarray | None = None) -> Decoded:
-    """Decode JSON payloads (one document each) into records; see the module doc for shapes."""
+def decode_json(
+    texts: pa.Array,
+    names: Sequence[str] | None = None,
+    *,
+    side: str = "input",
+    path: str | None = None,
+    input_counts: np.ndarray | None = None,
+    lists_are_records: bool = False,
+) -> Decoded:
+    """Decode JSON payloads (one document each) into records; see the module doc for shapes.
+
+    ``lists_are_records``: a bare list of scalars is one record per element (labels), not one
+    feature vector.
+    """
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     if len(texts) == 0:
@@ -175,10 +264,14 @@ def decode_json(texts: pa.Array, names: Sequence[str] | None = None, *, side: st
         sub = texts if whole else texts.take(pa.array(idx))
         counts = None if input_counts is None else input_counts[idx]
         v = _parse(sub)
-        parts = _records(v, side=side, path=path, input_counts=counts)
+        parts = _records(
+            v, side=side, path=path, input_counts=counts, lists_are_records=lists_are_records
+        )
         d = concat([Decoded(_build(p, i, vals, names)) for p, i, vals in parts if len(p)])
         if not whole:
-            d.table = d.table.set_column(0, ROW, pa.array(idx, pa.int64()).take(d.table.column(ROW)))
+            d.table = d.table.set_column(
+                0, ROW, pa.array(idx, pa.int64()).take(d.table.column(ROW))
+            )
         return d
 
     return bisect(len(texts), attempt, lambda e: f"JSON payload does not parse: {first_line(e)}")
