@@ -1,0 +1,553 @@
+"""Run captureq on Apache Spark: the same scanner, parser and decoders, one task per file group.
+
+Install with ``pip install 'captureq[spark]'`` (pyspark with pandas, which ``mapInArrow`` needs,
+and a Java 17+ runtime).
+
+How the work splits:
+
+* the **driver** lists the tree with captureq's :class:`~captureq.scan.Scanner` (so only the
+  hours asked for are listed, exactly as locally) and groups the files with
+  :func:`~captureq.read.plan_batches` into *file groups* of at most ``task_bytes`` /
+  ``task_files``;
+* each file group becomes **one Spark task**: a ``mapInArrow`` function on an executor runs
+  captureq's own :func:`~captureq.read.fetch` and :func:`~captureq.pipeline.process_captures`
+  (the vectorized pyarrow parser and the payload decoders). Nothing about the record format is
+  re-implemented in Spark SQL, so a Spark table equals the local table row for row.
+
+>>> from pyspark.sql import SparkSession                      # doctest: +SKIP
+>>> import captureq.spark as cqs                              # doctest: +SKIP
+>>> spark = cqs.session("local[*]")                           # doctest: +SKIP
+>>> t = cqs.read_tables(spark, "s3://bucket/datacapture", start="2026-01-01", end="2026-01-02")
+... # doctest: +SKIP
+>>> t.inputs.groupBy("endpoint").count().show()               # doctest: +SKIP
+>>> cqs.export_parquet(spark, "s3://bucket/datacapture", "s3://bucket/captureq")  # doctest: +SKIP
+
+Run as a script (``spark-submit``), this module is the ``captureq`` command line::
+
+    spark-submit --master yarn "$(python -c 'import captureq.spark as m; print(m.__file__)')" \\
+        export s3://bucket/datacapture s3://bucket/captureq --engine spark
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__" and not __package__:  # spark-submit .../captureq/spark.py export ...
+    import os as _os
+    import sys as _sys
+
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _here]  # not captureq/
+    from captureq.cli import app
+
+    _sys.exit(app())
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from . import schema
+from .decode import DecodeOptions
+from .decode.common import concat_tables
+from .export import (
+    ExportSummary,
+    _commit,
+    _Output,
+    _source_entries,
+    _split,
+    _write_manifest,
+    _write_parts,
+)
+from .pipeline import Counts, process_captures, process_labels
+from .read import DEFAULT_BATCH_FILES, fetch, plan_batches
+from .scan import CAPTURE, LABELS, CaptureFile, Scanner
+from .timeutil import to_utc
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+#: Bytes of source files per Spark task (smaller than the local batch: tasks are the unit of
+#: parallelism, and many small tasks balance better than a few large ones).
+DEFAULT_TASK_BYTES = 16 * 1024 * 1024
+DEFAULT_TASK_FILES = DEFAULT_BATCH_FILES
+
+_TASKS = "task int, files string"  # one row per file group
+_CHUNKS = "task int, tbl string, rows long, schema binary, data binary"  # decoded Arrow IPC
+_CHUNK_ROWS = 65_536
+
+
+def session(master: str | None = None, app_name: str = "captureq") -> SparkSession:
+    """A SparkSession for captureq: ``master`` (default: whatever ``spark-submit`` set, else
+    ``local[*]``), UTC session time zone, and this Python for the workers."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC")
+    SparkContext._ensure_initialized()  # connect to the JVM so SparkConf sees spark-submit's settings
+    if master or not SparkConf().contains("spark.master"):
+        builder = builder.master(master or "local[*]")
+    if (master or "local").startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers run this Python
+    return builder.getOrCreate()
+
+
+# -- driver: list and group -------------------------------------------------------------------
+def _file_dict(f: CaptureFile) -> dict[str, Any]:
+    d = asdict(f)
+    d["hour"] = f.hour.isoformat() if f.hour else None
+    return d
+
+
+def _file(d: dict[str, Any]) -> CaptureFile:
+    return CaptureFile(**{**d, "hour": datetime.fromisoformat(d["hour"]) if d["hour"] else None})
+
+
+def _task_frame(spark: SparkSession, groups: list[list[CaptureFile]]) -> DataFrame:
+    """One row (and one partition) per file group."""
+    rows = [(i, json.dumps([_file_dict(f) for f in g])) for i, g in enumerate(groups)]
+    n = max(len(rows), 1)
+    sc = _context(spark)
+    if sc is None:  # Spark Connect: let Spark place the rows
+        return spark.createDataFrame(rows, _TASKS).repartition(n, "task")
+    return spark.createDataFrame(sc.parallelize(rows, n), _TASKS)
+
+
+def _context(spark: SparkSession):
+    """The SparkContext, or None under Spark Connect (which has none)."""
+    from pyspark.errors import PySparkException
+
+    try:
+        return spark.sparkContext
+    except (PySparkException, AttributeError):
+        return None
+
+
+def _groups(files: list[CaptureFile], task_bytes: int, task_files: int) -> list[list[CaptureFile]]:
+    return plan_batches(files, task_bytes, task_files)
+
+
+def _scan(uri: str, layout: str, storage_options: dict | None, **window) -> list[CaptureFile]:
+    return Scanner(uri, layout=layout, storage_options=storage_options).scan(**window).files
+
+
+def _fs(uri: str, storage_options: dict | None):
+    from fsspec.core import url_to_fs
+
+    return url_to_fs(uri, **(storage_options or {}))[0]
+
+
+def _tasks(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[int, list[CaptureFile]]]:
+    for b in batches:
+        for task, files in zip(b.column(0).to_pylist(), b.column(1).to_pylist()):
+            yield task, [_file(d) for d in json.loads(files)]
+
+
+# -- Arrow ↔ Spark ----------------------------------------------------------------------------
+def spark_schema(arrow: pa.Schema):
+    """The Spark StructType of an Arrow schema (timestamps with a zone → TimestampType)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(arrow)
+
+
+def _conform(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """``table`` with ``target``'s columns and types, converted as the local concat would."""
+    if table.schema.equals(target):
+        return table
+    table = concat_tables([target.empty_table(), table])
+    return table.select(target.names).cast(target)
+
+
+def _ipc(table: pa.Table) -> tuple[bytes, list[bytes]]:
+    schema_bytes = table.schema.serialize().to_pybytes()
+    chunks = []
+    for batch in table.to_batches(max_chunksize=_CHUNK_ROWS) or [None]:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as w:
+            if batch is not None:
+                w.write_batch(batch)
+        chunks.append(sink.getvalue().to_pybytes())
+    return schema_bytes, chunks
+
+
+def _read_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
+
+
+# -- reading ----------------------------------------------------------------------------------
+@dataclass
+class SparkTables:
+    """The capture tables of one window as Spark DataFrames (columns as in the local tables)."""
+
+    captures: DataFrame
+    inputs: DataFrame
+    outputs: DataFrame
+    quarantine: DataFrame
+    tasks: int
+    files: int
+
+    def unpersist(self) -> None:
+        """Free the decoded batches cached for ``inputs``/``outputs``/``quarantine``."""
+        self._cache.unpersist()
+
+
+def _window(start, end, endpoint, variant) -> dict:
+    return {"start": to_utc(start), "end": to_utc(end), "endpoint": endpoint, "variant": variant}
+
+
+def read_captures(
+    spark: SparkSession,
+    uri: str,
+    *,
+    start: Any = None,
+    end: Any = None,
+    endpoint: str | Iterable[str] | None = None,
+    variant: str | Iterable[str] | None = None,
+    storage_options: dict | None = None,
+    options: DecodeOptions | None = None,
+    task_bytes: int = DEFAULT_TASK_BYTES,
+    task_files: int = DEFAULT_TASK_FILES,
+) -> DataFrame:
+    """The ``captures`` table (schema :data:`captureq.schema.CAPTURES`) as a lazy DataFrame.
+
+    The driver lists only the hours in ``[start, end)``; executors parse one file group each.
+    """
+    files = _scan(uri, CAPTURE, storage_options, **_window(start, end, endpoint, variant))
+    tasks = _task_frame(spark, _groups(files, task_bytes, task_files))
+    so = storage_options
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        fs = _fs(uri, so)
+        for _, group in _tasks(batches):
+            captures = process_captures(fetch(fs, group), options).captures
+            yield from captures.cast(schema.CAPTURES).to_batches()
+
+    return tasks.mapInArrow(run, spark_schema(schema.CAPTURES))
+
+
+def read_tables(
+    spark: SparkSession,
+    uri: str,
+    *,
+    start: Any = None,
+    end: Any = None,
+    endpoint: str | Iterable[str] | None = None,
+    variant: str | Iterable[str] | None = None,
+    storage_options: dict | None = None,
+    options: DecodeOptions | None = None,
+    task_bytes: int = DEFAULT_TASK_BYTES,
+    task_files: int = DEFAULT_TASK_FILES,
+) -> SparkTables:
+    """``captures``, ``inputs``, ``outputs`` and ``quarantine`` as DataFrames, decoded once.
+
+    ``inputs``/``outputs`` have payload columns that depend on the data (``_c0``… for CSV,
+    flattened names for JSON), and a DataFrame needs its schema up front. So this runs one Spark
+    job that decodes every file group, keeps the decoded tables as Arrow IPC chunks in Spark's
+    cache (``MEMORY_AND_DISK``), and collects only their schemas (a few hundred bytes per task).
+    The driver unions those schemas in task order with the rule the local engine uses to
+    concatenate batches (:func:`captureq.decode.common.concat_tables`: columns in order of first
+    appearance, types promoted, conflicting types become strings). The returned DataFrames read
+    the cached chunks and convert each to that union schema; ``captures`` and ``quarantine`` have
+    fixed schemas. Call :meth:`SparkTables.unpersist` when done.
+    """
+    from pyspark import StorageLevel
+
+    files = _scan(uri, CAPTURE, storage_options, **_window(start, end, endpoint, variant))
+    groups = _groups(files, task_bytes, task_files)
+    tasks = _task_frame(spark, groups)
+    so = storage_options
+
+    def decode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        fs = _fs(uri, so)
+        for task, group in _tasks(batches):
+            r = process_captures(fetch(fs, group), options)
+            for name, table in (
+                ("captures", r.captures),
+                ("inputs", r.inputs),
+                ("outputs", r.outputs),
+                ("quarantine", r.quarantine),
+            ):
+                schema_bytes, chunks = _ipc(table)
+                n = len(chunks)
+                yield pa.RecordBatch.from_pydict(
+                    {
+                        "task": pa.array([task] * n, pa.int32()),
+                        "tbl": [name] * n,
+                        "rows": pa.array([table.num_rows] * n, pa.int64()),
+                        "schema": pa.array([schema_bytes] * n, pa.binary()),
+                        "data": pa.array(chunks, pa.binary()),
+                    }
+                )
+
+    chunks = tasks.mapInArrow(decode, _CHUNKS).persist(StorageLevel.MEMORY_AND_DISK)
+    seen = chunks.select("task", "tbl", "rows", "schema").dropDuplicates(["task", "tbl"]).collect()
+    per_table: dict[str, list[tuple[int, pa.Schema, int]]] = {"inputs": [], "outputs": []}
+    for row in seen:
+        if row.tbl in per_table:
+            per_table[row.tbl].append(
+                (row.task, pa.ipc.read_schema(pa.py_buffer(row.schema)), row.rows)
+            )
+    schemas = {"captures": schema.CAPTURES, "quarantine": schema.QUARANTINE}
+    for name, entries in per_table.items():
+        schemas[name] = union_schema(
+            [s for _, s, _ in sorted(entries, key=lambda e: e[0])],
+            [n for _, _, n in sorted(entries, key=lambda e: e[0])],
+        )
+
+    def table_frame(name: str) -> DataFrame:
+        target = schemas[name]
+
+        def convert(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for b in batches:
+                for data in b.column(0).to_pylist():
+                    table = _read_ipc(data)
+                    if table.num_rows:
+                        yield from _conform(table, target).to_batches()
+
+        return (
+            chunks.where(chunks.tbl == name)
+            .select("data")
+            .mapInArrow(convert, spark_schema(target))
+        )
+
+    out = SparkTables(
+        *(table_frame(n) for n in ("captures", "inputs", "outputs", "quarantine")),
+        tasks=len(groups),
+        files=len(files),
+    )
+    out._cache = chunks
+    return out
+
+
+def union_schema(schemas: list[pa.Schema], rows: list[int] | None = None) -> pa.Schema:
+    """The schema the local engine gives ``inputs``/``outputs`` whose batches had ``schemas``.
+
+    Batches with no rows and only the key columns are left out, as locally.
+    """
+    rows = rows if rows is not None else [1] * len(schemas)
+    keep = [s for s, n in zip(schemas, rows) if n or len(s) > len(schema.RECORD_KEY_NAMES)]
+    if not keep:
+        return schema.RECORD_KEYS
+    return concat_tables([s.empty_table() for s in keep]).schema
+
+
+def read_inputs(spark: SparkSession, uri: str, **kwargs) -> DataFrame:
+    """The ``inputs`` table (one row per input record); see :func:`read_tables`."""
+    return read_tables(spark, uri, **kwargs).inputs
+
+
+def read_outputs(spark: SparkSession, uri: str, **kwargs) -> DataFrame:
+    """The ``outputs`` table (one row per output record); see :func:`read_tables`."""
+    return read_tables(spark, uri, **kwargs).outputs
+
+
+def read_labels(
+    spark: SparkSession,
+    uri: str,
+    *,
+    start: Any = None,
+    storage_options: dict | None = None,
+    task_bytes: int = DEFAULT_TASK_BYTES,
+    task_files: int = DEFAULT_TASK_FILES,
+) -> DataFrame:
+    """The ``labels`` table (schema :data:`captureq.schema.LABELS`) of a ground-truth tree."""
+    files = _scan(uri, LABELS, storage_options, start=to_utc(start))
+    tasks = _task_frame(spark, _groups(files, task_bytes, task_files))
+    so = storage_options
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        fs = _fs(uri, so)
+        for _, group in _tasks(batches):
+            yield from process_labels(fetch(fs, group)).labels.cast(schema.LABELS).to_batches()
+
+    return tasks.mapInArrow(run, spark_schema(schema.LABELS))
+
+
+# -- export -----------------------------------------------------------------------------------
+_RESULTS = "task int, result string"
+
+
+def export_parquet(
+    spark: SparkSession,
+    uri: str,
+    out: str,
+    labels: str | None = None,
+    *,
+    start: Any = None,
+    end: Any = None,
+    endpoint: str | Iterable[str] | None = None,
+    variant: str | Iterable[str] | None = None,
+    storage_options: dict | None = None,
+    out_storage_options: dict | None = None,
+    options: DecodeOptions | None = None,
+    task_bytes: int = DEFAULT_TASK_BYTES,
+    task_files: int = DEFAULT_TASK_FILES,
+    wave_tasks: int | None = None,
+    commit_threads: int = 8,
+    progress=None,
+) -> ExportSummary:
+    """Export to ``out`` exactly like :func:`captureq.export.export`, with Spark doing the work.
+
+    Same layout, parts, ``_captureq/commits/*.json`` and manifest, so local and Spark runs can
+    follow each other on one output: each skips the source files the other committed.
+
+    Exactly once: each executor task decodes its file group, splits it into partitions and
+    writes the parts into its own temporary folder ``_captureq/tmp/<run>-<task>-<attempt>/``
+    (invisible to readers; a retried or speculative attempt writes a different folder), and
+    returns the list of parts it wrote. Only the driver commits: for each task whose result it
+    received, it stages the commit record, renames that attempt's parts into place and moves the
+    record into ``commits/`` (:func:`captureq.export._commit`). Folders of failed or duplicate
+    attempts are never committed and are deleted at the end of the run; a run that dies is
+    rolled forward or cleaned up by the next one, as locally. Tasks run in waves of
+    ``wave_tasks`` (default: 4 per core); each wave is committed (``commit_threads`` at a time)
+    while the next one runs, so a long export keeps its progress if a job fails. Commit records
+    are named by task number, so the commit order on disk (which fixes the manifest's column
+    order) is the task order, as locally.
+    """
+    started = time.monotonic()
+    from . import api
+
+    tree = api.open(
+        uri,
+        labels=labels,
+        storage_options=storage_options,
+        options=options,
+        start=start,
+        end=end,
+        endpoint=endpoint,
+        variant=variant,
+    )
+    target = _Output(out, out_storage_options)
+    target.lock()
+    try:
+        run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+        summary = ExportSummary(out=out, run_id=run_id)
+        summary.recovered_commits = target.recover()
+        done = {
+            (c.get("kind", "captures"), s["rel"]) for c in target.commits() for s in c["sources"]
+        }
+        rows = dict.fromkeys(schema.TABLES, 0)
+        wave = wave_tasks or 4 * _cores(spark)
+        seq = 0
+
+        scan = tree.scan()
+        todo = [f for f in scan.files if ("captures", f.rel) not in done]
+        summary.files_skipped = len(scan.files) - len(todo)
+        kinds = [("captures", uri, storage_options, todo)]
+        label_scan = tree.scan_labels()
+        if label_scan is not None:
+            ltodo = [f for f in label_scan.files if ("labels", f.rel) not in done]
+            kinds.append(("labels", labels, tree.label_storage_options or storage_options, ltodo))
+        waves = []  # (kind, source, storage options, first seq, file groups)
+        for kind, src, so, files in kinds:
+            groups = _groups(files, task_bytes, task_files)
+            for lo in range(0, len(groups), wave):
+                waves.append((kind, src, so, seq, groups[lo : lo + wave]))
+                seq += len(groups[lo : lo + wave])
+
+        def run_wave(w):
+            kind, src, so, first, groups = w
+            return _export_wave(
+                spark, kind, src, so, out, out_storage_options, options, run_id, first, groups
+            )
+
+        # The executors run wave k+1 while the driver commits wave k (commits in parallel threads:
+        # each is independent; on object stores a commit is a few copy requests).
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="captureq-wave") as jobs,
+            ThreadPoolExecutor(commit_threads, thread_name_prefix="captureq-commit") as committers,
+        ):
+            pending = jobs.submit(run_wave, waves[0]) if waves else None
+            for i, (kind, *_rest) in enumerate(waves):
+                results = pending.result()
+                if i + 1 < len(waves):
+                    pending = jobs.submit(run_wave, waves[i + 1])
+                list(
+                    committers.map(
+                        lambda r, k=kind: _commit(
+                            target, r["run"], r["seq"], r["parts"], r["sources"], k
+                        ),
+                        results,
+                    )
+                )
+                for r in results:
+                    for p in r["parts"]:
+                        rows[p["table"]] += p["rows"]
+                    summary.parts_written += len(r["parts"])
+                    if kind == "captures":
+                        summary.files_exported += len(r["sources"])
+                        summary.counts.add(Counts(**r["counts"]))
+                    else:
+                        summary.label_files_exported += len(r["sources"])
+                    if progress:
+                        progress(r["files"])
+
+        summary.rows = rows
+        summary.seconds = time.monotonic() - started
+        _write_manifest(target, tree, summary)
+        for d in target.fs.ls(f"{target.meta}/tmp", detail=False):  # this run's attempt folders
+            if d.rstrip("/").rsplit("/", 1)[-1].startswith(run_id):
+                target.fs.rm(d, recursive=True)
+        return summary
+    finally:
+        target.unlock()
+
+
+def _cores(spark: SparkSession) -> int:
+    sc = _context(spark)
+    return (
+        max(sc.defaultParallelism, 1)
+        if sc
+        else int(spark.conf.get("spark.default.parallelism", "8"))
+    )
+
+
+def _export_wave(
+    spark, kind, src, so, out, out_so, options, run_id, first_seq, groups
+) -> list[dict]:
+    tasks = _task_frame(spark, groups)
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        fs = _fs(src, so)
+        target = _Output(out, out_so)
+        for task, group in _tasks(batches):
+            seq = first_seq + task
+            began = time.monotonic()
+            batch = fetch(fs, group)
+            if kind == "captures":
+                r = process_captures(batch, options)
+                tables = {
+                    "captures": _split(r.captures, "inference_time", True),
+                    "inputs": _split(r.inputs, "inference_time", True),
+                    "outputs": _split(r.outputs, "inference_time", True),
+                }
+            else:
+                r = process_labels(batch)
+                tables = {"labels": _split(r.labels, "label_hour", False)}
+            tables["quarantine"] = [("", r.quarantine)] if r.quarantine.num_rows else []
+            # A folder of its own per attempt: retried or speculative attempts never collide.
+            attempt_run = f"{run_id}-{seq:05d}-{uuid.uuid4().hex[:6]}"
+            target.fs.makedirs(f"{target.meta}/tmp/{attempt_run}", exist_ok=True)
+            parts = _write_parts(target, attempt_run, seq, tables)
+            result = {
+                "run": attempt_run,
+                "seq": seq,
+                "parts": parts,
+                "files": len(group),
+                "sources": _source_entries(r.files, r.failed_files),
+                "counts": asdict(r.counts),
+                "seconds": time.monotonic() - began,
+            }
+            yield pa.RecordBatch.from_pydict(
+                {"task": pa.array([task], pa.int32()), "result": [json.dumps(result, default=str)]}
+            )
+
+    collected = tasks.mapInArrow(run, _RESULTS).collect()
+    return [json.loads(row.result) for row in sorted(collected, key=lambda r: r.task)]

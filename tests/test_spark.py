@@ -1,0 +1,239 @@
+"""Spark: same tree, same answer — the Spark tables equal the local tables, and Spark exports
+continue local ones (and the other way round)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from trees import T0, capture, write_captures
+from typer.testing import CliRunner
+
+import captureq
+from captureq.cli import app
+from captureq.export import read_manifest
+from captureq.generate import INPUT_KINDS, OUTPUT_KINDS, EndpointSpec, generate_tree
+
+pytest.importorskip("pyspark")
+cqs = pytest.importorskip("captureq.spark")
+
+pytestmark = pytest.mark.spark
+
+KEYS = 7  # the key columns every table starts with (captures: its fixed schema)
+TINY_TASKS = 4096  # bytes per Spark task: several tasks even on small trees
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run this Python
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("captureq-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    keys = [
+        c
+        for c in (
+            "capture_id",
+            "record_index",
+            "label_id",
+            "source_file",
+            "line_number",
+            "stage",
+            "reason",
+        )
+        if c in table.column_names
+    ]
+    return table.take(pc.sort_indices(table, [(k, "ascending") for k in keys]))
+
+
+def assert_same(df, local: pa.Table) -> None:
+    """A Spark DataFrame holds exactly the local table: same columns, types and rows."""
+    got = df.toArrow()
+    # The same columns with the same types. Payload columns come in order of first appearance,
+    # which depends on how files are grouped (into local batches or Spark tasks), so the order
+    # of those is not compared.
+    assert got.column_names[:KEYS] == local.column_names[:KEYS]
+    assert sorted(got.column_names) == sorted(local.column_names)
+    got = got.select(local.column_names)
+    assert got.schema.equals(local.schema), (got.schema, local.schema)
+    assert got.num_rows == local.num_rows
+    assert _sorted(got).equals(_sorted(local))
+
+
+def assert_tables_equal(spark, root: str, **window) -> cqs.SparkTables:
+    local = captureq.open(root, **window).load()
+    tables = cqs.read_tables(spark, root, task_bytes=TINY_TASKS, **window)
+    try:
+        for name in ("captures", "inputs", "outputs", "quarantine"):
+            assert_same(getattr(tables, name), getattr(local, name))
+    finally:
+        tables.unpersist()
+    return tables
+
+
+def every_encoding() -> list[EndpointSpec]:
+    """One endpoint per input encoding, the output encodings in turn."""
+    return [
+        EndpointSpec(
+            f"ep-{kind}",
+            input_kind=kind,
+            output_kind=OUTPUT_KINDS[i % len(OUTPUT_KINDS)],
+            n_features=3,
+            records_per_request=(1, 3),
+            multi_record_fraction=0.3,
+        )
+        for i, kind in enumerate(INPUT_KINDS)
+    ]
+
+
+def test_every_encoding_gives_the_local_tables(spark, tmp_path):
+    root = str(tmp_path / "capture")
+    generate_tree(
+        root,
+        endpoints=every_encoding(),
+        hours=3,
+        requests_per_hour=8,
+        compress=True,
+        labels_out=str(tmp_path / "labels"),
+    )
+    tables = assert_tables_equal(spark, root)
+    assert tables.tasks > 1  # the work really was split
+    local_labels = captureq.open(root, labels=str(tmp_path / "labels")).labels()
+    assert local_labels.num_rows > 0
+    assert_same(
+        cqs.read_labels(spark, str(tmp_path / "labels"), task_bytes=TINY_TASKS), local_labels
+    )
+
+
+def test_real_corpus_gives_the_local_tables_and_the_documented_values(spark, corpus):
+    root = str(corpus / "**" / "*.jsonl")
+    assert_tables_equal(spark, root)
+    inputs = cqs.read_inputs(spark, root).where("endpoint = 'xgb-churn-prediction-model'").toArrow()
+    assert sorted(inputs.column("_c0").to_pylist()) == [50, 69, 94]
+
+
+def test_a_time_window_reads_only_its_hours(spark, tmp_path):
+    root = str(tmp_path / "capture")
+    s = generate_tree(root, hours=6, requests_per_hour=5, endpoints=every_encoding()[:1])
+    start, end = s.start + timedelta(hours=2), s.start + timedelta(hours=4)
+    local = captureq.open(root, start=start, end=end).captures()
+    assert 0 < local.num_rows < s.captures
+    assert_same(cqs.read_captures(spark, root, start=start, end=end, task_bytes=TINY_TASKS), local)
+
+
+# -- hypothesis: random trees, junk lines included ----------------------------------------------
+number = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda x: round(x, 3))
+csv_row = st.lists(number, min_size=1, max_size=4).map(lambda xs: ",".join(map(str, xs)))
+json_row = st.dictionaries(st.sampled_from(["a", "b", "c"]), number, min_size=1)
+line = st.one_of(
+    st.tuples(csv_row, number).map(lambda t: capture(t[0] + "\n", str(t[1]))),
+    st.tuples(json_row, number).map(
+        lambda t: capture(
+            json.dumps(t[0]),
+            json.dumps({"score": t[1]}),
+            input_type="application/json",
+            output_type="application/json",
+        )
+    ),
+    st.just("{not json"),
+    st.just(""),
+)
+capture_file = st.tuples(
+    st.sampled_from(["ep-a", "ep-b"]), st.integers(0, 3), st.lists(line, min_size=1, max_size=6)
+)
+
+
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(files=st.lists(capture_file, min_size=1, max_size=6))
+def test_generated_trees_give_the_local_tables(spark, files):
+    with tempfile.TemporaryDirectory() as root:
+        for i, (endpoint, hour, lines) in enumerate(files):
+            write_captures(
+                root, lines, endpoint=endpoint, when=T0 + timedelta(hours=hour), name=f"f{i}.jsonl"
+            )
+        assert_tables_equal(spark, root)
+
+
+# -- export ---------------------------------------------------------------------------------------
+def parquet(out: Path, table: str) -> pa.Table:
+    rel = duckdb.sql(
+        f"select * exclude (filename) from read_parquet('{out}/{table}/**/*.parquet', "
+        "hive_partitioning=false, union_by_name=true, filename=true)"
+    )
+    return _sorted(rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow())
+
+
+def test_spark_export_continues_a_local_export_with_only_new_files(spark, tmp_path):
+    root, labels = str(tmp_path / "capture"), str(tmp_path / "labels")
+    s = generate_tree(root, labels_out=labels, hours=4, requests_per_hour=10)
+    half = s.start + timedelta(hours=2)
+    mixed, local_only = tmp_path / "mixed", tmp_path / "local"
+
+    first = captureq.open(root, labels=labels, end=half).export(str(mixed))
+    second = cqs.export_parquet(spark, root, str(mixed), labels, task_bytes=TINY_TASKS)
+    assert first.files_exported > 0 and second.files_exported > 0
+    assert second.files_skipped == first.files_exported  # nothing read twice
+    assert first.files_exported + second.files_exported == s.files_written
+    assert second.label_files_exported == 0  # the local run already took every label file
+
+    # a later local run finds nothing new, so the two engines share one incremental export
+    third = captureq.open(root, labels=labels).export(str(mixed))
+    assert third.files_exported == 0 and third.files_skipped == s.files_written
+
+    # and the result is the one a local-only export gives, row for row
+    captureq.open(root, labels=labels).export(str(local_only))
+    for table in ("captures", "inputs", "outputs", "labels"):
+        assert parquet(mixed, table).equals(parquet(local_only, table)), table
+    m, lm = read_manifest(str(mixed)), read_manifest(str(local_only))
+    assert {t: v["rows"] for t, v in m["tables"].items()} == {
+        t: v["rows"] for t, v in lm["tables"].items()
+    }
+    assert m["columns"] == lm["columns"]
+    assert m["source_files"] == s.files_written
+    rels = [src["rel"] for c in _commits(mixed) for src in c["sources"]]
+    assert len(rels) == len(set(rels))  # every source file committed exactly once
+    assert not list((mixed / "_captureq" / "tmp").iterdir())  # no attempt folders left behind
+
+
+def _commits(out: Path) -> list[dict]:
+    return [
+        json.loads(p.read_text()) for p in sorted((out / "_captureq" / "commits").glob("*.json"))
+    ]
+
+
+def test_cli_exports_with_spark(spark, tmp_path):
+    root = str(tmp_path / "capture")
+    s = generate_tree(root, hours=2, requests_per_hour=5, endpoints=every_encoding()[:2])
+    result = CliRunner().invoke(
+        app, ["export", root, str(tmp_path / "out"), "--engine", "spark", "--master", "local[2]"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"exported {s.files_written} new files" in result.output
+    assert read_manifest(str(tmp_path / "out"))["tables"]["captures"]["rows"] == s.captures
