@@ -183,11 +183,13 @@ def test_generated_trees_give_the_local_tables(spark, files):
 
 # -- export ---------------------------------------------------------------------------------------
 def parquet(out: Path, table: str) -> pa.Table:
-    rel = duckdb.sql(
-        f"select * exclude (filename) from read_parquet('{out}/{table}/**/*.parquet', "
-        "hive_partitioning=false, union_by_name=true, filename=true)"
-    )
-    return _sorted(rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow())
+    # a private connection: DuckDB's shared default one refuses a query while another is open
+    with duckdb.connect() as con:
+        rel = con.sql(
+            f"select * exclude (filename) from read_parquet('{out}/{table}/**/*.parquet', "
+            "hive_partitioning=false, union_by_name=true, filename=true)"
+        )
+        return _sorted(rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow())
 
 
 def test_spark_export_continues_a_local_export_with_only_new_files(spark, tmp_path):

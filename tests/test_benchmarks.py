@@ -1,0 +1,40 @@
+"""The benchmark harness runs end to end on a tiny tree, and its contenders agree with captureq."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from benchmarks import harness
+from benchmarks.common import COLUMNS, checksums, compare
+
+
+def test_every_contender_returns_captureq_s_table(tmp_path):
+    args = harness.parse_args(["--records", "2000", "--repeats", "1", "--hours", "4", "--files-per-hour", "2",
+                               "--no-extras", "--in-process", "--data", str(tmp_path), "--no-write"])
+    results, _ = harness.run(args)
+    agreement = harness.agreement(results)
+    assert set(agreement) == {"CSV", "JSON", "BASE64"}
+    for encoding, rows in agreement.items():
+        assert rows == {
+            "captureq": True,
+            "DuckDB SQL alone": True,
+            "Polars alone": True,
+            "json.loads per line + split": True,
+            "floor: read bytes only": None,  # does not produce the table, so it is not checked
+            "floor: pyarrow.json parse, no decode": True,  # row count only
+        }, encoding
+    text = harness.render(args, results, None, 1.0)
+    assert "| captureq | " in text and "## Targets" in text
+
+
+def test_a_contender_with_one_wrong_value_does_not_agree():
+    df = pl.DataFrame({name: [1.0, 2.0] for name in COLUMNS[4:]}).with_columns(
+        endpoint=pl.lit("e"), variant=pl.lit("v"), event_id=pl.Series(["a", "b"]),
+        inference_time=pl.Series([0, 1]).cast(pl.Datetime("us", "UTC")),
+    ).select(COLUMNS)
+    good = checksums(df)
+    assert compare(good, checksums(df.reverse())) == []  # order does not matter
+    wrong = df.with_columns(f3=pl.Series([1.0, 2.5]))
+    assert compare(good, checksums(wrong)) == ["f3: sum 3.0 expected, got 3.5"]
+    renamed = df.with_columns(event_id=pl.Series(["a", "c"]))
+    assert any(p.startswith("event_id") for p in compare(good, checksums(renamed)))
