@@ -1,8 +1,7 @@
-"""(a) captureq, through its public API: open the tree and join inputs to outputs in SQL.
+"""(a) captureq, through its public API: the ``predictions`` view, one row per record.
 
-``captureq.open(tree).sql(JOB_SQL).to_arrow()`` — what a user writes. (``select * from
-predictions`` gives the same rows plus the ground-truth columns, sorted; the plain join is the
-cheaper spelling of this job.)
+``captureq.open(tree).sql(JOB_SQL).to_arrow()`` — what a user writes. ``predictions`` is
+inputs beside outputs (paired by captureq while decoding) left-joined with labels (none here).
 """
 
 from __future__ import annotations
@@ -10,9 +9,9 @@ from __future__ import annotations
 from .common import FEATURES, Job
 
 JOB_SQL = (
-    "select i.endpoint, i.variant, i.event_id, i.inference_time, "
-    + ", ".join(f'i."_c{k}" as f{k}' for k in range(FEATURES))
-    + ', o."_c0" as score from inputs as i join outputs as o using (capture_id, record_index)'
+    "select endpoint, variant, event_id, inference_time, "
+    + ", ".join(f'"_c{k}" as f{k}' for k in range(FEATURES))
+    + ", output_c0 as score from predictions"
 )
 
 HOURLY_SQL = (

@@ -85,6 +85,7 @@ class Tables:
     captures: pa.Table
     inputs: pa.Table
     outputs: pa.Table
+    pairs: pa.Table  # inputs beside the outputs that answer them: the source of ``predictions``
     labels: pa.Table
     quarantine: pa.Table
     counts: Counts
@@ -93,7 +94,7 @@ class Tables:
     label_scan: ScanResult | None
 
     def as_dict(self) -> dict[str, pa.Table]:
-        return {name: getattr(self, name) for name in schema.TABLES}
+        return {name: getattr(self, name) for name in (*schema.TABLES, "pairs")}
 
 
 @dataclass
@@ -186,12 +187,13 @@ class CaptureTree:
             return self._cache["tables"]
         scan = self.scan()
         fs = self._cache["scan"][0].fs
-        caps, ins, outs, qs = [], [], [], []
+        caps, ins, outs, pairs, qs = [], [], [], [], []
         counts = Counts()
-        for r in run_captures(fs, scan.files, self.options, batch_bytes=self.batch_bytes):
+        for r in run_captures(fs, scan.files, self.options, batch_bytes=self.batch_bytes, pairs=True):
             caps.append(r.captures)
             ins.append(r.inputs)
             outs.append(r.outputs)
+            pairs.append(r.pairs)
             qs.append(r.quarantine)
             counts.add(r.counts)
         labels, label_counts, label_scan = [], Counts(), self.scan_labels()
@@ -205,6 +207,7 @@ class CaptureTree:
             captures=pa.concat_tables(caps) if caps else schema.empty(schema.CAPTURES),
             inputs=_records(ins),
             outputs=_records(outs),
+            pairs=_records(pairs),
             labels=pa.concat_tables(labels) if labels else schema.empty(schema.LABELS),
             quarantine=pa.concat_tables(qs) if qs else schema.empty(schema.QUARANTINE),
             counts=counts,

@@ -7,6 +7,8 @@ current one is parsed (pyarrow releases the GIL, so both cores work).
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ import pyarrow as pa
 
 from . import schema
 from .decode import DecodeOptions, alignment_quarantine, decode_labels, decode_side
+from .pair import pair_records
 from .parse import parse_captures, parse_labels
 from .read import DEFAULT_BATCH_BYTES, FileBatch, fetch, plan_batches
 from .scan import CaptureFile
@@ -56,6 +59,7 @@ class BatchResult:
     quarantine: pa.Table
     counts: Counts = field(default_factory=Counts)
     failed_files: list[CaptureFile] = field(default_factory=list)
+    pairs: pa.Table | None = None  # inputs beside outputs (captureq_pairs), built on request
 
 
 def _count_stage(q: pa.Table, stage: str) -> int:
@@ -66,8 +70,9 @@ def _count_stage(q: pa.Table, stage: str) -> int:
     return int(pc.sum(pc.equal(q.column("stage"), stage)).as_py() or 0)
 
 
-def process_captures(batch: FileBatch, options: DecodeOptions | None = None) -> BatchResult:
-    """Parse and decode one batch of capture files."""
+def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
+                     pairs: bool = False) -> BatchResult:
+    """Parse and decode one batch of capture files (and pair inputs with outputs if asked)."""
     parsed = parse_captures(batch)
     captures = parsed.table
     inputs = decode_side(captures, "input", options)
@@ -87,7 +92,8 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None) -> 
         payloads_quarantined=inputs.quarantine.num_rows + outputs.quarantine.num_rows,
     )
     return BatchResult(batch.files, captures, inputs.records, outputs.records, quarantine, counts,
-                       [f for f, _ in batch.failed])
+                       [f for f, _ in batch.failed],
+                       pair_records(inputs.records, outputs.records) if pairs else None)
 
 
 @dataclass
@@ -117,24 +123,46 @@ def process_labels(batch: FileBatch) -> LabelBatchResult:
                             [f for f, _ in batch.failed])
 
 
-def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch_bytes: int) -> Iterator:
+def default_workers() -> int:
+    """Batches decoded at once: one per core (at most 4), or ``CAPTUREQ_WORKERS``."""
+    env = os.environ.get("CAPTUREQ_WORKERS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch_bytes: int,
+            workers: int | None = None) -> Iterator:
+    """Fetch and process batches on ``workers`` threads, yielding results in file order.
+
+    pyarrow, polars and numpy release the GIL, but a batch also has single-threaded stretches
+    (offsets, glue), so overlapping batches is what keeps every core busy. At most
+    ``workers + 1`` batches are in memory at once.
+    """
     groups = plan_batches(files, batch_bytes)
     if not groups:
         return
-    # Prefetch the next batch's bytes while this one is parsed: at most two batches in memory.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="captureq-read") as pool:
-        pending = pool.submit(fetch, fs, groups[0])
-        for i in range(len(groups)):
-            batch = pending.result()
-            if i + 1 < len(groups):
-                pending = pool.submit(fetch, fs, groups[i + 1])
-            yield work(batch)
+    workers = workers or default_workers()
+
+    def task(group):
+        return work(fetch(fs, group))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captureq") as pool:
+        pending = deque(pool.submit(task, g) for g in groups[: workers + 1])
+        next_group = len(pending)
+        while pending:
+            result = pending.popleft().result()
+            if next_group < len(groups):
+                pending.append(pool.submit(task, groups[next_group]))
+                next_group += 1
+            yield result
 
 
 def run_captures(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], options: DecodeOptions | None = None,
-                 *, batch_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[BatchResult]:
-    """Yield a :class:`BatchResult` per batch of ``files``."""
-    yield from _stream(fs, files, lambda b: process_captures(b, options), batch_bytes)
+                 *, batch_bytes: int = DEFAULT_BATCH_BYTES, pairs: bool = False,
+                 workers: int | None = None) -> Iterator[BatchResult]:
+    """Yield a :class:`BatchResult` per batch of ``files``, in file order."""
+    yield from _stream(fs, files, lambda b: process_captures(b, options, pairs=pairs), batch_bytes, workers)
 
 
 def run_labels(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *,

@@ -17,8 +17,9 @@ import duckdb
 import pyarrow as pa
 
 from . import schema
+from .pair import output_alias, value_columns
 
-VIEWS = ("captures", "inputs", "outputs", "labels", "quarantine", "predictions")
+VIEWS = ("captures", "inputs", "outputs", "labels", "quarantine", "predictions")  # + captureq_pairs
 SOURCE_PREFIX = "captureq_"
 
 
@@ -51,33 +52,33 @@ def output_columns_sql(columns: list[str]) -> str:
     return "".join(",\n        " + p for p in parts)
 
 
-def output_alias(column: str) -> str:
-    """``_c0`` → ``output_c0``, ``label`` → ``output_label``."""
-    return "output_" + re.sub(r"^_+", "", column)
+def render_pairs(output_value_columns: list[str]) -> str:
+    """``sql/pairs.sql`` for the outputs' value columns."""
+    return view_sql("pairs").replace("{output_columns}", output_columns_sql(output_value_columns))
 
 
-def value_columns(table_schema: pa.Schema) -> list[str]:
-    return [n for n in table_schema.names if n not in schema.RECORD_KEY_NAMES]
+def render_views(output_value_columns: list[str] | None = None) -> str:
+    """Every view definition, in dependency order, as one SQL script.
 
-
-def render_views(output_value_columns: list[str]) -> str:
-    """All view definitions, in dependency order, as one SQL script."""
+    With ``output_value_columns`` the script also defines ``captureq_pairs`` with
+    ``sql/pairs.sql`` (for the shell); without, the caller registers it (Python builds it with
+    :func:`captureq.pair.pair_records`).
+    """
     out = []
     for name in VIEWS:
-        text = view_sql(name)
-        if name == "predictions":
-            text = text.replace("{output_columns}", output_columns_sql(output_value_columns))
-        out.append(text.strip())
+        if name == "predictions" and output_value_columns is not None:
+            out.append(render_pairs(output_value_columns).strip())
+        out.append(view_sql(name).strip())
     return "\n\n".join(out) + "\n"
 
 
 def register(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
-    """Register Arrow ``tables`` as ``captureq_<name>`` and create the views over them."""
+    """Register Arrow ``tables`` (every table of :data:`schema.TABLES` plus ``pairs``) as
+    ``captureq_<name>`` and create the views over them."""
     con.execute("SET TimeZone = 'UTC'")
-    tables = {name: case_unique(t) for name, t in tables.items()}
-    for name in schema.TABLES:
-        con.register(SOURCE_PREFIX + name, tables[name])
-    con.execute(render_views(value_columns(tables["outputs"].schema)))
+    for name in (*schema.TABLES, "pairs"):
+        con.register(SOURCE_PREFIX + name, case_unique(tables[name]))
+    con.execute(render_views())
 
 
 def case_unique(table: pa.Table) -> pa.Table:

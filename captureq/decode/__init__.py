@@ -54,33 +54,36 @@ class DecodeOptions:
         return value
 
 
-def classify(encoding: pa.Array, content_type: pa.Array) -> np.ndarray:
-    """Payload format per row: csv, json, jsonlines, binary, or None for an unknown encoding."""
+def classify(encoding: pa.Array, content_type: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Payload format per row as an index into :data:`FORMATS` (-1: unknown encoding), and
+    whether the row is base64-encoded; computed in one vectorized pass."""
     df = pl.DataFrame({"enc": pl.from_arrow(encoding), "ct": pl.from_arrow(content_type)})
     enc = pl.col("enc").str.strip_chars().str.to_uppercase()
     media = (
         pl.col("ct").fill_null("").str.split(";").list.first().str.strip_chars().str.to_lowercase()
     )
+    csv, json, jsonl, binary = (pl.lit(FORMATS.index(f), dtype=pl.Int8) for f in FORMATS)
     is_jsonl = media.is_in(list(JSONLINES_TYPES))
     from_media = (
         pl.when(media.is_in(list(CSV_TYPES)))
-        .then(pl.lit("csv"))
+        .then(csv)
         .when(is_jsonl)
-        .then(pl.lit("jsonlines"))
+        .then(jsonl)
         .when(media.is_in(list(JSON_TYPES)) | media.str.ends_with("+json"))
-        .then(pl.lit("json"))
-        .otherwise(pl.lit("binary"))
+        .then(json)
+        .otherwise(binary)
     )
     fmt = (
         pl.when(enc == "CSV")
-        .then(pl.lit("csv"))
+        .then(csv)
         .when(enc == "JSON")
-        .then(pl.when(is_jsonl).then(pl.lit("jsonlines")).otherwise(pl.lit("json")))
+        .then(pl.when(is_jsonl).then(jsonl).otherwise(json))
         .when(enc == "BASE64")
         .then(from_media)
-        .otherwise(pl.lit(None, dtype=pl.String))
+        .otherwise(pl.lit(-1, dtype=pl.Int8))
     )
-    return df.select(fmt.alias("f")).to_series().to_numpy()
+    out = df.select(fmt.alias("f"), (enc == "BASE64").fill_null(False).alias("b"))
+    return out["f"].to_numpy(), out["b"].to_numpy()
 
 
 def base64_decode(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -167,20 +170,16 @@ def decode_side(
     encoding = captures.column(f"{side}_encoding").combine_chunks()
     ctype = captures.column(f"{side}_observed_content_type").combine_chunks()
     present = ~np.asarray(data.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    formats = classify(encoding, ctype)
+    formats, base64_rows = classify(encoding, ctype)
     endpoints = captures.column("endpoint").combine_chunks().to_numpy(zero_copy_only=False)
     stage = side
     failures: list[tuple[int, str]] = []
-    unknown = present & (formats == None)  # noqa: E711 - numpy object array comparison
+    unknown = present & (formats < 0)
     for r in np.flatnonzero(unknown):
         enc = encoding[int(r)].as_py()
         failures.append((int(r), f"unknown encoding {enc!r}; expected CSV, JSON or BASE64"))
     # Text of every payload: base64 ones decoded (bytes kept for binary formats).
-    is_b64 = (
-        present
-        & ~unknown
-        & (pc.utf8_upper(pc.fill_null(encoding, "")).to_numpy(zero_copy_only=False) == "BASE64")
-    )
+    is_b64 = present & ~unknown & base64_rows
     text = data
     binary = None
     if is_b64.any():
@@ -189,7 +188,7 @@ def decode_side(
         for r in b64_rows[invalid]:
             failures.append((int(r), "invalid base64 data"))
         binary = decoded
-        textual = (formats[b64_rows] != "binary") & ~invalid
+        textual = (formats[b64_rows] != FORMATS.index("binary")) & ~invalid
         as_text, not_utf8 = to_text(decoded.filter(pa.array(textual)))
         for r in b64_rows[textual][not_utf8]:
             failures.append(
@@ -210,8 +209,8 @@ def decode_side(
             text = base
     bad_rows = {r for r, _ in failures}
     parts: list[Decoded] = []
-    for fmt in ("csv", "json", "jsonlines", "binary"):
-        mask = present & (formats == fmt)
+    for code, fmt in enumerate(FORMATS):
+        mask = present & (formats == code)
         if bad_rows:
             mask &= ~np.isin(np.arange(n), list(bad_rows))
         rows_fmt = np.flatnonzero(mask)
