@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install java browser demo test test-fast bench lint clean
+.PHONY: install java browser demo test test-fast bench soak lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ test: install java browser
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# The long scale run (not part of `make test`): a 10 M-record tree (several GB) scanned and
+# exported with peak RSS, and a 30-day S3 listing. Smaller: make soak SOAK_ARGS="--records 2000000".
+SOAK_ARGS ?=
+soak: install
+	$(BIN)/python tests/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf demo-data .pytest_cache .hypothesis

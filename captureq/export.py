@@ -254,7 +254,7 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
             for p in parts:
                 rows[p["table"]] += p["rows"]
             summary.parts_written += len(parts)
-            summary.files_exported += len(result.files) - len(result.failed_files)
+            summary.files_exported += len(result.files)  # failed files are not in result.files
             summary.counts.add(result.counts)
             if progress:
                 progress(len(result.files) + len(result.failed_files))
@@ -274,7 +274,7 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
                 for p in parts:
                     rows[p["table"]] += p["rows"]
                 summary.parts_written += len(parts)
-                summary.label_files_exported += len(result.files) - len(result.failed_files)
+                summary.label_files_exported += len(result.files)  # failed files are not in result.files
 
         summary.rows = rows
         summary.seconds = time.monotonic() - started
@@ -305,7 +305,7 @@ def _write_manifest(target: _Output, tree: CaptureTree, summary: ExportSummary) 
         "commits": len(commits),
         "tables": tables,
         "columns": schemas,
-        "last_run": {k: v for k, v in asdict(summary).items() if k != "counts"},
+        "last_run": {k: _redact(v) if k == "out" else v for k, v in asdict(summary).items() if k != "counts"},
     }
     target.write_json(f"{target.meta}/manifest.json", manifest)
 
@@ -322,8 +322,16 @@ def _dataset_schema(commits: list[dict], table: str) -> dict[str, str]:
 
 
 def _redact(uri: str | None) -> str | None:
-    """Drop any ``user:password@`` part of a URI before it is written anywhere."""
-    return None if uri is None else re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]*@", r"\1", uri)
+    """Drop any ``user:password@`` part of a URI before it is written anywhere.
+
+    A password may hold ``/`` (AWS secrets do), so any ``…:…@`` right after the scheme goes.
+    """
+    if uri is None:
+        return None
+    m = re.match(r"^([a-zA-Z][\w+.-]*://)([^@]*)@", uri)
+    if m and ("/" not in m.group(2) or ":" in m.group(2)):
+        return m.group(1) + uri[m.end():]
+    return uri
 
 
 def read_manifest(out: str, storage_options: dict | None = None) -> dict:

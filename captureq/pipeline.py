@@ -1,8 +1,9 @@
 """scan → read → parse → decode, one bounded batch at a time.
 
 :func:`process_captures` turns one :class:`~captureq.read.FileBatch` into the rows of every
-table; :func:`run_captures` streams batches over a file list, reading the next batch while the
-current one is parsed (pyarrow releases the GIL, so both cores work).
+table; :func:`run_captures` streams batches over a file list, fetching and decoding a few
+batches at once on a thread pool (pyarrow, polars and numpy release the GIL, so every core
+works) and yielding them in file order.
 """
 
 from __future__ import annotations

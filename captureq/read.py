@@ -61,9 +61,25 @@ def _decompress(raw: bytes) -> bytes:
 _TRANSIENT = (ConnectionError, TimeoutError, OSError)
 
 
-def fetch(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *, retries: int = 3,
+def _own_retries(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether ``fs`` retries failed requests itself (s3fs, gcsfs: a ``retries`` attribute).
+
+    Retrying on top of such a filesystem multiplies the attempts (s3fs × botocore × ours: 100
+    GETs and three minutes for one throttled object), so captureq then leaves retries to it.
+    """
+    return isinstance(getattr(fs, "retries", None), int)
+
+
+def fetch(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *, retries: int | None = None,
           backoff: float = 0.2) -> FileBatch:
-    """Read ``files`` into a FileBatch. Transient errors are retried with exponential backoff."""
+    """Read ``files`` into a FileBatch. Transient errors are retried with exponential backoff.
+
+    ``retries`` defaults to 3, or 0 when the filesystem retries by itself (see
+    :func:`_own_retries`). A file whose size is not the size it was listed with changed while
+    being read (still being written, or replaced): it is reported as failed, never read half.
+    """
+    if retries is None:
+        retries = 0 if _own_retries(fs) else 3
     batch = FileBatch()
     pending = list(files)
     results: dict[str, bytes | BaseException] = {}
@@ -92,8 +108,11 @@ def fetch(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *, retries: i
                 reason = f"could not read file: {type(value).__name__}: {value}"
             batch.failed.append((f, reason))
             continue
-        if f.size is not None and len(value) < f.size and not f.compressed:
-            batch.failed.append((f, f"short read: got {len(value)} of {f.size} bytes listed"))
+        if f.size is not None and len(value) != f.size:
+            word = "short read" if len(value) < f.size else "file grew"
+            reason = (f"{word}: got {len(value)} of {f.size} bytes listed; the file changed while being "
+                      "read (still being written?), read it again later")
+            batch.failed.append((f, reason))
             continue
         if f.compressed:
             try:
