@@ -48,4 +48,4 @@ soak: install
 	$(BIN)/python tests/soak.py $(SOAK_ARGS)
 
 clean:
-	rm -rf demo-data .pytest_cache .hypothesis
+	rm -rf demo-data soak-data .pytest_cache .hypothesis test-artifacts

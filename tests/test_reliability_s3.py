@@ -1,0 +1,199 @@
+"""Flaky storage: the loopback S3 server (s3util.py) with faults injected at the server.
+
+captureq reads through s3fs, which retries throttling and dropped connections itself (around
+botocore's own retries); ``read.fetch`` then adds no retries of its own, so the attempts stay
+bounded. What cannot be read is reported (a ``file`` quarantine row with the reason,
+``Counts.files_failed``), never read half, and an export does not mark it done.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from faults import FaultyS3
+from s3util import upload_tree
+
+import captureq
+from captureq.export import read_manifest
+from captureq.read import fetch
+
+# botocore's own retries off, so a test counts s3fs's attempts only (its default is 5).
+FAST = {"config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}}
+
+
+@pytest.fixture
+def tree(s3_fs, s3_bucket, corpus) -> tuple[str, dict[str, str]]:
+    """The real corpus uploaded to the test bucket: its URL and {corpus name: key}."""
+    url = f"s3://{s3_bucket}/capture"
+    upload_tree(s3_fs, corpus, url)
+    keys = {p.split("/")[2]: p for p in s3_fs.find(f"{s3_bucket}/capture") if p.endswith(".jsonl")}
+    assert sorted(keys) == ["book-housing", "seed-churn"]
+    return url, keys
+
+
+@pytest.fixture
+def faults(s3_server, monkeypatch):
+    """Faults at the server; s3fs retries twice (its default is 5) to keep the tests quick."""
+    import s3fs
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "retries", 2)
+    f = FaultyS3(s3_server)
+    with f.installed():
+        yield f
+
+
+def open_tree(url, s3_options, **extra):
+    return captureq.open(url, storage_options={**s3_options, **FAST, **extra})
+
+
+def file_rows(t):
+    return [(r["source_file"], r["reason"]) for r in t.quarantine.to_pylist() if r["stage"] == "file"]
+
+
+def test_a_few_slowdowns_are_retried_and_nothing_is_lost(tree, faults, s3_options):
+    url, keys = tree
+    faults.slowdown(keys["seed-churn"], times=1)
+    t = open_tree(url, s3_options).load()
+    assert faults.gets[keys["seed-churn"]] == 2  # a 503, then the object
+    assert (t.counts.files, t.counts.files_failed, t.counts.rows) == (2, 0, 4)
+    assert t.quarantine.num_rows == 0
+
+
+def test_endless_slowdown_gives_up_after_bounded_attempts_and_says_so(tree, faults, s3_options):
+    url, keys = tree
+    faults.slowdown(keys["seed-churn"])
+    started = time.monotonic()
+    t = open_tree(url, s3_options).load()
+    # s3fs's 2 tries x botocore's (1 here); captureq adds none on top of a retrying filesystem
+    assert faults.gets[keys["seed-churn"]] <= 4
+    assert time.monotonic() - started < 10
+    [(src, reason)] = file_rows(t)
+    assert src.endswith(keys["seed-churn"]) and "reduce your request rate" in reason
+    assert (t.counts.files, t.counts.files_failed, t.counts.rows) == (1, 1, 1)
+    assert t.counts.reconciles
+
+
+def test_connection_reset_mid_body_is_retried(tree, faults, s3_options):
+    url, keys = tree
+    faults.reset(keys["seed-churn"], times=1)
+    t = open_tree(url, s3_options).load()
+    assert faults.gets[keys["seed-churn"]] == 2
+    assert (t.counts.files_failed, t.counts.rows, t.quarantine.num_rows) == (0, 4, 0)
+
+
+def test_connection_reset_every_time_is_a_failed_file_not_half_a_file(tree, faults, s3_options):
+    url, keys = tree
+    faults.reset(keys["seed-churn"])
+    t = open_tree(url, s3_options).load()
+    assert faults.gets[keys["seed-churn"]] <= 4
+    [(src, reason)] = file_rows(t)
+    assert src.endswith(keys["seed-churn"]) and "could not read file" in reason
+    # not one line of the half body became a row or a quarantined line
+    assert set(t.captures["endpoint"].to_pylist()) == {"ll-housing"}
+    assert (t.counts.lines_read, t.counts.quarantined_lines) == (1, 0)
+
+
+def test_a_slow_object_is_waited_for(tree, faults, s3_options):
+    url, keys = tree
+    faults.slow(keys["seed-churn"], seconds=1.0)
+    t = open_tree(url, s3_options).load()
+    assert (t.counts.files_failed, t.counts.rows) == (0, 4)
+
+
+def test_an_object_deleted_between_list_and_get(tree, s3_fs, s3_options, tmp_path):
+    url, keys = tree
+    cq = open_tree(url, s3_options)
+    assert len(cq.scan().files) == 2  # LIST
+    s3_fs.rm(keys["seed-churn"])
+    t = cq.load()  # GET
+    [(src, reason)] = file_rows(t)
+    assert src.endswith(keys["seed-churn"]) and reason == "file disappeared between listing and reading"
+    assert (t.counts.files, t.counts.files_failed, t.counts.rows) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("change", ["grew", "shrank"])
+def test_an_object_rewritten_between_list_and_get_is_not_read_half(tree, s3_fs, s3_options, tmp_path, change):
+    """Size at LIST != size at GET: the object is still being written (or was replaced)."""
+    url, keys = tree
+    key = keys["seed-churn"]
+    cq = open_tree(url, s3_options)
+    cq.scan()
+    original = s3_fs.cat(key)
+    s3_fs.pipe(key, original + original if change == "grew" else original[: len(original) // 2])
+    t = cq.load()
+    [(src, reason)] = file_rows(t)
+    assert src.endswith(key) and "changed while being read" in reason
+    assert set(t.captures["endpoint"].to_pylist()) == {"ll-housing"}
+
+
+def test_export_does_not_mark_an_unread_file_done(tree, faults, s3_options, tmp_path):
+    url, keys = tree
+    out = str(tmp_path / "out")
+    faults.slowdown(keys["seed-churn"])
+    first = open_tree(url, s3_options).export(out)
+    assert (first.files_exported, first.counts.files_failed) == (1, 1)
+    assert read_manifest(out)["source_files"] == 1
+    faults.rules.clear()  # the storage recovers: the next run picks the file up
+    second = open_tree(url, s3_options).export(out)
+    assert (second.files_exported, second.files_skipped) == (1, 1)
+    assert read_manifest(out)["tables"]["captures"]["rows"] == 4
+
+
+def test_export_does_not_mark_a_changing_file_done(tree, s3_fs, s3_options, tmp_path):
+    url, keys = tree
+    out = str(tmp_path / "out")
+    cq = open_tree(url, s3_options)
+    cq.scan()
+    key = keys["seed-churn"]
+    s3_fs.pipe(key, s3_fs.cat(key) * 2)  # rewritten (6 records) after the LIST
+    assert cq.export(out).files_exported == 1
+    assert open_tree(url, s3_options).export(out).files_exported == 1
+    assert read_manifest(out)["tables"]["captures"]["rows"] == 1 + 6
+
+
+def test_fetch_on_a_retrying_filesystem_adds_no_retries(tree, faults, s3_options):
+    """s3fs x botocore x captureq's own 4 tries made 100 GETs (3 minutes) of one throttled object."""
+    url, keys = tree
+    cq = open_tree(url, s3_options)
+    files, fs = cq.scan().files, cq.scanner().fs
+    faults.slowdown(keys["book-housing"])
+    gets = []
+    for retries in (None, 0, 1):
+        faults.gets.clear()
+        batch = fetch(fs, files, retries=retries, backoff=0.01)
+        assert [f.rel.split("/")[0] for f, _ in batch.failed] == ["ll-housing"]
+        assert [f.rel.split("/")[0] for f in batch.files] == ["xgb-churn-prediction-model"]
+        gets.append(faults.gets[keys["book-housing"]])
+    default, none, one = gets
+    assert default == none and one == 2 * none and none <= 4
+
+
+def test_local_transient_errors_are_retried_with_backoff(tmp_path, corpus):
+    """A filesystem without retries of its own gets captureq's: 3 retries, backoff doubling."""
+    import shutil
+
+    from fsspec.implementations.local import LocalFileSystem
+
+    shutil.copytree(corpus, tmp_path / "t", ignore=shutil.ignore_patterns("*.md"))
+    files = captureq.open(str(tmp_path / "t")).scan().files
+
+    class Flaky(LocalFileSystem):
+        calls = 0
+
+        def cat(self, paths, **kw):
+            Flaky.calls += 1
+            got = super().cat(paths, **kw)
+            if Flaky.calls <= 2:
+                got = {p: ConnectionResetError("injected") for p in got}
+            return got
+
+    started = time.monotonic()
+    batch = fetch(Flaky(skip_instance_cache=True), files, backoff=0.05)
+    assert (Flaky.calls, len(batch.files), batch.failed) == (3, 2, [])
+    assert time.monotonic() - started >= 0.05 + 0.1  # slept 0.05, then 0.1
+
+    Flaky.calls = -100  # fails every time: 1 + 3 retries, then reported
+    batch = fetch(Flaky(skip_instance_cache=True), files, backoff=0.01)
+    assert Flaky.calls == -96 and len(batch.failed) == 2
+    assert all("ConnectionResetError" in reason for _, reason in batch.failed)
