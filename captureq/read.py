@@ -18,7 +18,7 @@ import fsspec
 
 from .scan import CaptureFile
 
-DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
+DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 DEFAULT_BATCH_FILES = 512
 
 
