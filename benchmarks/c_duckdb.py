@@ -40,7 +40,8 @@ def run(job: Job):
     import duckdb
 
     con = duckdb.connect(config={"threads": job.extra.get("threads", 2)})
-    return con.execute(job_sql(job.encoding), {"files": job.files, "columns": COLUMNS}).to_arrow_table()
+    rel = con.sql(job_sql(job.encoding), params={"files": job.files, "columns": COLUMNS})
+    return rel.to_arrow_table()
 
 
 def hourly_raw(job: Job):

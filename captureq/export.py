@@ -212,6 +212,20 @@ def _commit(out: _Output, run_id: str, seq: int, parts: list[dict], sources: lis
     out.fs.mv(staged, f"{out.meta}/commits/{name}.json")
 
 
+def _unpartitioned(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    return [("", table)] if table.num_rows else []
+
+
+def _commit_batch(target: _Output, summary: ExportSummary, seq: int,
+                  groups: dict[str, list[tuple[str, pa.Table]]], result, kind: str) -> None:
+    """Write one batch's parts and commit them with the source files they came from."""
+    parts = _write_parts(target, summary.run_id, seq, groups)
+    _commit(target, summary.run_id, seq, parts, _source_entries(result.files, result.failed_files), kind)
+    for p in parts:
+        summary.rows[p["table"]] += p["rows"]
+    summary.parts_written += len(parts)
+
+
 def _source_entries(files, failed) -> list[dict]:
     bad = {f.rel for f in failed}
     return [{"rel": f.rel, "size": f.size, "hour": f.hour.isoformat() if f.hour else None}
@@ -234,7 +248,7 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
         summary.recovered_commits = target.recover()
         target.fs.makedirs(f"{target.meta}/tmp/{run_id}", exist_ok=True)
         done = {(c.get("kind", "captures"), s["rel"]) for c in target.commits() for s in c["sources"]}
-        rows = dict.fromkeys(schema.TABLES, 0)
+        summary.rows = dict.fromkeys(schema.TABLES, 0)
         seq = 0
 
         scan = tree.scan()
@@ -246,14 +260,10 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
                 "captures": _split(result.captures, "inference_time", True),
                 "inputs": _split(result.inputs, "inference_time", True),
                 "outputs": _split(result.outputs, "inference_time", True),
-                "quarantine": [("", result.quarantine)] if result.quarantine.num_rows else [],
+                "quarantine": _unpartitioned(result.quarantine),
             }
-            parts = _write_parts(target, run_id, seq, groups)
-            _commit(target, run_id, seq, parts, _source_entries(result.files, result.failed_files), "captures")
+            _commit_batch(target, summary, seq, groups, result, "captures")
             seq += 1
-            for p in parts:
-                rows[p["table"]] += p["rows"]
-            summary.parts_written += len(parts)
             summary.files_exported += len(result.files)  # failed files are not in result.files
             summary.counts.add(result.counts)
             if progress:
@@ -266,17 +276,12 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
             for result in run_labels(lfs, todo, batch_bytes=tree.batch_bytes):
                 groups = {
                     "labels": _split(result.labels, "label_hour", False),
-                    "quarantine": [("", result.quarantine)] if result.quarantine.num_rows else [],
+                    "quarantine": _unpartitioned(result.quarantine),
                 }
-                parts = _write_parts(target, run_id, seq, groups)
-                _commit(target, run_id, seq, parts, _source_entries(result.files, result.failed_files), "labels")
+                _commit_batch(target, summary, seq, groups, result, "labels")
                 seq += 1
-                for p in parts:
-                    rows[p["table"]] += p["rows"]
-                summary.parts_written += len(parts)
-                summary.label_files_exported += len(result.files)  # failed files are not in result.files
+                summary.label_files_exported += len(result.files)
 
-        summary.rows = rows
         summary.seconds = time.monotonic() - started
         _write_manifest(target, tree, summary)
         with contextlib.suppress(FileNotFoundError):

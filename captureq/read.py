@@ -9,6 +9,7 @@ error that outlived the retries) is reported, never silently dropped.
 from __future__ import annotations
 
 import gzip
+import os
 import time
 import zlib
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ import fsspec
 
 from .scan import CaptureFile
 
-DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
+# Bytes of capture files per batch (about 10-20x that in memory while it is decoded).
+DEFAULT_BATCH_BYTES = int(os.environ.get("CAPTUREQ_BATCH_BYTES", 16 * 1024 * 1024))
 DEFAULT_BATCH_FILES = 512
 
 

@@ -80,7 +80,9 @@ def test_sigkill_at_random_points_then_rerun_exports_every_record_once(big_tree,
     kills = 0
     for _ in range(8):
         runs_before = set((out / META / "tmp").iterdir()) if (out / META / "tmp").exists() else set()
-        proc = subprocess.Popen([*CLI, "export", str(big_tree), str(out)],
+        # small batches on one worker: many commits per run, so a kill lands between any two
+        env = {**os.environ, "CAPTUREQ_BATCH_BYTES": str(256 * 1024), "CAPTUREQ_WORKERS": "1"}
+        proc = subprocess.Popen([*CLI, "export", str(big_tree), str(out)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while proc.poll() is None and time.monotonic() < deadline:  # wait until the run has started
