@@ -308,7 +308,7 @@ def render(args, results: list[dict], extras: dict | None, elapsed: float) -> st
          "against captureq's (row count, per-column null counts, sums, string hashes, timestamp sums)."),
         ("- The job: all files → one table, one row per record: endpoint, variant, event_id, inference_time, "
          "f0..f68 (float64), score (float64). captureq does it with its public API: "
-         "`captureq.open(tree).sql(\"select … from inputs join outputs using (capture_id, record_index)\")"
+         "`captureq.open(tree).sql(\"select … from predictions\")"
          ".to_arrow()`."),
         "",
     ]
