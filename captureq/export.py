@@ -366,7 +366,8 @@ def shell_sql(out: str) -> str:
                 fields.append(pa.field(col, _arrow_type(typ)))
         schemas[name] = pa.schema(fields)
     output_cols = [c for c in schemas["outputs"].names if c not in schema.RECORD_KEY_NAMES]
-    return views.parquet_sources_sql(root, schemas, present) + views.render_views(output_cols)
+    input_cols = [c for c in schemas["inputs"].names if c not in schema.RECORD_KEY_NAMES]
+    return views.parquet_sources_sql(root, schemas, present) + views.render_views(output_cols, input_cols)
 
 
 def _arrow_type(name: str) -> pa.DataType:

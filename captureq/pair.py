@@ -31,6 +31,22 @@ def output_alias(column: str) -> str:
     return "output_" + re.sub(r"^_+", "", column)
 
 
+def output_aliases(columns: list[str], taken: list[str] = ()) -> dict[str, str]:
+    """Output column → its name beside the inputs, unique (case-insensitively, as DuckDB compares
+    names) among the keys, ``taken`` (the inputs' value columns) and each other."""
+    seen = {k.lower() for k in (*KEYS, *taken)}
+    out = {}
+    for c in columns:
+        base = new = output_alias(c)
+        k = 0
+        while new.lower() in seen:
+            k += 1
+            new = f"{base}_{k}"
+        seen.add(new.lower())
+        out[c] = new
+    return out
+
+
 def value_columns(table: pa.Table | pa.Schema) -> list[str]:
     names = table.names if isinstance(table, pa.Schema) else table.column_names
     return [n for n in names if n not in KEYS]
@@ -50,7 +66,7 @@ def pair_records(inputs: pa.Table, outputs: pa.Table) -> pa.Table:
     """Full outer join of ``inputs`` and ``outputs`` on (capture_id, record_index)."""
     key_names = [k for k in KEYS if k in inputs.column_names]
     out_values = value_columns(outputs)
-    renamed = {c: output_alias(c) for c in out_values}
+    renamed = output_aliases(out_values, value_columns(inputs))
     if _aligned(inputs, outputs):
         table = inputs
         for c in out_values:
@@ -69,7 +85,7 @@ def _join(inputs: pa.Table, outputs: pa.Table, out_values: list[str]) -> pa.Tabl
     with duckdb.connect() as con:
         con.register("inputs", views.case_unique(inputs.append_column("_pos", pa.array(np.arange(inputs.num_rows)))))
         con.register("outputs", views.case_unique(outputs))
-        con.execute(views.render_pairs(out_values))
+        con.execute(views.render_pairs(out_values, value_columns(inputs)))
         rel = con.sql("select * from captureq_pairs order by _pos nulls last, capture_id, record_index")
         table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
     return table.drop_columns(["_pos"])

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from . import schema
-from .pair import output_alias, value_columns
+from .pair import output_aliases, value_columns
 
 VIEWS = ("captures", "inputs", "outputs", "labels", "quarantine", "predictions")  # + captureq_pairs
 SOURCE_PREFIX = "captureq_"
@@ -46,18 +46,22 @@ def view_sql(name: str) -> str:
     return (_sql_dir() / f"{name}.sql").read_text()
 
 
-def output_columns_sql(columns: list[str]) -> str:
-    """The ``{output_columns}`` part of predictions.sql for the outputs' value columns."""
-    parts = [f"o.{quote_ident(c)} AS {quote_ident(output_alias(c))}" for c in columns]
+def output_columns_sql(columns: list[str], input_columns: list[str] = ()) -> str:
+    """The ``{output_columns}`` part of pairs.sql for the outputs' value columns."""
+    aliases = output_aliases(columns, input_columns)
+    parts = [f"o.{quote_ident(c)} AS {quote_ident(aliases[c])}" for c in columns]
     return "".join(",\n        " + p for p in parts)
 
 
-def render_pairs(output_value_columns: list[str]) -> str:
-    """``sql/pairs.sql`` for the outputs' value columns."""
-    return view_sql("pairs").replace("{output_columns}", output_columns_sql(output_value_columns))
+def render_pairs(output_value_columns: list[str], input_value_columns: list[str] = ()) -> str:
+    """``sql/pairs.sql`` for the outputs' (and inputs') value columns."""
+    return view_sql("pairs").replace(
+        "{output_columns}", output_columns_sql(output_value_columns, input_value_columns)
+    )
 
 
-def render_views(output_value_columns: list[str] | None = None) -> str:
+def render_views(output_value_columns: list[str] | None = None,
+                 input_value_columns: list[str] = ()) -> str:
     """Every view definition, in dependency order, as one SQL script.
 
     With ``output_value_columns`` the script also defines ``captureq_pairs`` with
@@ -67,7 +71,7 @@ def render_views(output_value_columns: list[str] | None = None) -> str:
     out = []
     for name in VIEWS:
         if name == "predictions" and output_value_columns is not None:
-            out.append(render_pairs(output_value_columns).strip())
+            out.append(render_pairs(output_value_columns, input_value_columns).strip())
         out.append(view_sql(name).strip())
     return "\n\n".join(out) + "\n"
 

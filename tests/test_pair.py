@@ -28,7 +28,7 @@ def sql_pairs(tables) -> pa.Table:
     with duckdb.connect() as con:
         con.register("inputs", views.case_unique(tables.inputs))
         con.register("outputs", views.case_unique(tables.outputs))
-        con.execute(views.render_pairs(value_columns(tables.outputs)))
+        con.execute(views.render_pairs(value_columns(tables.outputs), value_columns(tables.inputs)))
         rel = con.sql("select * from captureq_pairs order by capture_id, record_index")
         return rel.to_arrow_table()
 
@@ -53,3 +53,11 @@ def test_aligned_pairs_are_zero_copy(tmp_path):
     pairs = pair_records(tables.inputs, tables.outputs)
     assert pairs.column("_c0").chunks[0].buffers()[1].address == tables.inputs.column("_c0").chunks[0].buffers()[1].address
     assert pairs.column("output_c0").to_pylist() == [0.1, 0.2, 0.3]
+
+
+def test_output_names_never_collide_with_each_other_or_the_inputs():
+    from captureq.pair import output_aliases
+
+    aliases = output_aliases(["_1", "1", "c0", "_c0"], taken=["output_c0"])
+    assert len({a.lower() for a in aliases.values()} | {"output_c0"}) == 5
+    assert aliases["_1"] == "output_1" and aliases["1"] == "output_1_1"

@@ -55,6 +55,28 @@ def _prepare(texts: pa.Array) -> pa.Array:
     return texts
 
 
+def _terminated(texts: pa.Array) -> bool:
+    """Whether every value is one or more non-blank lines each ending in ``\n`` (no ``\r``): then
+    the values' buffer is already the CSV document, and needs no trimming or re-joining."""
+    arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    if arr.null_count or not len(arr) or not pa.types.is_string(arr.type):
+        return False
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset: arr.offset + len(arr) + 1]
+    if (np.diff(offsets) == 0).any():
+        return False
+    data = arr.buffers()[2]
+    buf = np.frombuffer(data, dtype=np.uint8)[offsets[0]: offsets[-1]]
+    starts = offsets[:-1] - offsets[0]
+    ends = offsets[1:] - offsets[0]
+    newline = buf == 10
+    return bool(
+        newline[ends - 1].all()  # every value ends with a newline
+        and not newline[starts].any()  # none starts with a blank line
+        and not (newline[1:] & newline[:-1]).any()  # no blank line inside
+        and not (buf == 13).any()
+    )
+
+
 def _newlines(texts: pa.Array) -> np.ndarray:
     """Number of ``\n`` in each value (as ``pc.count_substring``, from one byte scan)."""
     arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
@@ -89,12 +111,16 @@ def _same_as_inferred(table: pa.Table) -> bool:
     return True
 
 
-def _read(texts: pa.Array, names: Sequence[str] | None) -> Decoded:
-    counts = _newlines(texts) + 1
-    empty = pc.equal(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
-    if empty.any():
-        raise ValueError("empty CSV payload")
-    data = values_buffer(pc.binary_join_element_wise(texts, pa.scalar("\n"), ""))
+def _read(texts: pa.Array, names: Sequence[str] | None, terminated: bool = False) -> Decoded:
+    if terminated:  # the values' buffer is the document already (see _terminated)
+        counts = _newlines(texts)
+        data = values_buffer(texts)
+    else:
+        counts = _newlines(texts) + 1
+        empty = pc.equal(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
+        if empty.any():
+            raise ValueError("empty CSV payload")
+        data = values_buffer(pc.binary_join_element_wise(texts, pa.scalar("\n"), ""))
     read_options = pcsv.ReadOptions(autogenerate_column_names=True, block_size=max(1 << 22, data.size + 1)
                                     if len(texts) == 1 else 1 << 22)
     parse_options = pcsv.ParseOptions(newlines_in_values=False)
@@ -147,14 +173,18 @@ def decode_csv(texts: pa.Array, names: Sequence[str] | None = None, *, split_sin
         texts = texts.combine_chunks()
     if len(texts) == 0:
         return Decoded.empty()
-    texts = _prepare(texts)
-    if split_single_line is not None and split_single_line.any():
+    splitting = split_single_line is not None and split_single_line.any()
+    terminated = not splitting and _terminated(texts)
+    if not terminated:
+        texts = _prepare(texts)
+    if splitting:
         texts = pc.if_else(pa.array(split_single_line), pc.replace_substring(texts, ",", "\n"), texts)
 
     def attempt(idx: np.ndarray) -> Decoded:
-        sub = texts if len(idx) == len(texts) else texts.take(pa.array(idx))
-        d = _read(sub, names)
-        if len(idx) != len(texts):
+        whole = len(idx) == len(texts)
+        sub = texts if whole else texts.take(pa.array(idx))
+        d = _read(sub, names, terminated)
+        if not whole:
             rows = pa.array(idx, pa.int64()).take(d.table.column(ROW))
             d.table = d.table.set_column(0, ROW, rows)
         return d
