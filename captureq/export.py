@@ -212,6 +212,16 @@ def _commit(out: _Output, run_id: str, seq: int, parts: list[dict], sources: lis
     out.fs.mv(staged, f"{out.meta}/commits/{name}.json")
 
 
+def start_run(target: _Output, out: str) -> tuple[ExportSummary, set[tuple[str, str]]]:
+    """Begin a run on a locked output: a new run id, commits a dead run staged rolled forward,
+    and the ``(kind, rel)`` of every source file already committed (local or Spark)."""
+    run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+    summary = ExportSummary(out=out, run_id=run_id, rows=dict.fromkeys(schema.TABLES, 0))
+    summary.recovered_commits = target.recover()
+    done = {(c.get("kind", "captures"), s["rel"]) for c in target.commits() for s in c["sources"]}
+    return summary, done
+
+
 def _unpartitioned(table: pa.Table) -> list[tuple[str, pa.Table]]:
     return [("", table)] if table.num_rows else []
 
@@ -243,12 +253,8 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
     target = _Output(out, storage_options)
     target.lock()
     try:
-        run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-        summary = ExportSummary(out=out, run_id=run_id)
-        summary.recovered_commits = target.recover()
-        target.fs.makedirs(f"{target.meta}/tmp/{run_id}", exist_ok=True)
-        done = {(c.get("kind", "captures"), s["rel"]) for c in target.commits() for s in c["sources"]}
-        summary.rows = dict.fromkeys(schema.TABLES, 0)
+        summary, done = start_run(target, out)
+        target.fs.makedirs(f"{target.meta}/tmp/{summary.run_id}", exist_ok=True)
         seq = 0
 
         scan = tree.scan()
@@ -285,7 +291,7 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
         summary.seconds = time.monotonic() - started
         _write_manifest(target, tree, summary)
         with contextlib.suppress(FileNotFoundError):
-            target.fs.rm(f"{target.meta}/tmp/{run_id}", recursive=True)
+            target.fs.rm(f"{target.meta}/tmp/{summary.run_id}", recursive=True)
         return summary
     finally:
         target.unlock()

@@ -64,6 +64,7 @@ from .export import (
     _split,
     _write_manifest,
     _write_parts,
+    start_run,
 )
 from .pipeline import Counts, process_captures, process_labels
 from .read import DEFAULT_BATCH_FILES, fetch, plan_batches
@@ -427,13 +428,8 @@ def export_parquet(
     target = _Output(out, out_storage_options)
     target.lock()
     try:
-        run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-        summary = ExportSummary(out=out, run_id=run_id)
-        summary.recovered_commits = target.recover()
-        done = {
-            (c.get("kind", "captures"), s["rel"]) for c in target.commits() for s in c["sources"]
-        }
-        rows = dict.fromkeys(schema.TABLES, 0)
+        summary, done = start_run(target, out)
+        run_id, rows = summary.run_id, summary.rows
         wave = wave_tasks or 4 * _cores(spark)
         seq = 0
 
@@ -489,7 +485,6 @@ def export_parquet(
                     if progress:
                         progress(r["files"])
 
-        summary.rows = rows
         summary.seconds = time.monotonic() - started
         _write_manifest(target, tree, summary)
         for d in target.fs.ls(f"{target.meta}/tmp", detail=False):  # this run's attempt folders
