@@ -5,13 +5,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
+# Real capture files, copied from the project's shared corpus into the repository so that a
+# fresh clone runs every test (tests/data/corpus/SOURCES.md says where each came from).
+CORPUS = ROOT / "tests" / "data" / "corpus"
 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    if not CORPUS.exists():
-        pytest.skip(f"the shared corpus is not at {CORPUS}")
+    """The real capture files in ``tests/data/corpus``: missing data is a failure, not a skip."""
+    if not any(CORPUS.rglob("*.jsonl")):
+        raise FileNotFoundError(f"the test corpus is missing from {CORPUS}: restore it with git checkout")
     return CORPUS
 
 

@@ -1,4 +1,4 @@
-"""Real capture files (``/work/shared/corpus``) parse exactly as the corpus README says."""
+"""Real capture files (``tests/data/corpus``, copied from the shared corpus) parse exactly as the corpus README says."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_every_corpus_file_is_read(corpus):
     assert len(files) == 2
     scanned = captureq.open(str(corpus)).scan()
     assert sorted(f.path for f in scanned.files) == sorted(str(p) for p in files)
-    assert scanned.skipped == [(f"file://{corpus / 'README.md'}", "not a .jsonl or .jsonl.gz file")]
+    assert scanned.skipped == [(f"file://{corpus / 'SOURCES.md'}", "not a .jsonl or .jsonl.gz file")]
 
 
 def test_seed_churn_counts(corpus):

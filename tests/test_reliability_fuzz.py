@@ -1,7 +1,7 @@
 """Hostile input through the whole pipeline: the real corpus files, mutated.
 
 ``test_quarantine.py`` pins the reason for each kind of bad line; here every mutation of the
-real SageMaker files (``/work/shared/corpus``) is read by ``captureq.open(...).load()`` with its
+real SageMaker files (``tests/data/corpus``) is read by ``captureq.open(...).load()`` with its
 neighbours, and the scan must never raise, every non-blank line must be a parsed row or a
 quarantine row with a reason, and ``lines_read == rows + quarantined_lines`` exactly.
 
