@@ -45,7 +45,7 @@ from .errors import ExportError
 from .pipeline import Counts, run_captures, run_labels
 
 if TYPE_CHECKING:
-    from .api import CaptureTree
+    from .plan import ScanPlan as CaptureTree
 
 META = "_captureq"
 FORMAT_VERSION = 1
@@ -258,7 +258,7 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
         seq = 0
 
         scan = tree.scan()
-        fs = tree._cache["scan"][0].fs
+        fs = tree.fs
         todo = [f for f in scan.files if ("captures", f.rel) not in done]
         summary.files_skipped = len(scan.files) - len(todo)
         for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes):
@@ -277,7 +277,7 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
 
         label_scan = tree.scan_labels()
         if label_scan is not None:
-            lfs = tree._cache["label_scan"][0].fs
+            lfs = tree.label_fs
             todo = [f for f in label_scan.files if ("labels", f.rel) not in done]
             for result in run_labels(lfs, todo, batch_bytes=tree.batch_bytes):
                 groups = {

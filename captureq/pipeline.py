@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 
 from . import schema
-from .decode import DecodeOptions, alignment_quarantine, decode_labels, decode_side
+from .decode import DecodeOptions, SideResult, alignment_quarantine, decode_labels, decode_side
 from .pair import pair_records
 from .parse import parse_captures, parse_labels
 from .read import DEFAULT_BATCH_BYTES, FileBatch, fetch, plan_batches
@@ -71,14 +72,32 @@ def _count_stage(q: pa.Table, stage: str) -> int:
     return int(pc.sum(pc.equal(q.column("stage"), stage)).as_py() or 0)
 
 
+SIDES = ("input", "output")
+
+
+def _undecoded(captures: pa.Table) -> SideResult:
+    return SideResult(schema.RECORD_KEYS.empty_table(), schema.empty(schema.QUARANTINE),
+                      np.zeros(captures.num_rows, np.int64))
+
+
 def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
-                     pairs: bool = False) -> BatchResult:
-    """Parse and decode one batch of capture files (and pair inputs with outputs if asked)."""
+                     pairs: bool = False, sides: tuple[str, ...] = SIDES) -> BatchResult:
+    """Parse and decode one batch of capture files (and pair inputs with outputs if asked).
+
+    ``sides`` are the payloads to decode: ``()`` parses the lines only (the ``captures`` table),
+    ``("input",)`` decodes the inputs too; outputs need the inputs (they align to their record
+    counts), and the 'align' quarantine rows need both.
+    """
+    if "output" in sides:
+        sides = SIDES
     parsed = parse_captures(batch)
     captures = parsed.table
-    inputs = decode_side(captures, "input", options)
-    outputs = decode_side(captures, "output", options, input_counts=inputs.counts)
-    align = alignment_quarantine(captures, inputs, outputs)
+    inputs = decode_side(captures, "input", options) if sides else _undecoded(captures)
+    if "output" in sides:
+        outputs = decode_side(captures, "output", options, input_counts=inputs.counts)
+        align = alignment_quarantine(captures, inputs, outputs)
+    else:
+        outputs, align = _undecoded(captures), schema.empty(schema.QUARANTINE)
     quarantine = pa.concat_tables([parsed.quarantine, inputs.quarantine, outputs.quarantine, align])
     counts = Counts(
         files=len(batch.files),
@@ -94,7 +113,7 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
     )
     return BatchResult(batch.files, captures, inputs.records, outputs.records, quarantine, counts,
                        [f for f, _ in batch.failed],
-                       pair_records(inputs.records, outputs.records) if pairs else None)
+                       pair_records(inputs.records, outputs.records) if pairs and sides else None)
 
 
 @dataclass
@@ -161,9 +180,11 @@ def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch
 
 def run_captures(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], options: DecodeOptions | None = None,
                  *, batch_bytes: int = DEFAULT_BATCH_BYTES, pairs: bool = False,
-                 workers: int | None = None) -> Iterator[BatchResult]:
-    """Yield a :class:`BatchResult` per batch of ``files``, in file order."""
-    yield from _stream(fs, files, lambda b: process_captures(b, options, pairs=pairs), batch_bytes, workers)
+                 workers: int | None = None, sides: tuple[str, ...] = SIDES) -> Iterator[BatchResult]:
+    """Yield a :class:`BatchResult` per batch of ``files``, in file order (``sides``: see
+    :func:`process_captures`)."""
+    yield from _stream(fs, files, lambda b: process_captures(b, options, pairs=pairs, sides=sides),
+                       batch_bytes, workers)
 
 
 def run_labels(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *,

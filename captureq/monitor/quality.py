@@ -212,7 +212,7 @@ def model_quality(
     first of output_c0, output_score, …); ``problem_type`` one of BinaryClassification,
     MulticlassClassification, Regression (inferred when omitted).
     """
-    from ..api import CaptureTree
+    from ..plan import ScanPlan as CaptureTree
 
     if by not in ("hour", "day"):
         raise ConfigError(f"by must be 'hour' or 'day', got {by!r}")
