@@ -85,11 +85,16 @@ def open(
     endpoint: str | Iterable[str] | None = None,
     variant: str | Iterable[str] | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
+    cache: bool | None = None,
+    cache_max_bytes: int | None = None,
 ) -> CaptureTree:
     """Open a capture tree (local path, ``s3://bucket/prefix`` or any fsspec URL).
 
     ``labels`` is the ground-truth tree; ``storage_options`` go to fsspec (e.g.
-    ``{"anon": True}`` or ``{"client_kwargs": {"endpoint_url": ...}}`` for S3).
+    ``{"anon": True}`` or ``{"client_kwargs": {"endpoint_url": ...}}`` for S3). ``cache``:
+    answer :meth:`~captureq.plan.ScanPlan.sql` from the tree's Parquet cache when it is fresh,
+    and fill it in the background otherwise (default on, ``CAPTUREQ_NO_CACHE=1`` turns it off);
+    ``cache_max_bytes`` bounds all caches together (least recently used out).
     """
     return open_plan(
         uri,
@@ -102,5 +107,7 @@ def open(
         endpoint=endpoint,
         variant=variant,
         batch_bytes=batch_bytes,
+        cache=cache,
+        cache_max_bytes=cache_max_bytes,
         cls=CaptureTree,
     )

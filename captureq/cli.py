@@ -193,14 +193,21 @@ def query(
     variant: Optional[list[str]] = VariantOpt,
     format: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
     storage_option: Optional[list[str]] = StorageOpt,
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Read the JSON Lines; neither use nor fill the Parquet cache."
+    ),
+    cache_max_bytes: Optional[int] = typer.Option(
+        None, "--cache-max-bytes", help="Bound on all tree caches (least recently used out)."
+    ),
 ) -> None:
     """Run SQL over the views: captures, inputs, outputs, labels, quarantine, predictions."""
     if format not in ("table", "csv", "json"):
         _fail(ValueError("--format must be table, csv or json"))
     try:
-        result = (
-            _open(uri, labels, start, end, endpoint, variant, storage_option).sql(sql).to_arrow()
-        )
+        tree = _open(uri, labels, start, end, endpoint, variant, storage_option)
+        tree.cache = False if no_cache else None
+        tree.cache_max_bytes = cache_max_bytes
+        result = tree.sql(sql).to_arrow()
     except CaptureqError as exc:
         _fail(exc)
     except Exception as exc:  # DuckDB errors: show the message, not a traceback
@@ -208,6 +215,7 @@ def query(
             _fail(exc)
         raise
     write_result(result, format)
+    sys.stdout.flush()  # the answer is out; a cache refresh may still finish before exit
 
 
 def write_result(table: pa.Table, format: str) -> None:

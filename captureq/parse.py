@@ -381,8 +381,14 @@ def parse_json_lines(
     return table, positions, bad
 
 
+def file_key(rel: str) -> str:
+    """The prefix of every ``capture_id``/``label_id`` from the file at ``rel`` (its path relative
+    to the tree root): ``{file_key(rel)}:{line}``."""
+    return hashlib.sha1(rel.encode()).hexdigest()[:16]
+
+
 def _file_keys(batch: FileBatch) -> list[str]:
-    return [hashlib.sha1(f.rel.encode()).hexdigest()[:16] for f in batch.files]
+    return [file_key(f.rel) for f in batch.files]
 
 
 def _row_ids(batch: FileBatch, lines: Lines, positions: np.ndarray) -> pa.Array:

@@ -259,6 +259,9 @@ class ScanPlan:
     window: Window = field(default_factory=Window)
     batch_bytes: int = DEFAULT_BATCH_BYTES
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    # The warm path (captureq.cache): None follows CAPTUREQ_NO_CACHE; max bytes of all caches.
+    cache: bool | None = None
+    cache_max_bytes: int | None = None
 
     def __repr__(self) -> str:
         w = self.window
@@ -454,15 +457,47 @@ class ScanPlan:
         self._cache["con_needs"] = tables.needs
         return con
 
+    def _use_cache(self) -> bool:
+        from .cache import default_enabled
+
+        return default_enabled() if self.cache is None else self.cache
+
+    def _warm_connection(self, needs: Needs) -> duckdb.DuckDBPyConnection | None:
+        """A connection over the Parquet cache when it holds this window, fresh; else None.
+
+        Tables already in memory that cover ``needs`` win (no I/O at all)."""
+        have = self._cache.get("con_needs")
+        if have is not None and have.covers(needs):
+            return None
+        if "warm" not in self._cache:
+            from . import cache
+
+            hit = cache.lookup(self)
+            self._cache["warm"] = cache.connect(hit) if hit is not None else None
+        return self._cache["warm"]
+
     def sql(self, query: str, params: list | dict | None = None) -> Result:
         """Run SQL over the views (captures, inputs, outputs, labels, quarantine, predictions).
 
-        Only the tables the statement references are read (see :func:`query_needs`).
+        Only the tables the statement references are read (see :func:`query_needs`). With the
+        cache on (the default; ``cache=False`` or ``CAPTUREQ_NO_CACHE=1`` turn it off), a window
+        whose files are all in the tree's Parquet cache is answered from it, and any other
+        window is answered in memory and then written to the cache in the background.
         """
-        con = self._connection(query_needs(query))
+        needs = query_needs(query)
+        con = self._warm_connection(needs) if self._use_cache() else None
+        cold = con is None
+        if cold:
+            con = self._connection(needs)
         if params is not None:
-            return Result(to_arrow(con.sql(query, params=params)))  # a relation: no DB-API copy
-        return Result(to_arrow(con.sql(query)))
+            result = Result(to_arrow(con.sql(query, params=params)))  # a relation: no DB-API copy
+        else:
+            result = Result(to_arrow(con.sql(query)))
+        if cold and self._use_cache() and "refresh" not in self._cache:
+            from . import cache
+
+            self._cache["refresh"] = cache.refresh_later(self, self.cache_max_bytes)
+        return result
 
 
 def to_arrow(rel) -> pa.Table:
@@ -490,6 +525,8 @@ def open_plan(
     endpoint: str | Iterable[str] | None = None,
     variant: str | Iterable[str] | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
+    cache: bool | None = None,
+    cache_max_bytes: int | None = None,
     cls: type[ScanPlan] = ScanPlan,
 ) -> ScanPlan:
     """A plan over a capture tree (see :func:`captureq.open`, which returns a CaptureTree)."""
@@ -500,5 +537,7 @@ def open_plan(
         label_storage_options=label_storage_options,
         options=options or DecodeOptions(),
         batch_bytes=batch_bytes,
+        cache=cache,
+        cache_max_bytes=cache_max_bytes,
     )
     return plan._narrow({"start": start, "end": end, "endpoint": endpoint, "variant": variant})

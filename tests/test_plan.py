@@ -54,13 +54,13 @@ def test_query_needs(sql, parts, text):
 
 
 def test_count_of_captures_decodes_no_payload(corpus, monkeypatch):
-    full = captureq.open(str(corpus)).sql("select count(*) as n from captures").to_arrow()
+    full = captureq.open(str(corpus), cache=False).sql("select count(*) as n from captures").to_arrow()
 
     def refuse(*args, **kwargs):
         raise AssertionError("a payload was decoded for a count of captures")
 
     monkeypatch.setattr(pipeline, "decode_side", refuse)
-    cq = captureq.open(str(corpus))
+    cq = captureq.open(str(corpus), cache=False)
     assert cq.sql("select count(*) as n from captures").to_arrow() == full
     assert "input_data" not in cq._cache["tables"].captures.column_names  # payload text not kept
 
@@ -95,7 +95,7 @@ def test_labels_query_reads_no_capture_file(tmp_path, monkeypatch):
     calls = []
     real = pipeline.process_captures
     monkeypatch.setattr(pipeline, "process_captures", lambda *a, **k: calls.append(1) or real(*a, **k))
-    cq = captureq.open(str(tmp_path / "cap"), labels=str(tmp_path / "gt"))
+    cq = captureq.open(str(tmp_path / "cap"), labels=str(tmp_path / "gt"), cache=False)
     assert cq.sql("select count(*) as n from labels").to_pylist() == [{"n": 1}]
     assert calls == []
     assert cq.sql("select count(*) as n from predictions").to_pylist() == [{"n": 1}]
@@ -103,7 +103,7 @@ def test_labels_query_reads_no_capture_file(tmp_path, monkeypatch):
 
 
 def test_plan_repr_says_what_was_read(corpus):
-    cq = captureq.open(str(corpus))
+    cq = captureq.open(str(corpus), cache=False)
     assert "read=" not in repr(cq)
     cq.sql("select count(*) from captures")
     assert "read=['captures']" in repr(cq)
