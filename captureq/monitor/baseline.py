@@ -440,17 +440,59 @@ class Baseline:
 
     @classmethod
     def load(cls, path: str | Path) -> Baseline:
-        """Read ``statistics.json`` + ``constraints.json`` from a folder (ours or Model Monitor's)."""
+        """Read ``statistics.json`` + ``constraints.json`` from a folder (ours or Model Monitor's).
+
+        A folder that is not a data-quality baseline (a model-quality one, a file, missing or
+        malformed JSON) raises :class:`~captureq.errors.ConfigError` saying what it is.
+        """
         path = Path(path)
+        if path.is_file():
+            path = path.parent if path.name in ("statistics.json", "constraints.json") else path
+        if not path.is_dir():
+            raise ConfigError(
+                f"baseline folder {path} does not exist: run `captureq baseline DATA {path}` first"
+            )
         missing = [n for n in ("statistics.json", "constraints.json") if not (path / n).exists()]
         if missing:
             raise ConfigError(
                 f"{path} has no {' or '.join(missing)}: run `captureq baseline DATA {path}` first"
             )
-        return cls(
-            json.loads((path / "statistics.json").read_text()),
-            json.loads((path / "constraints.json").read_text()),
-        )
+        stats = read_json(path / "statistics.json", f"captureq baseline DATA {path}")
+        cons = read_json(path / "constraints.json", f"captureq baseline DATA {path}")
+        if any(k.endswith("_constraints") for k in cons) or any(
+            k.endswith("_metrics") for k in stats
+        ):
+            raise ConfigError(
+                f"{path} is a model-quality baseline (it has "
+                f"{', '.join(k for k in (*cons, *stats) if k.endswith(('_constraints', '_metrics')))}), "
+                "not a data-quality one: check it with `captureq quality --constraints "
+                f"{path}`; `captureq monitor` needs `captureq baseline` output"
+            )
+        for name, doc, key in (
+            ("constraints.json", cons, "features"),
+            ("statistics.json", stats, "features"),
+        ):
+            if not isinstance(doc.get(key), list) or not all(
+                isinstance(f, dict) and "name" in f for f in doc[key]
+            ):
+                raise ConfigError(
+                    f"{path / name} has no {key!r} list of named features: it is not a "
+                    f"Model Monitor data-quality baseline; make one with `captureq baseline DATA {path}`"
+                )
+        return cls(stats, cons)
+
+
+def read_json(path: Path, remedy: str) -> dict:
+    """A JSON object from ``path``, or a :class:`ConfigError` naming the file and the problem."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist" + (f": run `{remedy}`" if remedy else "")) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path} holds a JSON {type(doc).__name__}, expected an object")
+    return doc
 
 
 def load_data(

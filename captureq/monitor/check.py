@@ -51,6 +51,8 @@ from .baseline import (
 )
 from .drift import feature_drift
 from .messages import describe
+from .metrics import data_quality_rows
+from .metrics import table as metric_table
 from .texttypes import evidence_name
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -280,6 +282,7 @@ class MonitorResult:
     violations: pa.Table
     drift: pa.Table
     hourly: dict[str, dict] = field(default_factory=dict)
+    metrics: pa.Table = field(default_factory=lambda: metric_table([]))
 
     def first_drift(self) -> pa.Table:
         """Per feature: the first hour whose drift check failed, and its largest distance."""
@@ -302,7 +305,8 @@ class MonitorResult:
         return out.to_arrow()
 
     def write(self, out: str | Path) -> Path:
-        """statistics.json, constraint_violations.json, drift.parquet and hourly/<hour>/ files."""
+        """statistics.json, constraint_violations.json, drift.parquet, metrics.parquet and
+        hourly/<hour>/constraint_violations.json."""
         import pyarrow.parquet as pq
 
         out = Path(out)
@@ -315,6 +319,7 @@ class MonitorResult:
             json.dumps(self.drift.to_pylist(), default=str, indent=1) + "\n"
         )
         pq.write_table(self.drift, out / "drift.parquet")
+        pq.write_table(self.metrics, out / "metrics.parquet")
         for hour, files in self.hourly.items():
             d = out / "hourly" / hour
             d.mkdir(parents=True, exist_ok=True)
@@ -381,6 +386,12 @@ def monitor(
         drift_rows.append(
             {"window_start": w_start, "window_end": w_end, "granularity": "window", **d}
         )
+    ep = (
+        inputs["endpoint"][0].as_py()
+        if "endpoint" in inputs.column_names and inputs.num_rows
+        else endpoint
+    )
+    metric_rows = data_quality_rows(whole.statistics, whole.drift, w_start, ep, "window")
 
     if hourly and has_time:
         hours = _hours(inputs)
@@ -403,6 +414,7 @@ def monitor(
             drift_rows += [
                 {"window_start": hs, "window_end": he, "granularity": "hour", **d} for d in r.drift
             ]
+            metric_rows += data_quality_rows(r.statistics, r.drift, hs, ep, "hour")
 
     result = MonitorResult(
         statistics=whole.statistics,
@@ -410,6 +422,7 @@ def monitor(
         violations=pa.Table.from_pylist(viol_rows, schema=VIOLATION_SCHEMA),
         drift=pa.Table.from_pylist(drift_rows, schema=DRIFT_SCHEMA),
         hourly=hourly_files,
+        metrics=metric_table(metric_rows),
     )
     if out is not None:
         result.write(out)
