@@ -56,7 +56,6 @@ FormatOpt = typer.Option(
     help="table (a summary for people), or csv / json (one table for programs: the baseline's "
     "features; for monitor and quality Model Monitor's CloudWatch metrics).",
 )
-MIN_CELL = 9  # narrowest readable column, borders included
 
 
 def _fmt(v) -> str:
@@ -70,30 +69,33 @@ def _fmt(v) -> str:
 
 
 def _table(rows: pa.Table, title: str, limit: int = 50) -> Table:
-    """A rich table; one too wide for the terminal is shown long (one block per row)."""
-    if rows.num_columns * MIN_CELL > max(console.width, 40) and rows.num_columns > 2:
-        return _long_table(rows, title, limit)
+    """A rich table; one too wide for the terminal is shown long (a block of lines per row)."""
+    shown = rows.slice(0, limit).to_pylist()
+    widths = [
+        max([len(name)] + [len(_fmt(r[name])) for r in shown]) for name in rows.column_names
+    ]
+    if sum(w + 3 for w in widths) + 1 > console.width and rows.num_columns > 2:
+        return _long_table(rows.column_names, shown, rows.num_rows, title, limit)
     out = Table(title=title)
     for name in rows.column_names:
         out.add_column(name, overflow="fold")
-    for row in rows.slice(0, limit).to_pylist():
+    for row in shown:
         out.add_row(*(_fmt(v) for v in row.values()))
     if rows.num_rows > limit:
         out.caption = f"{limit} of {rows.num_rows} rows shown"
     return out
 
 
-def _long_table(rows: pa.Table, title: str, limit: int) -> Table:
-    """Rows as ``column  value`` blocks (like psql's expanded display): readable at any width."""
-    out = Table(title=f"{title} (one block per row)", show_header=False, show_lines=True)
+def _long_table(names: list[str], shown: list[dict], total: int, title: str, limit: int) -> Table:
+    """Rows as ``column  value`` blocks (psql's expanded display): readable at any width."""
+    out = Table(title=f"{title} (one block per row)", show_header=False)
     out.add_column("column", style="bold", no_wrap=True)
     out.add_column("value", overflow="fold")
-    for i, row in enumerate(rows.slice(0, limit).to_pylist()):
-        out.add_row(f"row {i + 1}", "")
-        for name, v in row.items():
-            out.add_row(name, _fmt(v))
-    if rows.num_rows > limit:
-        out.caption = f"{limit} of {rows.num_rows} rows shown"
+    for row in shown:
+        for i, name in enumerate(names):
+            out.add_row(name, _fmt(row[name]), end_section=i == len(names) - 1)
+    if total > limit:
+        out.caption = f"{limit} of {total} rows shown"
     return out
 
 
