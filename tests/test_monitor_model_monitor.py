@@ -6,12 +6,10 @@ baselining job writes (``datatype_check_threshold: 1.0``, ``domain_content_thres
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 from datetime import timedelta
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -20,7 +18,7 @@ from captureq.monitor import Baseline, baseline, check
 from captureq.monitor.baseline import column
 from captureq.monitor.check import monitoring_config
 from captureq.monitor.messages import TEMPLATES, describe
-from tests.trees import T0, capture, write_captures
+from trees import T0, capture, write_captures
 
 STATISTICS = {
     "version": 0.0,

@@ -20,7 +20,6 @@ from ..cli import (
     console,
 )
 from ..errors import CaptureqError
-from ..monitor.cli import FORMATS, pipe_safe
 
 
 @app.command()
@@ -44,6 +43,7 @@ def report(
     ),
 ) -> None:
     """Write a self-contained HTML monitoring report: traffic, predictions, drift, quality."""
+    from ..monitor.cli import FORMATS, pipe_safe  # here: monitor.cli imports captureq.cli
     from . import build_report
 
     if format not in FORMATS:
