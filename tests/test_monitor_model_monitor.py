@@ -324,3 +324,15 @@ def test_captured_csv_is_typed_by_its_text_not_its_float(tmp_path, b64):
     types = [v for v in r.constraint_violations["violations"] if v["constraint_check_type"] == "data_type_check"]
     assert [v["feature_name"] for v in types] == ["_c1"]
     assert "Observed: Only 50.0% of data is Integral." in types[0]["description"]
+
+
+def test_distinct_counts_are_filled_for_every_feature(tmp_path):
+    (tmp_path / "train.csv").write_text("rooms,plan\n3,basic\n4,gold\n3,basic\n5,gold\n")
+    result = baseline(str(tmp_path / "train.csv"))
+    assert result.features().select(["feature", "distinct_count"]).to_pylist() == [
+        {"feature": "rooms", "distinct_count": 3},
+        {"feature": "plan", "distinct_count": 2},
+    ]
+    plan = result.statistics["features"][1]["string_statistics"]
+    assert plan["distinct_count"] == 2
+    assert [b["count"] for b in plan["distribution"]["categorical"]["buckets"]] == [2, 2]

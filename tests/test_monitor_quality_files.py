@@ -257,3 +257,11 @@ def test_a_missing_or_malformed_baseline_exits_2_with_a_message(churn, tmp_path,
     assert message in r.output and "Traceback" not in r.output
     with pytest.raises(ConfigError, match=message):
         Baseline.load(folder)
+
+
+def test_quality_refuses_a_data_quality_folder_with_exit_2(churn, tmp_path):
+    captureq.open(str(churn / "capture")).baseline(str(tmp_path / "dq"))
+    r = CliRunner().invoke(app, ["quality", str(churn / "capture"), "--labels", str(churn / "labels"),
+                                 "--constraints", str(tmp_path / "dq")])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "data-quality baseline" in r.output and "captureq monitor" in r.output

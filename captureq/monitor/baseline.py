@@ -410,7 +410,9 @@ class Baseline:
                     "std_dev": ns.get("std_dev"),
                     "min": ns.get("min"),
                     "max": ns.get("max"),
-                    "distinct_count": ss.get("distinct_count"),
+                    "distinct_count": ss.get(
+                        "distinct_count", ns.get("approximate_num_distinct_values")
+                    ),
                 }
             )
         return pa.Table.from_pylist(
@@ -426,7 +428,7 @@ class Baseline:
                     ("std_dev", pa.float64()),
                     ("min", pa.float64()),
                     ("max", pa.float64()),
-                    ("distinct_count", pa.float64()),
+                    ("distinct_count", pa.int64()),
                 ]
             ),
         )
