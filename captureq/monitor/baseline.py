@@ -124,8 +124,7 @@ def column(
             if arr.null_count == 0
             else pc.cast(arr.drop_null(), pa.float64()).to_numpy()
         )
-        keep = ~np.isnan(v)
-        v = v[keep]
+        # NaN is a value written as "nan" (Fractional, as in a CSV's text); null is missing
         if pa.types.is_integer(t):
             whole = len(v)
         else:
@@ -135,7 +134,7 @@ def column(
                 if arr.null_count:
                     frac = frac.filter(arr.is_valid())
                 frac = frac.to_numpy(zero_copy_only=False)
-                is_whole &= ~frac[keep].astype(bool)
+                is_whole &= ~frac.astype(bool)
             whole = int(np.count_nonzero(is_whole))
         return Column(
             name, n, len(v), {INTEGRAL: whole, FRACTIONAL: len(v) - whole, STRING: 0}, values=v
@@ -370,7 +369,9 @@ def read_table(
     # Monitor types CSV; statistics cast the numeric ones
     names = pcsv.open_csv(pa.BufferReader(data), read_options=opts).schema.names
     convert = pcsv.ConvertOptions(
-        column_types={n: pa.string() for n in names}, strings_can_be_null=True
+        column_types={n: pa.string() for n in names},
+        null_values=[""],  # only empty is missing: "nan", "NULL" are values, as text
+        strings_can_be_null=True,
     )
     table = pcsv.read_csv(pa.BufferReader(data), read_options=opts, convert_options=convert)
     if not header:
