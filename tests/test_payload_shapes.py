@@ -170,7 +170,7 @@ def test_features_object_and_instances_of_features_give_the_same_columns(tmp_pat
 def test_clarify_baseline_sees_numeric_features(tmp_path):
     pytest.importorskip("captureq.monitor")
     cq = captureq.open(str(SHAPES / "clarify"))
-    stats, _ = cq.baseline(str(tmp_path / "b"))
+    stats = cq.baseline(str(tmp_path / "b")).statistics
     names = [f["name"] for f in stats["features"]]
     assert names[:2] == ["_c0", "_c1"]
     assert stats["features"][0]["inferred_type"] in ("Integral", "Fractional")
