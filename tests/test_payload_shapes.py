@@ -220,7 +220,7 @@ def test_merged_records_in_a_window_and_export(tmp_path):
 
     n = duckdb.sql(
         f"select count(*) from read_parquet('{tmp_path}/out/labels/**/*.parquet')"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     assert n == 3 and summary.rows["labels"] == 3
 
 
