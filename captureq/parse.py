@@ -275,49 +275,60 @@ def _repair_line(text: bytes) -> tuple[bytes, list[tuple[str, str]]] | None:
     return json.dumps(doc).encode(), found
 
 
+# A key "data" whose value starts like a number, object, array or boolean. Inside a JSON string
+# quotes are escaped, so an unescaped "data" followed by ":" is always a key.
+_DATA_NOT_STRING = re.compile(rb'"data"\s*:\s*[-0-9{\[tf]')
+
+
+def _data_not_string(lines: Lines) -> np.ndarray:
+    """Positions of the lines holding a ``"data"`` key whose value is not a string or null:
+    one regex scan over the whole buffer (C speed), a Python step per match only."""
+    hits = [m.start() for m in _DATA_NOT_STRING.finditer(lines.buf)]
+    if not hits:
+        return np.zeros(0, dtype=np.int64)
+    pos = np.searchsorted(lines.starts, np.array(hits), side="right") - 1
+    return np.unique(pos[pos >= 0])
+
+
 def _repair(
     lines: Lines,
-    bad: list[tuple[int, str]],
+    candidates: np.ndarray,
     raw_schema: pa.Schema,
     block_size: int,
     repairs: dict[int, list[tuple[str, str]]],
-) -> tuple[list[tuple[np.ndarray, pa.Table]], list[tuple[int, str]]]:
-    """Second pass over the lines rejected for a wrong type: those whose only fault is a payload
-    ``data`` that is not a string are parsed again with it re-serialized (one reader call for
-    all of them). Returns the parsed parts and the lines still bad."""
-    fixed: list[tuple[int, bytes]] = []
-    still_bad = []
-    for i, reason in bad:
-        rep = None
-        if reason.startswith("wrong type:"):
-            rep = _repair_line(lines.buf[lines.starts[i] : lines.ends[i]])
-        if rep is None:
-            still_bad.append((i, reason))
-        else:
-            fixed.append((i, rep[0]))
+) -> tuple[list[tuple[np.ndarray, pa.Table]], list[tuple[int, str]], np.ndarray]:
+    """Lines whose payload ``data`` is a JSON number/object/array/boolean, parsed with that value
+    re-serialized as a string (one reader call for all of them, bisected only if some line has
+    another fault too). Returns the parsed parts, ``(position, reason)`` for candidates that
+    still fail, and the positions handled here (the caller keeps them out of its own pass)."""
+    fixed: dict[int, bytes] = {}
+    for i in candidates.tolist():  # error path: only lines the regex flagged
+        rep = _repair_line(lines.buf[lines.starts[i] : lines.ends[i]])
+        if rep is not None:
+            fixed[i] = rep[0]
             repairs[i] = rep[1]
-    if not fixed:
-        return [], still_bad
-    parts = []
-    chunks = [([i for i, _ in fixed], b"\n".join(t for _, t in fixed) + b"\n")]
-    while chunks:
-        idx, data = chunks.pop()
+    handled = np.array(sorted(fixed), dtype=np.int64)
+    parts: list[tuple[np.ndarray, pa.Table]] = []
+    still_bad: list[tuple[int, str]] = []
+    stack = [handled] if len(handled) else []
+    while stack:
+        idx = stack.pop()
+        data = b"\n".join(fixed[i] for i in idx.tolist()) + b"\n"
         try:
             table = _read(data, raw_schema, block_size)
             if table.num_rows == len(idx):
-                parts.append((np.array(idx, dtype=np.int64), table))
+                parts.append((idx, table))
                 continue
-        except pa.ArrowException:
-            pass
-        if len(idx) == 1:  # some other fault remains: the line stays quarantined as it was
-            i = idx[0]
+            error: Exception = ValueError(f"line holds {table.num_rows} JSON values, expected one")
+        except pa.ArrowException as exc:
+            error = exc
+        if len(idx) == 1:  # another fault remains: quarantined as the original line
+            i = int(idx[0])
             del repairs[i]
-            still_bad.append((i, next(r for j, r in bad if j == i)))
+            still_bad.append((i, _clean_reason(error, lines.buf[lines.starts[i] : lines.ends[i]])))
             continue
-        text = dict(fixed)
-        for half in (idx[: len(idx) // 2], idx[len(idx) // 2 :]):
-            chunks.append((half, b"\n".join(text[i] for i in half) + b"\n"))
-    return parts, still_bad
+        stack += [idx[len(idx) // 2 :], idx[: len(idx) // 2]]
+    return parts, still_bad, handled
 
 
 def parse_json_lines(
@@ -344,17 +355,28 @@ def parse_json_lines(
     # Lines it must not see are set aside first and blanked out: lines that are not UTF-8 (it
     # would pass them through unchecked), and lines that cannot be a JSON object because they do
     # not start with "{" (a line "null" crashes pyarrow's reader, apache/arrow#47409).
+    # With ``repairs``, lines whose payload data is not a string are set aside too and parsed
+    # in a second pass with that value re-serialized (see _repair).
     whole = lines.buf
     not_utf8 = invalid_utf8(lines)
     not_object = np.flatnonzero(lines.first != ord("{")) if lines.first is not None else []
     not_object = np.setdiff1d(not_object, not_utf8)
-    if len(not_utf8) or len(not_object):
+    repaired = np.zeros(0, dtype=np.int64)
+    if repairs is not None:
+        candidates = np.setdiff1d(_data_not_string(lines), np.union1d(not_utf8, not_object))
+        if len(candidates):
+            repaired_parts, still_bad, repaired = _repair(
+                lines, candidates, raw_schema, block_size, repairs
+            )
+            parts += repaired_parts
+            bad += still_bad
+    if len(not_utf8) or len(not_object) or len(repaired):
         bad += [(int(i), "line is not valid UTF-8 text") for i in not_utf8]
         bad += [
             (int(i), _clean_reason(None, lines.buf[lines.starts[i] : lines.ends[i]]))
             for i in not_object
         ]
-        set_aside = np.union1d(not_utf8, not_object).astype(np.int64)
+        set_aside = np.union1d(np.union1d(not_utf8, not_object), repaired).astype(np.int64)
         everything = np.setdiff1d(everything, set_aside)
         whole = blank_out(lines, set_aside)
     stack = [(everything, whole)]
@@ -379,9 +401,6 @@ def parse_json_lines(
         mid = len(idx) // 2
         stack.append((idx[mid:], None))
         stack.append((idx[:mid], None))
-    if repairs is not None and bad:
-        repaired, bad = _repair(lines, bad, raw_schema, block_size, repairs)
-        parts += repaired
     bad.sort()
     if not parts:
         return raw_schema.empty_table(), np.zeros(0, dtype=np.int64), bad
@@ -526,6 +545,10 @@ def _per_row(batch: FileBatch, lines: Lines, positions: np.ndarray, values: list
 
 
 def _payload_field(primary: pa.Array, fallback: pa.Array, use_primary: pa.Array, name: str) -> pa.Array:
+    """``primary.name`` where ``use_primary``, else ``fallback.name`` (no copy when the
+    fallback is absent everywhere, the usual case)."""
+    if fallback.field("data").null_count == len(fallback):
+        return primary.field(name)
     return pc.if_else(use_primary, primary.field(name), fallback.field(name))
 
 

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from trees import T0, capture, label, write_captures, write_labels
+from trees import T0, capture, dumps, label, label_path, write_captures, write_labels
 
 import captureq
 from captureq import schema
@@ -138,7 +138,7 @@ def test_clarify_instances_of_features_become_c_columns():
     cq = captureq.open(str(SHAPES / "clarify"))
     t = cq.load()
     assert t.quarantine.num_rows == 0, t.quarantine.to_pylist()
-    ins = sorted(t.inputs.to_pylist(), key=lambda r: (r["line_number"] if "line_number" in r else 0, r["capture_id"], r["record_index"]))
+    ins = sorted(t.inputs.to_pylist(), key=lambda r: (r["capture_id"], r["record_index"]))
     assert "features" not in t.inputs.column_names
     assert [r["_c0"] for r in ins] == [39.0, 50.0, 38.0, 53.0]
     assert [r["_c5"] for r in ins] == [40.0, 13.0, 40.0, 40.0]
@@ -163,7 +163,7 @@ def test_features_object_and_instances_of_features_give_the_same_columns(tmp_pat
     )
     t = captureq.open(str(tmp_path / "c")).load()
     assert t.quarantine.num_rows == 0, t.quarantine.to_pylist()
-    assert [c for c in t.inputs.column_names if not c in schema.RECORD_KEY_NAMES] == ["_c0", "_c1", "_c2"]
+    assert [c for c in t.inputs.column_names if c not in schema.RECORD_KEY_NAMES] == ["_c0", "_c1", "_c2"]
     assert t.inputs["_c2"].to_pylist() == [3.0, 6.0]
 
 
@@ -249,3 +249,38 @@ def test_json_lines_scores_align_with_json_lines_features(tmp_path):
         {"_c0": 1.0, "output_score": 0.2, "output_predicted_label": 0.0},
         {"_c0": 3.0, "output_score": 0.7, "output_predicted_label": 1.0},
     ]
+
+
+def test_latest_label_on_s3_is_chosen_by_last_modified(tmp_path, s3_fs, s3_bucket, s3_options):
+    import time
+
+    from s3util import upload_tree
+
+    write_captures(tmp_path / "c", [capture("1,2", "0.5", event_id="e1")], name="f.jsonl")
+    upload_tree(s3_fs, tmp_path / "c", f"s3://{s3_bucket}/c")
+    for name, value in (("zzz.jsonl", "0"), ("aaa.jsonl", "1")):  # zzz first, aaa later
+        key = label_path(f"{s3_bucket}/l", T0, name)
+        s3_fs.pipe(key, (dumps(label("e1", value)) + "\n").encode())
+        time.sleep(1.1)  # LastModified has one-second resolution
+    s3_fs.invalidate_cache()
+    cq = captureq.open(f"s3://{s3_bucket}/c", labels=f"s3://{s3_bucket}/l", storage_options=s3_options)
+    [row] = cq.predictions().to_pylist()
+    assert row["ground_truth"] == "1"
+
+
+def test_other_data_keys_and_string_data_that_looks_like_json_are_untouched(tmp_path):
+    a = capture('{"data": 5}', "0.5", input_type="application/json", event_id="a")
+    a["captureData"]["endpointInput"]["encoding"] = "JSON"
+    b = capture("1,2", "0.5", event_id="b")
+    b["extra"] = {"data": 5, "more": [{"data": True}]}  # an unknown field: ignored as before
+    c = capture("1,2", "0.5", event_id="c")
+    c["captureData"]["endpointInput"]["data"] = [1, 2]
+    c["eventMetadata"]["inferenceTime"] = "not a time"  # a bad line stays one bad line
+    write_captures(tmp_path / "c", [a, b, c], name="f.jsonl")
+    t = captureq.open(str(tmp_path / "c")).load()
+    assert t.captures["event_id"].to_pylist() == ["a", "b"]
+    assert t.captures["input_data"].to_pylist() == ['{"data": 5}', "1,2"]
+    [q] = t.quarantine.to_pylist()
+    assert (q["stage"], q["line_number"]) == ("line", 3)
+    assert q["reason"] == "eventMetadata.inferenceTime is not an ISO 8601 time"
+    assert t.counts.reconciles
