@@ -714,7 +714,8 @@ def parse_labels(batch: FileBatch) -> Parsed:
     source_file, source_modified, line_number``; :mod:`captureq.decode` turns ``data`` into ``ground_truth``.
     """
     lines = split_lines(batch)
-    raw, positions, bad = parse_json_lines(lines, RAW_LABEL)
+    repairs: dict[int, list[tuple[str, str]]] = {}
+    raw, positions, bad = parse_json_lines(lines, RAW_LABEL, repairs)
     quarantine = [_file_quarantine(batch), _line_quarantine(batch, lines, bad)]
     gt = raw.column("groundTruthData").combine_chunks()
     meta = raw.column("eventMetadata").combine_chunks()
@@ -747,4 +748,19 @@ def parse_labels(batch: FileBatch) -> Parsed:
     )
     table, positions, q = _reject(table, positions, invalid, reasons, batch, lines)
     quarantine.append(q)
-    return Parsed(table, pa.concat_tables(quarantine), len(lines.starts), lines.blank)
+    failures = []
+    if repairs:
+        row_of = {int(p): r for r, p in enumerate(positions)}
+        failures = sorted(
+            (row_of[p], reason)
+            for p, found in repairs.items()
+            if p in row_of
+            for _, reason in found
+        )
+    return Parsed(
+        table,
+        pa.concat_tables(quarantine),
+        len(lines.starts),
+        lines.blank,
+        payload_failures={"label": failures} if failures else {},
+    )

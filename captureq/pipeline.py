@@ -119,7 +119,7 @@ class LabelBatchResult:
 def process_labels(batch: FileBatch) -> LabelBatchResult:
     """Parse and decode one batch of ground-truth files."""
     parsed = parse_labels(batch)
-    labels, q = decode_labels(parsed.table)
+    labels, q = decode_labels(parsed.table, parsed.payload_failures.get("label", ()))
     counts = Counts(
         files=len(batch.files),
         files_failed=len(batch.failed),

@@ -284,3 +284,18 @@ def test_other_data_keys_and_string_data_that_looks_like_json_are_untouched(tmp_
     assert (q["stage"], q["line_number"]) == ("line", 3)
     assert q["reason"] == "eventMetadata.inferenceTime is not an ISO 8601 time"
     assert t.counts.reconciles
+
+
+def test_label_file_with_non_string_data_keeps_the_row_and_quarantines_the_label(tmp_path):
+    write_captures(tmp_path / "c", [capture("1,2", "0.5", event_id=f"e{i}") for i in range(2)])
+    bad = label("e1", "1", encoding="JSON")
+    bad["groundTruthData"]["data"] = {"label": 1}
+    write_labels(tmp_path / "l", [label("e0", "0"), bad], name="l.jsonl")
+    t = captureq.open(str(tmp_path / "c"), labels=str(tmp_path / "l")).load()
+    assert t.label_counts.lines_read == 2 and t.label_counts.quarantined_lines == 0
+    assert t.label_counts.rows == 2
+    assert t.labels["event_id"].to_pylist() == ["e0"]
+    [q] = t.quarantine.to_pylist()
+    assert q["stage"] == "label" and q["line_number"] == 2
+    assert "groundTruthData.data is a JSON object, not a string" in q["reason"]
+    assert q["raw"] == '{"label": 1}'

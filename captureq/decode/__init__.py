@@ -346,11 +346,14 @@ def _rows(quarantine: pa.Table, captures: pa.Table) -> np.ndarray:
     )
 
 
-def decode_labels(raw: pa.Table) -> tuple[pa.Table, pa.Table]:
+def decode_labels(
+    raw: pa.Table, rejected: Sequence[tuple[int, str]] = ()
+) -> tuple[pa.Table, pa.Table]:
     """Raw label rows (from :func:`captureq.parse.parse_labels`) → ``labels`` table + quarantine.
 
     The label text becomes ``ground_truth`` (one row per record when the data holds several
-    CSV lines or a JSON list) and ``ground_truth_value`` when it is a number.
+    CSV lines or a JSON list) and ``ground_truth_value`` when it is a number. ``rejected``
+    ``(row, reason)`` pairs are quarantined (stage ``label``) without being decoded.
     """
     n = raw.num_rows
     if n == 0:
@@ -375,7 +378,9 @@ def decode_labels(raw: pa.Table) -> tuple[pa.Table, pa.Table]:
     as_captures = as_captures.append_column("inference_time", pa.nulls(n, schema.TIMESTAMP))
     # Labels are read whole per line: one value per CSV line; JSON scalars, lists of scalars, or
     # objects with a label-like field.
-    side = decode_side(as_captures, "input", DecodeOptions(), lists_are_records=True)
+    side = decode_side(
+        as_captures, "input", DecodeOptions(), lists_are_records=True, rejected=rejected
+    )
     rec = side.records
     q = side.quarantine.set_column(
         0, "stage", pa.array(["label"] * side.quarantine.num_rows, pa.string())
