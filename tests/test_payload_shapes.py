@@ -218,9 +218,10 @@ def test_merged_records_in_a_window_and_export(tmp_path):
     summary = cq.export(str(tmp_path / "out"))
     import duckdb
 
-    n = duckdb.sql(
-        f"select count(*) from read_parquet('{tmp_path}/out/labels/**/*.parquet')"
-    ).fetchall()[0][0]
+    with duckdb.connect() as con:  # a private connection: the shared default may be busy
+        n = con.execute(
+            f"select count(*) from read_parquet('{tmp_path}/out/labels/**/*.parquet')"
+        ).fetchall()[0][0]
     assert n == 3 and summary.rows["labels"] == 3
 
 
