@@ -176,6 +176,11 @@ def scan(
             f"({lc.lines_read:,} lines, {lc.quarantined_lines:,} quarantined); "
             f"{unmatched:,} match no capture in this window",
         )
+    if c.embedded_labels:
+        grid.add_row(
+            "[bold]embedded labels[/]",
+            f"{c.embedded_labels:,} (groundTruthData inside capture lines)",
+        )
     console.print(grid)
     for path, reason in files.skipped[:20]:
         console.print(f"[yellow]skipped[/] {path}: {reason}")

@@ -300,3 +300,13 @@ def test_label_file_with_non_string_data_keeps_the_row_and_quarantines_the_label
     assert q["stage"] == "label" and q["line_number"] == 2
     assert "groundTruthData.data is a JSON object, not a string" in q["reason"]
     assert q["raw"] == '{"label": 1}'
+
+
+def test_scan_shows_embedded_labels():
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    res = CliRunner().invoke(app, ["scan", str(SHAPES / "batch")])
+    assert res.exit_code == 0, res.output
+    assert "embedded labels" in res.output and "3 (groundTruthData" in res.output
