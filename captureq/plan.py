@@ -364,10 +364,10 @@ class ScanPlan:
     def _read(self, needs: Needs) -> Tables:
         parts = needs.parts
         scan = self.scan()
-        caps, ins, outs, pairs, qs = [], [], [], [], []
+        caps, ins, outs, pairs, qs, embedded = [], [], [], [], [], []
         counts = Counts()
-        capture_parts = parts - {"labels"}
-        if capture_parts:
+        # every part reads the capture files: labels too (ground truth embedded in merged records)
+        if parts:
             sides = ("input", "output") if "outputs" in parts else ("input",) if "inputs" in parts else ()
             for r in run_captures(self.fs, scan.files, self.options, batch_bytes=self.batch_bytes,
                                   pairs="pairs" in parts, sides=sides):
@@ -384,7 +384,8 @@ class ScanPlan:
                     pairs.append(r.pairs)
                 qs.append(r.quarantine)
                 counts.add(r.counts)
-        labels, label_counts, label_scan = [], Counts(), None
+                embedded.append(r.labels)
+        labels, label_counts, label_scan = embedded, Counts(), None
         if "labels" in parts:
             label_scan = self.scan_labels()
             if label_scan is not None:
@@ -397,7 +398,7 @@ class ScanPlan:
             inputs=_records(ins),
             outputs=_records(outs),
             pairs=_records(pairs),
-            labels=pa.concat_tables(labels) if labels else schema.empty(schema.LABELS),
+            labels=pa.concat_tables([x for x in labels if x.num_rows] or [schema.empty(schema.LABELS)]),
             quarantine=pa.concat_tables(qs) if qs else schema.empty(schema.QUARANTINE),
             counts=counts,
             label_counts=label_counts,
@@ -433,6 +434,20 @@ class ScanPlan:
             .sql("select * from predictions order by capture_id, record_index")
             .to_arrow()
         )
+
+    def unmatched_labels(self) -> int:
+        """Label rows whose id matches no capture in this window (on the capture's
+        ``inference_id``, else its ``event_id``, as ``predictions`` joins them). Labels arrive
+        late and for other windows too, so a count above zero is not an error by itself; a count
+        near the number of labels usually means the ids were uploaded with the wrong key.
+        """
+        if not self.labels_uri and not self.labels().num_rows:
+            return 0
+        r = self.sql(
+            "select count(*) as n from labels as l where not exists (select 1 from captures as c "
+            "where coalesce(c.inference_id, c.event_id) = l.event_id)"
+        )
+        return int(r.to_arrow()["n"][0].as_py())
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with every view registered over this window's tables."""

@@ -22,7 +22,7 @@ class _File:
     def __init__(self, n: int):
         self.url = f"file:///t/ep/v/2024/05/01/12/f{n}.jsonl"
         self.rel = f"ep/v/2024/05/01/12/f{n}.jsonl"
-        self.endpoint, self.variant, self.hour = "ep", "v", None
+        self.endpoint, self.variant, self.hour, self.size, self.mtime = "ep", "v", None, None, None
 
 
 def _batch(blobs: list[bytes]) -> FileBatch:

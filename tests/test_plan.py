@@ -87,19 +87,21 @@ def test_every_query_answers_as_when_everything_is_read(corpus):
         assert captureq.open(str(corpus)).sql(sql).to_arrow().equals(expected), sql
 
 
-def test_labels_query_reads_no_capture_file(tmp_path, monkeypatch):
+def test_labels_query_decodes_no_payload(tmp_path, monkeypatch):
+    """Labels can sit inside capture lines (merged records), so the capture files are parsed,
+    but no input or output payload is decoded."""
     from trees import capture, label, write_captures, write_labels
 
     write_captures(tmp_path / "cap", [capture("1,2", "0.5", event_id="e1")])
     write_labels(tmp_path / "gt", [label("e1", "1")])
     calls = []
-    real = pipeline.process_captures
-    monkeypatch.setattr(pipeline, "process_captures", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = pipeline.decode_side
+    monkeypatch.setattr(pipeline, "decode_side", lambda *a, **k: calls.append(1) or real(*a, **k))
     cq = captureq.open(str(tmp_path / "cap"), labels=str(tmp_path / "gt"), cache=False)
     assert cq.sql("select count(*) as n from labels").to_pylist() == [{"n": 1}]
     assert calls == []
     assert cq.sql("select count(*) as n from predictions").to_pylist() == [{"n": 1}]
-    assert calls == [1]
+    assert calls == [1, 1]
 
 
 def test_plan_repr_says_what_was_read(corpus):
