@@ -54,10 +54,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("CAPTUREQ_CACHE", Path.home() / ".cache" / "captureq"))
 
 
+def _layout() -> str:
+    """What the cached tables look like: a cache written with other schemas is another cache."""
+    text = "\0".join(str(s) for s in (schema.CAPTURES, schema.RECORD_KEYS, schema.LABELS, schema.QUARANTINE))
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
 def cache_dir(uri: str, labels: str | None) -> Path:
-    """The cache folder of one tree (and labels tree)."""
+    """The cache folder of one tree (and labels tree), for this version of the tables' schemas."""
     key = hashlib.sha1(f"{uri}\0{labels or ''}".encode()).hexdigest()[:16]
-    return cache_root() / key
+    return cache_root() / f"{key}-{_layout()}"
 
 
 def default_enabled() -> bool:

@@ -84,12 +84,14 @@ def _undecoded(captures: pa.Table) -> SideResult:
 
 
 def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
-                     pairs: bool = False, sides: tuple[str, ...] = SIDES) -> BatchResult:
+                     pairs: bool = False, sides: tuple[str, ...] = SIDES,
+                     drop: tuple[str, ...] = ()) -> BatchResult:
     """Parse and decode one batch of capture files (and pair inputs with outputs if asked).
 
     ``sides`` are the payloads to decode: ``()`` parses the lines only (the ``captures`` table),
     ``("input",)`` decodes the inputs too; outputs need the inputs (they align to their record
-    counts), and the 'align' quarantine rows need both.
+    counts), and the 'align' quarantine rows need both. ``drop``: ``captures`` columns the caller
+    will not use (the raw payload text), released as soon as the batch is decoded.
     """
     if "output" in sides:
         sides = SIDES
@@ -123,6 +125,8 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
         payloads_quarantined=inputs.quarantine.num_rows + outputs.quarantine.num_rows,
         embedded_labels=labels.num_rows,
     )
+    if drop:
+        captures = captures.drop_columns([c for c in drop if c in captures.column_names])
     return BatchResult(batch.files, captures, inputs.records, outputs.records, quarantine, counts,
                        [f for f, _ in batch.failed],
                        pair_records(inputs.records, outputs.records) if pairs and sides else None,
@@ -193,10 +197,12 @@ def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch
 
 def run_captures(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], options: DecodeOptions | None = None,
                  *, batch_bytes: int = DEFAULT_BATCH_BYTES, pairs: bool = False,
-                 workers: int | None = None, sides: tuple[str, ...] = SIDES) -> Iterator[BatchResult]:
-    """Yield a :class:`BatchResult` per batch of ``files``, in file order (``sides``: see
-    :func:`process_captures`)."""
-    yield from _stream(fs, files, lambda b: process_captures(b, options, pairs=pairs, sides=sides),
+                 workers: int | None = None, sides: tuple[str, ...] = SIDES,
+                 drop: tuple[str, ...] = ()) -> Iterator[BatchResult]:
+    """Yield a :class:`BatchResult` per batch of ``files``, in file order (``sides``, ``drop``:
+    see :func:`process_captures`)."""
+    yield from _stream(fs, files,
+                       lambda b: process_captures(b, options, pairs=pairs, sides=sides, drop=drop),
                        batch_bytes, workers)
 
 

@@ -369,13 +369,11 @@ class ScanPlan:
         # every part reads the capture files: labels too (ground truth embedded in merged records)
         if parts:
             sides = ("input", "output") if "outputs" in parts else ("input",) if "inputs" in parts else ()
+            drop = () if "captures" in parts and needs.payload_text else PAYLOAD_TEXT
             for r in run_captures(self.fs, scan.files, self.options, batch_bytes=self.batch_bytes,
-                                  pairs="pairs" in parts, sides=sides):
+                                  pairs="pairs" in parts, sides=sides, drop=drop):
                 if "captures" in parts:
-                    c = r.captures
-                    if not needs.payload_text:
-                        c = c.drop_columns(list(PAYLOAD_TEXT))
-                    caps.append(c)
+                    caps.append(r.captures)
                 if "inputs" in parts:
                     ins.append(r.inputs)
                 if "outputs" in parts:
@@ -487,8 +485,11 @@ class ScanPlan:
         if "warm" not in self._cache:
             from . import cache
 
-            hit = cache.lookup(self)
-            self._cache["warm"] = cache.connect(hit) if hit is not None else None
+            try:
+                hit = cache.lookup(self)
+                self._cache["warm"] = cache.connect(hit) if hit is not None else None
+            except (OSError, ValueError, KeyError, duckdb.Error):
+                self._cache["warm"] = None  # an unreadable cache is only a slower query
         return self._cache["warm"]
 
     def sql(self, query: str, params: list | dict | None = None) -> Result:
