@@ -29,11 +29,14 @@ class CaptureTree(ScanPlan):
     needed) plus export, monitoring and the report.
     """
 
-    def export(self, out: str, **kwargs):
-        """Write every table to hive-partitioned Parquet under ``out`` (incremental)."""
+    def export(self, out: str, *, out_storage_options: dict | None = None, **kwargs):
+        """Write every table to hive-partitioned Parquet under ``out`` (incremental: new and
+        changed source files only). ``out_storage_options`` are the destination's fsspec
+        options (default: this tree's when both URIs use the same protocol); see
+        :func:`captureq.export.export`."""
         from .export import export
 
-        return export(self, out, **kwargs)
+        return export(self, out, out_storage_options=out_storage_options, **kwargs)
 
     # -- monitoring (captureq.monitor) ------------------------------------------------------
     def baseline(self, out: str | None = None, **kwargs):
@@ -50,13 +53,26 @@ class CaptureTree(ScanPlan):
         con = self._connection(Needs(frozenset(), False))
         con.register(views.SOURCE_PREFIX + "drift", result.drift)
         con.execute(views.view_sql("drift"))
+        self._register_metrics(result.metrics)
         return result
 
     def model_quality(self, **kwargs):
-        """Model-quality metrics per hour/day from the ``predictions`` view (needs ``labels=``)."""
+        """Model-quality metrics per hour/day from the ``predictions`` view (needs ``labels=``).
+
+        ``baseline_out=DIR`` also writes Model Monitor's model-quality statistics.json and
+        constraints.json; ``constraints=DIR`` checks every window against them; ``out=DIR``
+        writes the window's files, hourly violations and metrics.parquet. The Model Monitor
+        metrics become the ``metrics`` view."""
         from .monitor import model_quality
 
-        return model_quality(self, **kwargs)
+        result = model_quality(self, **kwargs)
+        self._register_metrics(result.cloudwatch_metrics)
+        return result
+
+    def _register_metrics(self, metrics) -> None:
+        con = self._connection(Needs(frozenset(), False))
+        con.register(views.SOURCE_PREFIX + "metrics", metrics)
+        con.execute(views.view_sql("metrics"))
 
     # -- the report (captureq.report) -------------------------------------------------------
     def report(self, baseline, out: str | None = None, **kwargs) -> str:
