@@ -49,6 +49,9 @@ class CaptureFile:
     variant: str | None
     hour: datetime | None
     size: int | None = None
+    # what the storage says about this version of the object: "etag:…" (object stores) or
+    # "mtime:…" (local files); the export compares it to find files changed since exported
+    version: str | None = None
 
     @property
     def compressed(self) -> bool:
@@ -217,6 +220,7 @@ class Scanner:
             variant=variant,
             hour=hour,
             size=info.get("size"),
+            version=_version(info),
         )
 
     def _candidates(self, start: datetime | None, end: datetime | None, endpoints, variants):
@@ -313,6 +317,17 @@ class Scanner:
                     ]
             t = next_day
         return out
+
+
+def _version(info: dict[str, Any]) -> str | None:
+    """``etag:…`` when the storage gives an ETag, else ``mtime:…``, else None."""
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"etag:{str(etag).strip(chr(34))}"
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    if mtime is None:
+        return None
+    return f"mtime:{mtime.timestamp() if hasattr(mtime, 'timestamp') else float(mtime)!r}"
 
 
 def _next_month(t: datetime) -> datetime:
