@@ -318,26 +318,41 @@ def _cache_dir(uri: str, labels: str | None) -> Path:
     return base / key
 
 
-def _prepare_sql(uri: str, labels: str | None, cache: str | None) -> str:
+def _prepare_sql(
+    uri: str,
+    labels: str | None,
+    cache: str | None,
+    options: list[str] | None = None,
+    out_options: list[str] | None = None,
+) -> str:
     """SQL defining the views for the duckdb shell, over a (refreshed) Parquet export."""
-    from .export import META, shell_sql
+    from .export import META, destination_options, shell_sql
 
     if Path(uri, META, "manifest.json").exists():
         return shell_sql(uri)  # already an export
-    out = Path(cache) if cache else _cache_dir(uri, labels)
-    api.open(uri, labels=labels).export(str(out))
-    return shell_sql(str(out))
+    out = cache or str(_cache_dir(uri, labels))
+    tree = api.open(uri, labels=labels, storage_options=storage_options(options))
+    out_so = destination_options(tree, out, storage_options(out_options, "--out-storage-option"))
+    tree.export(out, out_storage_options=out_so)
+    return shell_sql(out, storage_options=out_so)
+
+
+CacheOpt = typer.Option(
+    None, help="Where to keep the Parquet the views read (a folder, or any fsspec URL)."
+)
 
 
 @app.command("sql")
 def sql_cmd(
     uri: str,
     labels: Optional[str] = LabelsOpt,
-    cache: Optional[str] = typer.Option(None, help="Where to keep the Parquet the views read."),
+    cache: Optional[str] = CacheOpt,
+    storage_option: Optional[list[str]] = StorageOpt,
+    out_storage_option: Optional[list[str]] = OutStorageOpt,
 ) -> None:
     """Print SQL that defines the views, for `duckdb -init FILE` or piping into duckdb."""
     try:
-        sys.stdout.write(_prepare_sql(uri, labels, cache))
+        sys.stdout.write(_prepare_sql(uri, labels, cache, storage_option, out_storage_option))
     except CaptureqError as exc:
         _fail(exc)
 
@@ -352,7 +367,9 @@ def duckdb_cli() -> str | None:
 def shell(
     uri: str,
     labels: Optional[str] = LabelsOpt,
-    cache: Optional[str] = typer.Option(None, help="Where to keep the Parquet the views read."),
+    cache: Optional[str] = CacheOpt,
+    storage_option: Optional[list[str]] = StorageOpt,
+    out_storage_option: Optional[list[str]] = OutStorageOpt,
 ) -> None:
     """Open the duckdb shell with every view defined."""
     exe = duckdb_cli()
@@ -363,7 +380,7 @@ def shell(
             )
         )
     try:
-        script = _prepare_sql(uri, labels, cache)
+        script = _prepare_sql(uri, labels, cache, storage_option, out_storage_option)
     except CaptureqError as exc:
         _fail(exc)
     init = _cache_dir(uri, labels).with_suffix(".sql")

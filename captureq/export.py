@@ -129,7 +129,7 @@ class _Output:
     def __init__(self, out: str, storage_options: dict | None):
         self.fs, path = url_to_fs(out, **(storage_options or {}))
         self.root = path.rstrip("/")
-        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.local = _is_local(self.fs)
         self.meta = f"{self.root}/{META}"
         self._lock_file = None
         self._lease: str | None = None  # the lease object this writer holds (object stores)
@@ -530,7 +530,7 @@ def plan(tree: CaptureTree, out: str, *, out_storage_options: dict | None = None
     >>> ex.plan(captureq.open("capture"), "parquet").changed   # doctest: +SKIP
     ['ep/AllTraffic/2026/01/01/00/a.jsonl']
     """
-    so = _out_options(tree, out, out_storage_options)
+    so = destination_options(tree, out, out_storage_options)
     state = _State(_Output(out, so).commits())
     result = ExportPlan([], [], 0)
     for kind, scan in (("captures", tree.scan()), ("labels", tree.scan_labels())):
@@ -545,7 +545,7 @@ def plan(tree: CaptureTree, out: str, *, out_storage_options: dict | None = None
     return result
 
 
-def _out_options(tree: CaptureTree, out: str, out_storage_options: dict | None) -> dict | None:
+def destination_options(tree: CaptureTree, out: str, out_storage_options: dict | None) -> dict | None:
     """The destination's storage options: its own, else the source's when both URIs use the
     same protocol (an S3 → S3 export needs the credentials once), else none."""
     if out_storage_options is not None:
@@ -561,9 +561,12 @@ def refuse_inside_source(tree: CaptureTree, target: _Output) -> None:
     out = _normalized(target.fs, target.root)
     for uri, so in ((tree.uri, tree.storage_options),
                     (tree.labels_uri, tree.label_storage_options or tree.storage_options)):
-        if not uri:
+        if not uri or get_protocol(uri) not in _protocols(target.fs):
+            continue  # another filesystem
+        try:
+            fs, path = url_to_fs(uri, **(so or {}))
+        except (ValueError, ImportError):
             continue
-        fs, path = url_to_fs(uri, **(so or {}))
         if type(fs) is not type(target.fs):
             continue
         src = _normalized(fs, re.split(r"[*?\[]", path, maxsplit=1)[0] if re.search(r"[*?\[]", path) else path)
@@ -574,8 +577,16 @@ def refuse_inside_source(tree: CaptureTree, target: _Output) -> None:
                 "folder outside it")
 
 
+def _protocols(fs) -> tuple[str, ...]:
+    return fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+
+
+def _is_local(fs) -> bool:
+    return "file" in _protocols(fs)
+
+
 def _normalized(fs, path: str) -> str:
-    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+    if _is_local(fs):
         return os.path.realpath(path)
     return posixpath.normpath("/" + path)
 
@@ -596,7 +607,7 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
     ... # doctest: +SKIP
     """
     started = time.monotonic()
-    so = _out_options(tree, out, out_storage_options if out_storage_options is not None else storage_options)
+    so = destination_options(tree, out, out_storage_options if out_storage_options is not None else storage_options)
     target = _Output(out, so)
     refuse_inside_source(tree, target)
     target.lock()
@@ -702,12 +713,16 @@ def read_manifest(out: str, storage_options: dict | None = None) -> dict:
         return json.load(f)
 
 
-def shell_sql(out: str) -> str:
-    """SQL that defines every view over the local export at ``out`` (for the ``duckdb`` shell)."""
+def shell_sql(out: str, storage_options: dict | None = None) -> str:
+    """SQL that defines every view over the export at ``out`` (for the ``duckdb`` shell).
+
+    A local export is read by its absolute path; any other URL is named as it is (DuckDB reads
+    ``s3://`` with its httpfs extension and the credentials configured in the shell)."""
     from . import views
 
-    manifest = read_manifest(out)
-    root = os.path.abspath(out)
+    manifest = read_manifest(out, storage_options)
+    fs, path = url_to_fs(out, **(storage_options or {}))
+    root = os.path.abspath(path) if _is_local(fs) else fs.unstrip_protocol(path.rstrip("/"))
     present = {name: name in manifest["tables"] for name in schema.TABLES}
     schemas = {
         "captures": schema.CAPTURES,

@@ -58,7 +58,7 @@ from .decode import DecodeOptions
 from .decode.common import concat_tables
 from .export import (
     ExportSummary,
-    _out_options,
+    destination_options,
     _Output,
     _read_whole,
     _split,
@@ -427,7 +427,7 @@ def export_parquet(
         endpoint=endpoint,
         variant=variant,
     )
-    out_storage_options = _out_options(tree, out, out_storage_options)
+    out_storage_options = destination_options(tree, out, out_storage_options)
     target = _Output(out, out_storage_options)
     refuse_inside_source(tree, target)
     target.lock()
