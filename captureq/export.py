@@ -1,4 +1,4 @@
-"""Incremental, atomic export of every table to hive-partitioned Parquet.
+"""Incremental, atomic export of every table to hive-partitioned Parquet, on any fsspec storage.
 
 Layout under ``out``::
 
@@ -6,19 +6,43 @@ Layout under ``out``::
     inputs/…  outputs/…                      (same partitions, by inference hour)
     labels/date=YYYY-MM-DD/hour=HH/part-…    (by label hour)
     quarantine/part-…
-    _captureq/commits/<run>-<n>.json         one per committed batch: its source files and parts
+    _captureq/commits/<run>-<n>.json         the commit log: one record per committed batch
     _captureq/manifest.json                  a summary written at the end of each run
+    _captureq/lease/<generation>.json        the writer lease (object stores only)
+    _captureq/lock                           the flock file (local disks only)
+    _captureq/tmp/<run>/…                    parts and staged commit records of a running export
 
-Files keep all their columns (endpoint and variant too), so each is readable alone; the
-``key=value`` folders let Spark, Trino and Athena prune partitions.
+``_captureq/`` is the export's metadata; readers of ``captures/**`` never see it. New kinds of
+metadata go into their own file or folder under it (readers ignore names they do not know).
+A commit record holds ``version``, ``run``, ``seq``, ``kind`` (``captures``/``labels``),
+``sources`` (each file read whole: ``rel``, ``size``, ``version`` = ``etag:…``/``mtime:…``,
+``url``), ``parts`` (``table``, ``path``, ``rows``, ``columns``; optionally ``sources``, the
+files a rewritten part still holds) and ``removes`` (part paths this commit supersedes).
+Folding the log in name order (run ids sort in time order) gives the live parts and, per source
+file, the version last exported. The manifest lists the live parts (``parts``), their row
+counts and columns. Files keep all their columns (endpoint and variant too), so each is readable
+alone; the ``key=value`` folders let Spark, Trino and Athena prune partitions.
 
 Exactly once: a batch's parts are written under ``_captureq/tmp/`` (invisible to readers of
-``captures/**``), then its commit record is staged, the parts are renamed into place, and the
-commit record is moved into ``commits/``. A run that dies part-way is rolled forward by the next
-run from the staged commit record, so every source file is exported once, never twice. A second
-run skips source files already committed (keyed by their path relative to the tree root, so a
-copy of the tree on S3 and on disk share one manifest). One export at a time: a lock file
-(``fcntl.flock``) makes a concurrent export of the same output fail with a clear error.
+``captures/**``), then its commit record is staged, the parts are renamed into place, the parts
+it supersedes are deleted, and the record is moved into ``commits/``. A run that dies part-way
+is rolled forward by the next run from the staged record (each step is skipped when already
+done), so every source file is exported once, never twice. A second run skips source files
+already committed (keyed by their path relative to the tree root, so a copy of the tree on S3
+and on disk share one export) unless they changed: another size, or another ETag (object stores)
+or mtime (disks). A changed file is read again whole, and the live parts holding its earlier
+rows are rewritten without them in the same commit (:func:`_supersede`): the commit log switches
+from old to new at once; a reader globbing ``**/*.parquet`` may see both for the moment between
+the renames and the deletes of that one commit (or until the next run, if the export dies
+right there) — ``manifest.json``'s ``parts`` is the list to read for an exact view.
+
+One writer at a time: ``fcntl.flock`` on local disks; on object stores a lease object created
+with a conditional put (``If-None-Match: *``, fsspec's ``pipe_file(mode="create")``). Leases are
+numbered; a writer creates lease ``n+1`` only if lease ``n`` was released or expired, so two
+writers racing for it cannot both win. A lease lasts ``CAPTUREQ_LEASE_SECONDS`` (600) and is
+renewed at each commit; before each commit the writer checks that its lease is still the newest,
+so a writer that stalled past its expiry and was taken over stops instead of committing. Expiry
+is judged by the writers' clocks: keep them within a fraction of the lease time.
 """
 
 from __future__ import annotations
