@@ -245,10 +245,14 @@ class _Output:
 
     # -- files --------------------------------------------------------------------------------
     def write_json(self, path: str, obj) -> None:
+        """Write ``path`` whole or not at all: a PUT on object stores, write + rename on disk."""
+        data = json.dumps(obj, indent=1, default=str).encode()
+        if not self.local:
+            self.fs.pipe_file(path, data)
+            return
         self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with self.fs.open(tmp, "w") as f:
-            json.dump(obj, f, indent=1, default=str)
+        self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, path)
 
     def read_json(self, path: str):
@@ -271,8 +275,15 @@ class _Output:
         return [json.loads(blobs[p]) for p in paths]
 
     def rename(self, src: str, dst: str) -> None:
-        self.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
-        self.fs.mv(src, dst)
+        """Move ``src`` to ``dst``: an atomic rename on disk; on object stores (no rename, no
+        folders) a server-side copy then a delete — the reader sees ``dst`` whole or not at all.
+        FileNotFoundError when ``src`` is gone (an earlier, interrupted roll-forward moved it)."""
+        if self.local:
+            self.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
+            self.fs.mv(src, dst)
+        else:
+            self.fs.cp_file(src, dst)
+            self.fs.rm_file(src)
 
     def remove(self, path: str) -> None:
         """Delete a superseded part (already gone: fine, a rolled-forward commit did it)."""
@@ -320,9 +331,8 @@ def _roll_forward(out: _Output, run_dir: str, name: str, record: dict, staged: s
     Every step may already be done (a crash mid-way): each is skipped then, so this can run any
     number of times and ends in the same state."""
     for part in record["parts"]:
-        src = f"{run_dir}/{part['tmp']}"
-        if out.fs.exists(src):
-            out.rename(src, f"{out.root}/{part['path']}")
+        with contextlib.suppress(FileNotFoundError):  # already in place
+            out.rename(f"{run_dir}/{part['tmp']}", f"{out.root}/{part['path']}")
     for path in record.get("removes", []):
         out.remove(f"{out.root}/{path}")
     out.rename(staged, f"{out.meta}/commits/{name}.json")
