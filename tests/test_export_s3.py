@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from s3util import upload_tree
-from trees import T0, capture, write_captures
+from trees import T0, capture, label, write_captures, write_labels
 from typer.testing import CliRunner
 
 import captureq
@@ -266,6 +266,24 @@ def test_a_file_appended_to_after_export_is_exported_again_locally(tmp_path):
     assert manifest["tables"]["captures"]["rows"] == 3
     third = captureq.open(str(tree)).export(str(out))
     assert (third.files_exported, third.files_changed) == (0, 0)
+
+
+def test_a_changed_label_file_and_its_quarantine_rows_are_replaced(tmp_path):
+    tree, labels, out = tmp_path / "capture", tmp_path / "labels", tmp_path / "out"
+    write_captures(tree, [capture("1,2", "0.1", event_id="a1")], name="a.jsonl")
+    lf = write_labels(labels, [label("a1", "0"), "{not json"], name="l.jsonl")
+    write_labels(labels, [label("zz", "1")], name="m.jsonl")
+    captureq.open(str(tree), labels=str(labels)).export(str(out))
+    lf.write_text(json.dumps(label("a1", "1")) + "\n")  # corrected: the bad line is gone too
+    second = captureq.open(str(tree), labels=str(labels)).export(str(out))
+    assert (second.files_exported, second.label_files_exported) == (0, 1)
+    import fsspec
+
+    fs = fsspec.filesystem("file")
+    got = read_table(fs, str(out), "labels")
+    assert sorted(zip(got["event_id"].to_pylist(), got["ground_truth"].to_pylist())) == [("a1", "1"), ("zz", "1")]
+    assert read_table(fs, str(out), "quarantine").num_rows == 0
+    assert_manifest_matches_storage(fs, str(out))
 
 
 def test_an_object_replaced_on_s3_is_exported_again(s3_options, s3_fs, s3_bucket, tmp_path):
