@@ -514,8 +514,9 @@ def start_run(target: _Output, out: str) -> tuple[ExportSummary, _State]:
 def _new_run_id(commits: list[dict]) -> str:
     now = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
     if commits:  # a clock that went back (or another machine's) must not reorder the commit log
-        last = datetime.strptime(str(commits[-1]["run"])[:15], "%Y%m%dT%H%M%S")
-        now = max(now, last + timedelta(seconds=1))
+        with contextlib.suppress(ValueError):
+            last = datetime.strptime(str(commits[-1]["run"])[:15], "%Y%m%dT%H%M%S")
+            now = max(now, last + timedelta(seconds=1))
     return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
@@ -539,10 +540,6 @@ def _commit_batch(target: _Output, state: _State, summary: ExportSummary, seq: i
 def _read_whole(files, failed) -> list[CaptureFile]:
     bad = {f.rel for f in failed}
     return [f for f in files if f.rel not in bad]
-
-
-def _source_entries(files, failed) -> list[dict]:
-    return [_source_entry(f) for f in _read_whole(files, failed)]
 
 
 @dataclass

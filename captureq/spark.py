@@ -58,13 +58,13 @@ from .decode import DecodeOptions
 from .decode.common import concat_tables
 from .export import (
     ExportSummary,
-    destination_options,
     _Output,
     _read_whole,
     _split,
     _write_manifest,
     _write_parts,
     commit_files,
+    destination_options,
     refuse_inside_source,
     start_run,
 )
