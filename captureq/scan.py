@@ -49,6 +49,7 @@ class CaptureFile:
     variant: str | None
     hour: datetime | None
     size: int | None = None
+    mtime: float | None = None  # when the object was written (POSIX seconds), if listed
     # what the storage says about this version of the object: "etag:…" (object stores) or
     # "mtime:…" (local files); the export compares it to find files changed since exported
     version: str | None = None
@@ -220,6 +221,7 @@ class Scanner:
             variant=variant,
             hour=hour,
             size=info.get("size"),
+            mtime=_mtime(info),
             version=_version(info),
         )
 
@@ -324,10 +326,26 @@ def _version(info: dict[str, Any]) -> str | None:
     etag = info.get("ETag") or info.get("etag")
     if etag:
         return f"etag:{str(etag).strip(chr(34))}"
-    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
-    if mtime is None:
-        return None
-    return f"mtime:{mtime.timestamp() if hasattr(mtime, 'timestamp') else float(mtime)!r}"
+    mtime = _mtime(info)
+    return None if mtime is None else f"mtime:{mtime!r}"
+
+
+def _mtime(info: dict[str, Any]) -> float | None:
+    """The write time a listing entry carries: ``mtime`` (local files, POSIX seconds) or
+    ``LastModified`` (s3fs, a datetime); None when the filesystem gives neither."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return to_utc(value).timestamp()
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def _next_month(t: datetime) -> datetime:
