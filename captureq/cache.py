@@ -7,8 +7,8 @@ listing gives one) it has now, reads the Parquet parts of those commits instead 
 Lines; otherwise it runs in memory as without a cache, and the cache is refreshed off the
 critical path (a background thread, after the result is handed back).
 
-* Per-file invalidation: a file whose size or mtime/ETag changed makes its commit stale, and
-  the cache folder is rebuilt (commits are never half-trusted).
+* Per-file invalidation: a file whose size or mtime/ETag changed is not a hit; the refresh
+  re-exports it and its commit replaces the file's earlier rows (the export's own rule).
 * Two processes at once: a reader only opens parts named by committed records (renamed into
   place before their commit record), and the export's lock keeps writers one at a time; a
   refresh that finds the lock held leaves the work to the process holding it.
@@ -76,23 +76,6 @@ def max_bytes_default() -> int:
     return int(env) if env else DEFAULT_MAX_BYTES
 
 
-def _version(entry_or_file) -> tuple:
-    """What identifies a file's content without reading it: size, plus mtime/ETag if known."""
-    get = entry_or_file.get if isinstance(entry_or_file, dict) else (
-        lambda k, d=None: getattr(entry_or_file, k, d))
-    return (get("size"), get("mtime"), get("etag"))
-
-
-def _same(file, entry: dict) -> bool:
-    size, mtime, etag = _version(file)
-    e_size, e_mtime, e_etag = _version(entry)
-    if size != e_size:
-        return False
-    if mtime is not None and e_mtime is not None and mtime != e_mtime:
-        return False
-    return not (etag is not None and e_etag is not None and etag != e_etag)
-
-
 def _commits(root: Path) -> list[dict]:
     folder = root / META / "commits"
     out = []
@@ -114,38 +97,39 @@ class Hit:
 
 
 def lookup(plan: ScanPlan) -> Hit | None:
-    """The cache hit for ``plan``'s window, or None (missing, partial or stale)."""
+    """The cache hit for ``plan``'s window, or None (missing, partial or stale).
+
+    The commit log is folded as the export folds it (:class:`captureq.export._State`): live
+    parts only (a re-exported file's earlier parts are removed by the commit that replaced
+    them), and a file is fresh when its size and ETag/mtime are those it was exported from.
+    """
+    from .export import _changed, _State
     from .parse import file_key
 
     root = cache_dir(plan.uri, plan.labels_uri)
     commits = _commits(root)
     if not commits:
         return None
-    files = plan.scan().files
+    state = _State(commits)
+    wanted = {("captures", f.rel): f for f in plan.scan().files}
     label_scan = plan.scan_labels()
-    wanted = {("captures", f.rel): f for f in files}
     if label_scan is not None:
         wanted.update({("labels", f.rel): f for f in label_scan.files})
-    found: dict[tuple[str, str], dict] = {}
-    for c in commits:
-        for s in c["sources"]:
-            found[(c.get("kind", "captures"), s["rel"])] = s
-    if any(k not in found or not _same(f, found[k]) for k, f in wanted.items()):
-        return None
+    for key, f in wanted.items():
+        old = state.sources.get(key)
+        if old is None or _changed(old, f):
+            return None
     parts: dict[str, list[str]] = {name: [] for name in schema.TABLES}
     columns: dict[str, dict[str, str]] = {name: {} for name in schema.TABLES}
     extra = False
-    for c in commits:
-        kind = c.get("kind", "captures")
-        rels = [(kind, s["rel"]) for s in c["sources"]]
-        used = [k in wanted for k in rels]
-        if not any(used):
+    for path, p in sorted(state.parts.items()):
+        sources = state.part_sources.get(path, set())
+        if not sources & wanted.keys():
             continue
-        extra |= not all(used)
-        for p in c["parts"]:
-            parts[p["table"]].append(str(root / p["path"]))
-            for name, typ in p.get("columns", {}).items():
-                columns[p["table"]].setdefault(name, typ)
+        extra |= not sources <= wanted.keys()
+        parts[p["table"]].append(str(root / path))
+        for name, typ in p.get("columns", {}).items():
+            columns[p["table"]].setdefault(name, typ)
     if not extra:
         return Hit(root, parts, columns, None)
     return Hit(root, parts, columns, [file_key(f.rel) for f in wanted.values()],
@@ -266,19 +250,7 @@ def refresh(plan: ScanPlan, max_bytes: int | None = None) -> Path | None:
     from .plan import ScanPlan
 
     root = cache_dir(plan.uri, plan.labels_uri)
-    stale = False
-    commits = _commits(root)
-    if commits:
-        now = {("captures", f.rel): f for f in plan.scan().files}
-        label_scan = plan.scan_labels()
-        if label_scan is not None:
-            now.update({("labels", f.rel): f for f in label_scan.files})
-        for c in commits:
-            for s in c["sources"]:
-                f = now.get((c.get("kind", "captures"), s["rel"]))
-                stale |= f is not None and not _same(f, s)
-    if stale and not _locked(root):
-        shutil.rmtree(root, ignore_errors=True)
+    # the export re-reads new and changed files (size, ETag/mtime) and replaces their old rows
     source = ScanPlan(plan.uri, plan.labels_uri, plan.storage_options, plan.label_storage_options,
                       plan.options, plan.window, plan.batch_bytes)
     source._cache.update({k: plan._cache[k] for k in ("scan", "label_scan") if k in plan._cache})
