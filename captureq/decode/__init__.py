@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema
-from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables
+from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables, max_columns_from_env
 from .csv import decode_csv
 from .json import decode_json, decode_json_lines
 
@@ -40,12 +40,25 @@ class DecodeOptions:
     vectors) instead of ``_c0``, ``_c1``, …; ``input_path`` / ``output_path``: dotted path to the
     records inside a JSON document (e.g. ``"payload.rows"``). Each may also be a mapping from
     endpoint name to the value for that endpoint.
+
+    ``max_columns``: a record with more columns than this is refused (one quarantine row, the
+    capture is kept) before anything wide is built; default ``CAPTUREQ_MAX_COLUMNS`` or 10,000.
+
+    >>> DecodeOptions(max_columns=500).column_limit()
+    500
     """
 
     input_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
     output_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
     input_path: str | Mapping[str, str] | None = None
     output_path: str | Mapping[str, str] | None = None
+    max_columns: int | None = None
+
+    def column_limit(self) -> int:
+        """Columns allowed per record: ``max_columns``, else ``CAPTUREQ_MAX_COLUMNS``, else 10,000."""
+        if self.max_columns is not None:
+            return int(self.max_columns)
+        return max_columns_from_env()
 
     def get(self, what: str, side: str, endpoint: str | None):
         value = getattr(self, f"{side}_{what}")
@@ -165,6 +178,7 @@ def decode_side(
     becomes N records. Returns records keyed by ``capture_id`` + ``record_index``.
     """
     options = options or DecodeOptions()
+    limit = options.column_limit()
     n = captures.num_rows
     data = captures.column(f"{side}_data").combine_chunks()
     encoding = captures.column(f"{side}_encoding").combine_chunks()
@@ -244,7 +258,7 @@ def decode_side(
                         )
                         commas = pc.count_substring(sub, ",").to_numpy(zero_copy_only=False) + 1
                         split = one_line & (counts > 1) & (commas == counts)
-                    d = decode_csv(sub, names, split_single_line=split)
+                    d = decode_csv(sub, names, split_single_line=split, max_columns=limit)
                 elif fmt == "json":
                     d = decode_json(
                         sub,
@@ -253,9 +267,10 @@ def decode_side(
                         path=options.get("path", side, endpoint),
                         input_counts=counts,
                         lists_are_records=lists_are_records,
+                        max_columns=limit,
                     )
                 else:
-                    d = decode_json_lines(sub, names)
+                    d = decode_json_lines(sub, names, max_columns=limit)
             # map positions within the group back to capture rows
             d.table = d.table.set_column(
                 0, ROW, pa.array(rows, pa.int64()).take(d.table.column(ROW))
