@@ -7,6 +7,7 @@ Layout under ``out``::
     labels/date=YYYY-MM-DD/hour=HH/part-…    (by label hour)
     quarantine/part-…
     _captureq/commits/<run>-<n>.json         one per committed batch: its source files and parts
+    _captureq/schemas/<table>/<endpoint>.json  inputs/outputs columns and types per endpoint
     _captureq/manifest.json                  a summary written at the end of each run
 
 Files keep all their columns (endpoint and variant too), so each is readable alone; the
@@ -43,6 +44,7 @@ from fsspec.core import url_to_fs
 from . import schema
 from .errors import ExportError
 from .pipeline import Counts, run_captures, run_labels
+from .registry import Registry, conform_batch
 
 if TYPE_CHECKING:
     from .api import CaptureTree
@@ -222,6 +224,12 @@ def start_run(target: _Output, out: str) -> tuple[ExportSummary, set[tuple[str, 
     return summary, done
 
 
+def _typed_records(registry: Registry, result, run_id: str) -> tuple[dict, pa.Table]:
+    """The batch's ``inputs``/``outputs`` parts with each endpoint's recorded schema
+    (:mod:`captureq.registry`), and its quarantine with the values that did not fit."""
+    return conform_batch(registry, result, lambda t: _split(t, "inference_time", True), run_id)
+
+
 def _unpartitioned(table: pa.Table) -> list[tuple[str, pa.Table]]:
     return [("", table)] if table.num_rows else []
 
@@ -261,12 +269,13 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
         fs = tree._cache["scan"][0].fs
         todo = [f for f in scan.files if ("captures", f.rel) not in done]
         summary.files_skipped = len(scan.files) - len(todo)
+        registry = Registry(target)
         for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes):
+            records, quarantine = _typed_records(registry, result, summary.run_id)
             groups = {
                 "captures": _split(result.captures, "inference_time", True),
-                "inputs": _split(result.inputs, "inference_time", True),
-                "outputs": _split(result.outputs, "inference_time", True),
-                "quarantine": _unpartitioned(result.quarantine),
+                **records,
+                "quarantine": _unpartitioned(quarantine),
             }
             _commit_batch(target, summary, seq, groups, result, "captures")
             seq += 1

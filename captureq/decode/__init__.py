@@ -19,6 +19,7 @@ from .. import schema
 from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables, max_columns_from_env
 from .csv import decode_csv
 from .json import decode_json, decode_json_lines
+from .unify import Decision, Profile, conform, decide, profile
 
 CSV_TYPES = ("text/csv", "text/x-csv", "application/csv")
 JSON_TYPES = ("application/json", "text/json")
@@ -132,13 +133,14 @@ class SideResult:
     counts: np.ndarray = field(
         default_factory=lambda: np.zeros(0, np.int64)
     )  # records per capture row
+    profile: Profile = field(default_factory=dict)  # per endpoint: its columns' types and values
 
 
 def _quarantine(
     stage: str, rows: np.ndarray, reasons: list[str], captures: pa.Table, raw: pa.Array
 ) -> pa.Table:
     idx = pa.array(rows, pa.int64())
-    return pa.table(
+    return schema.quarantine_rows(
         {
             "stage": pa.array([stage] * len(rows), pa.string()),
             "source_file": captures.column("source_file").take(idx),
@@ -146,8 +148,7 @@ def _quarantine(
             "capture_id": captures.column("capture_id").take(idx),
             "reason": pa.array(reasons, pa.string()),
             "raw": raw.take(idx),
-        },
-        schema=schema.QUARANTINE,
+        }
     )
 
 
@@ -223,6 +224,7 @@ def decode_side(
             text = base
     bad_rows = {r for r, _ in failures}
     parts: list[Decoded] = []
+    side_profile: Profile = {}
     for code, fmt in enumerate(FORMATS):
         mask = present & (formats == code)
         if bad_rows:
@@ -276,6 +278,7 @@ def decode_side(
                 0, ROW, pa.array(rows, pa.int64()).take(d.table.column(ROW))
             )
             d.failures = [(int(rows[i]), reason) for i, reason in d.failures]
+            profile(d.table, None if endpoint is None else str(endpoint), side_profile)
             parts.append(d)
     decoded = concat(parts)
     failures += decoded.failures
@@ -298,7 +301,7 @@ def decode_side(
         if failures
         else schema.empty(schema.QUARANTINE)
     )
-    return SideResult(records, q, counts)
+    return SideResult(records, q, counts, side_profile)
 
 
 def _attach_keys(table: pa.Table, captures: pa.Table) -> pa.Table:
@@ -449,7 +452,11 @@ def _to_float(text: pa.Array) -> pa.Array:
 __all__ = [
     "DecodeOptions",
     "SideResult",
+    "Decision",
+    "Profile",
     "alignment_quarantine",
+    "conform",
+    "decide",
     "classify",
     "decode_csv",
     "decode_json",
