@@ -79,9 +79,16 @@ def merge_types(entry: dict, seen: dict[str, pa.DataType], run_id: str) -> bool:
 class Registry:
     """The schema records of one export folder (``target`` is :class:`captureq.export._Output`)."""
 
-    def __init__(self, target):
+    def __init__(self, target, entries: list[dict] | None = None):
+        """``target=None`` with ``entries``: an in-memory copy (a Spark task's), which records
+        what it changes in :attr:`changed` instead of writing."""
         self.target = target
         self.entries: dict[tuple[str, str], dict] = {}
+        self.changed: set[tuple[str, str]] = set()
+        for entry in entries or []:
+            self.entries[(entry["table"], entry["endpoint"])] = entry
+        if target is None:
+            return
         for _, table in SIDES:
             folder = f"{target.meta}/{SCHEMAS}/{table}"
             try:
@@ -112,11 +119,27 @@ class Registry:
                     self.entries[key] = new_entry(table, endpoint, types, run_id)
                 elif not merge_types(self.entries[key], types, run_id):
                     continue
-                path = self.path(table, endpoint)
-                self.target.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-                self.target.write_json(path, self.entries[key])
+                self.changed.add(key)
+                self.save(key)
             out[side] = self.decision(table)
         return out
+
+    def save(self, key: tuple[str, str]) -> None:
+        if self.target is None:
+            return
+        path = self.path(*key)
+        self.target.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        self.target.write_json(path, self.entries[key])
+
+    def absorb(self, entries: list[dict], run_id: str) -> None:
+        """Fold records a Spark task changed (new endpoints, new columns) into this registry."""
+        for entry in entries:
+            key = (entry["table"], entry["endpoint"])
+            if key not in self.entries:
+                self.entries[key] = entry
+                self.save(key)
+            elif merge_types(self.entries[key], entry_types(entry), run_id):
+                self.save(key)
 
     def conform_parts(self, groups: list[tuple[str, pa.Table]], captures: pa.Table, decision: Decision,
                       side: str) -> tuple[list[tuple[str, pa.Table]], list[pa.Table]]:

@@ -56,6 +56,12 @@ def hostile_tree(root: Path) -> dict:
     return rows
 
 
+def sql(query: str) -> list[tuple]:
+    """Rows of a DuckDB query on a connection of its own."""
+    with duckdb.connect() as con:
+        return con.execute(query).fetchall()
+
+
 def value_rows(quarantine: pa.Table) -> list[dict]:
     return [r for r in quarantine.to_pylist() if r["stage"] == "value"]
 
@@ -128,13 +134,13 @@ def test_an_export_in_windows_has_one_schema_per_endpoint(tree, tmp_path):
     assert "_c0" not in js.names  # an endpoint's parts hold its own columns only
     record = json.loads((out / "_captureq/schemas/inputs/ep.json").read_text())
     assert [(c["name"], c["type"]) for c in record["columns"]] == [("_c0", "double"), ("_c1", "double"), ("_c2", "string")]
-    q = duckdb.sql(f"select * from read_parquet('{out}/quarantine/*.parquet') where stage = 'value'").pl()
-    assert sorted(q["raw"].to_list()) == ["abc", "oops", "x", "y", "z"]
-    total = duckdb.sql(f"select count(*) from read_parquet('{out}/inputs/endpoint=ep/**/*.parquet')").fetchall()[0][0]
+    q = sql(f"select raw from read_parquet('{out}/quarantine/*.parquet') where stage = 'value'")
+    assert sorted(r[0] for r in q) == ["abc", "oops", "x", "y", "z"]
+    total = sql(f"select count(*) from read_parquet('{out}/inputs/endpoint=ep/**/*.parquet')")[0][0]
     assert total == ROWS  # every record once, bad values as nulls
     # Across endpoints the columns differ: DuckDB reads them together by name
-    both = duckdb.sql(f"select endpoint, count(*) n from read_parquet('{out}/inputs/**/*.parquet', "
-                      "union_by_name=true) group by 1 order by 1").fetchall()
+    both = sql(f"select endpoint, count(*) n from read_parquet('{out}/inputs/**/*.parquet', "
+               "union_by_name=true) group by 1 order by 1")
     assert both == [("ep", ROWS), ("js", 14)]
 
 
@@ -145,12 +151,11 @@ def test_the_whole_export_reads_with_polars_duckdb_and_no_options(tree, tmp_path
         glob = f"{out}/{table}/**/*.parquet"
         df = pl.scan_parquet(glob).collect()
         assert df.height > 0
-        rel = duckdb.sql(f"select * from read_parquet('{glob}')")
-        assert len(rel.fetchall()) == df.height
+        assert len(sql(f"select * from read_parquet('{glob}')")) == df.height
     df = pl.scan_parquet(f"{out}/inputs/**/*.parquet").collect()
     assert df.schema["_c0"] == pl.Float64 and df.schema["_c2"] == pl.String
     assert df.height == ROWS
-    avg = duckdb.sql(f"select avg(_c0) from read_parquet('{out}/inputs/**/*.parquet')").fetchall()[0][0]
+    avg = sql(f"select avg(_c0) from read_parquet('{out}/inputs/**/*.parquet')")[0][0]
     assert avg is not None
 
 
@@ -167,10 +172,10 @@ def test_a_recorded_numeric_column_stays_numeric_and_a_new_column_is_added(tree,
     newest = max(out.glob("inputs/**/*.parquet"), key=lambda p: p.stat().st_mtime)
     schema = pq.read_schema(newest)
     assert schema.field("_c0").type == pa.float64() and schema.field("_c3").type == pa.float64()
-    q = duckdb.sql(f"select raw from read_parquet('{out}/quarantine/*.parquet') where stage='value'").fetchall()
+    q = sql(f"select raw from read_parquet('{out}/quarantine/*.parquet') where stage='value'")
     assert ("q",) in q
-    rows = duckdb.sql(f"select count(*), count(_c3) from read_parquet('{out}/inputs/**/*.parquet', "
-                      "union_by_name=true)").fetchall()[0]
+    rows = sql(f"select count(*), count(_c3) from read_parquet('{out}/inputs/**/*.parquet', "
+               "union_by_name=true)")[0]
     assert rows == (ROWS + 2, 2)
 
 
@@ -185,20 +190,51 @@ def test_decode_options_do_not_change_the_rule(tree):
     assert t.schema.field("x").type == pa.float64() and t.schema.field("z").type == pa.string()
 
 
-@pytest.mark.spark
-def test_spark_reads_the_whole_export(tree, tmp_path):
+@pytest.fixture(scope="module")
+def spark():
     pytest.importorskip("pyspark")
     from pyspark.sql import SparkSession
 
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return (SparkSession.builder.master("local[2]").appName("captureq-tests")
+            .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+            .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+            .getOrCreate())
+
+
+@pytest.mark.spark
+def test_spark_reads_the_whole_export(tree, tmp_path, spark):
     out = tmp_path / "out"
     _export_in_windows(tree, out, endpoint="ep")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = (SparkSession.builder.master("local[1]").appName("captureq-lake")
-             .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
-             .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-             .getOrCreate())
     df = spark.read.parquet(str(out / "inputs"))
     types = dict(df.dtypes)
     assert types["_c0"] == "double" and types["_c1"] == "double" and types["_c2"] == "string"
     assert df.count() == ROWS
     assert df.selectExpr("avg(_c0) as m").collect()[0]["m"] is not None
+
+
+@pytest.mark.spark
+def test_spark_export_continues_a_local_one_with_the_same_schemas(tree, tmp_path, spark):
+    import captureq.spark as cqs
+
+    out = tmp_path / "out"
+    captureq.open(str(tree), batch_bytes=1).where(end=HOUR[1]).export(str(out))  # local: hour 0
+    cqs.export_parquet(spark, str(tree), str(out), start=HOUR[2], end=HOUR[3], task_bytes=1)
+    cqs.export_parquet(spark, str(tree), str(out), task_bytes=1)
+    for endpoint in ("ep", "js"):
+        assert len(_part_schemas(out, "inputs", endpoint)) == 1, endpoint
+    raws = sql(f"select raw from read_parquet('{out}/quarantine/*.parquet') where stage='value'")
+    assert sorted(r[0] for r in raws) == ["abc", "oops", "x", "y", "z"]
+    df = pl.scan_parquet(f"{out}/inputs/endpoint=ep/**/*.parquet").collect()
+    assert df.height == ROWS and df.schema["_c0"] == pl.Float64
+
+
+@pytest.mark.spark
+def test_a_spark_export_of_new_endpoints_decides_once_per_endpoint(tree, tmp_path, spark):
+    import captureq.spark as cqs
+
+    out = tmp_path / "out"
+    cqs.export_parquet(spark, str(tree), str(out), task_bytes=1)  # every file its own task
+    for endpoint in ("ep", "js"):
+        assert len(_part_schemas(out, "inputs", endpoint)) == 1, endpoint
+    assert json.loads((out / "_captureq/schemas/inputs/ep.json").read_text())["columns"][0]["type"] == "double"

@@ -50,9 +50,12 @@ def _scan_in_subprocess(root, extra_env=None) -> dict:
         }))
         """
     )
+    # Linux carries a process's peak RSS across fork/vfork + exec, so a child of this (large)
+    # pytest process would report pytest's peak: start the measured process from a small one.
+    launcher = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
     env = {**os.environ, **(extra_env or {})}
-    out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = subprocess.run([sys.executable, "-c", launcher, sys.executable, "-c", code, str(root)],
+                         capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -168,29 +168,32 @@ def conform(table: pa.Table, captures: pa.Table, decision: Decision, side: str, 
     """
     if not table.num_rows and not exact:
         return table, schema.empty(schema.QUARANTINE)
-    ep_col = table.column("endpoint") if "endpoint" in table.column_names else None
+    position = {name: i for i, name in enumerate(table.column_names)}  # by index: wide tables stay linear
+    types = table.schema.types
+    ep_col = table.column("endpoint") if "endpoint" in position else None
     endpoints = pc.unique(ep_col).to_pylist() if ep_col is not None and len(ep_col) else []
     if len(endpoints) > 1:
         ep_col = ep_col.combine_chunks()
-    values = [c for c in table.column_names if c not in schema.RECORD_KEY_NAMES]
+    values = [c for c in position if c not in schema.RECORD_KEY_NAMES]
     if exact:
         if len(endpoints) > 1:
             raise ValueError("conform(exact=True) takes one endpoint's rows")
         target_cols = list(decision.get(endpoints[0] if endpoints else None, {}))
     else:
         target_cols = values
-    out = {k: table.column(k) for k in table.column_names if k in schema.RECORD_KEY_NAMES}
+    out = {k: table.column(i) for k, i in position.items() if k in schema.RECORD_KEY_NAMES}
     bad_rows, bad_cols, bad_reasons, bad_raw = [], [], [], []
     for name in target_cols:
         targets = {e: decision[e][name] for e in endpoints if name in decision.get(e, {})}
-        if name not in table.column_names:
+        i = position.get(name)
+        if i is None:
             out[name] = pa.nulls(table.num_rows, targets[endpoints[0]] if targets else pa.float64())
             continue
         kinds = set(targets.values())
-        if not kinds or kinds == {table.schema.field(name).type}:
-            out[name] = table.column(name)  # the usual case: nothing to convert, no copy
+        if not kinds or kinds == {types[i]}:
+            out[name] = table.column(i)  # the usual case: nothing to convert, no copy
             continue
-        col = table.column(name).combine_chunks()
+        col = table.column(i).combine_chunks()
         if len(kinds) == 1:
             masks = {e: None for e in targets}
             result_type = next(iter(kinds))
