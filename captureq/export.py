@@ -277,6 +277,8 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
                 **records,
                 "quarantine": _unpartitioned(quarantine),
             }
+            if result.labels.num_rows:  # ground truth inside merged capture records
+                groups["labels"] = _split(result.labels, "label_hour", False)
             _commit_batch(target, summary, seq, groups, result, "captures")
             seq += 1
             summary.files_exported += len(result.files)  # failed files are not in result.files

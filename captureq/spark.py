@@ -542,6 +542,8 @@ def _export_wave(
                 registry = Registry(None, schemas)
                 records, quarantine = _typed_records(registry, r, run_id)
                 tables = {"captures": _split(r.captures, "inference_time", True), **records}
+                if r.labels.num_rows:  # ground truth inside merged capture records
+                    tables["labels"] = _split(r.labels, "label_hour", False)
             else:
                 r = process_labels(batch)
                 registry, quarantine = None, r.quarantine
