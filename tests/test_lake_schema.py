@@ -238,3 +238,16 @@ def test_a_spark_export_of_new_endpoints_decides_once_per_endpoint(tree, tmp_pat
     for endpoint in ("ep", "js"):
         assert len(_part_schemas(out, "inputs", endpoint)) == 1, endpoint
     assert json.loads((out / "_captureq/schemas/inputs/ep.json").read_text())["columns"][0]["type"] == "double"
+
+
+def test_a_recorded_integer_column_is_widened_to_double_and_the_change_is_kept():
+    from captureq.registry import entry_types, merge_types, new_entry
+
+    entry = new_entry("inputs", "ep", {"n": pa.int64(), "s": pa.string()}, "run-1")
+    assert not merge_types(entry, {"n": pa.int64(), "s": pa.float64()}, "run-2")  # nothing to record
+    assert merge_types(entry, {"n": pa.float64(), "t": pa.float64()}, "run-3")
+    assert entry_types(entry) == {"n": pa.float64(), "s": pa.string(), "t": pa.float64()}
+    assert entry["history"][1:] == [
+        {"run": "run-3", "change": "widened", "column": "n", "from": "int64", "to": "double"},
+        {"run": "run-3", "change": "added", "column": "t", "type": "double"},
+    ]
