@@ -39,7 +39,7 @@ import pyarrow as pa
 from . import schema, views
 from .decode import DecodeOptions
 from .decode.common import concat_tables
-from .pipeline import Counts, run_captures, run_labels
+from .pipeline import Counts, run_captures, run_labels, unify_types
 from .read import DEFAULT_BATCH_BYTES
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
 from .timeutil import to_utc
@@ -370,8 +370,12 @@ class ScanPlan:
         if parts:
             sides = ("input", "output") if "outputs" in parts else ("input",) if "inputs" in parts else ()
             drop = () if "captures" in parts and needs.payload_text else PAYLOAD_TEXT
-            for r in run_captures(self.fs, scan.files, self.options, batch_bytes=self.batch_bytes,
-                                  pairs="pairs" in parts, sides=sides, drop=drop):
+            results = run_captures(self.fs, scan.files, self.options, batch_bytes=self.batch_bytes,
+                                   pairs="pairs" in parts, sides=sides, drop=drop)
+            if sides:  # one type per column per endpoint over the whole read
+                results = list(results)
+                unify_types(results, pairs="pairs" in parts)
+            for r in results:
                 if "captures" in parts:
                     caps.append(r.captures)
                 if "inputs" in parts:
