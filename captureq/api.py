@@ -290,6 +290,13 @@ class CaptureTree:
 
         return model_quality(self, **kwargs)
 
+    def estimate_quality(self, **kwargs):
+        """Quality estimated without labels (CBPE / DLE, :mod:`captureq.monitor.estimate`);
+        the result becomes the ``estimated_quality`` view."""
+        from .monitor.estimate import estimate_quality
+
+        return estimate_quality(self, **kwargs)
+
     # -- the report (captureq.report) -------------------------------------------------------
     def report(self, baseline, out: str | None = None, **kwargs) -> str:
         """The self-contained HTML monitoring report against ``baseline`` (written to ``out``

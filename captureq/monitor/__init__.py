@@ -19,3 +19,6 @@ __all__ = [
 from .quality import QualityResult, model_quality
 
 __all__ += ["QualityResult", "model_quality"]
+from .estimate import EstimateResult, estimate_quality
+
+__all__ += ["EstimateResult", "estimate_quality"]
