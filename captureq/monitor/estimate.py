@@ -18,11 +18,13 @@
 records, under the assumption that the calibrated probabilities are right: each label is an
 independent Bernoulli(``p``) draw, so the expected counts have the variance ``Σ p(1 − p)`` and
 the metric's standard error follows from it — exactly for accuracy and precision (their
-denominators are known before the labels), by the delta method for recall and F1, and by the
-Hanley–McNeil formula (with the expected numbers of positives and negatives) for ROC AUC. The
+denominators are known before the labels), by the delta method for recall, F1 and ROC AUC (the
+realized AUC is a function of two sums linear in the labels: the rank sum of the positives and
+their number). The
 band is ``estimate ± z·se`` clipped to [0, 1], ``z`` for ``confidence`` (0.95 by default). For
-DLE the standard error is the standard deviation of the reference's per-record error around
-the model's prediction of it, over ``√n``.
+DLE the two error models give each record's error variance (``Var|e| = E e² − (E|e|)²``;
+``Var e² = 2 (E e²)²`` as for a normal error) and the band is the realized MAE's/RMSE's sampling
+error from those.
 
 The result has one row per window (``hour`` or ``day``, plus ``window`` for all of it) and
 metric, with the *realized* value beside the estimate wherever labels exist (computed by
@@ -212,7 +214,7 @@ def fit_calibration(
         method = "isotonic" if off else "identity"
         if method == "identity":
             model = None
-    cal = Calibration(method, ece_raw, ece_iso, pa.table({}), model, ece_chance)
+    cal = Calibration(method, ece_raw, ece_iso, pa.table({}), ece_chance=ece_chance, model=model)
     rows = []
     for kind, prob in (("raw", score if is_prob else None), ("calibrated", cal(score))):
         if prob is None:
@@ -309,13 +311,41 @@ def cbpe_metrics(
         np.sqrt(_safe((2 * (m + fn)) ** 2 * v_tp + (2 * tp) ** 2 * v_fn, d**4)),
     )
     auc = weighted_auc(score, prob, 1.0 - prob, groups, n_groups)
-    n1, n2 = pos, n - pos  # expected positives and negatives
-    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-    hm = auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n2 - 1) * (q2 - auc**2)
+    # Realized AUC = (R − N(N + 1)/2) / (N (n − N)) with R = Σ y·rank and N = Σ y, both linear
+    # in the Bernoulli labels: the delta method on (R, N) gives its variance.
+    r = group_ranks(score, groups)
+    big_r, big_n = total(prob * r), pos
+    v_r, v_n, c_rn = total(var * r * r), total(var), total(var * r)
+    num, den = big_r - big_n * (big_n + 1) / 2, big_n * (n - big_n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        se_auc = np.sqrt(np.clip(hm, 0, None) / (n1 * n2))
+        d_r = 1.0 / den
+        d_n = (-(big_n + 0.5) * den - num * (n - 2 * big_n)) / den**2
+        v_auc = d_r**2 * v_r + d_n**2 * v_n + 2 * d_r * d_n * c_rn
+    se_auc = np.sqrt(np.clip(np.nan_to_num(v_auc), 0, None))
     out["auc_roc"] = (auc, np.where(np.isfinite(auc), se_auc, np.nan))
     return out
+
+
+def group_ranks(score: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """The 1-based rank of each score within its group, ties given their average rank.
+
+    >>> group_ranks(np.array([0.3, 0.1, 0.3, 0.5]), np.array([0, 0, 0, 1]))
+    array([2.5, 1. , 2.5, 1. ])
+    """
+    if not len(score):
+        return np.empty(0)
+    order = np.lexsort((score, groups))
+    g, s = groups[order], score[order]
+    new = np.r_[True, (g[1:] != g[:-1]) | (s[1:] != s[:-1])]
+    key = np.cumsum(new) - 1
+    count = np.bincount(key)
+    before = np.cumsum(count) - count
+    kg = g[new]
+    first = np.r_[True, kg[1:] != kg[:-1]]
+    within = before - before[first][np.cumsum(first) - 1]
+    ranks = np.empty(len(score))
+    ranks[order] = (within + (count + 1) / 2.0)[key]
+    return ranks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,8 +358,6 @@ class LossModel:
     features: list[str]
     abs_model: Any = field(repr=False)
     sq_model: Any = field(repr=False)
-    abs_sd: float = 0.0  # reference spread of |error| around its prediction (out of fold)
-    sq_sd: float = 0.0
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (
@@ -369,19 +397,15 @@ def fit_loss_model(X: np.ndarray, y: np.ndarray, pred: np.ndarray, features: lis
     """Train DLE's two error models on the reference (features ``X`` include the prediction)."""
     _require_sklearn()
     from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.model_selection import cross_val_predict
-
-    err = pred - y
+    from threadpoolctl import threadpool_limits
 
     def model():
         return HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05,
                                              min_samples_leaf=20, random_state=seed)
 
-    a, s = np.abs(err), err**2
-    cv = min(5, max(2, len(y) // 50))
-    abs_sd = float(np.std(a - cross_val_predict(model(), X, a, cv=cv)))
-    sq_sd = float(np.std(s - cross_val_predict(model(), X, s, cv=cv)))
-    return LossModel(features, model().fit(X, a), model().fit(X, s), abs_sd, sq_sd)
+    err = pred - y
+    with threadpool_limits(1):  # OpenMP on a busy box is 40x slower; the models are small
+        return LossModel(features, model().fit(X, np.abs(err)), model().fit(X, err**2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,7 +585,10 @@ def estimate_quality(
         features = _feature_columns(ref, pred_col)
         Xr = _matrix(ref, features)[lab]
         loss = fit_loss_model(Xr, ref_y[lab], ref_s[lab], features)
-        a_hat, s_hat = loss.predict(_matrix(table, features))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            a_hat, s_hat = loss.predict(_matrix(table, features))
         names = REGRESSION_METRICS
         err = ref_s[lab] - ref_y[lab]
         reference_values = {"mae": float(np.mean(np.abs(err))),
@@ -572,9 +599,13 @@ def estimate_quality(
             mae = _safe(np.bincount(groups, weights=a_hat, minlength=n_groups), n)
             mse = _safe(np.bincount(groups, weights=s_hat, minlength=n_groups), n)
             rmse = np.sqrt(mse)
-            se_mse = _safe(np.full(n_groups, loss.sq_sd), np.sqrt(n))
+            # per record: Var|e| = E e² − (E|e|)²; Var e² = 2 (E e²)² for a normal error
+            v_abs = np.bincount(groups, weights=np.clip(s_hat - a_hat**2, 0, None),
+                                minlength=n_groups)
+            v_sq = np.bincount(groups, weights=2 * s_hat**2, minlength=n_groups)
+            se_mse = np.sqrt(_safe(v_sq, n**2))
             return {
-                "mae": (mae, _safe(np.full(n_groups, loss.abs_sd), np.sqrt(n))),
+                "mae": (mae, np.sqrt(_safe(v_abs, n**2))),
                 "rmse": (rmse, _safe(se_mse, 2 * rmse)),  # delta method: d√x = dx / 2√x
             }
 
