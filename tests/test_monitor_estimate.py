@@ -331,3 +331,20 @@ def test_cli_estimate(calibrated, tmp_path):
     res = runner.invoke(app, ["estimate", calibrated.uri, "--reference-start", "2026-01-01",
                               "--reference-end", "2026-01-02"])
     assert res.exit_code == 2 and "labels" in res.output
+
+
+def test_report_section_shows_the_band_and_the_realized_line(calibrated, tmp_path):
+    from captureq.report import build_report
+
+    calibrated.where(end="2026-01-02T00").baseline(str(tmp_path / "baseline"))
+    window = calibrated.where(end="2026-01-03T00")
+    rep = build_report(window, str(tmp_path / "baseline"),
+                       estimate_reference=("2026-01-01T00", "2026-01-02T00"))
+    fig = rep.figure("estimate")
+    assert fig.data.num_rows == 48 and set(fig.data["metric"].to_pylist()) == {"accuracy"}
+    assert fig.data["realized"].null_count == 0
+    layers = fig.chart.to_dict()["layer"]
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+             for layer in layers]
+    assert marks[:3] == ["area", "line", "line"] and "rule" in marks
+    assert "captureq estimate" in fig.reproduce and 'id="estimate"' in rep.to_html()
