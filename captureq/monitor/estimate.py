@@ -120,7 +120,8 @@ def reliability_curve(
 def expected_calibration_error(y: np.ndarray, prob: np.ndarray, n_bins: int = 10) -> float:
     """``Σ_bins (n_b / n) · |fraction positive − mean probability|`` over equal-width bins.
 
-    >>> round(expected_calibration_error(np.array([0, 1, 1, 1]), np.array([.1, .15, .9, .95]), 2), 4)
+    >>> y, prob = np.array([0, 1, 1, 1]), np.array([0.1, 0.15, 0.9, 0.95])
+    >>> round(expected_calibration_error(y, prob, n_bins=2), 4)
     0.225
     """
     if not len(y):
@@ -548,7 +549,8 @@ def estimate_quality(
     if lab.sum() < MIN_REFERENCE:
         raise ConfigError(
             f"the reference window has {int(lab.sum())} labelled records; at least "
-            f"{MIN_REFERENCE} are needed: widen --reference-start/--reference-end or wait for labels"
+            f"{MIN_REFERENCE} are needed: widen --reference-start/--reference-end or wait for "
+            "labels"
         )
     if problem_type is None:
         ok = np.isin(ref_y[lab], (0.0, 1.0)).all()
@@ -670,7 +672,9 @@ def estimate_quality(
                 columns["threshold"].append(limit)
                 columns["alert"].append(bool(alert[i]))
                 if alert[i]:
-                    check = "GreaterThanThreshold" if name in LOWER_IS_BETTER else "LessThanThreshold"
+                    check = (
+                        "GreaterThanThreshold" if name in LOWER_IS_BETTER else "LessThanThreshold"
+                    )
                     violations.append({
                         "window_start": start_list[i],
                         "granularity": gran,

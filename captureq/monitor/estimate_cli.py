@@ -104,7 +104,8 @@ def estimate(
             pl.from_arrow(rows)
             .filter(pl.col("metric") == name)
             .with_columns(
-                pl.format("{}–{}", pl.col("lower").round(3), pl.col("upper").round(3)).alias("band"),
+                pl.format("{}–{}", pl.col("lower").round(3), pl.col("upper").round(3))
+                .alias("band"),
                 pl.when(pl.col("granularity") == "window").then(pl.lit("all"))
                 .otherwise(pl.col("window_start").dt.strftime("%m-%d %H:00")).alias("window"),
             )
