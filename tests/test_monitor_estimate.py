@@ -20,6 +20,7 @@ from captureq.errors import ConfigError
 from captureq.generate import EndpointSpec, generate_tree
 from captureq.monitor.estimate import (
     cbpe_metrics,
+    dle_metrics,
     expected_calibration_error,
     fit_calibration,
     reliability_curve,
@@ -105,6 +106,20 @@ def test_weighted_auc_is_sklearns_with_sample_weights():
         )
         assert got[g] == pytest.approx(want)
     assert np.isnan(weighted_auc(score[:3], np.ones(3), np.zeros(3)))[0]  # one class: undefined
+
+
+def test_dle_with_exact_errors_is_sklearns_mae_and_rmse():
+    rng = np.random.default_rng(9)
+    y, pred = rng.normal(0, 1, 900), rng.normal(0, 1, 900)
+    groups = rng.integers(0, 3, 900)
+    err = pred - y
+    got = dle_metrics(np.abs(err), err**2, groups, 3)
+    for g in range(3):
+        sel = groups == g
+        assert got["mae"][0][g] == pytest.approx(skm.mean_absolute_error(y[sel], pred[sel]))
+        assert got["rmse"][0][g] == pytest.approx(
+            np.sqrt(skm.mean_squared_error(y[sel], pred[sel]))
+        )
 
 
 def test_reliability_curve_and_ece_match_sklearn_calibration_curve():

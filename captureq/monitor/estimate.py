@@ -409,6 +409,27 @@ def fit_loss_model(X: np.ndarray, y: np.ndarray, pred: np.ndarray, features: lis
         return LossModel(features, model().fit(X, np.abs(err)), model().fit(X, err**2))
 
 
+def dle_metrics(
+    abs_hat: np.ndarray, sq_hat: np.ndarray, groups: np.ndarray, n_groups: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Estimated ``(value, standard error)`` per group of MAE and RMSE from each record's
+    predicted |error| (``abs_hat``) and error² (``sq_hat``).
+
+    Per record ``Var|e| = E e² − (E|e|)²`` and ``Var e² = 2 (E e²)²`` (as for a normal error);
+    the RMSE's error follows from the MSE's by the delta method.
+    """
+    n = np.bincount(groups, minlength=n_groups).astype("float64")
+    mae = _safe(np.bincount(groups, weights=abs_hat, minlength=n_groups), n)
+    rmse = np.sqrt(_safe(np.bincount(groups, weights=sq_hat, minlength=n_groups), n))
+    v_abs = np.bincount(groups, weights=np.clip(sq_hat - abs_hat**2, 0, None), minlength=n_groups)
+    v_sq = np.bincount(groups, weights=2 * sq_hat**2, minlength=n_groups)
+    se_mse = np.sqrt(_safe(v_sq, n**2))
+    return {
+        "mae": (mae, np.sqrt(_safe(v_abs, n**2))),
+        "rmse": (rmse, _safe(se_mse, 2 * rmse)),  # d√x = dx / 2√x
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # The analysis over a capture tree
 # ---------------------------------------------------------------------------------------------
@@ -494,6 +515,57 @@ def _windows(table: pa.Table, by: str) -> tuple[np.ndarray, pa.Array]:
     return ids.astype("int64"), pa.array(uniq, pa.int64()).cast(floor.type)
 
 
+def _metric_rows(parts, estimate, names, limits, realized, endpoint, z):
+    """The ``estimated_quality`` table and the violation rows: one per window and metric."""
+    columns: dict[str, list] = {f.name: [] for f in SCHEMA}
+    violations: list[dict] = []
+    for gran, ids, starts in parts:
+        k = len(starts)
+        est = estimate(ids, k)
+        counts = np.bincount(ids, minlength=k)
+        start_list = starts.to_pylist()
+        for name in names:
+            value, se = est[name]
+            lo, hi = value - z * se, value + z * se
+            if name not in LOWER_IS_BETTER:
+                lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+            else:
+                lo = np.clip(lo, 0, None)
+            limit = limits.get(name)
+            if limit is None:
+                alert = np.zeros(k, bool)
+            elif name in LOWER_IS_BETTER:
+                alert = lo > limit
+            else:
+                alert = hi < limit
+            alert &= np.isfinite(value)
+            check = "GreaterThanThreshold" if name in LOWER_IS_BETTER else "LessThanThreshold"
+            for i in range(k):  # one row per window and metric, not per record
+                r = realized.get((gran, start_list[i]), {})
+                v = float(value[i]) if np.isfinite(value[i]) else None
+                columns["endpoint"].append(endpoint)
+                columns["window_start"].append(start_list[i])
+                columns["granularity"].append(gran)
+                columns["metric"].append(name)
+                columns["estimated"].append(v)
+                columns["lower"].append(float(lo[i]) if v is not None else None)
+                columns["upper"].append(float(hi[i]) if v is not None else None)
+                columns["realized"].append(r.get(name) if r.get("labelled") else None)
+                columns["records"].append(int(counts[i]))
+                columns["labelled"].append(int(r.get("labelled", 0)))
+                columns["threshold"].append(limit)
+                columns["alert"].append(bool(alert[i]))
+                if alert[i]:
+                    violations.append({
+                        "window_start": start_list[i],
+                        "granularity": gran,
+                        "metric_name": name,
+                        "constraint_check_type": check,
+                        "description": f"Metric {name} with {value[i]:.4g} was {check} {limit:.4g}",
+                    })
+    return pa.table(columns, schema=SCHEMA), violations
+
+
 def estimate_quality(
     source: Any,
     *,
@@ -518,7 +590,8 @@ def estimate_quality(
     the tree narrowed by ``start``/``end``/``endpoint``/``variant``. ``problem_type`` is
     BinaryClassification (CBPE) or Regression (DLE), inferred from the reference when omitted.
     ``thresholds`` overrides the alert thresholds that default to the reference's realized
-    metrics. The result's table becomes the tree's ``estimated_quality`` view.
+    metrics. The result's table becomes the tree's ``estimated_quality`` view. Records without
+    a score (no captured output) cannot be estimated and are not counted in ``records``.
     """
     from .. import views
     from ..api import CaptureTree
@@ -597,19 +670,7 @@ def estimate_quality(
                             "rmse": float(np.sqrt(np.mean(err**2)))}
 
         def estimate(groups, n_groups):
-            n = np.bincount(groups, minlength=n_groups).astype("float64")
-            mae = _safe(np.bincount(groups, weights=a_hat, minlength=n_groups), n)
-            mse = _safe(np.bincount(groups, weights=s_hat, minlength=n_groups), n)
-            rmse = np.sqrt(mse)
-            # per record: Var|e| = E e² − (E|e|)²; Var e² = 2 (E e²)² for a normal error
-            v_abs = np.bincount(groups, weights=np.clip(s_hat - a_hat**2, 0, None),
-                                minlength=n_groups)
-            v_sq = np.bincount(groups, weights=2 * s_hat**2, minlength=n_groups)
-            se_mse = np.sqrt(_safe(v_sq, n**2))
-            return {
-                "mae": (mae, np.sqrt(_safe(v_abs, n**2))),
-                "rmse": (rmse, _safe(se_mse, 2 * rmse)),  # delta method: d√x = dx / 2√x
-            }
+            return dle_metrics(a_hat, s_hat, groups, n_groups)
 
     limits = dict(reference_values)
     if thresholds:
@@ -626,63 +687,13 @@ def estimate_quality(
         for r in q.metrics.to_pylist():
             realized[(r["granularity"], r["window_start"])] = r
 
-    columns: dict[str, list] = {f.name: [] for f in SCHEMA}
-    violations: list[dict] = []
-    n_rows = table.num_rows
     parts = []
-    if n_rows:
+    if table.num_rows:
         ids, starts = _windows(table, by)
-        parts.append((by, ids, starts))
-        whole = pc.min(pc.floor_temporal(table["inference_time"], unit=by))
-        parts.append(("window", np.zeros(n_rows, dtype="int64"), pa.array([whole.as_py()],
-                                                                          starts.type)))
-    for gran, ids, starts in parts:
-        k = len(starts)
-        est = estimate(ids, k)
-        counts = np.bincount(ids, minlength=k)
-        start_list = starts.to_pylist()
-        for name in names:
-            value, se = est[name]
-            lo, hi = value - z * se, value + z * se
-            if name not in LOWER_IS_BETTER:
-                lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
-            else:
-                lo = np.clip(lo, 0, None)
-            limit = limits.get(name)
-            if limit is None:
-                alert = np.zeros(k, bool)
-            elif name in LOWER_IS_BETTER:
-                alert = lo > limit
-            else:
-                alert = hi < limit
-            alert &= np.isfinite(value)
-            for i in range(k):  # one row per window and metric, not per record
-                r = realized.get((gran, start_list[i]), {})
-                v = float(value[i]) if np.isfinite(value[i]) else None
-                columns["endpoint"].append(ep)
-                columns["window_start"].append(start_list[i])
-                columns["granularity"].append(gran)
-                columns["metric"].append(name)
-                columns["estimated"].append(v)
-                columns["lower"].append(float(lo[i]) if v is not None else None)
-                columns["upper"].append(float(hi[i]) if v is not None else None)
-                columns["realized"].append(r.get(name) if r.get("labelled") else None)
-                columns["records"].append(int(counts[i]))
-                columns["labelled"].append(int(r.get("labelled", 0)))
-                columns["threshold"].append(limit)
-                columns["alert"].append(bool(alert[i]))
-                if alert[i]:
-                    check = (
-                        "GreaterThanThreshold" if name in LOWER_IS_BETTER else "LessThanThreshold"
-                    )
-                    violations.append({
-                        "window_start": start_list[i],
-                        "granularity": gran,
-                        "metric_name": name,
-                        "constraint_check_type": check,
-                        "description": f"Metric {name} with {value[i]:.4g} was {check} {limit:.4g}",
-                    })
-    metrics = pa.table(columns, schema=SCHEMA)
+        whole = pc.min(pc.floor_temporal(table["inference_time"], unit=by)).as_py()
+        parts = [(by, ids, starts),
+                 ("window", np.zeros(table.num_rows, dtype="int64"), pa.array([whole], starts.type))]
+    metrics, violations = _metric_rows(parts, estimate, names, limits, realized, ep, z)
     section = ("binary_classification_constraints" if problem_type == BINARY
                else "regression_constraints")
     constraints = {
