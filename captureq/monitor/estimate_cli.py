@@ -111,7 +111,8 @@ def estimate(
             )
             .select("window", "records", "labelled", "estimated", "band", "realized", "threshold",
                     "alert")
-            .rename({"labelled": "labels", "estimated": "est", "threshold": "limit"})
+            .rename({"records": "n", "labelled": "labels", "estimated": "est",
+                     "realized": "real", "threshold": "limit"})  # 80 columns wide
         )
         console.print(
             _table(shown.to_arrow(), title=f"{name}: estimated vs realized per {by}", limit=500)
