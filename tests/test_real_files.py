@@ -281,6 +281,22 @@ def test_monitor_cli_with_a_real_baseline(sdk_tree, tmp_path):
     )
 
 
+def test_drift_wording_follows_the_baseline_distribution_it_compares(sdk_tree):
+    """The SDK's constraints call `_c5` String while its statistics hold a numerical KLL sketch
+    (and no categorical buckets): the distance is the numerical one, so the text and threshold
+    must be the numerical ones too."""
+    capture, _ = sdk_tree
+    b = Baseline.load(SDK / "pipeline-data-quality")
+    assert b.constraints["features"][5]["inferred_type"] == "String"
+    assert "numerical_statistics" in b.statistics["features"][5]
+    result = captureq.open(str(capture)).monitor(b)
+    v = next(
+        v for v in result.constraint_violations["violations"]
+        if v["feature_name"] == "_c5" and v["constraint_check_type"] == "baseline_drift_check"
+    )
+    assert re.fullmatch(r"Numerical distance: [0-9.]+ exceeds numerical threshold: 0\.1", v["description"]), v
+
+
 def test_monitor_checks_a_string_baselines_domains_against_numeric_values(sdk_tree, tmp_path):
     """The SDK's old baseline says `message` and `second_message` are Strings from one domain;
     the captured CSV holds numbers there (named by position), none inside the domain."""
