@@ -244,7 +244,10 @@ def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -
         if base is None:
             continue
         m = feature_drift(base, col, robust_alpha=robust_alpha)
-        threshold = cat_threshold if expected == STRING else num_threshold
+        # the distance is computed on the baseline's statistics (a KLL sketch or categorical
+        # buckets), so its kind, threshold and wording follow them, not the constraints' type
+        categorical = base.get("inferred_type", expected) == STRING
+        threshold = cat_threshold if categorical else num_threshold
         drifted = bool(
             compare
             and m["distance"] is not None
@@ -255,7 +258,7 @@ def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -
             violate(
                 name,
                 DRIFT,
-                kind="Categorical" if expected == STRING else "Numerical",
+                kind="Categorical" if categorical else "Numerical",
                 distance=m["distance"],
                 threshold=threshold,
             )
