@@ -337,6 +337,32 @@ def test_baseline_statistics_keys_cover_model_monitors(sdk_tree, tmp_path):
     assert p == {"c": 0.64, "k": 2048}
 
 
+def leaf_types(doc, prefix: str = "", out: dict | None = None) -> dict[str, set[str]]:
+    """JSON type names (``int``, ``float``, ``str``, ``bool``) of every leaf, by key path."""
+    out = {} if out is None else out
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            leaf_types(v, f"{prefix}.{k}" if prefix else k, out)
+    elif isinstance(doc, list):
+        for v in doc:
+            leaf_types(v, f"{prefix}[]", out)
+    else:
+        out.setdefault(prefix, set()).add(type(doc).__name__)
+    return out
+
+
+@pytest.mark.parametrize("name", ["statistics.json", "constraints.json"])
+def test_baseline_values_are_typed_as_model_monitor_types_them(sdk_tree, tmp_path, name):
+    """Same JSON type at every key path the real file has (``k`` is ``2048.0``, counts are
+    ``24.0``, ``num_present`` an integer …)."""
+    capture, _ = sdk_tree
+    out = tmp_path / "baseline"
+    assert runner.invoke(app, ["baseline", str(capture), str(out)]).exit_code == 0
+    ours = leaf_types(json.loads((out / name).read_text()))
+    real = leaf_types(json.loads((SDK / "pipeline-data-quality" / name).read_text()))
+    assert {p: ours.get(p) for p in real} == real
+
+
 def test_baseline_constraints_keys_cover_model_monitors(sdk_tree, tmp_path):
     capture, _ = sdk_tree
     out = tmp_path / "baseline"
