@@ -501,3 +501,35 @@ def test_old_violation_wording_differs_and_check_types_are_ours():
         re.fullmatch(r"Value: [0-9.]+ does not meet the constraint requirement! ", v["description"])
         for v in real["violations"]
     )
+
+
+def test_quality_cli_with_real_model_quality_constraints(sdk_tree, tmp_path):
+    """`captureq quality --constraints` on the SDK's regression constraints: the problem type is
+    taken from them, metrics computed on the joined labels, violations in Model Monitor's form."""
+    capture, labels = sdk_tree
+    out = tmp_path / "mq"
+    result = runner.invoke(
+        app,
+        ["quality", str(capture), "--labels", str(labels),
+         "--constraints", str(SDK / "pipeline-model-quality"), "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    y, s = np.array([float(v) for v in LABELS]), np.array(SCORES)
+    mae, mse = float(np.mean(np.abs(y - s))), float(np.mean((y - s) ** 2))
+    stats = json.loads((out / "statistics.json").read_text())
+    assert stats["dataset"]["item_count"] == 12
+    assert stats["regression_metrics"]["mae"]["value"] == pytest.approx(mae, rel=1e-12)
+    assert stats["regression_metrics"]["mse"]["value"] == pytest.approx(mse, rel=1e-12)
+    real_cons = json.loads((SDK / "pipeline-model-quality" / "constraints.json").read_text())
+    expected = [
+        name for name, rule in real_cons["regression_constraints"].items()
+        if stats["regression_metrics"][name]["value"] > rule["threshold"]
+        and rule["comparison_operator"] == "GreaterThanThreshold"
+        or stats["regression_metrics"][name]["value"] < rule["threshold"]
+        and rule["comparison_operator"] == "LessThanThreshold"
+    ]
+    violations = json.loads((out / "constraint_violations.json").read_text())["violations"]
+    assert [v["metric_name"] for v in violations] == expected == ["mae", "mse"]
+    assert {frozenset(v) for v in violations} == {
+        frozenset({"metric_name", "constraint_check_type", "description"})
+    }
