@@ -422,7 +422,12 @@ def _model_monitor_files(
 ) -> None:
     """Fill ``result`` with Model Monitor's statistics, violations and metric rows."""
     from .metrics import model_quality_rows
-    from .quality_files import QualityBaseline, iso_millis, quality_constraints, quality_statistics
+    from .quality_files import (
+        QualityBaseline,
+        iso_millis,
+        quality_constraints,
+        quality_statistics,
+    )
     from .quality_files import quality_violations as violations_of
 
     metric_rows: list[dict] = []
