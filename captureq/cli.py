@@ -46,9 +46,16 @@ StorageOpt = typer.Option(
     help="fsspec storage option (repeatable); dotted keys nest, true/false/numbers are parsed, "
     "e.g. --storage-option client_kwargs.endpoint_url=http://localhost:9000",
 )
+OutStorageOpt = typer.Option(
+    None,
+    "--out-storage-option",
+    metavar="KEY=VALUE",
+    help="fsspec storage option of the destination (repeatable, dotted keys nest); by default "
+    "the --storage-option values when source and destination use the same protocol",
+)
 
 
-def storage_options(items: list[str] | None) -> dict | None:
+def storage_options(items: list[str] | None, flag: str = "--storage-option") -> dict | None:
     """``["anon=true", "client_kwargs.endpoint_url=http://h:9000"]`` as a storage_options dict.
 
     >>> storage_options(["anon=true", "max_concurrency=4", "client_kwargs.endpoint_url=http://h"])
@@ -60,7 +67,7 @@ def storage_options(items: list[str] | None) -> dict | None:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--storage-option takes KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{flag} takes KEY=VALUE, got {item!r}")
         value: object = text
         if text.lower() in ("true", "false"):
             value = text.lower() == "true"
@@ -73,7 +80,7 @@ def storage_options(items: list[str] | None) -> dict | None:
         for name in parents:
             node = node.setdefault(name, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--storage-option {item!r}: {name!r} is already set to a value")
+                raise ConfigError(f"{flag} {item!r}: {name!r} is already set to a value")
         node[leaf] = value
     return out
 
@@ -246,16 +253,35 @@ def export(
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
+    out_storage_option: Optional[list[str]] = OutStorageOpt,
     engine: str = typer.Option("local", "--engine", help="local, or spark (needs captureq[spark])."),
     master: Optional[str] = typer.Option(
         None, "--master", help="Spark master URL (default: spark-submit's, else local[*])."
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List the new and changed source files; export nothing."
+    ),
 ) -> None:
-    """Export to hive-partitioned Parquet under OUT; later runs add only new files."""
+    """Export to hive-partitioned Parquet under OUT; later runs add only new and changed files."""
     if engine not in ("local", "spark"):
         _fail(ValueError("--engine must be local or spark"))
     try:
         tree = _open(uri, labels, start, end, endpoint, variant, storage_option)
+        out_options = storage_options(out_storage_option, "--out-storage-option")
+        if dry_run:
+            from .export import plan
+
+            p = plan(tree, out, out_storage_options=out_options)
+            for rel in p.changed + p.label_changed:
+                console.print(f"changed  {rel}", soft_wrap=True)
+            for rel in p.new + p.label_new:
+                console.print(f"new      {rel}", soft_wrap=True)
+            console.print(
+                f"would export {len(p.new)} new and {len(p.changed)} changed files "
+                f"({len(p.label_new)} new, {len(p.label_changed)} changed label files); "
+                f"{p.done} already done"
+            )
+            return
         total = len(tree.scan().files)
         with Progress(
             TextColumn("exporting"),
@@ -273,17 +299,23 @@ def export(
                     cqs.session(master), uri, out, labels, start=start, end=end,
                     endpoint=endpoint or None, variant=variant or None,
                     storage_options=storage_options(storage_option),
+                    out_storage_options=out_options,
                     progress=lambda n: bar.advance(task, n),
                 )
             else:
-                summary = tree.export(out, progress=lambda n: bar.advance(task, n))
+                summary = tree.export(
+                    out, out_storage_options=out_options, progress=lambda n: bar.advance(task, n)
+                )
     except CaptureqError as exc:
         _fail(exc)
     rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
     console.print(
-        f"exported {summary.files_exported} new files ({summary.files_skipped} already done, "
-        f"{summary.label_files_exported} label files) in {summary.seconds:.2f}s: {rows}"
+        f"exported {summary.files_exported - summary.files_changed} new files "
+        f"({summary.files_skipped} already done, {summary.label_files_exported} label files) "
+        f"in {summary.seconds:.2f}s: {rows}"
     )
+    if summary.files_changed:
+        console.print(f"{summary.files_changed} changed files re-exported (their earlier rows replaced)")
     console.print(f"manifest: {out.rstrip('/')}/_captureq/manifest.json")
 
 
@@ -293,26 +325,41 @@ def _cache_dir(uri: str, labels: str | None) -> Path:
     return base / key
 
 
-def _prepare_sql(uri: str, labels: str | None, cache: str | None) -> str:
+def _prepare_sql(
+    uri: str,
+    labels: str | None,
+    cache: str | None,
+    options: list[str] | None = None,
+    out_options: list[str] | None = None,
+) -> str:
     """SQL defining the views for the duckdb shell, over a (refreshed) Parquet export."""
-    from .export import META, shell_sql
+    from .export import META, destination_options, shell_sql
 
     if Path(uri, META, "manifest.json").exists():
         return shell_sql(uri)  # already an export
-    out = Path(cache) if cache else _cache_dir(uri, labels)
-    api.open(uri, labels=labels).export(str(out))
-    return shell_sql(str(out))
+    out = cache or str(_cache_dir(uri, labels))
+    tree = api.open(uri, labels=labels, storage_options=storage_options(options))
+    out_so = destination_options(tree, out, storage_options(out_options, "--out-storage-option"))
+    tree.export(out, out_storage_options=out_so)
+    return shell_sql(out, storage_options=out_so)
+
+
+CacheOpt = typer.Option(
+    None, help="Where to keep the Parquet the views read (a folder, or any fsspec URL)."
+)
 
 
 @app.command("sql")
 def sql_cmd(
     uri: str,
     labels: Optional[str] = LabelsOpt,
-    cache: Optional[str] = typer.Option(None, help="Where to keep the Parquet the views read."),
+    cache: Optional[str] = CacheOpt,
+    storage_option: Optional[list[str]] = StorageOpt,
+    out_storage_option: Optional[list[str]] = OutStorageOpt,
 ) -> None:
     """Print SQL that defines the views, for `duckdb -init FILE` or piping into duckdb."""
     try:
-        sys.stdout.write(_prepare_sql(uri, labels, cache))
+        sys.stdout.write(_prepare_sql(uri, labels, cache, storage_option, out_storage_option))
     except CaptureqError as exc:
         _fail(exc)
 
@@ -327,7 +374,9 @@ def duckdb_cli() -> str | None:
 def shell(
     uri: str,
     labels: Optional[str] = LabelsOpt,
-    cache: Optional[str] = typer.Option(None, help="Where to keep the Parquet the views read."),
+    cache: Optional[str] = CacheOpt,
+    storage_option: Optional[list[str]] = StorageOpt,
+    out_storage_option: Optional[list[str]] = OutStorageOpt,
 ) -> None:
     """Open the duckdb shell with every view defined."""
     exe = duckdb_cli()
@@ -338,7 +387,7 @@ def shell(
             )
         )
     try:
-        script = _prepare_sql(uri, labels, cache)
+        script = _prepare_sql(uri, labels, cache, storage_option, out_storage_option)
     except CaptureqError as exc:
         _fail(exc)
     init = _cache_dir(uri, labels).with_suffix(".sql")
