@@ -427,3 +427,4 @@ def main() -> None:  # pragma: no cover
 
 from .monitor import cli as _monitor_cli  # noqa: E402,F401  (registers baseline, monitor, quality)
 from .report import cli as _report_cli  # noqa: E402,F401  (registers report)
+from .monitor import estimate_cli as _estimate_cli  # noqa: E402,F401  (registers estimate)

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -44,6 +45,16 @@ select cast(inference_time as date) as day,
 from predictions
 where endpoint = 'churn-xgb' and ground_truth is not null
 group by all order by all
+"""
+
+
+ESTIMATED = """
+select strftime(window_start, '%m-%d %H:00') as hour, records, labelled,
+       round(estimated, 3) as estimated, round(lower, 3) || ' – ' || round(upper, 3) as band,
+       round(realized, 3) as realized
+from estimated_quality
+where metric = 'accuracy' and granularity = 'hour'
+order by window_start
 """
 
 
@@ -110,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     first_day = captureq.open(str(capture), endpoint="churn-xgb", end=summary.start + timedelta(hours=24))
     first_day.baseline(str(base / "baseline"))
     rep = build_report(captureq.open(str(capture), labels=str(labels)), str(base / "baseline"),
-                       endpoint="churn-xgb")
+                       endpoint="churn-xgb",
+                       estimate_reference=(summary.start, summary.start + timedelta(hours=24)))
     report = rep.write(base / "report.html")
     for line in rep.headline_text():
         console.print("  " + line, highlight=False)
@@ -118,6 +130,31 @@ def main(argv: list[str] | None = None) -> int:
                   f"{time.perf_counter() - t0:.1f}s) — open it in a browser; "
                   f"again: captureq report {capture} --baseline {base / 'baseline'} --labels {labels} "
                   f"--endpoint churn-xgb -o {base / 'report.html'}")
+
+    console.rule("[bold]7. model quality before the labels arrive (CBPE)")
+    # Ground truth lags: say it has arrived for the first 36 inference hours only (label
+    # folders are 2 hours after the inference hour). Copy what has arrived so far.
+    so_far, cutoff = base / "groundtruth-so-far", summary.start + timedelta(hours=36 + 2)
+    for path in sorted(labels.rglob("*.jsonl")):
+        folder = datetime.strptime("/".join(path.parent.parts[-4:]), "%Y/%m/%d/%H")
+        if folder.replace(tzinfo=summary.start.tzinfo) < cutoff:
+            (so_far / path.relative_to(labels)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, so_far / path.relative_to(labels))
+    churn = captureq.open(str(capture), labels=str(so_far), endpoint="churn-xgb")
+    ref_start, ref_end = summary.start, summary.start + timedelta(hours=24)
+    est = churn.estimate_quality(reference_start=ref_start, reference_end=ref_end,
+                                 start=ref_end)
+    cal = est.calibration
+    console.print(f"reference {ref_start:%m-%d %H:00} – {ref_end:%m-%d %H:00} UTC: "
+                  f"{est.reference['labelled']:,} labelled records, accuracy "
+                  f"{est.reference['accuracy']:.3f}; calibration {cal.method} (ECE {cal.ece_raw:.3f}, "
+                  f"a calibrated score reaches {cal.ece_chance:.3f} by chance)")
+    console.print(_rich_table(churn.sql(ESTIMATED).to_arrow(), limit=30,
+                              title="churn-xgb accuracy per hour: estimated (no labels needed) "
+                                    "vs realized (where labels arrived)"))
+    console.print(f"again: captureq estimate {capture} --labels {so_far} --endpoint churn-xgb "
+                  f"--reference-start {ref_start:%Y-%m-%dT%H} --reference-end {ref_end:%Y-%m-%dT%H} "
+                  f"--start {ref_end:%Y-%m-%dT%H}")
     return 0
 
 

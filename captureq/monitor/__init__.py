@@ -32,3 +32,6 @@ __all__ += [
     "quality_statistics",
     "quality_violations",
 ]
+from .estimate import EstimateResult, estimate_quality
+
+__all__ += ["EstimateResult", "estimate_quality"]
