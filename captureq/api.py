@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -181,8 +181,12 @@ class CaptureTree:
         return self._cache["label_scan"][1]
 
     # -- reading ----------------------------------------------------------------------------
-    def load(self) -> Tables:
-        """Read and decode every file in the window into Arrow tables (cached)."""
+    def load(self, progress: Callable[[Counts], None] | None = None) -> Tables:
+        """Read and decode every file in the window into Arrow tables (cached).
+
+        ``progress`` is called with each batch's :class:`~captureq.pipeline.Counts` (files,
+        bytes, lines, records) as it is decoded: the CLI draws its progress bar from it.
+        """
         if "tables" in self._cache:
             return self._cache["tables"]
         scan = self.scan()
@@ -196,6 +200,8 @@ class CaptureTree:
             pairs.append(r.pairs)
             qs.append(r.quarantine)
             counts.add(r.counts)
+            if progress is not None:
+                progress(r.counts)
         labels, label_counts, label_scan = [], Counts(), self.scan_labels()
         if label_scan is not None:
             lfs = self._cache["label_scan"][0].fs
@@ -203,6 +209,8 @@ class CaptureTree:
                 labels.append(r.labels)
                 qs.append(r.quarantine)
                 label_counts.add(r.counts)
+                if progress is not None:
+                    progress(r.counts)
         tables = Tables(
             captures=pa.concat_tables(caps) if caps else schema.empty(schema.CAPTURES),
             inputs=_records(ins),

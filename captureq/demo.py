@@ -20,7 +20,8 @@ from rich.table import Table
 
 import captureq
 
-from .cli import _rich_table, duckdb_cli
+from .cli import duckdb_cli
+from .cli_options import rich_table as _rich_table
 from .export import shell_sql
 from .generate import generate_tree
 

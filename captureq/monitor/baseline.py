@@ -403,10 +403,16 @@ class Baseline:
             raise ConfigError(
                 f"{path} has no {' or '.join(missing)}: run `captureq baseline DATA {path}` first"
             )
-        return cls(
-            json.loads((path / "statistics.json").read_text()),
-            json.loads((path / "constraints.json").read_text()),
-        )
+        docs = []
+        for name in ("statistics.json", "constraints.json"):
+            try:
+                docs.append(json.loads((path / name).read_text()))
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"{path / name} is not valid JSON ({exc}); write it again with "
+                    f"`captureq baseline DATA {path}`"
+                ) from exc
+        return cls(*docs)
 
 
 def load_data(

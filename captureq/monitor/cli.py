@@ -1,15 +1,35 @@
 """``captureq baseline``, ``captureq monitor`` and ``captureq quality``: thin wrappers that print
-a rich summary (worst features first)."""
+a rich summary (worst features first).
+
+The commands are defined on this module's own ``app``; ``captureq/cli.py`` adds them to the
+``captureq`` command. Shared options come from :mod:`captureq.cli_options`; polars and the
+monitoring code are imported when a command runs, not when ``captureq --help`` does.
+"""
 
 from __future__ import annotations
 
-import polars as pl
-import pyarrow as pa
 import typer
-from rich.table import Table
 
-from ..cli import EndOpt, EndpointOpt, LabelsOpt, StartOpt, _fail, _open, _rich_table, app, console
-from ..errors import CaptureqError
+from ..cli_options import (
+    EndOpt,
+    EndpointOpt,
+    Format,
+    FormatOpt,
+    LabelsOpt,
+    QuietOpt,
+    StartOpt,
+    StorageOpt,
+    UriArg,
+    VariantOpt,
+    fmt,
+    load,
+    open_tree,
+    say,
+    storage_options,
+    write_result,
+)
+
+app = typer.Typer()
 
 SHORT = {  # column headers that fit an 80-column terminal
     "window_start": "window",
@@ -32,79 +52,93 @@ SHORT = {  # column headers that fit an 80-column terminal
 }
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    if hasattr(v, "strftime"):
-        return v.strftime("%Y-%m-%d %H:%M")
-    return str(v)
+def _table(rows, title: str, format: Format = Format.table, limit: int = 50) -> None:
+    write_result(rows, format, title=title, limit=limit, cell=fmt)
 
 
-def _table(rows: pa.Table, title: str, limit: int = 50) -> Table:
-    out = Table(title=title)
-    for name in rows.column_names:
-        out.add_column(name, overflow="fold")
-    for row in rows.slice(0, limit).to_pylist():
-        out.add_row(*(_fmt(v) for v in row.values()))
-    if rows.num_rows > limit:
-        out.caption = f"{limit} of {rows.num_rows} rows shown"
-    return out
-
-
-@app.command()
+@app.command(
+    epilog="\b\nExample:\n"
+    "  captureq baseline demo-data/training.csv demo-data/baseline\n"
+    "  captureq baseline demo-data/capture baseline/ --endpoint churn-xgb --end 2026-01-02"
+)
 def baseline(
-    training_data: str,
-    out: str,
+    training_data: str = typer.Argument(
+        ..., metavar="TRAINING_DATA", help="CSV or Parquet file, or a capture tree.",
+        show_default=False,
+    ),
+    out: str = typer.Argument(..., metavar="OUT", help="Folder for the two files.",
+                              show_default=False),
     endpoint: str | None = typer.Option(
-        None, help="Endpoint, when TRAINING_DATA is a capture tree."
+        None, metavar="NAME", help="Endpoint, when TRAINING_DATA is a capture tree.", show_default=False
     ),
     start: str | None = StartOpt,
     end: str | None = EndOpt,
+    variant: list[str] | None = VariantOpt,
+    storage_option: list[str] | None = StorageOpt,
     header: bool | None = typer.Option(
-        None, "--header/--no-header", help="CSV has a header row (detected if not given)."
+        None, "--header/--no-header", help="CSV has a header row (detected if not given).",
+        show_default=False,
     ),
+    format: Format = FormatOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
-    """Write Model Monitor statistics.json and constraints.json for TRAINING_DATA into OUT."""
+    """Write Model Monitor statistics.json and constraints.json for TRAINING_DATA (a CSV or
+    Parquet file, or a capture tree's inputs) into OUT."""
     from . import baseline as make_baseline
+    from .baseline import is_table_file
 
-    try:
+    if is_table_file(training_data):
         result = make_baseline(
-            training_data, out, endpoint=endpoint, header=header, start=start, end=end
+            training_data, out, header=header, storage_options=storage_options(storage_option)
         )
-    except CaptureqError as exc:
-        _fail(exc)
-    console.print(_table(result.features(), title=f"baseline of {training_data}"))
-    console.print(
+    else:  # a capture tree, narrowed here so that its reading shows progress
+        tree = open_tree(training_data, None, start, end, [endpoint] if endpoint else None,
+                         variant, storage_option)
+        load(tree, "reading", quiet)
+        result = make_baseline(tree, out)
+    _table(result.features(), f"baseline of {training_data}", format)
+    say(
         f"items: {result.statistics['dataset']['item_count']:,}; wrote {out}/statistics.json "
-        f"and {out}/constraints.json"
+        f"and {out}/constraints.json",
+        format,
     )
 
 
-@app.command()
+@app.command(
+    epilog="\b\nExample:\n"
+    "  captureq monitor demo-data/capture --baseline demo-data/baseline --endpoint churn-xgb \\\n"
+    "      --out monitor/"
+)
 def monitor(
-    capture_uri: str,
-    baseline: str = typer.Option(..., "--baseline", help="Folder with the baseline files."),
+    capture_uri: str = UriArg,
+    baseline: str = typer.Option(..., "--baseline", metavar="DIR", help="Folder with the baseline files."),
     out: str | None = typer.Option(
         None,
         "--out",
+        metavar="DIR",
         help="Write statistics.json, constraint_violations.json, drift.parquet and hourly/ here.",
+        show_default=False,
     ),
     start: str | None = StartOpt,
     end: str | None = EndOpt,
     endpoint: list[str] | None = EndpointOpt,
+    variant: list[str] | None = VariantOpt,
+    storage_option: list[str] | None = StorageOpt,
     hourly: bool = typer.Option(True, "--hourly/--no-hourly", help="Also check every hour."),
+    format: Format = FormatOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Check CAPTURE_URI's window against a baseline: violations, drift per feature and hour."""
+    import pyarrow as pa
+    import polars as pl
+
+    from . import Baseline
     from . import monitor as run_monitor
 
-    try:
-        result = run_monitor(
-            _open(capture_uri, None, start, end, endpoint), baseline, out, hourly=hourly
-        )
-    except CaptureqError as exc:
-        _fail(exc)
+    base = Baseline.load(baseline)  # a missing or malformed baseline fails before any reading
+    tree = open_tree(capture_uri, None, start, end, endpoint, variant, storage_option)
+    load(tree, "reading", quiet)
+    result = run_monitor(tree, base, out, hourly=hourly)
     window = (
         pl.from_arrow(result.drift)
         .filter(pl.col("granularity") == "window")
@@ -119,14 +153,15 @@ def monitor(
         "threshold", "ks_statistic", strict=False
     )
     worst = worst.rename({k: v for k, v in SHORT.items() if k in worst.columns})
-    console.print(_table(worst.to_arrow(), title="drift per feature (worst first)"))
+    _table(worst.to_arrow(), "drift per feature (worst first)", format)
+    if format is not Format.table:  # one table on stdout; the rest is in --out
+        say(f"{len(result.constraint_violations['violations'])} constraint violations", format)
+        return
     violations = result.constraint_violations["violations"]
     if violations:
-        console.print(
-            _table(pa.Table.from_pylist(violations), title="constraint violations (whole window)")
-        )
+        _table(pa.Table.from_pylist(violations), "constraint violations (whole window)")
     else:
-        console.print("[green]no constraint violations in the window[/]")
+        say("[green]no constraint violations in the window[/]")
     if hourly and result.violations.num_rows:
         v = pl.from_arrow(result.violations).filter(pl.col("granularity") == "hour")
         summary = (
@@ -134,52 +169,63 @@ def monitor(
             .agg(pl.col("window_start").min().alias("first_hour"), pl.len().alias("hours"))
             .sort("first_hour")
         )
-        console.print(_table(summary.to_arrow(), title="hourly violations: when they began"))
+        _table(summary.to_arrow(), "hourly violations: when they began")
     if out:
-        console.print(
-            f"wrote {out}/statistics.json, {out}/constraint_violations.json, {out}/drift.parquet"
-        )
+        say(f"wrote {out}/statistics.json, {out}/constraint_violations.json, {out}/drift.parquet")
 
 
-@app.command()
+@app.command(
+    epilog="\b\nExample:\n"
+    "  captureq quality demo-data/capture --labels demo-data/groundtruth --endpoint churn-xgb \\\n"
+    "      --by day --threshold 0.8"
+)
 def quality(
-    capture_uri: str,
+    capture_uri: str = UriArg,
     labels: str | None = LabelsOpt,
     start: str | None = StartOpt,
     end: str | None = EndOpt,
     endpoint: list[str] | None = EndpointOpt,
+    variant: list[str] | None = VariantOpt,
+    storage_option: list[str] | None = StorageOpt,
     problem_type: str | None = typer.Option(
-        None, help="BinaryClassification, MulticlassClassification or Regression (inferred)."
+        None, metavar="TYPE", help="BinaryClassification, MulticlassClassification or Regression (inferred).",
+        show_default=False,
     ),
-    prediction: str | None = typer.Option(None, help="Output column, e.g. output_c0."),
-    threshold: float = typer.Option(0.5, help="Probability cut-off for binary classification."),
-    by: str = typer.Option("hour", help="hour or day."),
+    prediction: str | None = typer.Option(
+        None, metavar="COLUMN", help="Output column, e.g. output_c0.", show_default=False
+    ),
+    threshold: float = typer.Option(0.5, metavar="P", help="Probability cut-off for binary classification."),
+    by: str = typer.Option("hour", metavar="hour|day", help="hour or day."),
+    format: Format = FormatOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Model quality against ground truth, per hour or day, plus label coverage and delay."""
-    try:
-        tree = _open(capture_uri, labels, start, end, endpoint)
-        result = tree.model_quality(
-            problem_type=problem_type, prediction=prediction, threshold=threshold, by=by
-        )
-    except CaptureqError as exc:
-        _fail(exc)
-    console.print(
+    import polars as pl
+
+    tree = open_tree(capture_uri, labels, start, end, endpoint, variant, storage_option)
+    load(tree, "reading", quiet)
+    result = tree.model_quality(
+        problem_type=problem_type, prediction=prediction, threshold=threshold, by=by
+    )
+    say(
         f"{result.problem_type} on {result.prediction}"
         + (
             f", threshold {result.threshold}"
             if result.problem_type == "BinaryClassification"
             else ""
-        )
+        ),
+        format,
     )
     shown = pl.from_arrow(result.metrics).drop(
         "label_delay_max_h", "tp", "fp", "tn", "fn", strict=False
     )
     shown = shown.rename({k: v for k, v in SHORT.items() if k in shown.columns})
-    console.print(_table(shown.to_arrow(), title=f"model quality per {by}", limit=200))
+    _table(shown.to_arrow(), f"model quality per {by}", format, limit=200)
+    if format is not Format.table:
+        return
     overall = pl.from_arrow(result.confusion).filter(pl.col("granularity") == "window")
     if overall.height:
-        console.print(
-            _rich_table(
-                overall.drop("window_start", "granularity").to_arrow(), title="confusion matrix"
-            )
+        write_result(
+            overall.drop("window_start", "granularity").to_arrow(), format,
+            title="confusion matrix",
         )
