@@ -22,7 +22,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -58,14 +57,12 @@ __all__ = ["app", "duckdb_cli", "main", "storage_options", "write_result"]
 class CaptureqGroup(TyperGroup):
     """Runs a command; a user mistake becomes ``error: …`` on stderr and exit status 2."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, typer.Exit):
-            raise
         except Exception as exc:
-            if debug():
-                raise
+            if debug() or type(exc).__module__.split(".")[0] in ("click", "typer"):
+                raise  # usage errors, --help, typer.Exit: click prints and exits as usual
             message = explain(exc)
             if message is None:
                 err_console().print(

@@ -48,42 +48,73 @@ def _named(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _storage(e: BaseException) -> str | None:
+    """Credentials and connection problems, wherever they are in the exception chain."""
+    name = _named(e)
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return f"no AWS credentials found; {CREDENTIALS_HINT}"
+    if name == "ProfileNotFound":
+        return f"{e}; name a profile in ~/.aws/config (AWS_PROFILE or --storage-option profile=NAME)"
+    response = getattr(e, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    if code in _CREDENTIAL_CODES or (
+        code is None and any(c in str(e) for c in _CREDENTIAL_CODES)
+    ):
+        return f"S3 refused the credentials ({code or e}); {CREDENTIALS_HINT}"
+    if name in _CONNECTION_ERRORS:
+        return (
+            f"cannot reach the storage endpoint ({e}); check the URL in "
+            "--storage-option client_kwargs.endpoint_url and that the server is running"
+        )
+    return None
+
+
+_CONNECTION_ERRORS = {
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ClientConnectorError",
+    "ServerDisconnectedError",
+    "ConnectionClosedError",
+}
+
+
 def explain(exc: BaseException) -> str | None:
     """What went wrong and what to do, for an exception caused by how captureq was called."""
-    for e in _chain(exc):
-        name, module = _named(e), type(e).__module__ or ""
-        if name == "NoCredentialsError" or name == "PartialCredentialsError":
-            return f"no AWS credentials found; {CREDENTIALS_HINT}"
-        code = getattr(e, "response", None)
-        code = code.get("Error", {}).get("Code") if isinstance(code, dict) else None
-        if code in _CREDENTIAL_CODES:
-            return f"S3 refused the credentials ({code}); {CREDENTIALS_HINT}"
-        if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
-                    "ServerDisconnectedError", "ConnectionClosedError"):
-            return (
-                f"cannot reach the storage endpoint ({e}); check the URL in "
-                "--storage-option client_kwargs.endpoint_url and that the server is running"
-            )
+    chain = list(_chain(exc))
+    for e in chain:
+        message = _storage(e)
+        if message:
+            return message
+    for e in chain:
+        module = type(e).__module__ or ""
         if isinstance(e, CaptureqError):
             return str(e)
         if module.startswith("duckdb") or module.startswith("_duckdb"):
             return f"SQL: {str(e).strip()}"
         if isinstance(e, json.JSONDecodeError):
             return f"malformed JSON ({e}); check the file"
+        if isinstance(e, TypeError) and "unexpected keyword argument" in str(e):
+            return (
+                f"the filesystem does not take an option given ({e}); check --storage-option"
+            )
         if isinstance(e, OSError) and not isinstance(e, ConnectionError):
-            what = e.filename or ""
+            what = f"{e.filename}: " if e.filename else ""
+            detail = "" if e.filename else f" ({e})"
             if isinstance(e, FileNotFoundError):
-                return f"{what}: no such file or folder; check the path"
+                return f"{what}no such file or folder{detail}; check the path"
             if isinstance(e, (NotADirectoryError, FileExistsError)):
-                return f"{what}: a file is in the way where a folder is needed; choose another path"
+                return (
+                    f"{what}a file is in the way where a folder is needed{detail}; "
+                    "choose another path"
+                )
             if isinstance(e, IsADirectoryError):
-                return f"{what}: is a folder, a file is needed; give a file path"
+                return f"{what}is a folder, a file is needed{detail}; give a file path"
             if isinstance(e, PermissionError):
-                return f"{what}: permission denied; choose a path you may read or write"
+                return f"{what}permission denied{detail}; choose a path you may read or write"
             if e.errno == errno.EROFS:
-                return f"{what}: read-only file system; choose a writable folder"
+                return f"{what}read-only file system{detail}; choose a writable folder"
             if e.errno == errno.ENOSPC:
-                return f"{what}: no space left on the device; free space or choose another folder"
+                return f"{what}no space left on the device{detail}; free space or choose another"
         if isinstance(e, ConnectionError):
             return (
                 f"cannot reach the storage endpoint ({e}); check the URL in "
