@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from . import schema, views
@@ -24,6 +23,9 @@ from .pipeline import Counts, run_captures, run_labels
 from .read import DEFAULT_BATCH_BYTES
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
 from .timeutil import to_utc
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
 
 
 class Result:
@@ -256,8 +258,11 @@ class CaptureTree:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with every view registered over this window's tables."""
+        tables = self.load().as_dict()
+        import duckdb  # imported once the files are read: reading starts sooner
+
         con = duckdb.connect()
-        views.register(con, self.load().as_dict())
+        views.register(con, tables)
         return con
 
     def sql(self, query: str, params: list | dict | None = None) -> Result:

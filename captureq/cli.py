@@ -13,9 +13,7 @@ second.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import sys
 from collections import Counter
 from enum import Enum
@@ -313,6 +311,8 @@ def _file_progress(what: str, total: int, quiet: bool):
 
 
 def _cache_dir(uri: str, labels: str | None) -> Path:
+    import hashlib
+
     base = Path(os.environ.get("CAPTUREQ_CACHE", Path.home() / ".cache" / "captureq"))
     key = hashlib.sha1(f"{uri}\0{labels or ''}".encode()).hexdigest()[:16]
     return base / key
@@ -350,6 +350,8 @@ def sql_cmd(
 
 def duckdb_cli() -> str | None:
     """The duckdb shell: the one beside this Python (the virtualenv's), else on PATH."""
+    import shutil
+
     local = Path(sys.executable).parent / "duckdb"
     return str(local) if local.exists() else shutil.which("duckdb")
 
