@@ -40,6 +40,7 @@ from .cli_options import (
     console,
     err_console,
     fail,
+    file_progress,
     load,
     open_tree,
     rich_table,
@@ -262,7 +263,7 @@ def export(
     """Export to hive-partitioned Parquet under OUT; later runs add only new files."""
     tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
     total = len(tree.scan().files)
-    with _file_progress("exporting", total, quiet) as advance:
+    with file_progress("exporting", total, quiet) as advance:
         if engine is Engine.spark:
             from . import spark as cqs
 
@@ -280,34 +281,6 @@ def export(
         f"{summary.label_files_exported} label files) in {summary.seconds:.2f}s: {rows}"
     )
     console().print(f"manifest: {out.rstrip('/')}/_captureq/manifest.json", highlight=False)
-
-
-def _file_progress(what: str, total: int, quiet: bool):
-    """A files-done progress display (export reports whole files as they are committed)."""
-    from contextlib import contextmanager, nullcontext
-
-    if not show_progress(quiet):
-        return nullcontext(lambda n: None)
-
-    @contextmanager
-    def bar():
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        with Progress(
-            TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console(), transient=True,
-        ) as p:
-            task = p.add_task(what, total=total)
-            yield lambda n: p.advance(task, n)
-
-    return bar()
 
 
 def _cache_dir(uri: str, labels: str | None) -> Path:

@@ -224,6 +224,43 @@ def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
+def _progress_after() -> float:
+    """Seconds of work before a progress display appears (short jobs show none);
+    ``CAPTUREQ_PROGRESS_AFTER`` overrides the default of one second."""
+    import os
+
+    try:
+        return float(os.environ.get("CAPTUREQ_PROGRESS_AFTER", "1"))
+    except ValueError:
+        return 1.0
+
+
+class _Display:
+    """A rich progress display that appears only once the work has taken a while."""
+
+    def __init__(self, columns, total, **fields):
+        import time
+
+        from rich.progress import Progress
+
+        self._clock = time.monotonic
+        self._started_at = self._clock()
+        self._after = _progress_after()
+        self._bar = Progress(*columns, console=err_console(), transient=True)
+        self._task = self._bar.add_task("", total=total or None, **fields)
+        self._live = False
+
+    def update(self, **kw) -> None:
+        self._bar.update(self._task, **kw)
+        if not self._live and self._clock() - self._started_at >= self._after:
+            self._bar.start()
+            self._live = True
+
+    def close(self) -> None:
+        if self._live:
+            self._bar.stop()
+
+
 @contextmanager
 def progress(
     what: str, files: int, total_bytes: int | None, quiet: bool = False
@@ -240,34 +277,54 @@ def progress(
     from rich.progress import (
         BarColumn,
         DownloadColumn,
-        Progress,
         TextColumn,
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
 
-    bar = Progress(
-        TextColumn("{task.description}"),
+    columns = (
+        TextColumn(what),
         BarColumn(),
         DownloadColumn(),
         TextColumn("{task.fields[files]}/{task.fields[of]} files, {task.fields[records]:,} records"),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err_console(),
-        transient=True,
     )
+    display = _Display(columns, total_bytes, files=0, of=files, records=0)
     seen = {"files": 0, "records": 0}
-    task = bar.add_task(what, total=total_bytes or None, files=0, of=files, records=0)
 
     def advance(counts) -> None:
         seen["files"] += counts.files + counts.files_failed
         seen["records"] += counts.rows
-        bar.update(
-            task, advance=counts.bytes_read, files=seen["files"], records=seen["records"]
-        )
+        display.update(advance=counts.bytes_read, files=seen["files"], records=seen["records"])
 
-    with bar:
+    try:
         yield advance
+    finally:
+        display.close()
+
+
+@contextmanager
+def file_progress(what: str, total: int, quiet: bool = False) -> Iterator[Callable]:
+    """A files-done progress display (``export`` reports whole files as it commits them)."""
+    if not show_progress(quiet):
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    display = _Display(columns, total)
+    try:
+        yield lambda n: display.update(advance=n)
+    finally:
+        display.close()
 
 
 def load(tree: CaptureTree, what: str = "reading", quiet: bool = False):

@@ -151,11 +151,11 @@ def test_load_reports_progress_that_adds_up(tree):
     assert sum(c.bytes_read for c in seen) == tables.counts.bytes_read + tables.label_counts.bytes_read
 
 
-def _on_a_terminal(args) -> str:
+def _on_a_terminal(args, env=None) -> str:
     """Run the CLI with stderr on a pseudo-terminal (stdout piped); what stderr showed."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=follower,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "160"})
+                            stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "160", **(env or {})})
     os.close(follower)
     seen = b""
     while True:
@@ -174,9 +174,13 @@ def _on_a_terminal(args) -> str:
 
 def test_progress_on_a_terminal_only_and_quiet_silences_it(tree):
     capture, labels, _ = tree
-    shown = _on_a_terminal(["scan", capture, "--labels", labels, "-f", "json"])
+    now = {"CAPTUREQ_PROGRESS_AFTER": "0"}  # the tree is small: show it from the start
+    shown = _on_a_terminal(["scan", capture, "--labels", labels, "-f", "json"], now)
     assert "files" in shown and "records" in shown, shown
-    assert _on_a_terminal(["scan", capture, "--labels", labels, "-f", "json", "--quiet"]) == ""
+    assert _on_a_terminal(["scan", capture, "--labels", labels, "-f", "json", "--quiet"], now) == ""
+    later = {"CAPTUREQ_PROGRESS_AFTER": "60"}
+    assert _on_a_terminal(["scan", capture, "--labels", labels, "-f", "json"], later) == "", (
+        "work shorter than the delay shows no progress")
     piped = run("scan", capture, "--labels", labels, "-f", "json")
     assert piped.returncode == 0 and piped.stderr == ""
 
