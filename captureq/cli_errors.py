@@ -25,6 +25,16 @@ _CREDENTIAL_CODES = {
     "UnrecognizedClientException",
     "AuthorizationHeaderMalformed",
 }
+_EXTRAS = {  # optional dependencies: the extra that installs each
+    "pyspark": "spark",
+    "pandas": "spark",
+    "altair": "report",
+    "vl_convert": "report",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "starlette": "serve",
+    "httpx": "serve",
+}
 CREDENTIALS_HINT = (
     "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or pass "
     "--storage-option profile=NAME (--storage-option anon=true for public buckets)"
@@ -91,6 +101,14 @@ def explain(exc: BaseException) -> str | None:
             return str(e)
         if module.startswith("duckdb") or module.startswith("_duckdb"):
             return f"SQL: {str(e).strip()}"
+        if isinstance(e, ImportError) and e.name:
+            top = e.name.split(".")[0]
+            extra = _EXTRAS.get(top)
+            hint = f"pip install 'captureq[{extra}]'" if extra else f"pip install {top}"
+            needs = " and Java 17+ (java on PATH or JAVA_HOME)" if extra == "spark" else ""
+            return f"{top} is not installed: {hint}{needs}"
+        if _named(e) == "PySparkRuntimeError" and "JAVA" in str(e).upper():
+            return f"Spark could not start Java ({e}); install Java 17+ (java on PATH or JAVA_HOME)"
         if isinstance(e, json.JSONDecodeError):
             return f"malformed JSON ({e}); check the file"
         if isinstance(e, TypeError) and "unexpected keyword argument" in str(e):

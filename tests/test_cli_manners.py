@@ -369,3 +369,13 @@ def test_python_dash_m_and_console_script_agree():
     assert exe, "the console script is installed beside this Python"
     assert run("--help").stdout.split("Commands:")[1] == subprocess.run(
         [exe, "--help"], capture_output=True, text=True).stdout.split("Commands:")[1]
+
+
+def test_a_missing_optional_dependency_names_the_extra():
+    from captureq.cli_errors import explain
+
+    missing = ModuleNotFoundError("No module named 'pyspark'", name="pyspark")
+    assert explain(missing) == (
+        "pyspark is not installed: pip install 'captureq[spark]' and Java 17+ "
+        "(java on PATH or JAVA_HOME)")
+    assert "captureq[report]" in explain(ModuleNotFoundError("x", name="altair.vegalite"))
