@@ -134,6 +134,7 @@ def scan(
     tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
     files = tree.scan()
     tables = load(tree, "scanning", quiet)
+    unmatched = tree.unmatched_labels() if tables.label_scan is not None else 0
     summary = tree.sql(
         "select endpoint, variant, count(*) as captures, min(inference_time) as first, "
         "max(inference_time) as last from captures group by all order by all"
@@ -158,7 +159,8 @@ def scan(
             "quarantine_rows": tables.quarantine.num_rows,
         }
         if tables.label_scan is not None:
-            doc["labels"] = {"rows": tables.labels.num_rows, **asdict(tables.label_counts)}
+            doc["labels"] = {"rows": tables.labels.num_rows, "unmatched": unmatched,
+                             **asdict(tables.label_counts)}
         sys.stdout.write(json.dumps(doc, default=str) + "\n")
         return
     from rich.table import Table
@@ -192,7 +194,13 @@ def scan(
         grid.add_row(
             "[bold]labels[/]",
             f"{tables.labels.num_rows:,} from {lc.files} files "
-            f"({lc.lines_read:,} lines, {lc.quarantined_lines:,} quarantined)",
+            f"({lc.lines_read:,} lines, {lc.quarantined_lines:,} quarantined); "
+            f"{unmatched:,} match no capture in this window",
+        )
+    if c.embedded_labels:
+        grid.add_row(
+            "[bold]embedded labels[/]",
+            f"{c.embedded_labels:,} (groundTruthData inside capture lines)",
         )
     out.print(grid)
     for path, reason in files.skipped[:20]:

@@ -39,6 +39,7 @@ class Counts:
     input_records: int = 0
     output_records: int = 0
     payloads_quarantined: int = 0
+    embedded_labels: int = 0  # label rows from groundTruthData inside capture lines
 
     def add(self, other: Counts) -> None:
         for name in self.__dataclass_fields__:
@@ -61,6 +62,8 @@ class BatchResult:
     counts: Counts = field(default_factory=Counts)
     failed_files: list[CaptureFile] = field(default_factory=list)
     pairs: pa.Table | None = None  # inputs beside outputs (captureq_pairs), built on request
+    # labels carried inside the capture lines (groundTruthData of merged records)
+    labels: pa.Table = field(default_factory=lambda: schema.empty(schema.LABELS))
 
 
 def _count_stage(q: pa.Table, stage: str) -> int:
@@ -76,10 +79,16 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
     """Parse and decode one batch of capture files (and pair inputs with outputs if asked)."""
     parsed = parse_captures(batch)
     captures = parsed.table
-    inputs = decode_side(captures, "input", options)
-    outputs = decode_side(captures, "output", options, input_counts=inputs.counts)
+    rejected = parsed.payload_failures
+    inputs = decode_side(captures, "input", options, rejected=rejected.get("input", ()))
+    outputs = decode_side(captures, "output", options, input_counts=inputs.counts,
+                          rejected=rejected.get("output", ()))
     align = alignment_quarantine(captures, inputs, outputs)
-    quarantine = pa.concat_tables([parsed.quarantine, inputs.quarantine, outputs.quarantine, align])
+    # ground truth embedded in the capture lines (Model Monitor's merged records)
+    labels, label_q = (decode_labels(parsed.labels) if parsed.labels is not None
+                       else (schema.empty(schema.LABELS), schema.empty(schema.QUARANTINE)))
+    quarantine = pa.concat_tables([parsed.quarantine, inputs.quarantine, outputs.quarantine, align,
+                                   label_q])
     counts = Counts(
         files=len(batch.files),
         files_failed=len(batch.failed),
@@ -91,10 +100,11 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
         input_records=inputs.records.num_rows,
         output_records=outputs.records.num_rows,
         payloads_quarantined=inputs.quarantine.num_rows + outputs.quarantine.num_rows,
+        embedded_labels=labels.num_rows,
     )
     return BatchResult(batch.files, captures, inputs.records, outputs.records, quarantine, counts,
                        [f for f, _ in batch.failed],
-                       pair_records(inputs.records, outputs.records) if pairs else None)
+                       pair_records(inputs.records, outputs.records) if pairs else None, labels)
 
 
 @dataclass
@@ -109,7 +119,7 @@ class LabelBatchResult:
 def process_labels(batch: FileBatch) -> LabelBatchResult:
     """Parse and decode one batch of ground-truth files."""
     parsed = parse_labels(batch)
-    labels, q = decode_labels(parsed.table)
+    labels, q = decode_labels(parsed.table, parsed.payload_failures.get("label", ()))
     counts = Counts(
         files=len(batch.files),
         files_failed=len(batch.failed),

@@ -239,3 +239,19 @@ def test_cli_exports_with_spark(spark, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"exported {s.files_written} new files" in result.output
     assert read_manifest(str(tmp_path / "out"))["tables"]["captures"]["rows"] == s.captures
+
+
+def test_spark_export_of_merged_records_writes_their_labels(spark, tmp_path):
+    """Model Monitor's merged records and batch-transform capture (tests/data/aws-shapes):
+    the embedded ground truth lands in labels/ with either engine, row for row."""
+    import shutil
+
+    shapes = Path(__file__).parent / "data" / "aws-shapes"
+    root = tmp_path / "capture"
+    for name in ("merged", "batch"):
+        shutil.copytree(shapes / name, root, dirs_exist_ok=True)
+    cqs.export_parquet(spark, str(root), str(tmp_path / "spark"), task_bytes=TINY_TASKS)
+    captureq.open(str(root)).export(str(tmp_path / "local"))
+    spark_labels, local_labels = parquet(tmp_path / "spark", "labels"), parquet(tmp_path / "local", "labels")
+    assert spark_labels.num_rows == 6
+    assert spark_labels.equals(local_labels)
