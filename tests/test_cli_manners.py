@@ -324,39 +324,42 @@ def _assert_user_error(r: subprocess.CompletedProcess, thing: str) -> None:
     assert len([line for line in r.stderr.splitlines() if line.strip()]) <= 6, r.stderr
 
 
-@pytest.mark.parametrize("mistake", sorted(MISTAKES))
-def test_user_mistakes_exit_2_with_a_message_not_a_traceback(mistake, tree, tmp_path):
+def _s3_mistake(kind: str, request, tmp_path):
+    """The S3 cases: missing credentials (the session's server), refused ones (a server that
+    checks them), and an endpoint URL nothing listens on."""
+    if kind == "missing credentials":
+        server, fs, bucket = (request.getfixturevalue(n) for n in ("s3_server", "s3_fs", "s3_bucket"))
+        fs.pipe(f"{bucket}/c/e/v/2026/01/01/00/a.jsonl", (LINE % 1).encode())
+        return [f"s3://{bucket}/c", "--storage-option",
+                f"client_kwargs.endpoint_url={server.endpoint_url}"], "AWS_PROFILE"
+    if kind == "bad credentials":
+        url = request.getfixturevalue("auth_s3")
+        return ["s3://bucket/capture", "--storage-option", f"client_kwargs.endpoint_url={url}",
+                "--storage-option", "key=AKIANOTAKEY", "--storage-option", "secret=wrong"
+                ], "InvalidAccessKeyId"
+    url = f"http://127.0.0.1:{_free_port()}"
+    return ["s3://bucket/capture", "--storage-option", f"client_kwargs.endpoint_url={url}",
+            "--storage-option", "key=a", "--storage-option", "secret=b"], url
+
+
+S3_MISTAKES = ("missing credentials", "bad credentials", "unreachable endpoint")
+
+
+@pytest.mark.parametrize(
+    "mistake",
+    sorted(MISTAKES) + [pytest.param(m, marks=pytest.mark.s3) for m in S3_MISTAKES],
+)
+def test_user_mistakes_exit_2_with_a_message_not_a_traceback(mistake, tree, tmp_path, request):
+    if mistake in S3_MISTAKES:
+        where, thing = _s3_mistake(mistake, request, tmp_path)
+        r = run("scan", *where, *FAST, env={**NO_AWS, "COLUMNS": "200"})
+        _assert_user_error(r, thing)
+        assert ("credentials" if "credentials" in mistake else "endpoint_url") in r.stderr
+        return
     if mistake == "output not permitted" and os.geteuid() == 0 and not Path("/sys").is_dir():
         pytest.skip("running as root without /sys: no folder refuses writes")
     args, thing = MISTAKES[mistake](tree, tmp_path)
     _assert_user_error(run(*args, env={"COLUMNS": "200"}), thing)
-
-
-@pytest.mark.s3
-def test_missing_credentials(s3_server, s3_fs, s3_bucket):
-    s3_fs.pipe(f"{s3_bucket}/c/e/v/2026/01/01/00/a.jsonl", (LINE % 1).encode())
-    r = run("scan", f"s3://{s3_bucket}/c", "--storage-option",
-            f"client_kwargs.endpoint_url={s3_server.endpoint_url}", *FAST, env=NO_AWS)
-    _assert_user_error(r, "credentials")
-    assert "AWS_PROFILE" in r.stderr
-
-
-@pytest.mark.s3
-def test_bad_credentials(auth_s3):
-    r = run("scan", "s3://bucket/capture", "--storage-option", f"client_kwargs.endpoint_url={auth_s3}",
-            "--storage-option", "key=AKIANOTAKEY", "--storage-option", "secret=wrong", *FAST,
-            env=NO_AWS)
-    _assert_user_error(r, "credentials")
-    assert "InvalidAccessKeyId" in r.stderr
-
-
-@pytest.mark.s3
-def test_unreachable_endpoint():
-    url = f"http://127.0.0.1:{_free_port()}"
-    r = run("scan", "s3://bucket/capture", "--storage-option", f"client_kwargs.endpoint_url={url}",
-            "--storage-option", "key=a", "--storage-option", "secret=b", *FAST, env=NO_AWS)
-    _assert_user_error(r, url)
-    assert "endpoint_url" in r.stderr
 
 
 def test_debug_shows_the_traceback(tmp_path):
