@@ -156,7 +156,21 @@ def err_console():
     return _consoles["err"]
 
 
-def fail(message: str) -> None:
+class LazyConsole:
+    """Stands for a rich Console, created on first use (``out.print(...)``, ``out.width``)."""
+
+    def __init__(self, make):
+        self._make = make
+
+    def __getattr__(self, name):
+        return getattr(self._make(), name)
+
+
+out = LazyConsole(console)  # stdout, for modules that print through a console object
+err = LazyConsole(err_console)
+
+
+def fail(message: str | BaseException) -> None:
     """Print ``error: message`` on stderr and exit with status 2 (a user mistake)."""
     err_console().print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
