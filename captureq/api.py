@@ -310,13 +310,26 @@ class CaptureTree:
         con = self._cache.get("con") or self._cache.setdefault("con", self.connect())
         con.register(views.SOURCE_PREFIX + "drift", result.drift)
         con.execute(views.view_sql("drift"))
+        self._register_metrics(result.metrics)
         return result
 
     def model_quality(self, **kwargs):
-        """Model-quality metrics per hour/day from the ``predictions`` view (needs ``labels=``)."""
+        """Model-quality metrics per hour/day from the ``predictions`` view (needs ``labels=``).
+
+        ``baseline_out=DIR`` also writes Model Monitor's model-quality statistics.json and
+        constraints.json; ``constraints=DIR`` checks every window against them; ``out=DIR``
+        writes the window's files, hourly violations and metrics.parquet. The Model Monitor
+        metrics become the ``metrics`` view."""
         from .monitor import model_quality
 
-        return model_quality(self, **kwargs)
+        result = model_quality(self, **kwargs)
+        self._register_metrics(result.cloudwatch_metrics)
+        return result
+
+    def _register_metrics(self, metrics: pa.Table) -> None:
+        con = self._cache.get("con") or self._cache.setdefault("con", self.connect())
+        con.register(views.SOURCE_PREFIX + "metrics", metrics)
+        con.execute(views.view_sql("metrics"))
 
     # -- the report (captureq.report) -------------------------------------------------------
     def report(self, baseline, out: str | None = None, **kwargs) -> str:

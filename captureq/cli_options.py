@@ -71,7 +71,8 @@ StorageOpt = typer.Option(
     show_default=False,
 )
 FormatOpt = typer.Option(
-    Format.table, "--format", "-f", metavar="table|csv|json", help="How to print tables: table, csv (with a header) or json."
+    Format.table, "--format", "-f", metavar="table|csv|json",
+    help="table (for people), or csv (with a header) / json: one table for programs on stdout.",
 )
 QuietOpt = typer.Option(
     False, "--quiet", "-q", help="No progress display on stderr (it is off when stderr is piped)."

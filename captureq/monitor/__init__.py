@@ -22,6 +22,10 @@ _LAZY = {
     "monitor": "check",
     "QualityResult": "quality",
     "model_quality": "quality",
+    "QualityBaseline": "quality_files",
+    "quality_constraints": "quality_files",
+    "quality_statistics": "quality_files",
+    "quality_violations": "quality_files",
 }
 
 __all__ = sorted(_LAZY)
@@ -30,6 +34,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .baseline import Baseline, baseline, constraints, load_data, statistics
     from .check import CHECK_TYPES, MonitorResult, check, monitor
     from .quality import QualityResult, model_quality
+    from .quality_files import (
+        QualityBaseline,
+        quality_constraints,
+        quality_statistics,
+        quality_violations,
+    )
 
 
 def __getattr__(name: str):

@@ -1,12 +1,17 @@
 """``captureq baseline``, ``captureq monitor`` and ``captureq quality``: thin wrappers that print
-a rich summary (worst features first).
+a rich summary (worst features first), or with ``--format csv|json`` one machine-readable table
+(the baseline's features; Model Monitor's CloudWatch metrics for monitor and quality).
 
 The commands are defined on this module's own ``app``; ``captureq/cli.py`` adds them to the
-``captureq`` command. Shared options come from :mod:`captureq.cli_options`; polars and the
-monitoring code are imported when a command runs, not when ``captureq --help`` does.
-"""
+``captureq`` command. Shared options come from :mod:`captureq.cli_options`; polars, pyarrow and
+the monitoring code are imported when a command runs, not when ``captureq --help`` does."""
 
 from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -21,13 +26,18 @@ from ..cli_options import (
     StorageOpt,
     UriArg,
     VariantOpt,
-    fmt,
     load,
-    open_tree,
-    say,
     storage_options,
     write_result,
 )
+from ..cli_options import fail as _fail
+from ..cli_options import open_tree as _open
+from ..cli_options import out as console
+from ..errors import CaptureqError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+    from rich.table import Table
 
 app = typer.Typer()
 
@@ -50,10 +60,70 @@ SHORT = {  # column headers that fit an 80-column terminal
     "drifted_hours": "drifted",
     "hours": "of",
 }
+FORMATS = ("table", "csv", "json")
 
 
-def _table(rows, title: str, format: Format = Format.table, limit: int = 50) -> None:
-    write_result(rows, format, title=title, limit=limit, cell=fmt)
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if hasattr(v, "strftime"):
+        return v.strftime("%Y-%m-%d %H:%M")
+    return str(v)
+
+
+def _table(rows: pa.Table, title: str, limit: int = 50) -> Table:
+    """A rich table; one too wide for the terminal is shown long (a block of lines per row)."""
+    from rich.table import Table
+
+    shown = rows.slice(0, limit).to_pylist()
+    widths = [
+        max([len(name)] + [len(_fmt(r[name])) for r in shown]) for name in rows.column_names
+    ]
+    if sum(w + 3 for w in widths) + 1 > console.width and rows.num_columns > 2:
+        return _long_table(rows.column_names, shown, rows.num_rows, title, limit)
+    out = Table(title=title)
+    for name in rows.column_names:
+        out.add_column(name, overflow="fold")
+    for row in shown:
+        out.add_row(*(_fmt(v) for v in row.values()))
+    if rows.num_rows > limit:
+        out.caption = f"{limit} of {rows.num_rows} rows shown"
+    return out
+
+
+def _long_table(names: list[str], shown: list[dict], total: int, title: str, limit: int) -> Table:
+    """Rows as ``column  value`` blocks (psql's expanded display): readable at any width."""
+    from rich.table import Table
+
+    out = Table(title=f"{title} (one block per row)", show_header=False)
+    out.add_column("column", style="bold", no_wrap=True)
+    out.add_column("value", overflow="fold")
+    for row in shown:
+        for i, name in enumerate(names):
+            out.add_row(name, _fmt(row[name]), end_section=i == len(names) - 1)
+    if total > limit:
+        out.caption = f"{limit} of {total} rows shown"
+    return out
+
+
+def _check_format(format: str) -> None:
+    if format not in FORMATS:
+        _fail(CaptureqError(f"--format must be table, csv or json, got {format!r}"))
+
+
+@contextlib.contextmanager
+def pipe_safe():
+    """A reader that stops early (``| head``) ends the output quietly, with exit code 0."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # stdout is gone: point it at /dev/null so the interpreter's last flush cannot fail
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
 
 
 @app.command(
@@ -69,7 +139,8 @@ def baseline(
     out: str = typer.Argument(..., metavar="OUT", help="Folder for the two files.",
                               show_default=False),
     endpoint: str | None = typer.Option(
-        None, metavar="NAME", help="Endpoint, when TRAINING_DATA is a capture tree.", show_default=False
+        None, metavar="NAME", help="Endpoint, when TRAINING_DATA is a capture tree.",
+        show_default=False,
     ),
     start: str | None = StartOpt,
     end: str | None = EndOpt,
@@ -83,25 +154,32 @@ def baseline(
     quiet: bool = QuietOpt,
 ) -> None:
     """Write Model Monitor statistics.json and constraints.json for TRAINING_DATA (a CSV or
-    Parquet file, or a capture tree's inputs) into OUT."""
+    Parquet file, or a capture tree's inputs) into OUT; --format csv|json prints the features."""
     from . import baseline as make_baseline
     from .baseline import is_table_file
 
-    if is_table_file(training_data):
-        result = make_baseline(
-            training_data, out, header=header, storage_options=storage_options(storage_option)
-        )
-    else:  # a capture tree, narrowed here so that its reading shows progress
-        tree = open_tree(training_data, None, start, end, [endpoint] if endpoint else None,
+    _check_format(format)
+    try:
+        if is_table_file(training_data):
+            result = make_baseline(
+                training_data, out, header=header, storage_options=storage_options(storage_option)
+            )
+        else:  # a capture tree, narrowed and read here so that the reading shows progress
+            tree = _open(training_data, None, start, end, [endpoint] if endpoint else None,
                          variant, storage_option)
-        load(tree, "reading", quiet)
-        result = make_baseline(tree, out)
-    _table(result.features(), f"baseline of {training_data}", format)
-    say(
-        f"items: {result.statistics['dataset']['item_count']:,}; wrote {out}/statistics.json "
-        f"and {out}/constraints.json",
-        format,
-    )
+            load(tree, "reading", quiet)
+            result = make_baseline(tree, out)
+    except CaptureqError as exc:
+        _fail(exc)
+    with pipe_safe():
+        if format != "table":
+            write_result(result.features(), format)
+            return
+        console.print(_table(result.features(), title=f"baseline of {training_data}"))
+        console.print(
+            f"items: {result.statistics['dataset']['item_count']:,}; wrote {out}/statistics.json "
+            f"and {out}/constraints.json"
+        )
 
 
 @app.command(
@@ -111,13 +189,16 @@ def baseline(
 )
 def monitor(
     capture_uri: str = UriArg,
-    baseline: str = typer.Option(..., "--baseline", metavar="DIR", help="Folder with the baseline files."),
+    baseline: str = typer.Option(
+        ..., "--baseline", metavar="DIR", help="Folder with the baseline files."
+    ),
     out: str | None = typer.Option(
         None,
         "--out",
         metavar="DIR",
-        help="Write statistics.json, constraint_violations.json, drift.parquet and hourly/ here.",
         show_default=False,
+        help="Write statistics.json, constraint_violations.json, drift.parquet, metrics.parquet "
+        "and hourly/ here.",
     ),
     start: str | None = StartOpt,
     end: str | None = EndOpt,
@@ -128,17 +209,30 @@ def monitor(
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Check CAPTURE_URI's window against a baseline: violations, drift per feature and hour."""
-    import pyarrow as pa
-    import polars as pl
-
+    """Check CAPTURE_URI's window against a data-quality baseline: violations, drift per
+    feature and hour, and Model Monitor's CloudWatch metrics (--format csv|json prints them)."""
     from . import Baseline
     from . import monitor as run_monitor
 
-    base = Baseline.load(baseline)  # a missing or malformed baseline fails before any reading
-    tree = open_tree(capture_uri, None, start, end, endpoint, variant, storage_option)
-    load(tree, "reading", quiet)
-    result = run_monitor(tree, base, out, hourly=hourly)
+    _check_format(format)
+    try:
+        base = Baseline.load(baseline)  # a wrong baseline fails before anything is read
+        tree = _open(capture_uri, None, start, end, endpoint, variant, storage_option)
+        load(tree, "reading", quiet)
+        result = run_monitor(tree, base, out, hourly=hourly)
+    except CaptureqError as exc:
+        _fail(exc)
+    with pipe_safe():
+        if format != "table":
+            write_result(result.metrics, format)
+            return
+        _print_monitor(result, hourly, out)
+
+
+def _print_monitor(result, hourly: bool, out: str | None) -> None:
+    import polars as pl
+    import pyarrow as pa
+
     window = (
         pl.from_arrow(result.drift)
         .filter(pl.col("granularity") == "window")
@@ -153,15 +247,14 @@ def monitor(
         "threshold", "ks_statistic", strict=False
     )
     worst = worst.rename({k: v for k, v in SHORT.items() if k in worst.columns})
-    _table(worst.to_arrow(), "drift per feature (worst first)", format)
-    if format is not Format.table:  # one table on stdout; the rest is in --out
-        say(f"{len(result.constraint_violations['violations'])} constraint violations", format)
-        return
+    console.print(_table(worst.to_arrow(), title="drift per feature (worst first)"))
     violations = result.constraint_violations["violations"]
     if violations:
-        _table(pa.Table.from_pylist(violations), "constraint violations (whole window)")
+        console.print(
+            _table(pa.Table.from_pylist(violations), title="constraint violations (whole window)")
+        )
     else:
-        say("[green]no constraint violations in the window[/]")
+        console.print("[green]no constraint violations in the window[/]")
     if hourly and result.violations.num_rows:
         v = pl.from_arrow(result.violations).filter(pl.col("granularity") == "hour")
         summary = (
@@ -169,9 +262,12 @@ def monitor(
             .agg(pl.col("window_start").min().alias("first_hour"), pl.len().alias("hours"))
             .sort("first_hour")
         )
-        _table(summary.to_arrow(), "hourly violations: when they began")
+        console.print(_table(summary.to_arrow(), title="hourly violations: when they began"))
     if out:
-        say(f"wrote {out}/statistics.json, {out}/constraint_violations.json, {out}/drift.parquet")
+        console.print(
+            f"wrote {out}/statistics.json, {out}/constraint_violations.json, "
+            f"{out}/drift.parquet, {out}/metrics.parquet"
+        )
 
 
 @app.command(
@@ -188,44 +284,103 @@ def quality(
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
     problem_type: str | None = typer.Option(
-        None, metavar="TYPE", help="BinaryClassification, MulticlassClassification or Regression (inferred).",
-        show_default=False,
+        None, metavar="TYPE", show_default=False,
+        help="BinaryClassification, MulticlassClassification or Regression (inferred).",
     ),
     prediction: str | None = typer.Option(
         None, metavar="COLUMN", help="Output column, e.g. output_c0.", show_default=False
     ),
-    threshold: float = typer.Option(0.5, metavar="P", help="Probability cut-off for binary classification."),
+    threshold: float = typer.Option(
+        0.5, metavar="P", help="Probability cut-off for binary classification."
+    ),
     by: str = typer.Option("hour", metavar="hour|day", help="hour or day."),
+    baseline_out: str | None = typer.Option(
+        None,
+        "--baseline-out",
+        metavar="DIR",
+        show_default=False,
+        help="Write Model Monitor's model-quality statistics.json and constraints.json here.",
+    ),
+    constraints: str | None = typer.Option(
+        None,
+        "--constraints",
+        metavar="DIR",
+        show_default=False,
+        help="Folder with a model-quality constraints.json: check the window and every hour.",
+    ),
+    out: str | None = typer.Option(
+        None,
+        "--out",
+        metavar="DIR",
+        show_default=False,
+        help="Write statistics.json, constraint_violations.json, hourly/, metrics.parquet here.",
+    ),
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Model quality against ground truth, per hour or day, plus label coverage and delay."""
-    import polars as pl
+    """Model quality against ground truth, per hour or day, plus label coverage and delay;
+    Model Monitor's model-quality files with --baseline-out / --constraints / --out."""
+    _check_format(format)
+    try:
+        tree = _open(capture_uri, labels, start, end, endpoint, variant, storage_option)
+        load(tree, "reading", quiet)
+        result = tree.model_quality(
+            problem_type=problem_type,
+            prediction=prediction,
+            threshold=threshold,
+            by=by,
+            baseline_out=baseline_out,
+            constraints=constraints,
+            out=out,
+        )
+    except CaptureqError as exc:
+        _fail(exc)
+    with pipe_safe():
+        if format != "table":
+            write_result(result.cloudwatch_metrics, format)
+            return
+        _print_quality(result, by, baseline_out, out)
 
-    tree = open_tree(capture_uri, labels, start, end, endpoint, variant, storage_option)
-    load(tree, "reading", quiet)
-    result = tree.model_quality(
-        problem_type=problem_type, prediction=prediction, threshold=threshold, by=by
-    )
-    say(
+
+def _print_quality(result, by: str, baseline_out: str | None, out: str | None) -> None:
+    import polars as pl
+    import pyarrow as pa
+
+    console.print(
         f"{result.problem_type} on {result.prediction}"
         + (
             f", threshold {result.threshold}"
             if result.problem_type == "BinaryClassification"
             else ""
-        ),
-        format,
+        )
     )
     shown = pl.from_arrow(result.metrics).drop(
         "label_delay_max_h", "tp", "fp", "tn", "fn", strict=False
     )
     shown = shown.rename({k: v for k, v in SHORT.items() if k in shown.columns})
-    _table(shown.to_arrow(), f"model quality per {by}", format, limit=200)
-    if format is not Format.table:
-        return
+    console.print(_table(shown.to_arrow(), title=f"model quality per {by}", limit=200))
     overall = pl.from_arrow(result.confusion).filter(pl.col("granularity") == "window")
     if overall.height:
-        write_result(
-            overall.drop("window_start", "granularity").to_arrow(), format,
-            title="confusion matrix",
+        console.print(
+            _table(overall.drop("window_start", "granularity").to_arrow(), title="confusion matrix")
         )
+    if result.constraint_violations is not None:
+        window = result.constraint_violations["violations"]
+        if window:
+            console.print(
+                _table(pa.Table.from_pylist(window), title="constraint violations (whole window)")
+            )
+        else:
+            console.print("[green]no model-quality constraint violations in the window[/]")
+        hourly = pl.from_arrow(result.violations).filter(pl.col("granularity") != "window")
+        if hourly.height:
+            summary = (
+                hourly.group_by("metric_name", "constraint_check_type")
+                .agg(pl.col("window_start").min().alias("first"), pl.len().alias("windows"))
+                .sort("first")
+            )
+            console.print(_table(summary.to_arrow(), title=f"violations per {by}: when they began"))
+    if baseline_out:
+        console.print(f"wrote {baseline_out}/statistics.json and {baseline_out}/constraints.json")
+    if out:
+        console.print(f"wrote {out}/statistics.json, {out}/metrics.parquet and {out}/hourly/")

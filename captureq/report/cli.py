@@ -5,21 +5,28 @@ Defined on this module's own ``app``; ``captureq/cli.py`` adds it to the ``captu
 
 from __future__ import annotations
 
+import json
+import sys
+
 import typer
 
 from ..cli_options import (
     EndOpt,
     EndpointOpt,
+    Format,
+    FormatOpt,
     LabelsOpt,
     QuietOpt,
     StartOpt,
     StorageOpt,
     UriArg,
     VariantOpt,
-    console,
     load,
-    open_tree,
 )
+from ..cli_options import fail as _fail
+from ..cli_options import open_tree as _open
+from ..cli_options import out as console
+from ..errors import CaptureqError
 
 app = typer.Typer()
 
@@ -31,7 +38,9 @@ app = typer.Typer()
 )
 def report(
     capture_uri: str = UriArg,
-    baseline: str = typer.Option(..., "--baseline", metavar="DIR", help="Folder with the baseline files."),
+    baseline: str = typer.Option(
+        ..., "--baseline", metavar="DIR", help="Folder with the baseline files."
+    ),
     labels: str | None = LabelsOpt,
     start: str | None = StartOpt,
     end: str | None = EndOpt,
@@ -41,24 +50,44 @@ def report(
     prediction: str | None = typer.Option(
         None, metavar="COLUMN", help="Output column, e.g. output_c0.", show_default=False
     ),
-    out: str = typer.Option("report.html", "--out", "-o", metavar="FILE", help="HTML file to write."),
+    out: str = typer.Option(
+        "report.html", "--out", "-o", metavar="FILE", help="HTML file to write."
+    ),
+    format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Write a self-contained HTML monitoring report: traffic, predictions, drift, quality."""
-    from ..monitor import Baseline
+    """Write a self-contained HTML monitoring report: traffic, predictions, drift, quality;
+    --format json prints {report, drift_found, headline}, csv one headline line per row."""
+    from ..monitor.cli import FORMATS, pipe_safe
     from . import build_report
 
-    Baseline.load(baseline)  # a missing or malformed baseline fails before any reading
-    tree = open_tree(capture_uri, labels, start, end, None, variant, storage_option)
-    load(tree, "reading", quiet)
-    rep = build_report(
-        tree,
-        baseline,
-        endpoint=endpoint or None,
-        prediction=prediction,
-        baseline_label=baseline,
-    )
-    path = rep.write(out)
-    for line in rep.headline_text():
-        console().print("  " + line, highlight=False)
-    console().print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)", highlight=False)
+    if format not in FORMATS:
+        _fail(CaptureqError(f"--format must be table, csv or json, got {format!r}"))
+    try:
+        tree = _open(capture_uri, labels, start, end, None, variant, storage_option)
+        load(tree, "reading", quiet)
+        rep = build_report(
+            tree,
+            baseline,
+            endpoint=endpoint or None,
+            prediction=prediction,
+            baseline_label=baseline,
+        )
+        path = rep.write(out)
+    except CaptureqError as exc:
+        _fail(exc)
+    with pipe_safe():
+        lines = rep.headline_text()
+        if format == "json":
+            doc = {"report": str(path), "drift_found": rep.drift_found, "headline": lines}
+            sys.stdout.write(json.dumps(doc) + "\n")
+        elif format == "csv":
+            import csv
+
+            w = csv.writer(sys.stdout, lineterminator="\n")
+            w.writerow(["headline"])
+            w.writerows([line] for line in lines)
+        else:
+            for line in lines:
+                console.print("  " + line, highlight=False)
+            console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
