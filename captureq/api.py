@@ -289,11 +289,14 @@ class CaptureTree:
             return Result(_to_arrow(con.sql(query, params=params)))  # a relation: no DB-API copy
         return Result(_to_arrow(con.sql(query)))
 
-    def export(self, out: str, **kwargs):
-        """Write every table to hive-partitioned Parquet under ``out`` (incremental)."""
+    def export(self, out: str, *, out_storage_options: dict | None = None, **kwargs):
+        """Write every table to hive-partitioned Parquet under ``out`` (incremental: new and
+        changed source files only). ``out_storage_options`` are the destination's fsspec
+        options (default: this tree's when both URIs use the same protocol); see
+        :func:`captureq.export.export`."""
         from .export import export
 
-        return export(self, out, **kwargs)
+        return export(self, out, out_storage_options=out_storage_options, **kwargs)
 
     # -- monitoring (captureq.monitor) ------------------------------------------------------
     def baseline(self, out: str | None = None, **kwargs):

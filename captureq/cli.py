@@ -32,6 +32,7 @@ from .cli_options import (
     Format,
     FormatOpt,
     LabelsOpt,
+    OutStorageOpt,
     QuietOpt,
     StartOpt,
     StorageOpt,
@@ -249,6 +250,7 @@ ENGINE_HELP = (
 @app.command(
     epilog=example(
         "captureq export demo-data/capture demo-data/parquet --labels demo-data/groundtruth",
+        "captureq export demo-data/capture demo-data/parquet --dry-run",
         "captureq export s3://bucket/capture s3://bucket/parquet --engine spark",
     )
 )
@@ -261,15 +263,34 @@ def export(
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
+    out_storage_option: Optional[list[str]] = OutStorageOpt,
     engine: Engine = typer.Option(Engine.local, "--engine", help=ENGINE_HELP),
     master: Optional[str] = typer.Option(
         None, "--master", metavar="URL", help="Spark master URL (default: spark-submit's, else local[*]).",
         show_default=False,
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List the new and changed source files; export nothing."
+    ),
     quiet: bool = QuietOpt,
 ) -> None:
-    """Export to hive-partitioned Parquet under OUT; later runs add only new files."""
+    """Export to hive-partitioned Parquet under OUT; later runs add only new and changed files."""
     tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
+    out_options = storage_options(out_storage_option, "--out-storage-option")
+    if dry_run:
+        from .export import plan
+
+        p = plan(tree, out, out_storage_options=out_options)
+        for rel in p.changed + p.label_changed:
+            console().print(f"changed  {rel}", soft_wrap=True, highlight=False)
+        for rel in p.new + p.label_new:
+            console().print(f"new      {rel}", soft_wrap=True, highlight=False)
+        console().print(
+            f"would export {len(p.new)} new and {len(p.changed)} changed files "
+            f"({len(p.label_new)} new, {len(p.label_changed)} changed label files); "
+            f"{p.done} already done"
+        )
+        return
     total = len(tree.scan().files)
     with file_progress("exporting", total, quiet) as advance:
         if engine is Engine.spark:
@@ -279,15 +300,21 @@ def export(
                 cqs.session(master), uri, out, labels, start=start, end=end,
                 endpoint=endpoint or None, variant=variant or None,
                 storage_options=storage_options(storage_option),
+                out_storage_options=out_options,
                 progress=advance,
             )
         else:
-            summary = tree.export(out, progress=advance)
+            summary = tree.export(out, out_storage_options=out_options, progress=advance)
     rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
     console().print(
-        f"exported {summary.files_exported} new files ({summary.files_skipped} already done, "
-        f"{summary.label_files_exported} label files) in {summary.seconds:.2f}s: {rows}"
+        f"exported {summary.files_exported - summary.files_changed} new files "
+        f"({summary.files_skipped} already done, {summary.label_files_exported} label files) "
+        f"in {summary.seconds:.2f}s: {rows}"
     )
+    if summary.files_changed:
+        console().print(
+            f"{summary.files_changed} changed files re-exported (their earlier rows replaced)"
+        )
     console().print(f"manifest: {out.rstrip('/')}/_captureq/manifest.json", highlight=False)
 
 
@@ -300,16 +327,22 @@ def _cache_dir(uri: str, labels: str | None) -> Path:
 
 
 def _prepare_sql(
-    uri: str, labels: str | None, cache: str | None, options: list[str] | None = None
+    uri: str,
+    labels: str | None,
+    cache: str | None,
+    options: list[str] | None = None,
+    out_options: list[str] | None = None,
 ) -> str:
     """SQL defining the views for the duckdb shell, over a (refreshed) Parquet export."""
-    from .export import META, shell_sql
+    from .export import META, destination_options, shell_sql
 
     if Path(uri, META, "manifest.json").exists():
         return shell_sql(uri)  # already an export
-    out = Path(cache) if cache else _cache_dir(uri, labels)
-    open_tree(uri, labels, options=options).export(str(out))
-    return shell_sql(str(out))
+    out = cache or str(_cache_dir(uri, labels))
+    tree = open_tree(uri, labels, options=options)
+    out_so = destination_options(tree, out, storage_options(out_options, "--out-storage-option"))
+    tree.export(out, out_storage_options=out_so)
+    return shell_sql(out, storage_options=out_so)
 
 
 @app.command(
@@ -324,9 +357,10 @@ def sql_cmd(
     labels: Optional[str] = LabelsOpt,
     cache: Optional[str] = CacheOpt,
     storage_option: Optional[list[str]] = StorageOpt,
+    out_storage_option: Optional[list[str]] = OutStorageOpt,
 ) -> None:
     """Print SQL that defines the views, for `duckdb -init FILE` or piping into duckdb."""
-    sys.stdout.write(_prepare_sql(uri, labels, cache, storage_option))
+    sys.stdout.write(_prepare_sql(uri, labels, cache, storage_option, out_storage_option))
 
 
 def duckdb_cli() -> str | None:
@@ -343,12 +377,13 @@ def shell(
     labels: Optional[str] = LabelsOpt,
     cache: Optional[str] = CacheOpt,
     storage_option: Optional[list[str]] = StorageOpt,
+    out_storage_option: Optional[list[str]] = OutStorageOpt,
 ) -> None:
     """Open the duckdb shell with every view defined."""
     exe = duckdb_cli()
     if exe is None:
         fail("the duckdb CLI is not installed; `pip install duckdb-cli` (make install does it)")
-    script = _prepare_sql(uri, labels, cache, storage_option)
+    script = _prepare_sql(uri, labels, cache, storage_option, out_storage_option)
     init = _cache_dir(uri, labels).with_suffix(".sql")
     init.parent.mkdir(parents=True, exist_ok=True)
     init.write_text(script)

@@ -70,6 +70,14 @@ StorageOpt = typer.Option(
     "e.g. --storage-option client_kwargs.endpoint_url=http://localhost:9000",
     show_default=False,
 )
+OutStorageOpt = typer.Option(
+    None,
+    "--out-storage-option",
+    metavar="KEY=VALUE",
+    help="fsspec storage option of the destination (repeatable, dotted keys nest); by default "
+    "the --storage-option values when source and destination use the same protocol",
+    show_default=False,
+)
 FormatOpt = typer.Option(
     Format.table, "--format", "-f", metavar="table|csv|json",
     help="table (for people), or csv (with a header) / json: one table for programs on stdout.",
@@ -78,11 +86,12 @@ QuietOpt = typer.Option(
     False, "--quiet", "-q", help="No progress display on stderr (it is off when stderr is piped)."
 )
 CacheOpt = typer.Option(
-    None, "--cache", metavar="DIR", help="Where to keep the Parquet the views read.", show_default=False
+    None, "--cache", metavar="DIR", show_default=False,
+    help="Where to keep the Parquet the views read (a folder, or any fsspec URL).",
 )
 
 
-def storage_options(items: list[str] | None) -> dict | None:
+def storage_options(items: list[str] | None, flag: str = "--storage-option") -> dict | None:
     """``["anon=true", "client_kwargs.endpoint_url=http://h:9000"]`` as a storage_options dict.
 
     >>> storage_options(["anon=true", "max_concurrency=4", "client_kwargs.endpoint_url=http://h"])
@@ -94,7 +103,7 @@ def storage_options(items: list[str] | None) -> dict | None:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--storage-option takes KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{flag} takes KEY=VALUE, got {item!r}")
         value: object = text
         if text.lower() in ("true", "false"):
             value = text.lower() == "true"
@@ -107,7 +116,7 @@ def storage_options(items: list[str] | None) -> dict | None:
         for name in parents:
             node = node.setdefault(name, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--storage-option {item!r}: {name!r} is already set to a value")
+                raise ConfigError(f"{flag} {item!r}: {name!r} is already set to a value")
         node[leaf] = value
     return out
 

@@ -1,4 +1,4 @@
-"""Incremental, atomic export of every table to hive-partitioned Parquet.
+"""Incremental, atomic export of every table to hive-partitioned Parquet, on any fsspec storage.
 
 Layout under ``out``::
 
@@ -6,24 +6,49 @@ Layout under ``out``::
     inputs/…  outputs/…                      (same partitions, by inference hour)
     labels/date=YYYY-MM-DD/hour=HH/part-…    (by label hour)
     quarantine/part-…
-    _captureq/commits/<run>-<n>.json         one per committed batch: its source files and parts
+    _captureq/commits/<run>-<n>.json         the commit log: one record per committed batch
     _captureq/manifest.json                  a summary written at the end of each run
+    _captureq/lease/<generation>.json        the writer lease (object stores only)
+    _captureq/lock                           the flock file (local disks only)
+    _captureq/tmp/<run>/…                    parts and staged commit records of a running export
 
-Files keep all their columns (endpoint and variant too), so each is readable alone; the
-``key=value`` folders let Spark, Trino and Athena prune partitions.
+``_captureq/`` is the export's metadata; readers of ``captures/**`` never see it. New kinds of
+metadata go into their own file or folder under it (readers ignore names they do not know).
+A commit record holds ``version``, ``run``, ``seq``, ``kind`` (``captures``/``labels``),
+``sources`` (each file read whole: ``rel``, ``size``, ``version`` = ``etag:…``/``mtime:…``,
+``url``), ``parts`` (``table``, ``path``, ``rows``, ``columns``; optionally ``sources``, the
+files a rewritten part still holds) and ``removes`` (part paths this commit supersedes).
+Folding the log in name order (run ids sort in time order) gives the live parts and, per source
+file, the version last exported. The manifest lists the live parts (``parts``), their row
+counts and columns. Files keep all their columns (endpoint and variant too), so each is readable
+alone; the ``key=value`` folders let Spark, Trino and Athena prune partitions.
 
 Exactly once: a batch's parts are written under ``_captureq/tmp/`` (invisible to readers of
-``captures/**``), then its commit record is staged, the parts are renamed into place, and the
-commit record is moved into ``commits/``. A run that dies part-way is rolled forward by the next
-run from the staged commit record, so every source file is exported once, never twice. A second
-run skips source files already committed (keyed by their path relative to the tree root, so a
-copy of the tree on S3 and on disk share one manifest). One export at a time: a lock file
-(``fcntl.flock``) makes a concurrent export of the same output fail with a clear error.
+``captures/**``), then its commit record is staged, the parts are renamed into place, the parts
+it supersedes are deleted, and the record is moved into ``commits/``. A run that dies part-way
+is rolled forward by the next run from the staged record (each step is skipped when already
+done), so every source file is exported once, never twice. A second run skips source files
+already committed (keyed by their path relative to the tree root, so a copy of the tree on S3
+and on disk share one export) unless they changed: another size, or another ETag (object stores)
+or mtime (disks). A changed file is read again whole, and the live parts holding its earlier
+rows are rewritten without them in the same commit (:func:`_supersede`): the commit log switches
+from old to new at once; a reader globbing ``**/*.parquet`` may see both for the moment between
+the renames and the deletes of that one commit (or until the next run, if the export dies
+right there) — ``manifest.json``'s ``parts`` is the list to read for an exact view.
+
+One writer at a time: ``fcntl.flock`` on local disks; on object stores a lease object created
+with a conditional put (``If-None-Match: *``, fsspec's ``pipe_file(mode="create")``). Leases are
+numbered; a writer creates lease ``n+1`` only if lease ``n`` was released or expired, so two
+writers racing for it cannot both win. A lease lasts ``CAPTUREQ_LEASE_SECONDS`` (600) and is
+renewed at each commit; before each commit the writer checks that its lease is still the newest,
+so a writer that stalled past its expiry and was taken over stops instead of committing. Expiry
+is judged by the writers' clocks: keep them within a fraction of the lease time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import posixpath
@@ -31,6 +56,7 @@ import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -39,16 +65,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
+from fsspec.utils import get_protocol
 
 from . import schema
-from .errors import ExportError
+from .errors import ConfigError, ExportError
 from .pipeline import Counts, run_captures, run_labels
+from .scan import CaptureFile
 
 if TYPE_CHECKING:
     from .api import CaptureTree
 
 META = "_captureq"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: commits may remove parts (changed source files), sources carry versions
+LEASES = "lease"  # _captureq/lease/<generation>.json: the writer lease on object stores
+DEFAULT_LEASE_SECONDS = 600.0
 
 
 @dataclass
@@ -60,6 +90,7 @@ class ExportSummary:
     files_exported: int = 0
     files_skipped: int = 0
     label_files_exported: int = 0
+    files_changed: int = 0  # of files_exported: exported before, changed since, rows replaced
     rows: dict[str, int] = field(default_factory=dict)
     parts_written: int = 0
     counts: Counts = field(default_factory=Counts)
@@ -113,22 +144,30 @@ def _split(table: pa.Table, time_col: str, by_endpoint: bool) -> list[tuple[str,
 
 
 class _Output:
-    """The export folder: where parts, commits and the lock live."""
+    """The export folder: where parts, commits and the writer lock live.
+
+    Nothing here assumes folders exist: object stores have none until an object is written
+    below them, so every listing of a folder that may be empty tolerates FileNotFoundError.
+    """
 
     def __init__(self, out: str, storage_options: dict | None):
         self.fs, path = url_to_fs(out, **(storage_options or {}))
         self.root = path.rstrip("/")
-        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.local = _is_local(self.fs)
         self.meta = f"{self.root}/{META}"
-        self.fs.makedirs(f"{self.meta}/commits", exist_ok=True)
-        self.fs.makedirs(f"{self.meta}/tmp", exist_ok=True)
         self._lock_file = None
+        self._lease: str | None = None  # the lease object this writer holds (object stores)
+        self._lease_body: dict = {}
 
+    # -- one writer at a time ---------------------------------------------------------------
     def lock(self) -> None:
+        """Become the only writer: ``flock`` on local disks, a lease object elsewhere."""
         if not self.local:
-            return  # object stores have no lock primitive; run one export per output
+            self._acquire_lease()
+            return
         import fcntl
 
+        self.fs.makedirs(self.meta, exist_ok=True)
         self._lock_file = open(f"{self.meta}/lock", "a+")  # noqa: SIM115 - held for the run
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -144,11 +183,76 @@ class _Output:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+        if self._lease is not None:
+            with contextlib.suppress(OSError):
+                self._write_lease({**self._lease_body, "released": time.time()})
+            self._lease = None
 
+    def _leases(self) -> list[str]:
+        folder = f"{self.meta}/{LEASES}"
+        self.fs.invalidate_cache(folder)
+        try:
+            names = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(p for p in names if re.fullmatch(r"\d{12}\.json", posixpath.basename(p)))
+
+    def _acquire_lease(self) -> None:
+        """Create lease ``n+1`` with a conditional put (``If-None-Match: *``), if lease ``n``
+        (the newest) was released or has expired; see the module docstring."""
+        leases = self._leases()
+        if leases:
+            newest = self.read_json(leases[-1])
+            if not newest.get("released") and newest.get("expires", 0) > time.time():
+                raise ExportError(self._busy(newest))
+            gen = int(posixpath.basename(leases[-1])[:12]) + 1
+        else:
+            gen = 1
+        path = f"{self.meta}/{LEASES}/{gen:012d}.json"
+        self._lease_body = {"owner": uuid.uuid4().hex, "host": _host(), "pid": os.getpid(),
+                            "acquired": time.time(), "expires": time.time() + lease_seconds()}
+        try:
+            self.fs.pipe_file(path, json.dumps(self._lease_body).encode(), mode="create")
+        except FileExistsError:
+            raise ExportError(self._busy(self.read_json(path))) from None
+        self._lease = path
+        for old in leases[:-1]:  # keep the previous one: it shows who wrote last
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(old)
+
+    def _busy(self, lease: dict) -> str:
+        left = max(0, lease.get("expires", 0) - time.time())
+        return (f"another captureq export is writing to {self.root} (its lease, held by "
+                f"{lease.get('host')} pid {lease.get('pid')}, expires in {left:.0f}s); wait for it to "
+                "finish — a crashed export's lease is taken over once it expires "
+                "(two exports into one output at once would duplicate rows)")
+
+    def _write_lease(self, body: dict) -> None:
+        self.fs.pipe_file(self._lease, json.dumps(body).encode())
+
+    def check_lease(self) -> None:
+        """Before a commit: this writer's lease is still the newest one (nobody took over after
+        it expired), and it is renewed when half its time is gone. No-op with ``flock``."""
+        if self._lease is None:
+            return
+        leases = self._leases()
+        if not leases or leases[-1] != self._lease:
+            raise ExportError(f"this export's lease on {self.root} expired and another export took "
+                              "over; stopping without committing more (run the export again)")
+        if self._lease_body["expires"] - time.time() < lease_seconds() / 2:
+            self._lease_body["expires"] = time.time() + lease_seconds()
+            self._write_lease(self._lease_body)
+
+    # -- files --------------------------------------------------------------------------------
     def write_json(self, path: str, obj) -> None:
+        """Write ``path`` whole or not at all: a PUT on object stores, write + rename on disk."""
+        data = json.dumps(obj, indent=1, default=str).encode()
+        if not self.local:
+            self.fs.pipe_file(path, data)
+            return
+        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with self.fs.open(tmp, "w") as f:
-            json.dump(obj, f, indent=1, default=str)
+        self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, path)
 
     def read_json(self, path: str):
@@ -156,35 +260,87 @@ class _Output:
             return json.load(f)
 
     def commits(self) -> list[dict]:
-        paths = sorted(p for p in self.fs.ls(f"{self.meta}/commits", detail=False) if p.endswith(".json"))
-        return [self.read_json(p) for p in paths]
+        """Every published commit record, in commit order (their names sort in run order)."""
+        folder = f"{self.meta}/commits"
+        self.fs.invalidate_cache(folder)
+        try:
+            names = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return []
+        paths = sorted(p for p in names if p.endswith(".json"))
+        if not paths:
+            return []
+        blobs = self.fs.cat(paths)  # concurrent GETs on object stores
+        blobs = blobs if isinstance(blobs, dict) else {paths[0]: blobs}
+        return [json.loads(blobs[p]) for p in paths]
 
     def rename(self, src: str, dst: str) -> None:
-        self.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
-        self.fs.mv(src, dst)
+        """Move ``src`` to ``dst``: an atomic rename on disk; on object stores (no rename, no
+        folders) a server-side copy then a delete — the reader sees ``dst`` whole or not at all.
+        FileNotFoundError when ``src`` is gone (an earlier, interrupted roll-forward moved it)."""
+        if self.local:
+            self.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
+            self.fs.mv(src, dst)
+        else:
+            self.fs.cp_file(src, dst)
+            self.fs.rm_file(src)
+
+    def remove(self, path: str) -> None:
+        """Delete a superseded part (already gone: fine, a rolled-forward commit did it)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
 
     def recover(self) -> int:
         """Roll forward commits staged by a run that died; drop its unstaged temp files."""
         recovered = 0
         tmp_root = f"{self.meta}/tmp"
-        for run_dir in self.fs.ls(tmp_root, detail=False):
-            staged = sorted(p for p in self.fs.ls(run_dir, detail=False) if p.endswith(".commit.json"))
-            for path in staged:
+        self.fs.invalidate_cache(tmp_root)
+        try:
+            run_dirs = self.fs.ls(tmp_root, detail=False)
+        except FileNotFoundError:
+            return 0
+        for run_dir in run_dirs:
+            try:
+                names = self.fs.ls(run_dir, detail=False)
+            except FileNotFoundError:
+                continue
+            for path in sorted(p for p in names if p.endswith(".commit.json")):
                 commit = self.read_json(path)
-                for part in commit["parts"]:
-                    src = f"{run_dir}/{part['tmp']}"
-                    dst = f"{self.root}/{part['path']}"
-                    if self.fs.exists(src):
-                        self.rename(src, dst)
-                final = f"{self.meta}/commits/{posixpath.basename(path)[: -len('.commit.json')]}.json"
-                self.fs.mv(path, final)
+                name = posixpath.basename(path)[: -len(".commit.json")]
+                _roll_forward(self, run_dir, name, commit, staged=path)
                 recovered += 1
-            self.fs.rm(run_dir, recursive=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(run_dir, recursive=True)
         return recovered
+
+
+def lease_seconds() -> float:
+    """How long a writer's lease on an object store lasts without renewal (renewed at each
+    commit; ``CAPTUREQ_LEASE_SECONDS``, default 600)."""
+    return float(os.environ.get("CAPTUREQ_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _roll_forward(out: _Output, run_dir: str, name: str, record: dict, staged: str) -> None:
+    """Make a staged commit true: parts into place, superseded parts deleted, record published.
+    Every step may already be done (a crash mid-way): each is skipped then, so this can run any
+    number of times and ends in the same state."""
+    for part in record["parts"]:
+        with contextlib.suppress(FileNotFoundError):  # already in place
+            out.rename(f"{run_dir}/{part['tmp']}", f"{out.root}/{part['path']}")
+    for path in record.get("removes", []):
+        out.remove(f"{out.root}/{path}")
+    out.rename(staged, f"{out.meta}/commits/{name}.json")
 
 
 def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tuple[str, pa.Table]]]) -> list[dict]:
     run_dir = f"{out.meta}/tmp/{run_id}"
+    out.fs.makedirs(run_dir, exist_ok=True)
     parts = []
     n = 0
     for table_name, groups in tables.items():
@@ -200,66 +356,299 @@ def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tup
     return parts
 
 
-def _commit(out: _Output, run_id: str, seq: int, parts: list[dict], sources: list[dict], kind: str) -> None:
+def _commit(out: _Output, run_id: str, seq: int, parts: list[dict], sources: list[dict], kind: str,
+            removes: list[str] = ()) -> dict:
+    """Stage the commit record, then roll it forward; returns the record."""
+    out.check_lease()
     run_dir = f"{out.meta}/tmp/{run_id}"
     record = {"version": FORMAT_VERSION, "run": run_id, "seq": seq, "kind": kind, "time": time.time(),
-              "sources": sources, "parts": parts}
+              "sources": sources, "parts": parts, "removes": list(removes)}
     name = f"{run_id}-{seq:05d}"
     staged = f"{run_dir}/{name}.commit.json"
     out.write_json(staged, record)
-    for part in parts:
-        out.rename(f"{run_dir}/{part['tmp']}", f"{out.root}/{part['path']}")
-    out.fs.mv(staged, f"{out.meta}/commits/{name}.json")
+    _roll_forward(out, run_dir, name, record, staged)
+    return record
 
 
-def start_run(target: _Output, out: str) -> tuple[ExportSummary, set[tuple[str, str]]]:
-    """Begin a run on a locked output: a new run id, commits a dead run staged rolled forward,
-    and the ``(kind, rel)`` of every source file already committed (local or Spark)."""
-    run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-    summary = ExportSummary(out=out, run_id=run_id, rows=dict.fromkeys(schema.TABLES, 0))
+# -- what is exported: the commit log folded into live parts and source fingerprints -----------
+def live_parts(commits: list[dict]) -> dict[str, dict]:
+    """Part path → its part entry, for the parts no later commit removed (what readers see)."""
+    return _State(commits).parts
+
+
+def _changed(old: dict, f: CaptureFile) -> bool:
+    """Whether ``f`` differs from the version ``old`` (a commit's source entry) was exported
+    from: another size, or another ETag / mtime of the same kind. A copy of the tree on other
+    storage (ETag vs mtime) is compared by size alone, so it shares one export."""
+    if old.get("size") is not None and f.size is not None and old["size"] != f.size:
+        return True
+    before, now = old.get("version"), f.version
+    if before and now and before.split(":", 1)[0] == now.split(":", 1)[0]:
+        return before != now
+    return False
+
+
+class _State:
+    """The commit log folded: live parts (with the source files each may hold) and, per
+    ``(kind, rel)``, the source entry it was last exported from. Safe to update from threads."""
+
+    def __init__(self, commits: list[dict]):
+        import threading
+
+        self.parts: dict[str, dict] = {}
+        self.part_sources: dict[str, set[tuple[str, str]]] = {}
+        self.sources: dict[tuple[str, str], dict] = {}
+        self.lock = threading.Lock()
+        for c in commits:
+            self.apply(c)
+
+    def apply(self, commit: dict) -> None:
+        kind = commit.get("kind", "captures")
+        for path in commit.get("removes", []):
+            self.parts.pop(path, None)
+            self.part_sources.pop(path, None)
+        default = {(kind, s["rel"]) for s in commit["sources"]}
+        for p in commit["parts"]:
+            self.parts[p["path"]] = p
+            self.part_sources[p["path"]] = {(kind, r) for r in p["sources"]} if "sources" in p else default
+        for s in commit["sources"]:
+            self.sources[(kind, s["rel"])] = s
+
+    def status(self, kind: str, f: CaptureFile) -> str:
+        """``new``, ``changed`` or ``done``."""
+        old = self.sources.get((kind, f.rel))
+        if old is None:
+            return "new"
+        return "changed" if _changed(old, f) else "done"
+
+    def holding(self, keys: set[tuple[str, str]]) -> list[str]:
+        return [p for p, srcs in self.part_sources.items() if srcs & keys]
+
+
+def _file_key(rel: str) -> str:
+    """The ``capture_id`` prefix of a file's rows (see ``parse._row_ids``)."""
+    return hashlib.sha1(rel.encode()).hexdigest()[:16]
+
+
+def _rows_of(table: pa.Table, rels: list[str], urls: list[str]) -> pa.Array:
+    """Mask of the rows of ``table`` that came from the files ``rels`` (vectorized): by the
+    ``capture_id`` / ``label_id`` prefix, else by ``source_file``."""
+    mask = pa.array(np.zeros(table.num_rows, dtype=bool))
+    keys = pa.array([_file_key(r) for r in rels], pa.string())
+    for col in ("capture_id", "label_id"):
+        if col in table.column_names:
+            prefix = pc.utf8_slice_codeunits(table.column(col), 0, 16)
+            mask = pc.or_(mask, pc.fill_null(pc.is_in(prefix, value_set=keys), False))
+    if "source_file" in table.column_names and urls:
+        hit = pc.is_in(table.column("source_file"), value_set=pa.array(urls, pa.string()))
+        mask = pc.or_(mask, pc.fill_null(hit, False))
+    return mask
+
+
+def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
+               files: list[CaptureFile]) -> tuple[list[dict], list[str]]:
+    """For source files exported before and now exported again: the live parts holding their
+    earlier rows are rewritten without them (into this run's temp folder) and listed as
+    removed, so the commit that adds the new rows also swaps out the old ones."""
+    keys = {(kind, f.rel) for f in files if state.status(kind, f) != "new"}
+    if not keys:
+        return [], []
+    rels = [rel for _, rel in keys]
+    urls = sorted({state.sources[k].get("url") for k in keys} - {None} | {f.url for f in files})
+    replacements, removes = [], []
+    for i, path in enumerate(sorted(state.holding(keys))):
+        entry = state.parts[path]
+        table = pq.read_table(f"{out.root}/{path}", filesystem=out.fs)
+        drop = _rows_of(table, rels, urls)
+        dropped = pc.sum(drop).as_py() or 0
+        remaining = state.part_sources[path] - keys
+        if not dropped:
+            continue  # the part never held rows of these files (its source list is per commit)
+        removes.append(path)
+        if dropped == table.num_rows:
+            continue
+        kept = table.filter(pc.invert(drop))
+        folder, base = posixpath.split(path)
+        name = f"part-{run_id}-{seq:05d}-r{i:03d}.parquet"
+        tmp = f"{entry['table']}-{name}"
+        with out.fs.open(f"{out.meta}/tmp/{run_id}/{tmp}", "wb") as f:
+            pq.write_table(kept, f, compression="zstd")
+        replacements.append({"table": entry["table"], "path": f"{folder}/{name}", "tmp": tmp,
+                             "rows": kept.num_rows, "columns": {c.name: str(c.type) for c in kept.schema},
+                             "sources": sorted(rel for _, rel in remaining), "replaces": path})
+    return replacements, removes
+
+
+def commit_files(target: _Output, state: _State, run_id: str, seq: int, parts: list[dict],
+                 files: list[CaptureFile], kind: str) -> dict:
+    """Commit the parts written for ``files`` (the ones read whole); for files exported before,
+    the earlier rows are replaced in the same commit. Returns the commit record."""
+    sources = [_source_entry(f) for f in files]
+    if any(state.status(kind, f) != "new" for f in files):
+        with state.lock:  # rewrites of one part must not interleave
+            extra, removes = _supersede(target, state, run_id, seq, kind, files)
+            record = _commit(target, run_id, seq, parts + extra, sources, kind, removes)
+            state.apply(record)
+        return record
+    record = _commit(target, run_id, seq, parts, sources, kind)
+    with state.lock:
+        state.apply(record)
+    return record
+
+
+def _source_entry(f: CaptureFile) -> dict:
+    return {"rel": f.rel, "size": f.size, "version": f.version, "url": _redact(f.url),
+            "hour": f.hour.isoformat() if f.hour else None}
+
+
+def start_run(target: _Output, out: str) -> tuple[ExportSummary, _State]:
+    """Begin a run on a locked output: a new run id (sorting after every earlier commit),
+    commits a dead run staged rolled forward, and the folded commit log."""
+    summary = ExportSummary(out=out, run_id="", rows=dict.fromkeys(schema.TABLES, 0))
     summary.recovered_commits = target.recover()
-    done = {(c.get("kind", "captures"), s["rel"]) for c in target.commits() for s in c["sources"]}
-    return summary, done
+    commits = target.commits()
+    summary.run_id = _new_run_id(commits)
+    return summary, _State(commits)
+
+
+def _new_run_id(commits: list[dict]) -> str:
+    now = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
+    if commits:  # a clock that went back (or another machine's) must not reorder the commit log
+        with contextlib.suppress(ValueError):
+            last = datetime.strptime(str(commits[-1]["run"])[:15], "%Y%m%dT%H%M%S")
+            now = max(now, last + timedelta(seconds=1))
+    return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def _unpartitioned(table: pa.Table) -> list[tuple[str, pa.Table]]:
     return [("", table)] if table.num_rows else []
 
 
-def _commit_batch(target: _Output, summary: ExportSummary, seq: int,
+def _commit_batch(target: _Output, state: _State, summary: ExportSummary, seq: int,
                   groups: dict[str, list[tuple[str, pa.Table]]], result, kind: str) -> None:
     """Write one batch's parts and commit them with the source files they came from."""
     parts = _write_parts(target, summary.run_id, seq, groups)
-    _commit(target, summary.run_id, seq, parts, _source_entries(result.files, result.failed_files), kind)
-    for p in parts:
-        summary.rows[p["table"]] += p["rows"]
-    summary.parts_written += len(parts)
+    files = _read_whole(result.files, result.failed_files)
+    summary.files_changed += sum(state.status(kind, f) == "changed" for f in files)
+    record = commit_files(target, state, summary.run_id, seq, parts, files, kind)
+    for p in record["parts"]:
+        if "replaces" not in p:
+            summary.rows[p["table"]] += p["rows"]
+    summary.parts_written += len(record["parts"])
 
 
-def _source_entries(files, failed) -> list[dict]:
+def _read_whole(files, failed) -> list[CaptureFile]:
     bad = {f.rel for f in failed}
-    return [{"rel": f.rel, "size": f.size, "hour": f.hour.isoformat() if f.hour else None}
-            for f in files if f.rel not in bad]
+    return [f for f in files if f.rel not in bad]
 
 
-def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
-           progress=None) -> ExportSummary:
-    """Export ``tree`` (its window) to Parquet under ``out``; only new source files are read.
+@dataclass
+class ExportPlan:
+    """What an export of a tree into ``out`` would do (``captureq export --dry-run``)."""
 
+    new: list[str]
+    changed: list[str]
+    done: int
+    label_new: list[str] = field(default_factory=list)
+    label_changed: list[str] = field(default_factory=list)
+
+
+def plan(tree: CaptureTree, out: str, *, out_storage_options: dict | None = None) -> ExportPlan:
+    """The source files an export would read: new ones, and ones changed since they were
+    exported (another size, ETag or mtime). Reads the commit log only; writes nothing.
+
+    >>> import captureq, captureq.export as ex                 # doctest: +SKIP
+    >>> ex.plan(captureq.open("capture"), "parquet").changed   # doctest: +SKIP
+    ['ep/AllTraffic/2026/01/01/00/a.jsonl']
+    """
+    so = destination_options(tree, out, out_storage_options)
+    state = _State(_Output(out, so).commits())
+    result = ExportPlan([], [], 0)
+    for kind, scan in (("captures", tree.scan()), ("labels", tree.scan_labels())):
+        for f in scan.files if scan is not None else []:
+            status = state.status(kind, f)
+            if status == "done":
+                result.done += 1
+            elif kind == "captures":
+                (result.new if status == "new" else result.changed).append(f.rel)
+            else:
+                (result.label_new if status == "new" else result.label_changed).append(f.rel)
+    return result
+
+
+def destination_options(tree: CaptureTree, out: str, out_storage_options: dict | None) -> dict | None:
+    """The destination's storage options: its own, else the source's when both URIs use the
+    same protocol (an S3 → S3 export needs the credentials once), else none."""
+    if out_storage_options is not None:
+        return out_storage_options
+    if get_protocol(out) == get_protocol(tree.uri):
+        return tree.storage_options
+    return None
+
+
+def refuse_inside_source(tree: CaptureTree, target: _Output) -> None:
+    """captureq never writes into a tree it reads: a destination inside (or equal to) the
+    capture or labels tree, on the same filesystem, is a ConfigError."""
+    out = _normalized(target.fs, target.root)
+    for uri, so in ((tree.uri, tree.storage_options),
+                    (tree.labels_uri, tree.label_storage_options or tree.storage_options)):
+        if not uri or get_protocol(uri) not in _protocols(target.fs):
+            continue  # another filesystem
+        try:
+            fs, path = url_to_fs(uri, **(so or {}))
+        except (ValueError, ImportError):
+            continue
+        if type(fs) is not type(target.fs):
+            continue
+        src = _normalized(fs, re.split(r"[*?\[]", path, maxsplit=1)[0] if re.search(r"[*?\[]", path) else path)
+        if out == src or out.startswith(src.rstrip("/") + "/"):
+            raise ConfigError(
+                f"the export destination {_redact(target.fs.unstrip_protocol(target.root))} is inside the "
+                f"source tree {_redact(uri)}; captureq never writes into a tree it reads — choose a "
+                "folder outside it")
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    return fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+
+
+def _is_local(fs) -> bool:
+    return "file" in _protocols(fs)
+
+
+def _normalized(fs, path: str) -> str:
+    if _is_local(fs):
+        return os.path.realpath(path)
+    return posixpath.normpath("/" + path)
+
+
+def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = None,
+           storage_options: dict | None = None, progress=None) -> ExportSummary:
+    """Export ``tree`` (its window) to Parquet under ``out``; only new and changed source files
+    are read.
+
+    ``out_storage_options`` are the destination's fsspec options; by default the source's when
+    both URIs use the same protocol (``storage_options`` is an older name for them).
     ``progress`` is called with each committed batch's file count (for progress bars).
     Files that could not be read are not marked done, so the next run tries them again.
+
+    >>> import captureq                                                       # doctest: +SKIP
+    >>> so = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}     # doctest: +SKIP
+    >>> captureq.open("s3://bucket/capture", storage_options=so).export("s3://bucket/export")
+    ... # doctest: +SKIP
     """
     started = time.monotonic()
-    target = _Output(out, storage_options)
+    so = destination_options(tree, out, out_storage_options if out_storage_options is not None else storage_options)
+    target = _Output(out, so)
+    refuse_inside_source(tree, target)
     target.lock()
     try:
-        summary, done = start_run(target, out)
-        target.fs.makedirs(f"{target.meta}/tmp/{summary.run_id}", exist_ok=True)
+        summary, state = start_run(target, out)
         seq = 0
 
         scan = tree.scan()
         fs = tree._cache["scan"][0].fs
-        todo = [f for f in scan.files if ("captures", f.rel) not in done]
+        todo = [f for f in scan.files if state.status("captures", f) != "done"]
         summary.files_skipped = len(scan.files) - len(todo)
         for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes):
             groups = {
@@ -270,7 +659,7 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
             }
             if result.labels.num_rows:  # ground truth inside merged capture records
                 groups["labels"] = _split(result.labels, "label_hour", False)
-            _commit_batch(target, summary, seq, groups, result, "captures")
+            _commit_batch(target, state, summary, seq, groups, result, "captures")
             seq += 1
             summary.files_exported += len(result.files)  # failed files are not in result.files
             summary.counts.add(result.counts)
@@ -280,13 +669,13 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
         label_scan = tree.scan_labels()
         if label_scan is not None:
             lfs = tree._cache["label_scan"][0].fs
-            todo = [f for f in label_scan.files if ("labels", f.rel) not in done]
+            todo = [f for f in label_scan.files if state.status("labels", f) != "done"]
             for result in run_labels(lfs, todo, batch_bytes=tree.batch_bytes):
                 groups = {
                     "labels": _split(result.labels, "label_hour", False),
                     "quarantine": _unpartitioned(result.quarantine),
                 }
-                _commit_batch(target, summary, seq, groups, result, "labels")
+                _commit_batch(target, state, summary, seq, groups, result, "labels")
                 seq += 1
                 summary.label_files_exported += len(result.files)
 
@@ -300,37 +689,40 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
 
 
 def _write_manifest(target: _Output, tree: CaptureTree, summary: ExportSummary) -> None:
+    target.check_lease()
     commits = target.commits()
+    state = _State(commits)  # the log as published (every commit of this run is in it)
     tables: dict[str, dict] = {}
-    for c in commits:
-        for p in c["parts"]:
-            t = tables.setdefault(p["table"], {"rows": 0, "parts": 0})
-            t["rows"] += p["rows"]
-            t["parts"] += 1
-    schemas = {name: _dataset_schema(commits, name) for name in tables}
+    parts: dict[str, list[str]] = {}
+    for path, p in state.parts.items():
+        t = tables.setdefault(p["table"], {"rows": 0, "parts": 0})
+        t["rows"] += p["rows"]
+        t["parts"] += 1
+        parts.setdefault(p["table"], []).append(path)
+    schemas = {name: _dataset_schema(list(state.parts.values()), name) for name in tables}
     manifest = {
         "format": "captureq-export",
         "version": FORMAT_VERSION,
         "source": _redact(tree.uri),
         "labels_source": _redact(tree.labels_uri) if tree.labels_uri else None,
-        "source_files": sum(len(c["sources"]) for c in commits if c.get("kind") == "captures"),
-        "label_files": sum(len(c["sources"]) for c in commits if c.get("kind") == "labels"),
+        "source_files": sum(k == "captures" for k, _ in state.sources),
+        "label_files": sum(k == "labels" for k, _ in state.sources),
         "commits": len(commits),
         "tables": tables,
         "columns": schemas,
+        "parts": {name: sorted(paths) for name, paths in parts.items()},
         "last_run": {k: _redact(v) if k == "out" else v for k, v in asdict(summary).items() if k != "counts"},
     }
     target.write_json(f"{target.meta}/manifest.json", manifest)
 
 
-def _dataset_schema(commits: list[dict], table: str) -> dict[str, str]:
+def _dataset_schema(parts: list[dict], table: str) -> dict[str, str]:
     """Column → Arrow type of the exported ``table`` (union over its parts, first type wins)."""
     cols: dict[str, str] = {}
-    for c in commits:
-        for p in c["parts"]:
-            if p["table"] == table:
-                for name, typ in p.get("columns", {}).items():
-                    cols.setdefault(name, typ)
+    for p in parts:
+        if p["table"] == table:
+            for name, typ in p.get("columns", {}).items():
+                cols.setdefault(name, typ)
     return cols
 
 
@@ -354,12 +746,16 @@ def read_manifest(out: str, storage_options: dict | None = None) -> dict:
         return json.load(f)
 
 
-def shell_sql(out: str) -> str:
-    """SQL that defines every view over the local export at ``out`` (for the ``duckdb`` shell)."""
+def shell_sql(out: str, storage_options: dict | None = None) -> str:
+    """SQL that defines every view over the export at ``out`` (for the ``duckdb`` shell).
+
+    A local export is read by its absolute path; any other URL is named as it is (DuckDB reads
+    ``s3://`` with its httpfs extension and the credentials configured in the shell)."""
     from . import views
 
-    manifest = read_manifest(out)
-    root = os.path.abspath(out)
+    manifest = read_manifest(out, storage_options)
+    fs, path = url_to_fs(out, **(storage_options or {}))
+    root = os.path.abspath(path) if _is_local(fs) else fs.unstrip_protocol(path.rstrip("/"))
     present = {name: name in manifest["tables"] for name in schema.TABLES}
     schemas = {
         "captures": schema.CAPTURES,

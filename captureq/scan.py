@@ -58,6 +58,9 @@ class CaptureFile:
     hour: datetime | None
     size: int | None = None
     mtime: float | None = None  # when the object was written (POSIX seconds), if listed
+    # what the storage says about this version of the object: "etag:…" (object stores) or
+    # "mtime:…" (local files); the export compares it to find files changed since exported
+    version: str | None = None
 
     @property
     def compressed(self) -> bool:
@@ -229,6 +232,7 @@ class Scanner:
             hour=hour,
             size=info.get("size"),
             mtime=_mtime(info),
+            version=_version(info),
         )
 
     def _candidates(self, start: datetime | None, end: datetime | None, endpoints, variants):
@@ -364,6 +368,15 @@ def _valid_hour(y: str, mo: str, d: str, h: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _version(info: dict[str, Any]) -> str | None:
+    """``etag:…`` when the storage gives an ETag, else ``mtime:…``, else None."""
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"etag:{str(etag).strip(chr(34))}"
+    mtime = _mtime(info)
+    return None if mtime is None else f"mtime:{mtime!r}"
 
 
 def _mtime(info: dict[str, Any]) -> float | None:

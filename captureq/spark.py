@@ -58,12 +58,14 @@ from .decode import DecodeOptions
 from .decode.common import concat_tables
 from .export import (
     ExportSummary,
-    _commit,
     _Output,
-    _source_entries,
+    _read_whole,
     _split,
     _write_manifest,
     _write_parts,
+    commit_files,
+    destination_options,
+    refuse_inside_source,
     start_run,
 )
 from .pipeline import Counts, process_captures, process_labels
@@ -425,21 +427,24 @@ def export_parquet(
         endpoint=endpoint,
         variant=variant,
     )
+    out_storage_options = destination_options(tree, out, out_storage_options)
     target = _Output(out, out_storage_options)
+    refuse_inside_source(tree, target)
     target.lock()
     try:
-        summary, done = start_run(target, out)
+        summary, state = start_run(target, out)
         run_id, rows = summary.run_id, summary.rows
         wave = wave_tasks or 4 * _cores(spark)
         seq = 0
 
         scan = tree.scan()
-        todo = [f for f in scan.files if ("captures", f.rel) not in done]
+        todo = [f for f in scan.files if state.status("captures", f) != "done"]
         summary.files_skipped = len(scan.files) - len(todo)
+        summary.files_changed = sum(state.status("captures", f) == "changed" for f in todo)
         kinds = [("captures", uri, storage_options, todo)]
         label_scan = tree.scan_labels()
         if label_scan is not None:
-            ltodo = [f for f in label_scan.files if ("labels", f.rel) not in done]
+            ltodo = [f for f in label_scan.files if state.status("labels", f) != "done"]
             kinds.append(("labels", labels, tree.label_storage_options or storage_options, ltodo))
         waves = []  # (kind, source, storage options, first seq, file groups)
         for kind, src, so, files in kinds:
@@ -465,18 +470,19 @@ def export_parquet(
                 results = pending.result()
                 if i + 1 < len(waves):
                     pending = jobs.submit(run_wave, waves[i + 1])
-                list(
+                records = list(
                     committers.map(
-                        lambda r, k=kind: _commit(
-                            target, r["run"], r["seq"], r["parts"], r["sources"], k
+                        lambda r, k=kind: commit_files(
+                            target, state, r["run"], r["seq"], r["parts"],
+                            [_file(d) for d in r["sources"]], k,
                         ),
                         results,
                     )
                 )
-                for r in results:
+                for r, record in zip(results, records):
                     for p in r["parts"]:
                         rows[p["table"]] += p["rows"]
-                    summary.parts_written += len(r["parts"])
+                    summary.parts_written += len(record["parts"])
                     if kind == "captures":
                         summary.files_exported += len(r["sources"])
                         summary.counts.add(Counts(**r["counts"]))
@@ -487,7 +493,11 @@ def export_parquet(
 
         summary.seconds = time.monotonic() - started
         _write_manifest(target, tree, summary)
-        for d in target.fs.ls(f"{target.meta}/tmp", detail=False):  # this run's attempt folders
+        try:
+            attempts = target.fs.ls(f"{target.meta}/tmp", detail=False)
+        except FileNotFoundError:  # object stores: no temp object left, no folder
+            attempts = []
+        for d in attempts:  # this run's attempt folders
             if d.rstrip("/").rsplit("/", 1)[-1].startswith(run_id):
                 target.fs.rm(d, recursive=True)
         return summary
@@ -533,12 +543,13 @@ def _export_wave(
             attempt_run = f"{run_id}-{seq:05d}-{uuid.uuid4().hex[:6]}"
             target.fs.makedirs(f"{target.meta}/tmp/{attempt_run}", exist_ok=True)
             parts = _write_parts(target, attempt_run, seq, tables)
+            read = _read_whole(r.files, r.failed_files)
             result = {
                 "run": attempt_run,
                 "seq": seq,
                 "parts": parts,
                 "files": len(group),
-                "sources": _source_entries(r.files, r.failed_files),
+                "sources": [_file_dict(f) for f in read],  # read whole: the driver commits them
                 "counts": asdict(r.counts),
                 "seconds": time.monotonic() - began,
             }
