@@ -58,7 +58,7 @@ def test_the_readme_has_commands_to_run():
     assert len(RUNNABLE) >= 12, RUNNABLE
     assert any(c.startswith("captureq baseline demo-data/training.csv") for c in RUNNABLE)
     not_run = [c for c in COMMANDS if c not in RUNNABLE]
-    assert len(not_run) <= 10, not_run
+    assert len(not_run) <= 15, not_run  # make, the interactive shells, S3 and Spark lines
 
 
 @pytest.fixture(scope="session")
