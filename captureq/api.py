@@ -19,7 +19,7 @@ import pyarrow as pa
 from . import schema, views
 from .decode import DecodeOptions
 from .decode.common import concat_tables
-from .pipeline import Counts, run_captures, run_labels
+from .pipeline import Counts, run_captures, run_labels, unify_types
 from .read import DEFAULT_BATCH_BYTES
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
 from .timeutil import to_utc
@@ -195,7 +195,9 @@ class CaptureTree:
         fs = self._cache["scan"][0].fs
         caps, ins, outs, pairs, qs, embedded = [], [], [], [], [], []
         counts = Counts()
-        for r in run_captures(fs, scan.files, self.options, batch_bytes=self.batch_bytes, pairs=True):
+        results = list(run_captures(fs, scan.files, self.options, batch_bytes=self.batch_bytes, pairs=True))
+        unify_types(results, pairs=True)  # one type per column per endpoint over the whole read
+        for r in results:
             caps.append(r.captures)
             ins.append(r.inputs)
             outs.append(r.outputs)

@@ -474,7 +474,7 @@ def _quarantine(
     raw: pa.Array,
 ) -> pa.Table:
     n = len(source)
-    return pa.table(
+    return schema.quarantine_rows(
         {
             "stage": pa.array([stage] * n, pa.string()),
             "source_file": source,
@@ -482,8 +482,7 @@ def _quarantine(
             "capture_id": ids if ids is not None else pa.nulls(n, pa.string()),
             "reason": reasons,
             "raw": raw,
-        },
-        schema=schema.QUARANTINE,
+        }
     )
 
 

@@ -61,6 +61,7 @@ from .export import (
     _Output,
     _read_whole,
     _split,
+    _typed_records,
     _write_manifest,
     _write_parts,
     commit_files,
@@ -70,6 +71,7 @@ from .export import (
 )
 from .pipeline import Counts, process_captures, process_labels
 from .read import DEFAULT_BATCH_FILES, fetch, plan_batches
+from .registry import Registry
 from .scan import CAPTURE, LABELS, CaptureFile, Scanner
 from .timeutil import to_utc
 
@@ -439,6 +441,8 @@ def export_parquet(
 
         scan = tree.scan()
         todo = [f for f in scan.files if state.status("captures", f) != "done"]
+        registry = Registry(target)
+        _admit_new_endpoints(registry, _fs(uri, storage_options), todo, options, task_bytes, task_files, run_id)
         summary.files_skipped = len(scan.files) - len(todo)
         summary.files_changed = sum(state.status("captures", f) == "changed" for f in todo)
         kinds = [("captures", uri, storage_options, todo)]
@@ -456,7 +460,8 @@ def export_parquet(
         def run_wave(w):
             kind, src, so, first, groups = w
             return _export_wave(
-                spark, kind, src, so, out, out_storage_options, options, run_id, first, groups
+                spark, kind, src, so, out, out_storage_options, options, run_id, first, groups,
+                list(registry.entries.values()),
             )
 
         # The executors run wave k+1 while the driver commits wave k (commits in parallel threads:
@@ -468,6 +473,8 @@ def export_parquet(
             pending = jobs.submit(run_wave, waves[0]) if waves else None
             for i, (kind, *_rest) in enumerate(waves):
                 results = pending.result()
+                for r in results:  # columns tasks added, recorded before their parts commit
+                    registry.absorb(r.get("schemas", []), run_id)
                 if i + 1 < len(waves):
                     pending = jobs.submit(run_wave, waves[i + 1])
                 records = list(
@@ -514,8 +521,22 @@ def _cores(spark: SparkSession) -> int:
     )
 
 
+def _admit_new_endpoints(registry: Registry, fs, files: list[CaptureFile], options, task_bytes: int,
+                         task_files: int, run_id: str) -> None:
+    """Endpoints the export has no schema record for get one from their first file group,
+    decoded here on the driver, exactly as the local engine's first batch would decide; tasks
+    then only conform (two tasks can never decide one endpoint's types differently)."""
+    known = {e for (_, e) in registry.entries}
+    new: dict[str, list[CaptureFile]] = {}
+    for f in files:
+        if f.endpoint not in known:
+            new.setdefault(f.endpoint, []).append(f)
+    for group in (_groups(fs_files, task_bytes, task_files)[0] for fs_files in new.values()):
+        registry.admit(process_captures(fetch(fs, group), options), run_id)
+
+
 def _export_wave(
-    spark, kind, src, so, out, out_so, options, run_id, first_seq, groups
+    spark, kind, src, so, out, out_so, options, run_id, first_seq, groups, schemas=()
 ) -> list[dict]:
     tasks = _task_frame(spark, groups)
 
@@ -528,17 +549,16 @@ def _export_wave(
             batch = fetch(fs, group)
             if kind == "captures":
                 r = process_captures(batch, options)
-                tables = {
-                    "captures": _split(r.captures, "inference_time", True),
-                    "inputs": _split(r.inputs, "inference_time", True),
-                    "outputs": _split(r.outputs, "inference_time", True),
-                }
+                registry = Registry(None, schemas)
+                records, quarantine = _typed_records(registry, r, run_id)
+                tables = {"captures": _split(r.captures, "inference_time", True), **records}
                 if r.labels.num_rows:  # ground truth inside merged capture records
                     tables["labels"] = _split(r.labels, "label_hour", False)
             else:
                 r = process_labels(batch)
+                registry, quarantine = None, r.quarantine
                 tables = {"labels": _split(r.labels, "label_hour", False)}
-            tables["quarantine"] = [("", r.quarantine)] if r.quarantine.num_rows else []
+            tables["quarantine"] = [("", quarantine)] if quarantine.num_rows else []
             # A folder of its own per attempt: retried or speculative attempts never collide.
             attempt_run = f"{run_id}-{seq:05d}-{uuid.uuid4().hex[:6]}"
             target.fs.makedirs(f"{target.meta}/tmp/{attempt_run}", exist_ok=True)
@@ -551,6 +571,7 @@ def _export_wave(
                 "files": len(group),
                 "sources": [_file_dict(f) for f in read],  # read whole: the driver commits them
                 "counts": asdict(r.counts),
+                "schemas": [registry.entries[k] for k in registry.changed] if registry else [],
                 "seconds": time.monotonic() - began,
             }
             yield pa.RecordBatch.from_pydict(
