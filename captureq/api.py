@@ -10,11 +10,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from . import schema, views
@@ -24,6 +23,9 @@ from .pipeline import Counts, run_captures, run_labels, unify_types
 from .read import DEFAULT_BATCH_BYTES
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
 from .timeutil import to_utc
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
 
 
 class Result:
@@ -181,8 +183,12 @@ class CaptureTree:
         return self._cache["label_scan"][1]
 
     # -- reading ----------------------------------------------------------------------------
-    def load(self) -> Tables:
-        """Read and decode every file in the window into Arrow tables (cached)."""
+    def load(self, progress: Callable[[Counts], None] | None = None) -> Tables:
+        """Read and decode every file in the window into Arrow tables (cached).
+
+        ``progress`` is called with each batch's :class:`~captureq.pipeline.Counts` (files,
+        bytes, lines, records) as it is decoded: the CLI draws its progress bar from it.
+        """
         if "tables" in self._cache:
             return self._cache["tables"]
         scan = self.scan()
@@ -199,6 +205,8 @@ class CaptureTree:
             qs.append(r.quarantine)
             counts.add(r.counts)
             embedded.append(r.labels)
+            if progress is not None:
+                progress(r.counts)
         labels, label_counts, label_scan = embedded, Counts(), self.scan_labels()
         if label_scan is not None:
             lfs = self._cache["label_scan"][0].fs
@@ -206,6 +214,8 @@ class CaptureTree:
                 labels.append(r.labels)
                 qs.append(r.quarantine)
                 label_counts.add(r.counts)
+                if progress is not None:
+                    progress(r.counts)
         tables = Tables(
             captures=pa.concat_tables(caps) if caps else schema.empty(schema.CAPTURES),
             inputs=_records(ins),
@@ -265,8 +275,11 @@ class CaptureTree:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with every view registered over this window's tables."""
+        tables = self.load().as_dict()
+        import duckdb  # imported once the files are read: reading starts sooner
+
         con = duckdb.connect()
-        views.register(con, self.load().as_dict())
+        views.register(con, tables)
         return con
 
     def sql(self, query: str, params: list | dict | None = None) -> Result:

@@ -21,7 +21,8 @@ from rich.table import Table
 
 import captureq
 
-from .cli import _rich_table, duckdb_cli
+from .cli import duckdb_cli
+from .cli_options import rich_table as _rich_table
 from .export import shell_sql
 from .generate import generate_tree
 
@@ -58,6 +59,32 @@ order by window_start
 """
 
 
+def write_training_csv(capture: str, path: str, end) -> int:
+    """``churn-xgb``'s inputs before ``end`` as a CSV with a header: the demo's training data,
+    the file the README's ``captureq baseline demo-data/training.csv ...`` reads. Returns rows."""
+    import pyarrow.csv as pcsv
+
+    from . import schema
+
+    inputs = captureq.open(capture, endpoint="churn-xgb", end=end).inputs()
+    features = [c for c in inputs.column_names if c not in schema.RECORD_KEY_NAMES]
+    pcsv.write_csv(inputs.select(features), path)
+    return inputs.num_rows
+
+
+def make_demo_data(base: Path, hours: int = 48, requests_per_hour: int = 60):
+    """The demo's files under ``base``: ``capture/``, ``groundtruth/`` (planted drift in
+    churn-xgb's ``_c3`` from hour 30) and ``training.csv`` (churn-xgb's first 24 hours)."""
+    from datetime import timedelta
+
+    summary = generate_tree(str(base / "capture"), labels_out=str(base / "groundtruth"),
+                            hours=hours, requests_per_hour=requests_per_hour,
+                            drift_feature="_c3", drift_from_hour=30)
+    write_training_csv(str(base / "capture"), str(base / "training.csv"),
+                       summary.start + timedelta(hours=24))
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     base = Path(argv[0] if argv else "demo-data")
@@ -71,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("[bold]1. generate a sample capture tree")
     t0 = time.perf_counter()
-    summary = generate_tree(str(capture), labels_out=str(labels), hours=48, requests_per_hour=60,
-                            drift_feature="_c3", drift_from_hour=30)
-    console.print(f"wrote {summary.captures:,} captures in {summary.files_written} files and "
-                  f"{summary.labels_written:,} ground-truth lines under {base}/ "
+    summary = make_demo_data(base)
+    console.print(f"wrote {summary.captures:,} captures in {summary.files_written} files, "
+                  f"{summary.labels_written:,} ground-truth lines and {base / 'training.csv'} "
+                  f"(churn-xgb's first 24 hours, the training data) under {base}/ "
                   f"({time.perf_counter() - t0:.1f}s)")
 
     console.rule("[bold]2. scan")

@@ -3,31 +3,38 @@
 
 from __future__ import annotations
 
-import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 import typer
 
-from ..cli import (
+from ..cli_options import (
     EndOpt,
     EndpointOpt,
+    Format,
+    FormatOpt,
     LabelsOpt,
+    QuietOpt,
     StartOpt,
     StorageOpt,
+    UriArg,
     VariantOpt,
-    _fail,
-    _open,
-    app,
-    console,
+    load,
     write_result,
 )
+from ..cli_options import fail as _fail
+from ..cli_options import open_tree as _open
+from ..cli_options import out as console
 from ..errors import CaptureqError
-from .cli import _table
+from .cli import _check_format, _table, pipe_safe
+
+app = typer.Typer()
 
 
-@app.command()
+@app.command(
+    epilog="\b\nExample:\n"
+    "  captureq estimate demo-data/capture --labels demo-data/groundtruth --endpoint churn-xgb \\\n"
+    "      --reference-start 2026-01-01T00 --reference-end 2026-01-02T00 --threshold 0.8"
+)
 def estimate(
-    capture_uri: str,
+    capture_uri: str = UriArg,
     reference_start: str = typer.Option(
         ..., "--reference-start", help="Start of the labelled reference window (ISO 8601 UTC)."
     ),
@@ -52,15 +59,20 @@ def estimate(
     out: str | None = typer.Option(
         None, "--out", help="Write constraints.json, constraint_violations.json and Parquet here."
     ),
-    format: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
+    format: Format = FormatOpt,
     storage_option: list[str] | None = StorageOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Estimate model quality where labels have not arrived (CBPE / DLE), beside the realized
     quality where they have; alerts when the band crosses the reference's value."""
-    if format not in ("table", "csv", "json"):
-        _fail(ValueError("--format must be table, csv or json"))
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    _check_format(format)
     try:
         tree = _open(capture_uri, labels, start, end, endpoint, variant, storage_option)
+        load(tree, "reading", quiet)
         result = tree.estimate_quality(
             reference_start=reference_start,
             reference_end=reference_end,
