@@ -35,8 +35,9 @@ browser:
 demo: install
 	$(BIN)/python -m captureq.demo demo-data
 
+# -ra: the summary lists every skip with its reason, and the last line counts them.
 test: install java browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -ra
 
 bench: install
 	$(BIN)/python -m benchmarks

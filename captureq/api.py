@@ -74,6 +74,13 @@ class CaptureTree(ScanPlan):
         con.register(views.SOURCE_PREFIX + "metrics", metrics)
         con.execute(views.view_sql("metrics"))
 
+    def estimate_quality(self, **kwargs):
+        """Quality estimated without labels (CBPE / DLE, :mod:`captureq.monitor.estimate`);
+        the result becomes the ``estimated_quality`` view."""
+        from .monitor.estimate import estimate_quality
+
+        return estimate_quality(self, **kwargs)
+
     # -- the report (captureq.report) -------------------------------------------------------
     def report(self, baseline, out: str | None = None, **kwargs) -> str:
         """The self-contained HTML monitoring report against ``baseline`` (written to ``out``

@@ -1,165 +1,180 @@
 """The ``captureq`` command: a thin layer over the Python API.
 
-Every command parses options and calls one library function; output goes through rich.
+This module assembles the app: the core commands below, plus the commands that
+``captureq/monitor/cli.py`` (baseline, monitor, quality) and ``captureq/report/cli.py`` (report)
+define on typers of their own. Every subcommand module imports its shared options from
+:mod:`captureq.cli_options`; none imports this module, so there is no import cycle. Heavy
+libraries are imported inside the commands, so ``captureq --help`` starts in a fraction of a
+second.
+
+    captureq --help
+    captureq query demo-data/capture "select endpoint, count(*) from captures group by 1"
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 import os
-import re
-import shutil
 import sys
+from collections import Counter
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-import pyarrow as pa
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typer.core import TyperGroup
 
-from . import api
-from .errors import CaptureqError, ConfigError
+from . import __version__
+from .cli_errors import debug, explain
+from .cli_options import (
+    CacheOpt,
+    EndOpt,
+    EndpointOpt,
+    Format,
+    FormatOpt,
+    LabelsOpt,
+    OutStorageOpt,
+    QuietOpt,
+    StartOpt,
+    StorageOpt,
+    UriArg,
+    VariantOpt,
+    console,
+    err_console,
+    fail,
+    file_progress,
+    load,
+    open_tree,
+    rich_table,
+    show_progress,
+    storage_options,
+    write_result,
+)
+
+# Re-exported for callers of the old layout (captureq.cli.storage_options, ...).
+__all__ = ["app", "duckdb_cli", "main", "storage_options", "write_result"]
+
+
+class CaptureqGroup(TyperGroup):
+    """Runs a command; a user mistake becomes ``error: …`` on stderr and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if debug() or type(exc).__module__.split(".")[0] in ("click", "typer"):
+                raise  # usage errors, --help, typer.Exit: click prints and exits as usual
+            message = explain(exc)
+            if message is None:
+                err_console().print(
+                    f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                    "This is a bug in captureq: rerun with CAPTUREQ_DEBUG=1 for the traceback "
+                    "and report it.",
+                    soft_wrap=True,
+                    highlight=False,
+                )
+                raise typer.Exit(1) from None
+            fail(message)
+
 
 app = typer.Typer(
+    cls=CaptureqGroup,
     help="Scan, decode and query SageMaker-style data-capture trees.",
+    epilog="Run `captureq COMMAND --help` for a command's options and an example.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-)
-console = Console()
-err = Console(stderr=True)
-
-LabelsOpt = typer.Option(None, "--labels", help="Ground-truth tree (groundTruthData records).")
-StartOpt = typer.Option(None, "--start", help="First UTC hour, ISO 8601 (e.g. 2026-01-01T05).")
-EndOpt = typer.Option(None, "--end", help="End, exclusive, ISO 8601 UTC.")
-EndpointOpt = typer.Option(None, "--endpoint", help="Endpoint name or pattern (repeatable).")
-VariantOpt = typer.Option(None, "--variant", help="Variant name or pattern (repeatable).")
-StorageOpt = typer.Option(
-    None,
-    "--storage-option",
-    metavar="KEY=VALUE",
-    help="fsspec storage option (repeatable); dotted keys nest, true/false/numbers are parsed, "
-    "e.g. --storage-option client_kwargs.endpoint_url=http://localhost:9000",
-)
-OutStorageOpt = typer.Option(
-    None,
-    "--out-storage-option",
-    metavar="KEY=VALUE",
-    help="fsspec storage option of the destination (repeatable, dotted keys nest); by default "
-    "the --storage-option values when source and destination use the same protocol",
+    rich_markup_mode=None,  # plain click help: rich's help formatter costs start-up time
 )
 
 
-def storage_options(items: list[str] | None, flag: str = "--storage-option") -> dict | None:
-    """``["anon=true", "client_kwargs.endpoint_url=http://h:9000"]`` as a storage_options dict.
-
-    >>> storage_options(["anon=true", "max_concurrency=4", "client_kwargs.endpoint_url=http://h"])
-    {'anon': True, 'max_concurrency': 4, 'client_kwargs': {'endpoint_url': 'http://h'}}
-    """
-    if not items:
-        return None
-    out: dict = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{flag} takes KEY=VALUE, got {item!r}")
-        value: object = text
-        if text.lower() in ("true", "false"):
-            value = text.lower() == "true"
-        elif re.fullmatch(r"[+-]?\d+", text):
-            value = int(text)
-        elif re.fullmatch(r"[+-]?\d*\.\d+", text):
-            value = float(text)
-        *parents, leaf = key.strip().split(".")
-        node = out
-        for name in parents:
-            node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{flag} {item!r}: {name!r} is already set to a value")
-        node[leaf] = value
-    return out
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"captureq {__version__}")
+        raise typer.Exit()
 
 
-def _open(
-    uri,
-    labels=None,
-    start=None,
-    end=None,
-    endpoint=None,
-    variant=None,
-    options: list[str] | None = None,
-) -> api.CaptureTree:
-    return api.open(
-        uri,
-        labels=labels,
-        start=start,
-        end=end,
-        endpoint=endpoint or None,
-        variant=variant or None,
-        storage_options=storage_options(options),
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Scan, decode and query SageMaker-style data-capture trees."""
+
+
+def example(*lines: str) -> str:
+    """An ``--help`` epilog with example command lines (kept as written by click)."""
+    return "\b\nExample:\n" + "\n".join("  " + line for line in lines)
+
+
+SKIP_ORDER = ("not a capture file", "folder not an hour", "too deep", "broken link")
+
+
+def _skipped_by_reason(skipped: list[tuple[str, str]]) -> Counter:
+    return Counter(reason.split(":", 1)[0] for _, reason in skipped)
+
+
+@app.command(
+    epilog=example(
+        "captureq scan demo-data/capture --labels demo-data/groundtruth",
+        "captureq scan s3://bucket/capture --start 2026-01-01 --end 2026-01-02 -f json",
     )
-
-
-def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def _rich_table(table: pa.Table, title: str | None = None, limit: int = 50) -> Table:
-    out = Table(title=title, show_lines=False)
-    for name in table.column_names:
-        out.add_column(name, overflow="fold")
-    for row in table.slice(0, limit).to_pylist():
-        out.add_row(*("" if v is None else str(v) for v in row.values()))
-    if table.num_rows > limit:
-        out.caption = f"{limit} of {table.num_rows} rows shown"
-    return out
-
-
-@app.command()
+)
 def scan(
-    uri: str,
+    uri: str = UriArg,
     labels: Optional[str] = LabelsOpt,
     start: Optional[str] = StartOpt,
     end: Optional[str] = EndOpt,
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
+    format: Format = FormatOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
-    """Partitions, file and record counts, time span, and what was quarantined."""
-    try:
-        tree = _open(uri, labels, start, end, endpoint, variant, storage_option)
-        files = tree.scan()
-        with Progress(
-            TextColumn("reading"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        ):
-            tables = tree.load()
-        unmatched = tree.unmatched_labels() if tables.label_scan is not None else 0
-        summary = tree.sql(
-            "select endpoint, variant, count(*) as captures, min(inference_time) as first, "
-            "max(inference_time) as last from captures group by all order by all"
-        ).to_arrow()
-    except CaptureqError as exc:
-        _fail(exc)
+    """Partitions, file and record counts, time span, and what was quarantined or skipped."""
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
+    files = tree.scan()
+    tables = load(tree, "scanning", quiet)
+    unmatched = tree.unmatched_labels() if tables.label_scan is not None else 0
+    summary = tree.sql(
+        "select endpoint, variant, count(*) as captures, min(inference_time) as first, "
+        "max(inference_time) as last from captures group by all order by all"
+    ).to_arrow()
     c = tables.counts
-    console.print(_rich_table(summary, title=f"captures in {uri}"))
+    skipped = _skipped_by_reason(files.skipped)
     hours = {(f.endpoint, f.variant, f.hour) for f in files.files}
+    if format is Format.csv:
+        write_result(summary, format)
+        return
+    if format is Format.json:
+        import json
+
+        from dataclasses import asdict
+
+        doc = {
+            "partitions": summary.to_pylist(),
+            "hour_partitions": len(hours),
+            "counts": asdict(c),
+            "reconciles": c.reconciles,
+            "skipped": dict(skipped),
+            "quarantine_rows": tables.quarantine.num_rows,
+        }
+        if tables.label_scan is not None:
+            doc["labels"] = {"rows": tables.labels.num_rows, "unmatched": unmatched,
+                             **asdict(tables.label_counts)}
+        sys.stdout.write(json.dumps(doc, default=str) + "\n")
+        return
+    from rich.table import Table
+
+    out = console()
+    out.print(rich_table(summary, title=f"captures in {uri}"))
+    why = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
     grid = Table.grid(padding=(0, 2))
     for k, v in [
         (
             "files",
-            f"{c.files} read, {c.files_failed} unreadable, {len(files.skipped)} skipped (not .jsonl)",
+            f"{c.files} read, {c.files_failed} unreadable, {len(files.skipped)} skipped"
+            + (f" ({why})" if why else ""),
         ),
         ("hour partitions", str(len(hours))),
         ("bytes", f"{c.bytes_read:,}"),
@@ -188,25 +203,31 @@ def scan(
             "[bold]embedded labels[/]",
             f"{c.embedded_labels:,} (groundTruthData inside capture lines)",
         )
-    console.print(grid)
+    out.print(grid)
     for path, reason in files.skipped[:20]:
-        console.print(f"[yellow]skipped[/] {path}: {reason}")
+        out.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
     if tables.quarantine.num_rows:
         q = tables.quarantine.select(["stage", "source_file", "line_number", "reason"])
-        console.print(_rich_table(q, title="quarantine", limit=20))
+        out.print(rich_table(q, title="quarantine", limit=20))
 
 
-@app.command()
+@app.command(
+    epilog=example(
+        'captureq query demo-data/capture "select endpoint, count(*) from captures group by 1" \\',
+        "    --start 2026-01-01T06 --end 2026-01-01T12 --endpoint 'churn-*' --format csv",
+    )
+)
 def query(
-    uri: str,
-    sql: str,
+    uri: str = UriArg,
+    sql: str = typer.Argument(..., metavar="SQL", help="A query over the views.", show_default=False),
     labels: Optional[str] = LabelsOpt,
     start: Optional[str] = StartOpt,
     end: Optional[str] = EndOpt,
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
-    format: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
     storage_option: Optional[list[str]] = StorageOpt,
+    format: Format = FormatOpt,
+    quiet: bool = QuietOpt,
     no_cache: bool = typer.Option(
         False, "--no-cache", help="Read the JSON Lines; neither use nor fill the Parquet cache."
     ),
@@ -215,46 +236,36 @@ def query(
     ),
 ) -> None:
     """Run SQL over the views: captures, inputs, outputs, labels, quarantine, predictions."""
-    if format not in ("table", "csv", "json"):
-        _fail(ValueError("--format must be table, csv or json"))
-    try:
-        tree = _open(uri, labels, start, end, endpoint, variant, storage_option)
-        tree.cache = False if no_cache else None
-        tree.cache_max_bytes = cache_max_bytes
-        result = tree.sql(sql).to_arrow()
-    except CaptureqError as exc:
-        _fail(exc)
-    except Exception as exc:  # DuckDB errors: show the message, not a traceback
-        if type(exc).__module__.startswith("duckdb") or "duckdb" in type(exc).__module__:
-            _fail(exc)
-        raise
-    write_result(result, format)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
+    tree.cache = False if no_cache else None
+    tree.cache_max_bytes = cache_max_bytes
+    if show_progress(quiet):
+        load(tree, "reading", quiet)
+    write_result(tree.sql(sql).to_arrow(), format)
     sys.stdout.flush()  # the answer is out; a cache refresh may still finish before exit
 
 
-def write_result(table: pa.Table, format: str) -> None:
-    if format == "table":
-        console.print(_rich_table(table, limit=1000))
-    elif format == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(table.column_names)
-        for row in table.to_pylist():
-            w.writerow(
-                [
-                    "" if v is None else (v.isoformat() if hasattr(v, "isoformat") else v)
-                    for v in row.values()
-                ]
-            )
-        sys.stdout.write(buf.getvalue())
-    else:
-        sys.stdout.write(json.dumps(table.to_pylist(), default=str, indent=None) + "\n")
+class Engine(str, Enum):
+    local = "local"
+    spark = "spark"
 
 
-@app.command()
+ENGINE_HELP = (
+    "local, or spark: runs the export on Apache Spark; needs pip install 'captureq[spark]' "
+    "and Java 17+ (java on PATH or JAVA_HOME)."
+)
+
+
+@app.command(
+    epilog=example(
+        "captureq export demo-data/capture demo-data/parquet --labels demo-data/groundtruth",
+        "captureq export demo-data/capture demo-data/parquet --dry-run",
+        "captureq export s3://bucket/capture s3://bucket/parquet --engine spark",
+    )
+)
 def export(
-    uri: str,
-    out: str,
+    uri: str = UriArg,
+    out: str = typer.Argument(..., metavar="OUT", help="Export folder or URL.", show_default=False),
     labels: Optional[str] = LabelsOpt,
     start: Optional[str] = StartOpt,
     end: Optional[str] = EndOpt,
@@ -262,72 +273,63 @@ def export(
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
     out_storage_option: Optional[list[str]] = OutStorageOpt,
-    engine: str = typer.Option("local", "--engine", help="local, or spark (needs captureq[spark])."),
+    engine: Engine = typer.Option(Engine.local, "--engine", help=ENGINE_HELP),
     master: Optional[str] = typer.Option(
-        None, "--master", help="Spark master URL (default: spark-submit's, else local[*])."
+        None, "--master", metavar="URL", help="Spark master URL (default: spark-submit's, else local[*]).",
+        show_default=False,
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List the new and changed source files; export nothing."
     ),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Export to hive-partitioned Parquet under OUT; later runs add only new and changed files."""
-    if engine not in ("local", "spark"):
-        _fail(ValueError("--engine must be local or spark"))
-    try:
-        tree = _open(uri, labels, start, end, endpoint, variant, storage_option)
-        out_options = storage_options(out_storage_option, "--out-storage-option")
-        if dry_run:
-            from .export import plan
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
+    out_options = storage_options(out_storage_option, "--out-storage-option")
+    if dry_run:
+        from .export import plan
 
-            p = plan(tree, out, out_storage_options=out_options)
-            for rel in p.changed + p.label_changed:
-                console.print(f"changed  {rel}", soft_wrap=True)
-            for rel in p.new + p.label_new:
-                console.print(f"new      {rel}", soft_wrap=True)
-            console.print(
-                f"would export {len(p.new)} new and {len(p.changed)} changed files "
-                f"({len(p.label_new)} new, {len(p.label_changed)} changed label files); "
-                f"{p.done} already done"
+        p = plan(tree, out, out_storage_options=out_options)
+        for rel in p.changed + p.label_changed:
+            console().print(f"changed  {rel}", soft_wrap=True, highlight=False)
+        for rel in p.new + p.label_new:
+            console().print(f"new      {rel}", soft_wrap=True, highlight=False)
+        console().print(
+            f"would export {len(p.new)} new and {len(p.changed)} changed files "
+            f"({len(p.label_new)} new, {len(p.label_changed)} changed label files); "
+            f"{p.done} already done"
+        )
+        return
+    total = len(tree.scan().files)
+    with file_progress("exporting", total, quiet) as advance:
+        if engine is Engine.spark:
+            from . import spark as cqs
+
+            summary = cqs.export_parquet(
+                cqs.session(master), uri, out, labels, start=start, end=end,
+                endpoint=endpoint or None, variant=variant or None,
+                storage_options=storage_options(storage_option),
+                out_storage_options=out_options,
+                progress=advance,
             )
-            return
-        total = len(tree.scan().files)
-        with Progress(
-            TextColumn("exporting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            disable=not err.is_terminal,
-        ) as bar:
-            task = bar.add_task("export", total=total)
-            if engine == "spark":
-                from . import spark as cqs
-
-                summary = cqs.export_parquet(
-                    cqs.session(master), uri, out, labels, start=start, end=end,
-                    endpoint=endpoint or None, variant=variant or None,
-                    storage_options=storage_options(storage_option),
-                    out_storage_options=out_options,
-                    progress=lambda n: bar.advance(task, n),
-                )
-            else:
-                summary = tree.export(
-                    out, out_storage_options=out_options, progress=lambda n: bar.advance(task, n)
-                )
-    except CaptureqError as exc:
-        _fail(exc)
+        else:
+            summary = tree.export(out, out_storage_options=out_options, progress=advance)
     rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
-    console.print(
+    console().print(
         f"exported {summary.files_exported - summary.files_changed} new files "
         f"({summary.files_skipped} already done, {summary.label_files_exported} label files) "
         f"in {summary.seconds:.2f}s: {rows}"
     )
     if summary.files_changed:
-        console.print(f"{summary.files_changed} changed files re-exported (their earlier rows replaced)")
-    console.print(f"manifest: {out.rstrip('/')}/_captureq/manifest.json")
+        console().print(
+            f"{summary.files_changed} changed files re-exported (their earlier rows replaced)"
+        )
+    console().print(f"manifest: {out.rstrip('/')}/_captureq/manifest.json", highlight=False)
 
 
 def _cache_dir(uri: str, labels: str | None) -> Path:
+    import hashlib
+
     base = Path(os.environ.get("CAPTUREQ_CACHE", Path.home() / ".cache" / "captureq"))
     key = hashlib.sha1(f"{uri}\0{labels or ''}".encode()).hexdigest()[:16]
     return base / key
@@ -346,41 +348,41 @@ def _prepare_sql(
     if Path(uri, META, "manifest.json").exists():
         return shell_sql(uri)  # already an export
     out = cache or str(_cache_dir(uri, labels))
-    tree = api.open(uri, labels=labels, storage_options=storage_options(options))
+    tree = open_tree(uri, labels, options=options)
     out_so = destination_options(tree, out, storage_options(out_options, "--out-storage-option"))
     tree.export(out, out_storage_options=out_so)
     return shell_sql(out, storage_options=out_so)
 
 
-CacheOpt = typer.Option(
-    None, help="Where to keep the Parquet the views read (a folder, or any fsspec URL)."
+@app.command(
+    "sql",
+    epilog=example(
+        "captureq sql demo-data/capture --labels demo-data/groundtruth > views.sql",
+        ".venv/bin/duckdb -init views.sql",
+    ),
 )
-
-
-@app.command("sql")
 def sql_cmd(
-    uri: str,
+    uri: str = UriArg,
     labels: Optional[str] = LabelsOpt,
     cache: Optional[str] = CacheOpt,
     storage_option: Optional[list[str]] = StorageOpt,
     out_storage_option: Optional[list[str]] = OutStorageOpt,
 ) -> None:
     """Print SQL that defines the views, for `duckdb -init FILE` or piping into duckdb."""
-    try:
-        sys.stdout.write(_prepare_sql(uri, labels, cache, storage_option, out_storage_option))
-    except CaptureqError as exc:
-        _fail(exc)
+    sys.stdout.write(_prepare_sql(uri, labels, cache, storage_option, out_storage_option))
 
 
 def duckdb_cli() -> str | None:
     """The duckdb shell: the one beside this Python (the virtualenv's), else on PATH."""
+    import shutil
+
     local = Path(sys.executable).parent / "duckdb"
     return str(local) if local.exists() else shutil.which("duckdb")
 
 
-@app.command()
+@app.command(epilog=example("captureq shell demo-data/capture --labels demo-data/groundtruth"))
 def shell(
-    uri: str,
+    uri: str = UriArg,
     labels: Optional[str] = LabelsOpt,
     cache: Optional[str] = CacheOpt,
     storage_option: Optional[list[str]] = StorageOpt,
@@ -389,32 +391,48 @@ def shell(
     """Open the duckdb shell with every view defined."""
     exe = duckdb_cli()
     if exe is None:
-        _fail(
-            CaptureqError(
-                "the duckdb CLI is not installed; `pip install duckdb-cli` (make install does it)"
-            )
-        )
-    try:
-        script = _prepare_sql(uri, labels, cache, storage_option, out_storage_option)
-    except CaptureqError as exc:
-        _fail(exc)
+        fail("the duckdb CLI is not installed; `pip install duckdb-cli` (make install does it)")
+    script = _prepare_sql(uri, labels, cache, storage_option, out_storage_option)
     init = _cache_dir(uri, labels).with_suffix(".sql")
     init.parent.mkdir(parents=True, exist_ok=True)
     init.write_text(script)
     os.execv(exe, [exe, "-init", str(init)])
 
 
-@app.command()
+@app.command(
+    epilog=example(
+        "captureq generate sample/capture --labels sample/groundtruth --hours 24",
+        "captureq generate sample/capture --drift-feature _c3 --drift-from-hour 30 --force",
+    )
+)
 def generate(
-    out: str,
-    labels: Optional[str] = typer.Option(None, help="Also write ground truth here."),
-    hours: int = 48,
-    requests_per_hour: int = 50,
-    seed: int = 0,
-    drift_feature: Optional[str] = typer.Option(None, help="e.g. _c3: shift this churn feature…"),
-    drift_from_hour: Optional[int] = typer.Option(None, help="…from this hour index on."),
+    out: str = typer.Argument(..., metavar="OUT", help="Folder to write the tree into.",
+                              show_default=False),
+    labels: Optional[str] = typer.Option(
+        None, metavar="DIR", help="Also write ground truth here.", show_default=False
+    ),
+    hours: int = typer.Option(48, metavar="N", help="Hours of traffic, from 2026-01-01T00 UTC."),
+    requests_per_hour: int = typer.Option(50, metavar="N", help="Requests per hour (split among endpoints)."),
+    seed: int = typer.Option(0, metavar="N", help="Random seed: the same seed writes the same tree."),
+    drift_feature: Optional[str] = typer.Option(
+        None, metavar="NAME", help="e.g. _c3: shift this churn feature…", show_default=False
+    ),
+    drift_from_hour: Optional[int] = typer.Option(
+        None, metavar="N", help="…from this hour index on.", show_default=False
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Write even when OUT (or --labels) already holds files."
+    ),
 ) -> None:
     """Write a realistic sample capture tree (several endpoints, two variants, mixed encodings)."""
+    for folder in (out, labels):
+        path = Path(folder) if folder and "://" not in folder else None
+        if path is None:
+            continue
+        if path.exists() and not path.is_dir():
+            fail(f"{folder} is a file; give a folder to write the tree into")
+        if not force and path.is_dir() and any(path.iterdir()):
+            fail(f"{folder} is not empty; choose an empty folder or add --force to write into it")
     from .generate import generate_tree
 
     summary = generate_tree(
@@ -426,12 +444,55 @@ def generate(
         drift_feature=drift_feature,
         drift_from_hour=drift_from_hour,
     )
-    console.print(summary)
+    print_generated(summary)
 
 
-def main() -> None:  # pragma: no cover
+def print_generated(summary) -> None:
+    """A few readable lines about what ``generate_tree`` wrote."""
+    out = console()
+    out.print(
+        f"wrote {summary.captures:,} captures ({summary.input_records:,} input / "
+        f"{summary.output_records:,} output records) in {summary.files_written} files under "
+        f"{summary.out}",
+        highlight=False,
+    )
+    out.print(
+        f"hours {summary.start:%Y-%m-%dT%H}Z to {summary.end:%Y-%m-%dT%H}Z (end exclusive)",
+        highlight=False,
+    )
+    for name, e in sorted(summary.endpoints.items()):
+        variants = ", ".join(f"{v} {n:,}" for v, n in sorted(e.variants.items()))
+        labelled = f", {e.labels:,} labelled" if e.labels else ""
+        out.print(f"  {name}: {e.captures:,} captures ({variants}){labelled}", highlight=False)
+    if summary.labels_out:
+        out.print(
+            f"ground truth: {summary.labels_written:,} lines in {summary.label_files_written} "
+            f"files under {summary.labels_out}",
+            highlight=False,
+        )
+    if summary.drift_feature:
+        out.print(
+            f"drift planted in {summary.drift_feature} from {summary.drift_start:%Y-%m-%d %H:%M} UTC",
+            highlight=False,
+        )
+
+
+def _register_subcommands() -> None:
+    from .monitor import cli as monitor_cli
+    from .monitor import estimate_cli
+    from .report import cli as report_cli
+
+    for module in (monitor_cli, estimate_cli, report_cli):
+        app.add_typer(module.app)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    """The ``captureq`` console script."""
     app()
 
 
-from .monitor import cli as _monitor_cli  # noqa: E402,F401  (registers baseline, monitor, quality)
-from .report import cli as _report_cli  # noqa: E402,F401  (registers report)
+if __name__ == "__main__":  # pragma: no cover
+    main()

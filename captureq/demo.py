@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -20,7 +21,8 @@ from rich.table import Table
 
 import captureq
 
-from .cli import _rich_table, duckdb_cli
+from .cli import duckdb_cli
+from .cli_options import rich_table as _rich_table
 from .export import shell_sql
 from .generate import generate_tree
 
@@ -47,6 +49,42 @@ group by all order by all
 """
 
 
+ESTIMATED = """
+select strftime(window_start, '%m-%d %H:00') as hour, records, labelled,
+       round(estimated, 3) as estimated, round(lower, 3) || ' – ' || round(upper, 3) as band,
+       round(realized, 3) as realized
+from estimated_quality
+where metric = 'accuracy' and granularity = 'hour'
+order by window_start
+"""
+
+
+def write_training_csv(capture: str, path: str, end) -> int:
+    """``churn-xgb``'s inputs before ``end`` as a CSV with a header: the demo's training data,
+    the file the README's ``captureq baseline demo-data/training.csv ...`` reads. Returns rows."""
+    import pyarrow.csv as pcsv
+
+    from . import schema
+
+    inputs = captureq.open(capture, endpoint="churn-xgb", end=end).inputs()
+    features = [c for c in inputs.column_names if c not in schema.RECORD_KEY_NAMES]
+    pcsv.write_csv(inputs.select(features), path)
+    return inputs.num_rows
+
+
+def make_demo_data(base: Path, hours: int = 48, requests_per_hour: int = 60):
+    """The demo's files under ``base``: ``capture/``, ``groundtruth/`` (planted drift in
+    churn-xgb's ``_c3`` from hour 30) and ``training.csv`` (churn-xgb's first 24 hours)."""
+    from datetime import timedelta
+
+    summary = generate_tree(str(base / "capture"), labels_out=str(base / "groundtruth"),
+                            hours=hours, requests_per_hour=requests_per_hour,
+                            drift_feature="_c3", drift_from_hour=30)
+    write_training_csv(str(base / "capture"), str(base / "training.csv"),
+                       summary.start + timedelta(hours=24))
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     base = Path(argv[0] if argv else "demo-data")
@@ -60,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("[bold]1. generate a sample capture tree")
     t0 = time.perf_counter()
-    summary = generate_tree(str(capture), labels_out=str(labels), hours=48, requests_per_hour=60,
-                            drift_feature="_c3", drift_from_hour=30)
-    console.print(f"wrote {summary.captures:,} captures in {summary.files_written} files and "
-                  f"{summary.labels_written:,} ground-truth lines under {base}/ "
+    summary = make_demo_data(base)
+    console.print(f"wrote {summary.captures:,} captures in {summary.files_written} files, "
+                  f"{summary.labels_written:,} ground-truth lines and {base / 'training.csv'} "
+                  f"(churn-xgb's first 24 hours, the training data) under {base}/ "
                   f"({time.perf_counter() - t0:.1f}s)")
 
     console.rule("[bold]2. scan")
@@ -110,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     first_day = captureq.open(str(capture), endpoint="churn-xgb", end=summary.start + timedelta(hours=24))
     first_day.baseline(str(base / "baseline"))
     rep = build_report(captureq.open(str(capture), labels=str(labels)), str(base / "baseline"),
-                       endpoint="churn-xgb")
+                       endpoint="churn-xgb",
+                       estimate_reference=(summary.start, summary.start + timedelta(hours=24)))
     report = rep.write(base / "report.html")
     for line in rep.headline_text():
         console.print("  " + line, highlight=False)
@@ -118,6 +157,31 @@ def main(argv: list[str] | None = None) -> int:
                   f"{time.perf_counter() - t0:.1f}s) — open it in a browser; "
                   f"again: captureq report {capture} --baseline {base / 'baseline'} --labels {labels} "
                   f"--endpoint churn-xgb -o {base / 'report.html'}")
+
+    console.rule("[bold]7. model quality before the labels arrive (CBPE)")
+    # Ground truth lags: say it has arrived for the first 36 inference hours only (label
+    # folders are 2 hours after the inference hour). Copy what has arrived so far.
+    so_far, cutoff = base / "groundtruth-so-far", summary.start + timedelta(hours=36 + 2)
+    for path in sorted(labels.rglob("*.jsonl")):
+        folder = datetime.strptime("/".join(path.parent.parts[-4:]), "%Y/%m/%d/%H")
+        if folder.replace(tzinfo=summary.start.tzinfo) < cutoff:
+            (so_far / path.relative_to(labels)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, so_far / path.relative_to(labels))
+    churn = captureq.open(str(capture), labels=str(so_far), endpoint="churn-xgb")
+    ref_start, ref_end = summary.start, summary.start + timedelta(hours=24)
+    est = churn.estimate_quality(reference_start=ref_start, reference_end=ref_end,
+                                 start=ref_end)
+    cal = est.calibration
+    console.print(f"reference {ref_start:%m-%d %H:00} – {ref_end:%m-%d %H:00} UTC: "
+                  f"{est.reference['labelled']:,} labelled records, accuracy "
+                  f"{est.reference['accuracy']:.3f}; calibration {cal.method} (ECE {cal.ece_raw:.3f}, "
+                  f"a calibrated score reaches {cal.ece_chance:.3f} by chance)")
+    console.print(_rich_table(churn.sql(ESTIMATED).to_arrow(), limit=30,
+                              title="churn-xgb accuracy per hour: estimated (no labels needed) "
+                                    "vs realized (where labels arrived)"))
+    console.print(f"again: captureq estimate {capture} --labels {so_far} --endpoint churn-xgb "
+                  f"--reference-start {ref_start:%Y-%m-%dT%H} --reference-end {ref_end:%Y-%m-%dT%H} "
+                  f"--start {ref_end:%Y-%m-%dT%H}")
     return 0
 
 

@@ -28,7 +28,6 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -560,6 +559,8 @@ def parse_time(values: pa.Array) -> pa.Array:
         pass
     # Some value is not what Arrow's cast accepts: normalize every value to one format, then parse
     # with that explicit format, so a bad value becomes null instead of failing the batch.
+    import polars as pl  # only here, for the rare batch with odd times: not at start-up
+
     s = pl.from_arrow(values).cast(pl.String).str.strip_chars()
     s = s.str.replace(r"^(\d{4}-\d{2}-\d{2})[ t]", "${1}T").str.replace(r"[zZ]$", "+00:00")
     s = s.str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}")

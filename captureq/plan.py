@@ -346,7 +346,7 @@ class ScanPlan:
         return self._cache["label_scan"][0].fs
 
     # -- reading ----------------------------------------------------------------------------
-    def load(self, needs: Needs = EVERYTHING) -> Tables:
+    def load(self, needs: Needs = EVERYTHING, progress=None) -> Tables:
         """Read and decode what ``needs`` asks for (default: everything) into Arrow tables.
 
         Kept on the plan: a later call that needs no more reuses it; one that needs more reads
@@ -357,11 +357,11 @@ class ScanPlan:
             return have
         if have is not None:
             needs = needs | have.needs
-        tables = self._read(needs)
+        tables = self._read(needs, progress)
         self._cache["tables"] = tables
         return tables
 
-    def _read(self, needs: Needs) -> Tables:
+    def _read(self, needs: Needs, progress=None) -> Tables:
         parts = needs.parts
         scan = self.scan()
         caps, ins, outs, pairs, qs, embedded = [], [], [], [], [], []
@@ -387,6 +387,8 @@ class ScanPlan:
                 qs.append(r.quarantine)
                 counts.add(r.counts)
                 embedded.append(r.labels)
+                if progress is not None:  # each batch's Counts, as decoded (the CLI's bar)
+                    progress(r.counts)
         labels, label_counts, label_scan = embedded, Counts(), None
         if "labels" in parts:
             label_scan = self.scan_labels()
@@ -395,6 +397,8 @@ class ScanPlan:
                     labels.append(r.labels)
                     qs.append(r.quarantine)
                     label_counts.add(r.counts)
+                    if progress is not None:
+                        progress(r.counts)
         return Tables(
             captures=pa.concat_tables(caps) if caps else schema.empty(schema.CAPTURES),
             inputs=_records(ins),

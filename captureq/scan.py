@@ -33,7 +33,15 @@ from .timeutil import HOUR, UTC, floor_hour, to_utc
 CAPTURE = "capture"
 LABELS = "labels"
 
-DATA_SUFFIXES = (".jsonl", ".jsonl.gz")
+DATA_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")  # any case: .JSONL is read too
+
+# Why a listed object is not read; ``captureq scan`` counts skips by these words (before ":").
+NOT_CAPTURE_FILE = "not a capture file"
+NOT_AN_HOUR = "folder not an hour"
+TOO_DEEP = "too deep"
+BROKEN_LINK = "broken link"
+NOT_IN_PARTITION = "not in a partition"
+_LOOSE_HOUR = re.compile(r"(?:^|/)(\d{4})/(\d{1,2})/(\d{1,2})/(\d{1,2})/(.+)$")
 _HOUR_TAIL = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/([^/]+)$")
 _GLOB_CHARS = set("*?[")
 
@@ -56,7 +64,7 @@ class CaptureFile:
 
     @property
     def compressed(self) -> bool:
-        return self.path.endswith(".gz")
+        return self.path.lower().endswith(".gz")
 
 
 @dataclass
@@ -183,8 +191,9 @@ class Scanner:
             return None
         path = info["name"]
         base = path.rsplit("/", 1)[-1]
-        if not base.endswith(DATA_SUFFIXES):
-            result.skipped.append((self._url(path), "not a .jsonl or .jsonl.gz file"))
+        reason = skip_reason(path, info)
+        if reason is not None:
+            result.skipped.append((self._url(path), reason))
             return None
         endpoint = variant = hour = None
         m = _HOUR_TAIL.search(path)
@@ -204,7 +213,8 @@ class Scanner:
             result.skipped.append(
                 (
                     self._url(path),
-                    "not under {endpoint}/{variant}/yyyy/mm/dd/hh/; cannot tell its partition",
+                    f"{NOT_IN_PARTITION}: not under {{endpoint}}/{{variant}}/yyyy/mm/dd/hh/; "
+                    "cannot tell its partition",
                 )
             )
             return None
@@ -319,6 +329,45 @@ class Scanner:
                     ]
             t = next_day
         return out
+
+
+def skip_reason(path: str, info: dict[str, Any]) -> str | None:
+    """Why the object at ``path`` is not a capture (or label) file to read, or None.
+
+    >>> skip_reason("t/e/v/2026/01/01/24/a.jsonl", {})
+    'folder not an hour: 2026/01/01/24 is not a UTC hour (yyyy/mm/dd/hh, zero-padded)'
+    >>> skip_reason("t/e/v/2026/01/01/06/old/a.jsonl", {})
+    'too deep: below the hour folder 2026/01/01/06'
+    >>> skip_reason("t/e/v/2026/01/01/06/notes.txt", {}).split(":")[0]
+    'not a capture file'
+    """
+    base = path.rsplit("/", 1)[-1]
+    if info.get("islink") and info.get("type") not in ("file", "directory"):
+        target = info.get("destination")
+        return f"{BROKEN_LINK}: points to {target or 'nothing'}, which does not exist"
+    if not base.lower().endswith(DATA_SUFFIXES):
+        return f"{NOT_CAPTURE_FILE}: not .jsonl, .json or .jsonl.gz"
+    tail = _HOUR_TAIL.search(path)
+    if tail and _valid_hour(*tail.groups()[:4]):
+        return None
+    loose = _LOOSE_HOUR.search(path)
+    if loose:
+        y, mo, d, h, rest = loose.groups()
+        folder = f"{y}/{mo}/{d}/{h}"
+        if _valid_hour(y, mo, d, h) and all(len(p) == 2 for p in (mo, d, h)):
+            if "/" in rest:
+                return f"{TOO_DEEP}: below the hour folder {folder}"
+        else:
+            return f"{NOT_AN_HOUR}: {folder} is not a UTC hour (yyyy/mm/dd/hh, zero-padded)"
+    return None
+
+
+def _valid_hour(y: str, mo: str, d: str, h: str) -> bool:
+    try:
+        datetime(int(y), int(mo), int(d), int(h), tzinfo=UTC)
+    except ValueError:
+        return False
+    return True
 
 
 def _version(info: dict[str, Any]) -> str | None:

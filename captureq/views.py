@@ -12,12 +12,15 @@ import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from . import schema
 from .pair import output_aliases, value_columns
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
 
 VIEWS = ("captures", "inputs", "outputs", "labels", "quarantine", "predictions")  # + captureq_pairs
 SOURCE_PREFIX = "captureq_"

@@ -30,7 +30,7 @@ def test_every_corpus_file_is_read(corpus):
     assert len(files) == 2
     scanned = captureq.open(str(corpus)).scan()
     assert sorted(f.path for f in scanned.files) == sorted(str(p) for p in files)
-    assert scanned.skipped == [(f"file://{corpus / 'SOURCES.md'}", "not a .jsonl or .jsonl.gz file")]
+    assert scanned.skipped == [(f"file://{corpus / 'SOURCES.md'}", "not a capture file: not .jsonl, .json or .jsonl.gz")]
 
 
 def test_seed_churn_counts(corpus):

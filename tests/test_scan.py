@@ -152,7 +152,7 @@ def test_non_jsonl_files_are_reported_as_skipped_and_never_parsed(tree):
     result = scan(str(tree))
     skipped = {Path(url).name: reason for url, reason in result.skipped}
     assert set(skipped) == {"notes.txt", "README.md"}
-    assert all("not a .jsonl" in reason for reason in skipped.values())
+    assert all(reason.startswith("not a capture file") for reason in skipped.values())
     cq = captureq.open(str(tree))
     assert cq.quarantine().num_rows == 0  # the text file did not become bad lines
     assert all(not s.endswith((".txt", ".md")) for s in cq.captures()["source_file"].to_pylist())
@@ -175,7 +175,8 @@ def test_a_file_outside_the_hour_folders_is_skipped_with_the_reason(tree):
     stray.write_bytes((tree / "churn/AllTraffic/2026/01/01/22/x.jsonl").read_bytes())
     result = scan(str(tree / "churn/AllTraffic"))
     assert [(Path(u).name, r) for u, r in result.skipped if u.endswith("stray.jsonl")] == [
-        ("stray.jsonl", "not under {endpoint}/{variant}/yyyy/mm/dd/hh/; cannot tell its partition")
+        ("stray.jsonl",
+         "not in a partition: not under {endpoint}/{variant}/yyyy/mm/dd/hh/; cannot tell its partition")
     ]
     assert stray.as_posix() not in {f.path for f in result.files}
 
@@ -204,12 +205,12 @@ def test_a_labels_tree_has_hours_but_no_endpoints(tmp_path):
     root = tmp_path / "labels"
     for h in HOURS[:3]:
         write_labels(root, [label(f"id-{h:%H}", "1")], when=h, name="l.jsonl")
-    (root / "2026/01/01/22/manifest.json").write_text("{}")
+    (root / "2026/01/01/22/_SUCCESS").write_text("")  # .json would be read (issue 14)
     result = scan(str(root), layout="labels")
     assert [(f.endpoint, f.variant, f.hour, f.rel) for f in result.files] == [
         (None, None, h, f"{h:%Y/%m/%d/%H}/l.jsonl") for h in HOURS[:3]
     ]
-    assert [Path(u).name for u, _ in result.skipped] == ["manifest.json"]
+    assert [Path(u).name for u, _ in result.skipped] == ["_SUCCESS"]
     windowed = scan(str(root), layout="labels", start=HOURS[1], end=HOURS[2])
     assert [f.hour for f in windowed.files] == [HOURS[1]]
 

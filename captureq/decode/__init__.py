@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -71,6 +70,8 @@ class DecodeOptions:
 def classify(encoding: pa.Array, content_type: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Payload format per row as an index into :data:`FORMATS` (-1: unknown encoding), and
     whether the row is base64-encoded; computed in one vectorized pass."""
+    import polars as pl  # imported on first use: not at start-up
+
     df = pl.DataFrame({"enc": pl.from_arrow(encoding), "ct": pl.from_arrow(content_type)})
     enc = pl.col("enc").str.strip_chars().str.to_uppercase()
     media = (
@@ -102,6 +103,8 @@ def classify(encoding: pa.Array, content_type: pa.Array) -> tuple[np.ndarray, np
 
 def base64_decode(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Decode base64 strings to bytes; returns (binary array, mask of invalid values)."""
+    import polars as pl  # imported on first use: not at start-up
+
     s = pl.from_arrow(texts)
     out = s.str.strip_chars().str.decode("base64", strict=False)
     invalid = (out.is_null() & s.is_not_null()).to_numpy()
@@ -510,6 +513,8 @@ def _as_text(col: pa.Array) -> pa.Array:
 
 
 def _to_float(text: pa.Array) -> pa.Array:
+    import polars as pl  # imported on first use: not at start-up
+
     return pl.from_arrow(text).cast(pl.Float64, strict=False).to_arrow()
 
 

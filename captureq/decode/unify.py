@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -68,6 +67,8 @@ def _is_text(t: pa.DataType) -> bool:
 
 def parse_numbers(text: pa.Array) -> pa.Array:
     """Text → float64 (surrounding spaces ignored); null where a value is not a number."""
+    import polars as pl  # imported on first use: not at start-up (issue 13 part 5)
+
     return pl.from_arrow(text).str.strip_chars().cast(pl.Float64, strict=False).to_arrow()
 
 

@@ -1,33 +1,45 @@
 """``captureq baseline``, ``captureq monitor`` and ``captureq quality``: thin wrappers that print
 a rich summary (worst features first), or with ``--format csv|json`` one machine-readable table
-(the baseline's features; Model Monitor's CloudWatch metrics for monitor and quality)."""
+(the baseline's features; Model Monitor's CloudWatch metrics for monitor and quality).
+
+The commands are defined on this module's own ``app``; ``captureq/cli.py`` adds them to the
+``captureq`` command. Shared options come from :mod:`captureq.cli_options`; polars, pyarrow and
+the monitoring code are imported when a command runs, not when ``captureq --help`` does."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
-import polars as pl
-import pyarrow as pa
 import typer
-from rich.table import Table
 
-from ..cli import (
+from ..cli_options import (
     EndOpt,
     EndpointOpt,
+    Format,
+    FormatOpt,
     LabelsOpt,
+    QuietOpt,
     StartOpt,
     StorageOpt,
+    UriArg,
     VariantOpt,
-    _fail,
-    _open,
-    app,
-    console,
+    load,
     storage_options,
     write_result,
 )
+from ..cli_options import fail as _fail
+from ..cli_options import open_tree as _open
+from ..cli_options import out as console
 from ..errors import CaptureqError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+    from rich.table import Table
+
+app = typer.Typer()
 
 SHORT = {  # column headers that fit an 80-column terminal
     "window_start": "window",
@@ -49,13 +61,6 @@ SHORT = {  # column headers that fit an 80-column terminal
     "hours": "of",
 }
 FORMATS = ("table", "csv", "json")
-FormatOpt = typer.Option(
-    "table",
-    "--format",
-    "-f",
-    help="table (a summary for people), or csv / json (one table for programs: the baseline's "
-    "features; for monitor and quality Model Monitor's CloudWatch metrics).",
-)
 
 
 def _fmt(v) -> str:
@@ -70,6 +75,8 @@ def _fmt(v) -> str:
 
 def _table(rows: pa.Table, title: str, limit: int = 50) -> Table:
     """A rich table; one too wide for the terminal is shown long (a block of lines per row)."""
+    from rich.table import Table
+
     shown = rows.slice(0, limit).to_pylist()
     widths = [
         max([len(name)] + [len(_fmt(r[name])) for r in shown]) for name in rows.column_names
@@ -88,6 +95,8 @@ def _table(rows: pa.Table, title: str, limit: int = 50) -> Table:
 
 def _long_table(names: list[str], shown: list[dict], total: int, title: str, limit: int) -> Table:
     """Rows as ``column  value`` blocks (psql's expanded display): readable at any width."""
+    from rich.table import Table
+
     out = Table(title=f"{title} (one block per row)", show_header=False)
     out.add_column("column", style="bold", no_wrap=True)
     out.add_column("value", overflow="fold")
@@ -117,40 +126,49 @@ def pipe_safe():
         raise typer.Exit(0) from None
 
 
-@app.command()
+@app.command(
+    epilog="\b\nExample:\n"
+    "  captureq baseline demo-data/training.csv demo-data/baseline\n"
+    "  captureq baseline demo-data/capture baseline/ --endpoint churn-xgb --end 2026-01-02"
+)
 def baseline(
-    training_data: str,
-    out: str,
+    training_data: str = typer.Argument(
+        ..., metavar="TRAINING_DATA", help="CSV or Parquet file, or a capture tree.",
+        show_default=False,
+    ),
+    out: str = typer.Argument(..., metavar="OUT", help="Folder for the two files.",
+                              show_default=False),
     endpoint: str | None = typer.Option(
-        None, help="Endpoint, when TRAINING_DATA is a capture tree."
+        None, metavar="NAME", help="Endpoint, when TRAINING_DATA is a capture tree.",
+        show_default=False,
     ),
     start: str | None = StartOpt,
     end: str | None = EndOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
     header: bool | None = typer.Option(
-        None, "--header/--no-header", help="CSV has a header row (detected if not given)."
+        None, "--header/--no-header", help="CSV has a header row (detected if not given).",
+        show_default=False,
     ),
-    format: str = FormatOpt,
+    format: Format = FormatOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
-    """Write Model Monitor statistics.json and constraints.json for TRAINING_DATA into OUT."""
+    """Write Model Monitor statistics.json and constraints.json for TRAINING_DATA (a CSV or
+    Parquet file, or a capture tree's inputs) into OUT; --format csv|json prints the features."""
     from . import baseline as make_baseline
     from .baseline import is_table_file
 
     _check_format(format)
     try:
-        source = training_data
-        if not is_table_file(training_data) and (variant or storage_option):
-            source = _open(training_data, None, None, None, None, variant, storage_option)
-        result = make_baseline(
-            source,
-            out,
-            endpoint=endpoint,
-            header=header,
-            start=start,
-            end=end,
-            storage_options=storage_options(storage_option),
-        )
+        if is_table_file(training_data):
+            result = make_baseline(
+                training_data, out, header=header, storage_options=storage_options(storage_option)
+            )
+        else:  # a capture tree, narrowed and read here so that the reading shows progress
+            tree = _open(training_data, None, start, end, [endpoint] if endpoint else None,
+                         variant, storage_option)
+            load(tree, "reading", quiet)
+            result = make_baseline(tree, out)
     except CaptureqError as exc:
         _fail(exc)
     with pipe_safe():
@@ -164,13 +182,21 @@ def baseline(
         )
 
 
-@app.command()
+@app.command(
+    epilog="\b\nExample:\n"
+    "  captureq monitor demo-data/capture --baseline demo-data/baseline --endpoint churn-xgb \\\n"
+    "      --out monitor/"
+)
 def monitor(
-    capture_uri: str,
-    baseline: str = typer.Option(..., "--baseline", help="Folder with the baseline files."),
+    capture_uri: str = UriArg,
+    baseline: str = typer.Option(
+        ..., "--baseline", metavar="DIR", help="Folder with the baseline files."
+    ),
     out: str | None = typer.Option(
         None,
         "--out",
+        metavar="DIR",
+        show_default=False,
         help="Write statistics.json, constraint_violations.json, drift.parquet, metrics.parquet "
         "and hourly/ here.",
     ),
@@ -180,7 +206,8 @@ def monitor(
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
     hourly: bool = typer.Option(True, "--hourly/--no-hourly", help="Also check every hour."),
-    format: str = FormatOpt,
+    format: Format = FormatOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Check CAPTURE_URI's window against a data-quality baseline: violations, drift per
     feature and hour, and Model Monitor's CloudWatch metrics (--format csv|json prints them)."""
@@ -191,6 +218,7 @@ def monitor(
     try:
         base = Baseline.load(baseline)  # a wrong baseline fails before anything is read
         tree = _open(capture_uri, None, start, end, endpoint, variant, storage_option)
+        load(tree, "reading", quiet)
         result = run_monitor(tree, base, out, hourly=hourly)
     except CaptureqError as exc:
         _fail(exc)
@@ -202,6 +230,9 @@ def monitor(
 
 
 def _print_monitor(result, hourly: bool, out: str | None) -> None:
+    import polars as pl
+    import pyarrow as pa
+
     window = (
         pl.from_arrow(result.drift)
         .filter(pl.col("granularity") == "window")
@@ -239,9 +270,13 @@ def _print_monitor(result, hourly: bool, out: str | None) -> None:
         )
 
 
-@app.command()
+@app.command(
+    epilog="\b\nExample:\n"
+    "  captureq quality demo-data/capture --labels demo-data/groundtruth --endpoint churn-xgb \\\n"
+    "      --by day --threshold 0.8"
+)
 def quality(
-    capture_uri: str,
+    capture_uri: str = UriArg,
     labels: str | None = LabelsOpt,
     start: str | None = StartOpt,
     end: str | None = EndOpt,
@@ -249,33 +284,46 @@ def quality(
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
     problem_type: str | None = typer.Option(
-        None, help="BinaryClassification, MulticlassClassification or Regression (inferred)."
+        None, metavar="TYPE", show_default=False,
+        help="BinaryClassification, MulticlassClassification or Regression (inferred).",
     ),
-    prediction: str | None = typer.Option(None, help="Output column, e.g. output_c0."),
-    threshold: float = typer.Option(0.5, help="Probability cut-off for binary classification."),
-    by: str = typer.Option("hour", help="hour or day."),
+    prediction: str | None = typer.Option(
+        None, metavar="COLUMN", help="Output column, e.g. output_c0.", show_default=False
+    ),
+    threshold: float = typer.Option(
+        0.5, metavar="P", help="Probability cut-off for binary classification."
+    ),
+    by: str = typer.Option("hour", metavar="hour|day", help="hour or day."),
     baseline_out: str | None = typer.Option(
         None,
         "--baseline-out",
+        metavar="DIR",
+        show_default=False,
         help="Write Model Monitor's model-quality statistics.json and constraints.json here.",
     ),
     constraints: str | None = typer.Option(
         None,
         "--constraints",
+        metavar="DIR",
+        show_default=False,
         help="Folder with a model-quality constraints.json: check the window and every hour.",
     ),
     out: str | None = typer.Option(
         None,
         "--out",
+        metavar="DIR",
+        show_default=False,
         help="Write statistics.json, constraint_violations.json, hourly/, metrics.parquet here.",
     ),
-    format: str = FormatOpt,
+    format: Format = FormatOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Model quality against ground truth, per hour or day, plus label coverage and delay;
     Model Monitor's model-quality files with --baseline-out / --constraints / --out."""
     _check_format(format)
     try:
         tree = _open(capture_uri, labels, start, end, endpoint, variant, storage_option)
+        load(tree, "reading", quiet)
         result = tree.model_quality(
             problem_type=problem_type,
             prediction=prediction,
@@ -295,6 +343,9 @@ def quality(
 
 
 def _print_quality(result, by: str, baseline_out: str | None, out: str | None) -> None:
+    import polars as pl
+    import pyarrow as pa
+
     console.print(
         f"{result.problem_type} on {result.prediction}"
         + (

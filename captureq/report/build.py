@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError
+from ..timeutil import to_utc
 from ..monitor import Baseline, MonitorResult, QualityResult, model_quality, monitor
 from ..monitor.baseline import tree_inputs
 from ..monitor.check import align_names
@@ -161,12 +162,15 @@ def build_report(
     prediction: str | None = None,
     top_features: int = 4,
     baseline_label: str | None = None,
+    estimate_reference: tuple[Any, Any] | None = None,
 ) -> Report:
     """Run monitoring (and model quality when the tree has labels) and build every figure.
 
     ``tree`` is a :class:`~captureq.CaptureTree` (narrow it with ``start``/``end`` first);
     traffic and quarantine cover every endpoint in it, the other figures ``endpoint`` (needed
     when the window holds several). ``baseline`` is a :class:`Baseline` or its folder.
+    ``estimate_reference=(start, end)``, a labelled window, adds the quality estimated without
+    labels (CBPE/DLE) beside the realized quality.
     """
     base_label = baseline_label or (
         str(baseline) if not isinstance(baseline, Baseline) else "BASELINE"
@@ -357,6 +361,9 @@ def build_report(
             )
         )
 
+    if estimate_reference is not None:
+        figures.append(_estimate_figure(tree, ep, pred_col, estimate_reference, onset, cli))
+
     qs = data.quarantine_summary(tree)
     total_q = pc.sum(qs["entries"]).as_py() or 0 if qs.num_rows else 0
     figures.append(
@@ -433,3 +440,45 @@ def build_report(
         monitor=result,
         quality=quality,
     )
+
+
+def _estimate_figure(tree: Any, ep: str, pred_col: str, reference: tuple, onset, cli) -> Figure:
+    """The estimated-quality section: CBPE/DLE band and estimate vs the realized line."""
+    from ..monitor.estimate import estimate_quality
+
+    ref_start, ref_end = (_iso_arg(to_utc(v)) for v in reference)
+    cmd = cli("estimate", tree.uri, *(["--labels", tree.labels_uri] if tree.labels_uri else []),
+              "--endpoint", ep, "--prediction", pred_col,
+              "--reference-start", ref_start, "--reference-end", ref_end)
+    title = f"Quality estimated without labels — {ep}"
+    try:
+        est = estimate_quality(tree, reference_start=ref_start, reference_end=ref_end,
+                               endpoint=ep, prediction=pred_col)
+    except ConfigError as exc:
+        return Figure("estimate", title, "Needs a labelled reference window.", pa.table({}),
+                      reproduce=cmd, note=str(exc))
+    m = est.metrics
+    name = m["metric"][0].as_py() if m.num_rows else "accuracy"
+    rows = m.filter(pc.and_(pc.equal(m["granularity"], "hour"), pc.equal(m["metric"], name)))
+    rows = rows.rename_columns(["hour" if c == "window_start" else c for c in rows.column_names])
+    how = (f"CBPE, calibration {est.calibration.method}" if est.calibration
+           else "DLE, gradient-boosted error model")
+    desc = (f"{name} per hour estimated from the predictions alone ({how}, reference "
+            f"{ref_start} – {ref_end}): dashed line inside its {est.confidence:.0%} band; the "
+            "solid line is the realized value where labels exist, the grey rule the reference's "
+            f"threshold. {_crossed(est.violations)}")
+    return Figure("estimate", title, desc, rows,
+                  charts.estimate_chart(rows, onset) if rows.num_rows else None, cmd,
+                  None if rows.num_rows else "no predictions in the window")
+
+
+def _crossed(violations: pa.Table) -> str:
+    hours = [v for v in violations.to_pylist() if v["granularity"] == "hour"]
+    if not hours:
+        return "No hour's estimate crossed the reference's thresholds."
+    per: dict[str, int] = {}
+    for v in hours:
+        per[v["metric_name"]] = per.get(v["metric_name"], 0) + 1
+    return "Hours whose band crossed the reference's threshold: " + ", ".join(
+        f"{k} {n}" for k, n in sorted(per.items())
+    ) + "."

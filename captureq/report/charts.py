@@ -307,3 +307,42 @@ def quarantine_chart(table: pa.Table) -> alt.Chart:
 def spec(chart: Any) -> dict:
     """The chart's Vega-Lite spec as a dict (what the HTML embeds)."""
     return chart.to_dict()
+
+
+def estimate_chart(table: pa.Table, onset: dict | None = None) -> alt.Chart:
+    """One metric per hour: the estimated value (dashed) inside its confidence band (shaded),
+    the realized value where labels exist (solid, with points) and the reference's threshold
+    (grey rule). ``table`` has hour, metric, estimated, lower, upper, realized, threshold."""
+    rows = values(table)
+    metric = rows[0]["metric"] if rows else "metric"
+    data = alt.Data(values=rows)
+    tip = [
+        alt.Tooltip("hour:T", title="hour (UTC)", format="%Y-%m-%d %H:00", formatType="utc"),
+        alt.Tooltip("estimated:Q", format=".3f"),
+        alt.Tooltip("lower:Q", format=".3f"),
+        alt.Tooltip("upper:Q", format=".3f"),
+        alt.Tooltip("realized:Q", format=".3f"),
+        "labelled:Q",
+        "records:Q",
+    ]
+    base = alt.Chart(data)
+    band = base.mark_area(opacity=0.25, color="#1f77b4").encode(
+        x=_time_x(), y=alt.Y("lower:Q", title=metric, scale=alt.Scale(zero=False)), y2="upper:Q"
+    )
+    est = base.mark_line(color="#1f77b4", strokeDash=[5, 3]).encode(
+        x=_time_x(), y="estimated:Q", tooltip=tip
+    )
+    real = (
+        base.transform_filter("isValid(datum.realized)")
+        .mark_line(color="#000000", point=alt.OverlayMarkDef(size=14, color="#000000"))
+        .encode(x=_time_x(), y="realized:Q", tooltip=tip)
+    )
+    layers = [band, est, real]
+    if rows and rows[0].get("threshold") is not None:
+        limit = alt.Data(values=[{"threshold": rows[0]["threshold"]}])
+        layers.append(
+            alt.Chart(limit)
+            .mark_rule(color="#7f7f7f", strokeDash=[2, 2])
+            .encode(y="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".3f")])
+        )
+    return alt.layer(*layers, *onset_layer(onset)).properties(width=WIDTH, height=180)

@@ -1,4 +1,7 @@
-"""``captureq report``: the monitoring report as one HTML file."""
+"""``captureq report``: the monitoring report as one HTML file.
+
+Defined on this module's own ``app``; ``captureq/cli.py`` adds it to the ``captureq`` command.
+"""
 
 from __future__ import annotations
 
@@ -7,49 +10,62 @@ import sys
 
 import typer
 
-from ..cli import (
+from ..cli_options import (
     EndOpt,
     EndpointOpt,
+    Format,
+    FormatOpt,
     LabelsOpt,
+    QuietOpt,
     StartOpt,
     StorageOpt,
+    UriArg,
     VariantOpt,
-    _fail,
-    _open,
-    app,
-    console,
+    load,
 )
+from ..cli_options import fail as _fail
+from ..cli_options import open_tree as _open
+from ..cli_options import out as console
 from ..errors import CaptureqError
 
+app = typer.Typer()
 
-@app.command()
+
+@app.command(
+    epilog="\b\nExample:\n"
+    "  captureq report demo-data/capture --baseline demo-data/baseline \\\n"
+    "      --labels demo-data/groundtruth --endpoint churn-xgb -o report.html"
+)
 def report(
-    capture_uri: str,
-    baseline: str = typer.Option(..., "--baseline", help="Folder with the baseline files."),
+    capture_uri: str = UriArg,
+    baseline: str = typer.Option(
+        ..., "--baseline", metavar="DIR", help="Folder with the baseline files."
+    ),
     labels: str | None = LabelsOpt,
     start: str | None = StartOpt,
     end: str | None = EndOpt,
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
-    prediction: str | None = typer.Option(None, help="Output column, e.g. output_c0."),
-    out: str = typer.Option("report.html", "--out", "-o", help="HTML file to write."),
-    format: str = typer.Option(
-        "table",
-        "--format",
-        "-f",
-        help="table (the headline for people), json ({report, drift_found, headline}) or csv "
-        "(one headline line per row).",
+    prediction: str | None = typer.Option(
+        None, metavar="COLUMN", help="Output column, e.g. output_c0.", show_default=False
     ),
+    out: str = typer.Option(
+        "report.html", "--out", "-o", metavar="FILE", help="HTML file to write."
+    ),
+    format: Format = FormatOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
-    """Write a self-contained HTML monitoring report: traffic, predictions, drift, quality."""
-    from ..monitor.cli import FORMATS, pipe_safe  # here: monitor.cli imports captureq.cli
+    """Write a self-contained HTML monitoring report: traffic, predictions, drift, quality;
+    --format json prints {report, drift_found, headline}, csv one headline line per row."""
+    from ..monitor.cli import FORMATS, pipe_safe
     from . import build_report
 
     if format not in FORMATS:
         _fail(CaptureqError(f"--format must be table, csv or json, got {format!r}"))
     try:
         tree = _open(capture_uri, labels, start, end, None, variant, storage_option)
+        load(tree, "reading", quiet)
         rep = build_report(
             tree,
             baseline,

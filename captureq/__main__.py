@@ -1,0 +1,5 @@
+"""``python -m captureq``: the ``captureq`` command."""
+
+from captureq.cli import main
+
+main()

@@ -1,0 +1,141 @@
+"""User mistakes as one or two lines on stderr and exit status 2, never a Python traceback.
+
+:func:`explain` turns an exception into what is wrong and what to do, or ``None`` for an
+exception that is not a user mistake (a bug: the CLI prints a short note and exits 1).
+``CAPTUREQ_DEBUG=1`` re-raises instead, so the traceback shows.
+
+>>> explain(FileNotFoundError(2, "No such file or directory", "missing.csv"))
+'missing.csv: no such file or folder; check the path'
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+from .errors import CaptureqError
+
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "ExpiredToken",
+    "InvalidToken",
+    "UnrecognizedClientException",
+    "AuthorizationHeaderMalformed",
+}
+_EXTRAS = {  # optional dependencies: the extra that installs each
+    "pyspark": "spark",
+    "pandas": "spark",
+    "altair": "report",
+    "vl_convert": "report",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "starlette": "serve",
+    "httpx": "serve",
+}
+CREDENTIALS_HINT = (
+    "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or pass "
+    "--storage-option profile=NAME (--storage-option anon=true for public buckets)"
+)
+
+
+def debug() -> bool:
+    """True when ``CAPTUREQ_DEBUG`` asks for tracebacks."""
+    return os.environ.get("CAPTUREQ_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _named(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _storage(e: BaseException) -> str | None:
+    """Credentials and connection problems, wherever they are in the exception chain."""
+    name = _named(e)
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return f"no AWS credentials found; {CREDENTIALS_HINT}"
+    if name == "ProfileNotFound":
+        return f"{e}; name a profile in ~/.aws/config (AWS_PROFILE or --storage-option profile=NAME)"
+    response = getattr(e, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    if code in _CREDENTIAL_CODES or (
+        code is None and any(c in str(e) for c in _CREDENTIAL_CODES)
+    ):
+        return f"S3 refused the credentials ({code or e}); {CREDENTIALS_HINT}"
+    if name in _CONNECTION_ERRORS:
+        return (
+            f"cannot reach the storage endpoint ({e}); check the URL in "
+            "--storage-option client_kwargs.endpoint_url and that the server is running"
+        )
+    return None
+
+
+_CONNECTION_ERRORS = {
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ClientConnectorError",
+    "ServerDisconnectedError",
+    "ConnectionClosedError",
+}
+
+
+def explain(exc: BaseException) -> str | None:
+    """What went wrong and what to do, for an exception caused by how captureq was called."""
+    chain = list(_chain(exc))
+    for e in chain:
+        message = _storage(e)
+        if message:
+            return message
+    for e in chain:
+        module = type(e).__module__ or ""
+        if isinstance(e, CaptureqError):
+            return str(e)
+        if module.startswith("duckdb") or module.startswith("_duckdb"):
+            return f"SQL: {str(e).strip()}"
+        if isinstance(e, ImportError) and e.name:
+            top = e.name.split(".")[0]
+            extra = _EXTRAS.get(top)
+            hint = f"pip install 'captureq[{extra}]'" if extra else f"pip install {top}"
+            needs = " and Java 17+ (java on PATH or JAVA_HOME)" if extra == "spark" else ""
+            return f"{top} is not installed: {hint}{needs}"
+        if _named(e) == "PySparkRuntimeError" and "JAVA" in str(e).upper():
+            return f"Spark could not start Java ({e}); install Java 17+ (java on PATH or JAVA_HOME)"
+        if isinstance(e, json.JSONDecodeError):
+            return f"malformed JSON ({e}); check the file"
+        if isinstance(e, TypeError) and "unexpected keyword argument" in str(e):
+            return (
+                f"the filesystem does not take an option given ({e}); check --storage-option"
+            )
+        if isinstance(e, OSError) and not isinstance(e, ConnectionError):
+            what = f"{e.filename}: " if e.filename else ""
+            detail = "" if e.filename else f" ({e})"
+            if isinstance(e, FileNotFoundError):
+                return f"{what}no such file or folder{detail}; check the path"
+            if isinstance(e, (NotADirectoryError, FileExistsError)):
+                return (
+                    f"{what}a file is in the way where a folder is needed{detail}; "
+                    "choose another path"
+                )
+            if isinstance(e, IsADirectoryError):
+                return f"{what}is a folder, a file is needed{detail}; give a file path"
+            if isinstance(e, PermissionError):
+                return f"{what}permission denied{detail}; choose a path you may read or write"
+            if e.errno == errno.EROFS:
+                return f"{what}read-only file system{detail}; choose a writable folder"
+            if e.errno == errno.ENOSPC:
+                return f"{what}no space left on the device{detail}; free space or choose another"
+        if isinstance(e, ConnectionError):
+            return (
+                f"cannot reach the storage endpoint ({e}); check the URL in "
+                "--storage-option client_kwargs.endpoint_url and that the server is running"
+            )
+    return None

@@ -1,0 +1,361 @@
+"""What every ``captureq`` subcommand shares: option definitions, opening a tree, printing.
+
+Subcommand modules (``captureq/cli.py``, ``captureq/monitor/cli.py``, ``captureq/report/cli.py``)
+import this module and define their commands on a ``typer.Typer`` of their own; ``captureq/cli.py``
+assembles them into one app. Nothing here imports a subcommand module or the app, and nothing
+heavy (pyarrow, duckdb, polars, rich) is imported until a command needs it, so that
+``captureq --help`` starts fast.
+
+>>> storage_options(["anon=true", "client_kwargs.endpoint_url=http://localhost:9000"])
+{'anon': True, 'client_kwargs': {'endpoint_url': 'http://localhost:9000'}}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from typing import TYPE_CHECKING
+
+import typer
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+    from .api import CaptureTree
+
+
+class Format(str, Enum):
+    """How a command prints a table."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+# -- the options every command that reads a tree takes, with the same names ------------------
+UriArg = typer.Argument(
+    ..., metavar="URI", help="Capture tree: a folder, s3://bucket/prefix or any fsspec URL.",
+    show_default=False,
+)
+LabelsOpt = typer.Option(
+    None, "--labels", metavar="URI", help="Ground-truth tree (groundTruthData records).", show_default=False
+)
+StartOpt = typer.Option(
+    None, "--start", metavar="TIME", help="First UTC hour, ISO 8601 (e.g. 2026-01-01T05).", show_default=False
+)
+EndOpt = typer.Option(
+    None, "--end", metavar="TIME", help="End, exclusive, ISO 8601 UTC (e.g. 2026-01-02).", show_default=False
+)
+EndpointOpt = typer.Option(
+    None, "--endpoint", metavar="NAME", help="Endpoint name or pattern, e.g. 'churn-*' (repeatable).",
+    show_default=False,
+)
+VariantOpt = typer.Option(
+    None, "--variant", metavar="NAME", help="Variant name or pattern, e.g. Canary (repeatable).",
+    show_default=False,
+)
+StorageOpt = typer.Option(
+    None,
+    "--storage-option",
+    metavar="KEY=VALUE",
+    help="fsspec storage option (repeatable); dotted keys nest, true/false/numbers are parsed, "
+    "e.g. --storage-option client_kwargs.endpoint_url=http://localhost:9000",
+    show_default=False,
+)
+OutStorageOpt = typer.Option(
+    None,
+    "--out-storage-option",
+    metavar="KEY=VALUE",
+    help="fsspec storage option of the destination (repeatable, dotted keys nest); by default "
+    "the --storage-option values when source and destination use the same protocol",
+    show_default=False,
+)
+FormatOpt = typer.Option(
+    Format.table, "--format", "-f", metavar="table|csv|json",
+    help="table (for people), or csv (with a header) / json: one table for programs on stdout.",
+)
+QuietOpt = typer.Option(
+    False, "--quiet", "-q", help="No progress display on stderr (it is off when stderr is piped)."
+)
+CacheOpt = typer.Option(
+    None, "--cache", metavar="DIR", show_default=False,
+    help="Where to keep the Parquet the views read (a folder, or any fsspec URL).",
+)
+
+
+def storage_options(items: list[str] | None, flag: str = "--storage-option") -> dict | None:
+    """``["anon=true", "client_kwargs.endpoint_url=http://h:9000"]`` as a storage_options dict.
+
+    >>> storage_options(["anon=true", "max_concurrency=4", "client_kwargs.endpoint_url=http://h"])
+    {'anon': True, 'max_concurrency': 4, 'client_kwargs': {'endpoint_url': 'http://h'}}
+    """
+    if not items:
+        return None
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} takes KEY=VALUE, got {item!r}")
+        value: object = text
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        elif re.fullmatch(r"[+-]?\d+", text):
+            value = int(text)
+        elif re.fullmatch(r"[+-]?\d*\.\d+", text):
+            value = float(text)
+        *parents, leaf = key.strip().split(".")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{flag} {item!r}: {name!r} is already set to a value")
+        node[leaf] = value
+    return out
+
+
+def open_tree(
+    uri: str,
+    labels: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    endpoint: list[str] | None = None,
+    variant: list[str] | None = None,
+    options: list[str] | None = None,
+) -> CaptureTree:
+    """``captureq.open`` with the shared options as the CLI receives them."""
+    from . import api
+
+    return api.open(
+        uri,
+        labels=labels,
+        start=start,
+        end=end,
+        endpoint=endpoint or None,
+        variant=variant or None,
+        storage_options=storage_options(options),
+    )
+
+
+# -- output ---------------------------------------------------------------------------------
+_consoles: dict[str, object] = {}
+
+
+def console():
+    """The rich console on stdout (created on first use: importing rich costs start-up time)."""
+    if "out" not in _consoles:
+        from rich.console import Console
+
+        _consoles["out"] = Console()
+    return _consoles["out"]
+
+
+def err_console():
+    """The rich console on stderr."""
+    if "err" not in _consoles:
+        from rich.console import Console
+
+        _consoles["err"] = Console(stderr=True)
+    return _consoles["err"]
+
+
+class LazyConsole:
+    """Stands for a rich Console, created on first use (``out.print(...)``, ``out.width``)."""
+
+    def __init__(self, make):
+        self._make = make
+
+    def __getattr__(self, name):
+        return getattr(self._make(), name)
+
+
+out = LazyConsole(console)  # stdout, for modules that print through a console object
+err = LazyConsole(err_console)
+
+
+def fail(message: str | BaseException) -> None:
+    """Print ``error: message`` on stderr and exit with status 2 (a user mistake)."""
+    err_console().print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+    raise typer.Exit(2)
+
+
+def fmt(v) -> str:
+    """A cell as text: floats to 3 significant digits, times to the minute."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if hasattr(v, "strftime"):
+        return v.strftime("%Y-%m-%d %H:%M")
+    return str(v)
+
+
+def rich_table(table: pa.Table, title: str | None = None, limit: int = 50, cell=None):
+    """A rich Table of the first ``limit`` rows (the caption says how many are not shown)."""
+    from rich.table import Table
+
+    cell = cell or (lambda v: "" if v is None else str(v))
+    out = Table(title=title, show_lines=False)
+    for name in table.column_names:
+        out.add_column(name, overflow="fold")
+    for row in table.slice(0, limit).to_pylist():
+        out.add_row(*(cell(v) for v in row.values()))
+    if table.num_rows > limit:
+        out.caption = f"{limit} of {table.num_rows} rows shown"
+    return out
+
+
+def write_result(
+    table: pa.Table, format: Format | str, title: str | None = None, limit: int = 1000, cell=None
+) -> None:
+    """Print ``table`` as a rich table, CSV with a header, or a JSON list of objects."""
+    format = Format(format)
+    if format is Format.table:
+        console().print(rich_table(table, title=title, limit=limit, cell=cell))
+    elif format is Format.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(table.column_names)
+        for row in table.to_pylist():
+            w.writerow(
+                [
+                    "" if v is None else (v.isoformat() if hasattr(v, "isoformat") else v)
+                    for v in row.values()
+                ]
+            )
+        sys.stdout.write(buf.getvalue())
+    else:
+        sys.stdout.write(json.dumps(table.to_pylist(), default=str, indent=None) + "\n")
+
+
+def say(text: str, format: Format | str = Format.table) -> None:
+    """A line for people: on stdout with ``--format table``, on stderr otherwise (so that the
+    CSV or JSON on stdout stays machine-readable)."""
+    target = console() if Format(format) is Format.table else err_console()
+    target.print(text, soft_wrap=True)
+
+
+# -- progress -------------------------------------------------------------------------------
+def show_progress(quiet: bool) -> bool:
+    """Progress is drawn on stderr only when it is a terminal and ``--quiet`` was not given."""
+    return not quiet and sys.stderr.isatty()
+
+
+def _progress_after() -> float:
+    """Seconds of work before a progress display appears (short jobs show none);
+    ``CAPTUREQ_PROGRESS_AFTER`` overrides the default of one second."""
+    import os
+
+    try:
+        return float(os.environ.get("CAPTUREQ_PROGRESS_AFTER", "1"))
+    except ValueError:
+        return 1.0
+
+
+class _Display:
+    """A rich progress display that appears only once the work has taken a while."""
+
+    def __init__(self, columns, total, **fields):
+        import time
+
+        from rich.progress import Progress
+
+        self._clock = time.monotonic
+        self._started_at = self._clock()
+        self._after = _progress_after()
+        self._bar = Progress(*columns, console=err_console(), transient=True)
+        self._task = self._bar.add_task("", total=total or None, **fields)
+        self._live = False
+
+    def update(self, **kw) -> None:
+        self._bar.update(self._task, **kw)
+        if not self._live and self._clock() - self._started_at >= self._after:
+            self._bar.start()
+            self._live = True
+
+    def close(self) -> None:
+        if self._live:
+            self._bar.stop()
+
+
+@contextmanager
+def progress(
+    what: str, files: int, total_bytes: int | None, quiet: bool = False
+) -> Iterator[Callable]:
+    """A progress display on stderr for reading ``files`` files (``total_bytes`` bytes).
+
+    Yields the callback the library takes (``tree.load(progress=...)``): it is called with each
+    batch's :class:`captureq.pipeline.Counts` and advances files, bytes and records, with the
+    rate and time left. When stderr is not a terminal (or ``quiet``) the callback does nothing.
+    """
+    if not show_progress(quiet):
+        yield lambda counts: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn(what),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[files]}/{task.fields[of]} files, {task.fields[records]:,} records"),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    display = _Display(columns, total_bytes, files=0, of=files, records=0)
+    seen = {"files": 0, "records": 0}
+
+    def advance(counts) -> None:
+        seen["files"] += counts.files + counts.files_failed
+        seen["records"] += counts.rows
+        display.update(advance=counts.bytes_read, files=seen["files"], records=seen["records"])
+
+    try:
+        yield advance
+    finally:
+        display.close()
+
+
+@contextmanager
+def file_progress(what: str, total: int, quiet: bool = False) -> Iterator[Callable]:
+    """A files-done progress display (``export`` reports whole files as it commits them)."""
+    if not show_progress(quiet):
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    display = _Display(columns, total)
+    try:
+        yield lambda n: display.update(advance=n)
+    finally:
+        display.close()
+
+
+def load(tree: CaptureTree, what: str = "reading", quiet: bool = False):
+    """``tree.load()`` with a progress display for the files of its window (and labels)."""
+    scan = tree.scan()
+    labels = tree.scan_labels()
+    files = len(scan.files) + (len(labels.files) if labels else 0)
+    total = scan.total_bytes + (labels.total_bytes if labels else 0)
+    with progress(what, files, total, quiet) as advance:
+        return tree.load(progress=advance)

@@ -1,0 +1,57 @@
+"""A fast start (issue 13 part 5): `captureq --help` imports none of the data libraries, and
+`captureq query` reads its first byte before importing polars, DuckDB or the monitoring code.
+
+Modules, not seconds, are asserted (timings depend on the machine's load); the seconds are
+measured with ``python -X importtime`` and reported in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from captureq.generate import generate_tree
+
+PROBE = r"""
+import json, sys
+HEAVY = ("polars", "pandas", "duckdb", "pyarrow", "numpy", "rich", "fsspec",
+         "captureq.api", "captureq.monitor.baseline", "captureq.monitor.check", "captureq.report.build")
+seen = {}
+def hook(event, args):
+    if event == "open" and "first_read" not in seen and isinstance(args[0], str) \
+            and ".jsonl" in args[0]:
+        seen["first_read"] = [m for m in HEAVY if m in sys.modules]
+sys.addaudithook(hook)
+sys.argv = ["captureq", *sys.argv[1:]]
+try:
+    from captureq.cli import main
+    main()
+except SystemExit:
+    pass
+seen["at_exit"] = [m for m in HEAVY if m in sys.modules]
+sys.stderr.write("PROBE " + json.dumps(seen) + "\n")
+"""
+
+
+def probe(*args: str) -> dict:
+    r = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
+                       timeout=300)
+    line = next(x for x in r.stderr.splitlines() if x.startswith("PROBE "))
+    return json.loads(line[len("PROBE "):])
+
+
+def test_help_imports_no_data_library():
+    assert probe("--help")["at_exit"] == []
+    assert probe("query", "--help")["at_exit"] == []
+
+
+def test_query_reads_before_importing_polars_duckdb_or_monitoring(tmp_path):
+    generate_tree(str(tmp_path / "capture"), hours=1, requests_per_hour=5)
+    seen = probe("query", str(tmp_path / "capture"), "select count(*) from captures", "-f", "csv")
+    assert "first_read" in seen
+    loaded = set(seen["first_read"])
+    assert not loaded & {"polars", "pandas", "duckdb", "rich"}, loaded
+    assert not loaded & {"captureq.monitor.baseline", "captureq.monitor.check",
+                         "captureq.report.build"}, loaded
+    assert "duckdb" in seen["at_exit"]  # the query did run
