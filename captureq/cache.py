@@ -35,13 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from . import schema, views
 from .errors import CaptureqError
 
 if TYPE_CHECKING:
+    import duckdb
+
     from .plan import ScanPlan
 
 DEFAULT_MAX_BYTES = 2 << 30
@@ -138,6 +139,8 @@ def lookup(plan: ScanPlan) -> Hit | None:
 
 def connect(hit: Hit) -> duckdb.DuckDBPyConnection:
     """A connection whose views read the hit's Parquet parts (only those)."""
+    import duckdb
+
     from .export import _arrow_type
 
     con = duckdb.connect()

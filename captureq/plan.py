@@ -25,15 +25,12 @@ False
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from . import schema, views
@@ -43,6 +40,9 @@ from .pipeline import Counts, run_captures, run_labels, unify_types
 from .read import DEFAULT_BATCH_BYTES
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
 from .timeutil import to_utc
+
+if TYPE_CHECKING:
+    import duckdb
 
 # What can be produced: the captures table, each decoded side, the pairs table, the labels, and
 # the quarantine (which holds every stage, so it needs everything).
@@ -110,58 +110,28 @@ def view_sources(name: str) -> frozenset[str]:
     return frozenset(out)
 
 
-_analyser_lock = threading.Lock()
-_analyser: list[duckdb.DuckDBPyConnection] = []
-
-
-def _serialize(query: str) -> dict | None:
-    with _analyser_lock:
-        if not _analyser:
-            _analyser.append(duckdb.connect())
-        try:
-            text = _analyser[0].execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0]
-        except duckdb.Error:
-            return None
-    tree = json.loads(text)
-    return None if tree.get("error") else tree
-
-
-def _walk(node, tables: set[str], columns: set[str], flags: dict) -> None:
-    if isinstance(node, dict):
-        kind = node.get("class") or node.get("type")
-        if node.get("type") == "BASE_TABLE" and isinstance(node.get("table_name"), str):
-            tables.add(node["table_name"].lower())
-        elif kind == "COLUMN_REF":
-            columns.update(str(c).lower() for c in node.get("column_names", ()))
-        elif kind == "STAR":
-            flags["star"] = True
-        for value in node.values():
-            _walk(value, tables, columns, flags)
-    elif isinstance(node, list):
-        for value in node:
-            _walk(value, tables, columns, flags)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_STAR = re.compile(r"(?<!\()\s*\*(?!\s*\))|\.\*")  # select *, t.*; not count(*)
 
 
 def query_needs(query: str) -> Needs:
     """The parts (and payload text) a SQL statement over captureq's views needs.
 
-    Uses DuckDB's own parser (``json_serialize_sql``); a statement it cannot serialize
-    (``DESCRIBE``, ``PRAGMA``, DDL, …) needs everything.
+    Read from the statement's words, without parsing it (so no SQL engine is loaded before the
+    first byte is read): every view or source name it mentions counts, which can only read more
+    than needed, never less. Payload text is kept when ``input_data``/``output_data`` or a ``*``
+    other than ``count(*)`` appears.
     """
-    tree = _serialize(query)
-    if tree is None:
-        return EVERYTHING
-    tables: set[str] = set()
-    columns: set[str] = set()
-    flags: dict = {}
-    _walk(tree, tables, columns, flags)
+    words = {w.lower() for w in _WORD.findall(query)}
     sources: set[str] = set()
-    for t in tables:
-        if t.startswith(views.SOURCE_PREFIX) and t[len(views.SOURCE_PREFIX):] in _SOURCE_PARTS:
-            sources.add(t[len(views.SOURCE_PREFIX):])
-        else:
-            sources |= view_sources(t)
-    payload_text = bool(flags.get("star")) or any(c in columns for c in PAYLOAD_TEXT)
+    for w in words:
+        if w.startswith(views.SOURCE_PREFIX) and w[len(views.SOURCE_PREFIX):] in _SOURCE_PARTS:
+            sources.add(w[len(views.SOURCE_PREFIX):])
+        elif w in views.VIEWS:
+            sources |= view_sources(w)
+    first = _WORD.search(re.sub(r"--[^\n]*|/\*.*?\*/", " ", query, flags=re.S))
+    plain = first is not None and first.group(0).lower() in ("select", "with", "from", "values")
+    payload_text = not plain or bool(_STAR.search(query)) or any(c in words for c in PAYLOAD_TEXT)
     return Needs(closure(sources), payload_text)
 
 
@@ -457,6 +427,8 @@ class ScanPlan:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with every view registered over this window's tables."""
+        import duckdb
+
         con = duckdb.connect()
         views.register(con, self.load().as_dict())
         return con
@@ -468,6 +440,8 @@ class ScanPlan:
         if con is not None and registered is not None and registered.covers(needs):
             return con
         tables = self.load(needs)
+        import duckdb  # once the files are read: reading starts sooner
+
         if con is None:
             con = duckdb.connect()
             views.register(con, tables.as_dict())
@@ -495,8 +469,10 @@ class ScanPlan:
 
             try:
                 hit = cache.lookup(self)
+                if hit is not None:
+                    import duckdb  # noqa: F401  (the hit is read through it)
                 self._cache["warm"] = cache.connect(hit) if hit is not None else None
-            except (OSError, ValueError, KeyError, duckdb.Error):
+            except Exception:  # noqa: BLE001 - OSError, bad JSON, a duckdb.Error: all the same
                 self._cache["warm"] = None  # an unreadable cache is only a slower query
         return self._cache["warm"]
 
