@@ -3,7 +3,8 @@
 Opening a tree and narrowing it builds a :class:`ScanPlan`; nothing is listed or decoded until a
 result is asked for, and then only what the question needs:
 
-* ``plan.sql(query)`` asks DuckDB which views the statement references, follows the views'
+* ``plan.sql(query)`` finds the views the statement names (from its words: a superset, and no
+  SQL engine loaded before the first byte is read), follows the views'
   definitions in ``sql/*.sql`` down to the source tables (``predictions`` → ``captureq_pairs`` +
   ``labels`` → inputs, outputs and labels), and decodes only those sides. ``select count(*) from
   captures`` parses the capture lines and decodes no payload at all.
