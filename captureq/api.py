@@ -134,7 +134,12 @@ class CaptureTree:
         endpoint: str | Iterable[str] | None = None,
         variant: str | Iterable[str] | None = None,
     ) -> CaptureTree:
-        """A tree narrowed to ``[start, end)`` (UTC) and the given endpoints/variants."""
+        """A tree narrowed to the rows with ``start ≤ inference_time < end`` (UTC, exact to the
+        microsecond) and the given endpoints/variants (names or shell-style patterns).
+
+        >>> captureq.open("capture").where(start="2026-01-01T06:30", end="2026-01-01T07")  # doctest: +SKIP
+        CaptureTree(uri='capture', start=datetime.datetime(2026, 1, 1, 6, 30, ...), ...)
+        """
         w = self.window
         new = Window(
             start=to_utc(start) if start is not None else w.start,
@@ -151,16 +156,23 @@ class CaptureTree:
     def scanner(self) -> Scanner:
         return Scanner(self.uri, layout=CAPTURE, storage_options=self.storage_options)
 
-    def scan(self) -> ScanResult:
-        """List the capture files in this tree's window (one listing per call)."""
-        if "scan" not in self._cache:
+    def scan(self, *, spill: bool = True) -> ScanResult:
+        """List the capture files that can hold rows of this tree's window (cached).
+
+        The hour folders overlapping ``[start, end)``, and (``spill=True``) the hour before
+        ``start``, whose objects may hold records of ``start``'s hour; reading keeps exactly the
+        rows with ``start ≤ inference_time < end`` (:mod:`captureq.window`).
+        """
+        key = "scan" if spill else "scan_hours"
+        if key not in self._cache:
             s = self.scanner()
             w = self.window
-            self._cache["scan"] = (
+            self._cache[key] = (
                 s,
-                s.scan(start=w.start, end=w.end, endpoint=w.endpoint, variant=w.variant),
+                s.scan(start=w.start, end=w.end, endpoint=w.endpoint, variant=w.variant,
+                       spill=spill),
             )
-        return self._cache["scan"][1]
+        return self._cache[key][1]
 
     def label_scanner(self) -> Scanner | None:
         if not self.labels_uri:
@@ -189,7 +201,9 @@ class CaptureTree:
         fs = self._cache["scan"][0].fs
         caps, ins, outs, pairs, qs = [], [], [], [], []
         counts = Counts()
-        for r in run_captures(fs, scan.files, self.options, batch_bytes=self.batch_bytes, pairs=True):
+        w = self.window
+        for r in run_captures(fs, scan.files, self.options, batch_bytes=self.batch_bytes, pairs=True,
+                              start=w.start, end=w.end):
             caps.append(r.captures)
             ins.append(r.inputs)
             outs.append(r.outputs)

@@ -158,6 +158,7 @@ def scan(
         (
             "lines",
             f"{c.lines_read:,} read = {c.rows:,} captures + {c.quarantined_lines:,} quarantined"
+            + (f" + {c.outside_window:,} outside the window" if c.outside_window else "")
             + ("" if c.reconciles else "  [red](DOES NOT RECONCILE)[/]"),
         ),
         ("records", f"{c.input_records:,} input, {c.output_records:,} output"),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import fsspec
 import pyarrow as pa
 
-from . import schema
+from . import schema, window
 from .decode import DecodeOptions, alignment_quarantine, decode_labels, decode_side
 from .pair import pair_records
 from .parse import parse_captures, parse_labels
@@ -27,7 +27,12 @@ from .scan import CaptureFile
 
 @dataclass
 class Counts:
-    """Counts that must reconcile: ``lines_read == rows + quarantined_lines``."""
+    """Counts that must reconcile: ``lines_read == rows + quarantined_lines + outside_window``.
+
+    ``outside_window`` counts lines of the objects read whose capture falls outside the time
+    window (and ``line`` quarantine rows of objects read only as the window's one-hour margin):
+    see :mod:`captureq.window`.
+    """
 
     files: int = 0
     files_failed: int = 0
@@ -39,6 +44,7 @@ class Counts:
     input_records: int = 0
     output_records: int = 0
     payloads_quarantined: int = 0
+    outside_window: int = 0
 
     def add(self, other: Counts) -> None:
         for name in self.__dataclass_fields__:
@@ -46,7 +52,7 @@ class Counts:
 
     @property
     def reconciles(self) -> bool:
-        return self.lines_read == self.rows + self.quarantined_lines
+        return self.lines_read == self.rows + self.quarantined_lines + self.outside_window
 
 
 @dataclass
@@ -72,14 +78,21 @@ def _count_stage(q: pa.Table, stage: str) -> int:
 
 
 def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
-                     pairs: bool = False) -> BatchResult:
-    """Parse and decode one batch of capture files (and pair inputs with outputs if asked)."""
+                     pairs: bool = False, start=None, end=None) -> BatchResult:
+    """Parse and decode one batch of capture files (and pair inputs with outputs if asked).
+
+    Only captures with ``start ≤ inference_time < end`` are kept and decoded (see
+    :mod:`captureq.window`); the others are counted in ``Counts.outside_window``.
+    """
     parsed = parse_captures(batch)
-    captures = parsed.table
+    start, end = window.bounds(start, end)
+    captures, outside = window.filter_captures(parsed.table, start, end)
+    margin = [f.url for f in batch.files if not window.hour_in_window(f.hour, start, end)]
+    line_q, outside_lines = window.filter_line_quarantine(parsed.quarantine, margin)
     inputs = decode_side(captures, "input", options)
     outputs = decode_side(captures, "output", options, input_counts=inputs.counts)
     align = alignment_quarantine(captures, inputs, outputs)
-    quarantine = pa.concat_tables([parsed.quarantine, inputs.quarantine, outputs.quarantine, align])
+    quarantine = pa.concat_tables([line_q, inputs.quarantine, outputs.quarantine, align])
     counts = Counts(
         files=len(batch.files),
         files_failed=len(batch.failed),
@@ -87,10 +100,11 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
         lines_read=parsed.lines_read,
         blank_lines=parsed.blank_lines,
         rows=captures.num_rows,
-        quarantined_lines=_count_stage(parsed.quarantine, "line"),
+        quarantined_lines=_count_stage(line_q, "line"),
         input_records=inputs.records.num_rows,
         output_records=outputs.records.num_rows,
         payloads_quarantined=inputs.quarantine.num_rows + outputs.quarantine.num_rows,
+        outside_window=outside + outside_lines,
     )
     return BatchResult(batch.files, captures, inputs.records, outputs.records, quarantine, counts,
                        [f for f, _ in batch.failed],
@@ -161,9 +175,13 @@ def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch
 
 def run_captures(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], options: DecodeOptions | None = None,
                  *, batch_bytes: int = DEFAULT_BATCH_BYTES, pairs: bool = False,
-                 workers: int | None = None) -> Iterator[BatchResult]:
-    """Yield a :class:`BatchResult` per batch of ``files``, in file order."""
-    yield from _stream(fs, files, lambda b: process_captures(b, options, pairs=pairs), batch_bytes, workers)
+                 workers: int | None = None, start=None, end=None) -> Iterator[BatchResult]:
+    """Yield a :class:`BatchResult` per batch of ``files``, in file order, keeping the captures
+    in ``[start, end)``."""
+    yield from _stream(
+        fs, files, lambda b: process_captures(b, options, pairs=pairs, start=start, end=end),
+        batch_bytes, workers,
+    )
 
 
 def run_labels(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *,

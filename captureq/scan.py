@@ -29,6 +29,7 @@ from fsspec.core import url_to_fs
 
 from .errors import ScanError
 from .timeutil import HOUR, UTC, floor_hour, to_utc
+from .window import listing_start
 
 CAPTURE = "capture"
 LABELS = "labels"
@@ -134,13 +135,19 @@ class Scanner:
         end: Any = None,
         endpoint: str | Iterable[str] | None = None,
         variant: str | Iterable[str] | None = None,
+        spill: bool = False,
     ) -> ScanResult:
-        """List the data files in ``[start, end)`` for the endpoints/variants asked for."""
+        """List the data files of the hours overlapping ``[start, end)`` for the endpoints/variants
+        asked for. ``spill=True`` also lists the hour before ``start``, whose objects may hold
+        records of ``start``'s hour (what a reader that keeps exact times needs, see
+        :mod:`captureq.window`)."""
         start_dt, end_dt = to_utc(start), to_utc(end)
         if start_dt and end_dt and end_dt <= start_dt:
             raise ScanError(
                 f"end ({end_dt.isoformat()}) must be after start ({start_dt.isoformat()})"
             )
+        if spill and self.layout == CAPTURE:
+            start_dt = listing_start(start_dt)
         endpoints, variants = _as_list(endpoint), _as_list(variant)
         result = ScanResult()
         candidates = self._candidates(start_dt, end_dt, endpoints, variants)
@@ -282,6 +289,10 @@ class Scanner:
             return list(self._find(vdir).values())  # no lower bound: walk it all
         if end is None:  # up to now, rounded up to a month so that it is one listing
             end = _next_month(floor_hour(datetime.now(UTC)) + timedelta(days=1))
+            years = [int(_base(d["name"])) for d in self._ls(vdir) if d.get("type") == "directory"
+                     and re.fullmatch(r"\d{4}", _base(d["name"]))]
+            if years and max(years) >= end.year:  # folders dated after now (clock skew, tests)
+                end = datetime(max(years) + 1, 1, 1, tzinfo=UTC)
         out: list[dict] = []
         t = floor_hour(start)
         while t < end:

@@ -200,7 +200,10 @@ class SparkTables:
 
 
 def _window(start, end, endpoint, variant) -> dict:
-    return {"start": to_utc(start), "end": to_utc(end), "endpoint": endpoint, "variant": variant}
+    # spill: the hour before start may hold records of start's hour; rows are then kept exactly
+    # in [start, end) by process_captures (captureq.window), on the executors.
+    return {"start": to_utc(start), "end": to_utc(end), "endpoint": endpoint, "variant": variant,
+            "spill": True}
 
 
 def read_captures(
@@ -218,16 +221,17 @@ def read_captures(
 ) -> DataFrame:
     """The ``captures`` table (schema :data:`captureq.schema.CAPTURES`) as a lazy DataFrame.
 
-    The driver lists only the hours in ``[start, end)``; executors parse one file group each.
+    The driver lists only the hours that can hold rows of ``[start, end)``; executors parse one
+    file group each and keep exactly the rows with ``start ≤ inference_time < end``.
     """
     files = _scan(uri, CAPTURE, storage_options, **_window(start, end, endpoint, variant))
     tasks = _task_frame(spark, _groups(files, task_bytes, task_files))
-    so = storage_options
+    so, t0, t1 = storage_options, to_utc(start), to_utc(end)
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         fs = _fs(uri, so)
         for _, group in _tasks(batches):
-            captures = process_captures(fetch(fs, group), options).captures
+            captures = process_captures(fetch(fs, group), options, start=t0, end=t1).captures
             yield from captures.cast(schema.CAPTURES).to_batches()
 
     return tasks.mapInArrow(run, spark_schema(schema.CAPTURES))
@@ -263,12 +267,12 @@ def read_tables(
     files = _scan(uri, CAPTURE, storage_options, **_window(start, end, endpoint, variant))
     groups = _groups(files, task_bytes, task_files)
     tasks = _task_frame(spark, groups)
-    so = storage_options
+    so, t0, t1 = storage_options, to_utc(start), to_utc(end)
 
     def decode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         fs = _fs(uri, so)
         for task, group in _tasks(batches):
-            r = process_captures(fetch(fs, group), options)
+            r = process_captures(fetch(fs, group), options, start=t0, end=t1)
             for name, table in (
                 ("captures", r.captures),
                 ("inputs", r.inputs),

@@ -239,3 +239,26 @@ def test_cli_exports_with_spark(spark, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"exported {s.files_written} new files" in result.output
     assert read_manifest(str(tmp_path / "out"))["tables"]["captures"]["rows"] == s.captures
+
+
+def test_spark_windows_keep_exact_times_like_the_local_engine(spark, tmp_path):
+    """[06:30, 07): a record in the 05 object (written into the previous hour's) is in; the
+    06:00–06:29 records of the 06 object are out, on the executors as locally."""
+    from datetime import datetime, timezone
+
+    def at(h, m, s=0):
+        return datetime(2026, 1, 1, h, m, s, tzinfo=timezone.utc)
+
+    root = tmp_path / "capture"
+    write_captures(root, [capture("1\n", "0", event_id="a", when=at(5, 59)),
+                          capture("1\n", "0", event_id="spill", when=at(6, 30))],
+                   when=at(5, 0), name="f.jsonl")
+    write_captures(root, [capture("1\n", "0", event_id=e, when=w) for e, w in
+                          [("b", at(6, 0, 4)), ("c", at(6, 30)), ("d", at(6, 59, 59))]]
+                   + ['{"not": "a capture"}'], when=at(6, 0), name="f.jsonl")
+    write_captures(root, [capture("1\n", "0", event_id="e", when=at(7, 0))], when=at(7, 0),
+                   name="f.jsonl")
+    window = {"start": "2026-01-01T06:30", "end": "2026-01-01T07"}
+    assert_tables_equal(spark, str(root), **window)
+    got = cqs.read_captures(spark, str(root), **window).select("event_id").collect()
+    assert sorted(r.event_id for r in got) == ["c", "d", "spill"]
