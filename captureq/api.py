@@ -20,6 +20,7 @@ import pyarrow as pa
 from . import schema, views
 from .decode import DecodeOptions
 from .decode.common import concat_tables
+from .errors import QueryError
 from .pipeline import Counts, run_captures, run_labels
 from .read import DEFAULT_BATCH_BYTES
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
@@ -260,20 +261,57 @@ class CaptureTree:
             .to_arrow()
         )
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with every view registered over this window's tables."""
+    def connect(self, *, allow_external_access: bool = False) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with every view registered over this window's tables.
+
+        The views read in-memory Arrow tables, so by default the connection cannot touch files,
+        the network or extensions (``enable_external_access = false``, then
+        ``lock_configuration = true``): user SQL such as ``COPY … TO '/any/file'`` or
+        ``read_text('/etc/passwd')`` fails with a ``duckdb.PermissionException``. Pass
+        ``allow_external_access=True`` for SQL that reads or writes files on purpose.
+
+        >>> cq.connect().sql("select count(*) from captures").fetchall()   # doctest: +SKIP
+        [(3,)]
+        """
         con = duckdb.connect()
         views.register(con, self.load().as_dict())
+        if not allow_external_access:
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
         return con
 
-    def sql(self, query: str, params: list | dict | None = None) -> Result:
-        """Run SQL over the views (captures, inputs, outputs, labels, quarantine, predictions)."""
-        con = self._cache.get("con")
+    def _connection(self, allow_external_access: bool = False) -> duckdb.DuckDBPyConnection:
+        key = "con_external" if allow_external_access else "con"
+        con = self._cache.get(key)
         if con is None:
-            con = self._cache["con"] = self.connect()
-        if params is not None:
-            return Result(_to_arrow(con.sql(query, params=params)))  # a relation: no DB-API copy
-        return Result(_to_arrow(con.sql(query)))
+            con = self._cache[key] = self.connect(allow_external_access=allow_external_access)
+            if "drift" in self._cache:  # a monitor run's drift table is a view too
+                _register_drift(con, self._cache["drift"])
+        return con
+
+    def sql(self, query: str, params: list | dict | None = None, *,
+            allow_external_access: bool = False) -> Result:
+        """Run SQL over the views (captures, inputs, outputs, labels, quarantine, predictions).
+
+        The SQL cannot read or write files unless ``allow_external_access=True`` (see
+        :meth:`connect`).
+
+        >>> cq.sql("select count(*) as n from captures").to_pylist()   # doctest: +SKIP
+        [{'n': 3}]
+        """
+        con = self._connection(allow_external_access)
+        try:
+            if params is not None:
+                return Result(_to_arrow(con.sql(query, params=params)))  # a relation: no copy
+            return Result(_to_arrow(con.sql(query)))
+        except (duckdb.PermissionException, duckdb.InvalidInputException) as exc:
+            if allow_external_access or not _is_lockdown(exc):
+                raise
+            raise QueryError(
+                f"{exc}. captureq runs SQL over in-memory tables without file, network or "
+                "extension access; pass allow_external_access=True (CLI: --allow-external-access) "
+                "for SQL that reads or writes files on purpose"
+            ) from exc
 
     def export(self, out: str, **kwargs):
         """Write every table to hive-partitioned Parquet under ``out`` (incremental)."""
@@ -293,9 +331,11 @@ class CaptureTree:
         from .monitor import monitor
 
         result = monitor(self, baseline, out, **kwargs)
-        con = self._cache.get("con") or self._cache.setdefault("con", self.connect())
-        con.register(views.SOURCE_PREFIX + "drift", result.drift)
-        con.execute(views.view_sql("drift"))
+        self._cache["drift"] = result.drift
+        for key in ("con", "con_external"):
+            if key in self._cache:
+                _register_drift(self._cache[key], result.drift)
+        self._connection()
         return result
 
     def model_quality(self, **kwargs):
@@ -314,6 +354,17 @@ class CaptureTree:
         if out is not None:
             rep.write(out)
         return rep.to_html()
+
+
+def _is_lockdown(exc: Exception) -> bool:
+    text = str(exc)
+    return "disabled by configuration" in text or "disabled through configuration" in text \
+        or "configuration has been locked" in text
+
+
+def _register_drift(con: duckdb.DuckDBPyConnection, drift: pa.Table) -> None:
+    con.register(views.SOURCE_PREFIX + "drift", drift)
+    con.execute(views.view_sql("drift"))
 
 
 def _to_arrow(rel) -> pa.Table:

@@ -194,14 +194,19 @@ def query(
     variant: Optional[list[str]] = VariantOpt,
     format: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
     storage_option: Optional[list[str]] = StorageOpt,
+    allow_external_access: bool = typer.Option(
+        False,
+        "--allow-external-access",
+        help="Let the SQL read and write files and the network (COPY … TO, read_csv, ATTACH…); "
+        "off by default: the views are in memory.",
+    ),
 ) -> None:
     """Run SQL over the views: captures, inputs, outputs, labels, quarantine, predictions."""
     if format not in ("table", "csv", "json"):
         _fail(ValueError("--format must be table, csv or json"))
     try:
-        result = (
-            _open(uri, labels, start, end, endpoint, variant, storage_option).sql(sql).to_arrow()
-        )
+        tree = _open(uri, labels, start, end, endpoint, variant, storage_option)
+        result = tree.sql(sql, allow_external_access=allow_external_access).to_arrow()
     except CaptureqError as exc:
         _fail(exc)
     except Exception as exc:  # DuckDB errors: show the message, not a traceback
