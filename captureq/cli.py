@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import api
-from .errors import CaptureqError, ConfigError
+from .errors import CaptureqError, ConfigError, FilterWarning
 
 app = typer.Typer(
     help="Scan, decode and query SageMaker-style data-capture trees.",
@@ -35,10 +36,16 @@ console = Console()
 err = Console(stderr=True)
 
 LabelsOpt = typer.Option(None, "--labels", help="Ground-truth tree (groundTruthData records).")
-StartOpt = typer.Option(None, "--start", help="First UTC hour, ISO 8601 (e.g. 2026-01-01T05).")
-EndOpt = typer.Option(None, "--end", help="End, exclusive, ISO 8601 UTC.")
-EndpointOpt = typer.Option(None, "--endpoint", help="Endpoint name or pattern (repeatable).")
-VariantOpt = typer.Option(None, "--variant", help="Variant name or pattern (repeatable).")
+StartOpt = typer.Option(
+    None, "--start", help="Start time, inclusive, ISO 8601 UTC (e.g. 2026-01-01T05:30)."
+)
+EndOpt = typer.Option(None, "--end", help="End time, exclusive, ISO 8601 UTC.")
+EndpointOpt = typer.Option(
+    None, "--endpoint", help="Endpoint name, or shell-style pattern such as 'churn-*' (repeatable)."
+)
+VariantOpt = typer.Option(
+    None, "--variant", help="Variant name, or shell-style pattern (repeatable)."
+)
 StorageOpt = typer.Option(
     None,
     "--storage-option",
@@ -87,7 +94,7 @@ def _open(
     variant=None,
     options: list[str] | None = None,
 ) -> api.CaptureTree:
-    return api.open(
+    tree = api.open(
         uri,
         labels=labels,
         start=start,
@@ -96,6 +103,11 @@ def _open(
         variant=variant or None,
         storage_options=storage_options(options),
     )
+    if endpoint or variant:  # a filter that matches nothing: say so, and what exists
+        warnings.simplefilter("ignore", FilterWarning)  # printed here instead, once
+        for message in tree.scan().warnings:
+            err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+    return tree
 
 
 def _fail(exc: Exception) -> None:

@@ -29,3 +29,7 @@ class ExportError(CaptureqError):
 
 class QueryError(CaptureqError):
     """User SQL was refused (for example, it reads or writes files without the opt-in)."""
+
+
+class FilterWarning(UserWarning):
+    """An endpoint/variant filter matched nothing in the tree (the message lists what exists)."""

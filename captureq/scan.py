@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +28,7 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from .errors import ScanError
+from .errors import FilterWarning, ScanError
 from .timeutil import HOUR, UTC, floor_hour, to_utc
 from .window import listing_start
 
@@ -63,6 +64,8 @@ class ScanResult:
     files: list[CaptureFile] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     list_calls: int = 0
+    #: e.g. "no endpoint matches 'churn-*x'; the tree has: churn, fraud" (also a FilterWarning)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
@@ -78,9 +81,22 @@ def _as_list(value: str | Iterable[str] | None) -> list[str] | None:
 
 
 def _matches(name: str | None, patterns: list[str] | None) -> bool:
+    """``name`` equals one of ``patterns``, or matches it as a shell-style pattern."""
     if patterns is None:
         return True
-    return name is not None and any(fnmatch.fnmatchcase(name, p) for p in patterns)
+    return name is not None and any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _unmatched(kind: str, patterns: list[str] | None, seen: set[str]) -> list[str]:
+    """A warning per pattern that matches none of the names ``seen``, listing them."""
+    if patterns is None:
+        return []
+    have = ", ".join(sorted(seen)) or "none"
+    return [
+        f"no {kind} matches {p!r}; the tree has: {have}"
+        for p in patterns
+        if not any(_matches(name, [p]) for name in seen)
+    ]
 
 
 class Scanner:
@@ -108,6 +124,7 @@ class Scanner:
         self.fs = fs
         self.root = path.rstrip("/") or "/"
         self.list_calls = 0
+        self._seen: dict[str, set[str]] = {"endpoint": set(), "variant": set()}
 
     # -- listing primitives (each is one LIST call on object stores) ------------------------
     def _ls(self, path: str) -> list[dict[str, Any]]:
@@ -150,6 +167,7 @@ class Scanner:
             start_dt = listing_start(start_dt)
         endpoints, variants = _as_list(endpoint), _as_list(variant)
         result = ScanResult()
+        self._seen = {"endpoint": set(), "variant": set()}
         candidates = self._candidates(start_dt, end_dt, endpoints, variants)
         seen = set()
         for info in candidates:
@@ -160,6 +178,9 @@ class Scanner:
             f = self._classify(info, result)
             if f is None:
                 continue
+            self._seen["endpoint"].add(f.endpoint)
+            if _matches(f.endpoint, endpoints):
+                self._seen["variant"].add(f.variant)
             if not (_matches(f.endpoint, endpoints) and _matches(f.variant, variants)):
                 continue
             if f.hour is not None:
@@ -177,6 +198,12 @@ class Scanner:
             )
         )
         result.list_calls = self.list_calls
+        if self.layout == CAPTURE:
+            result.warnings = _unmatched("endpoint", endpoints, self._seen["endpoint"] - {None})
+            if not result.warnings:
+                result.warnings = _unmatched("variant", variants, self._seen["variant"] - {None})
+        for message in result.warnings:
+            warnings.warn(message, FilterWarning, stacklevel=3)
         return result
 
     # -- internals ----------------------------------------------------------------------------
@@ -228,7 +255,9 @@ class Scanner:
 
     def _candidates(self, start: datetime | None, end: datetime | None, endpoints, variants):
         root = self.root
-        if _GLOB_CHARS & set(root):
+        # A path that exists is read literally (``pre[1]``, ``br[a]ck``); only a path that does
+        # not exist and holds glob characters is a pattern (``tree/*/Canary``).
+        if _GLOB_CHARS & set(root) and not self.fs.exists(root):
             self.list_calls += 1
             matches = list(self.fs.glob(root, detail=True).values())
             files = [m for m in matches if m.get("type") != "directory"]
@@ -261,12 +290,14 @@ class Scanner:
         first = self._ls(child_dirs[0]["name"])
         if _all_years([c for c in first if c.get("type") == "directory"]):
             # root is an endpoint folder
+            self._seen["endpoint"].add(_base(root))
             if not _matches(_base(root), endpoints):
                 return files
             variant_dirs = [c["name"] for c in child_dirs]
         else:
             variant_dirs = []
             for e in child_dirs:
+                self._seen["endpoint"].add(_base(e["name"]))
                 if not _matches(_base(e["name"]), endpoints):
                     continue
                 listing = first if e is child_dirs[0] else self._ls(e["name"])
@@ -274,6 +305,7 @@ class Scanner:
                 variant_dirs += [c["name"] for c in listing if c.get("type") == "directory"]
         out = list(files)
         for v in variant_dirs:
+            self._seen["variant"].add(_base(v))
             if _matches(_base(v), variants):
                 out += self._hours_under(v, start, end)
         return out
