@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-from . import schema
+from . import schema, window
 from .errors import ExportError
 from .pipeline import Counts, run_captures, run_labels
 
@@ -218,8 +218,37 @@ def start_run(target: _Output, out: str) -> tuple[ExportSummary, set[tuple[str, 
     run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
     summary = ExportSummary(out=out, run_id=run_id, rows=dict.fromkeys(schema.TABLES, 0))
     summary.recovered_commits = target.recover()
-    done = {(c.get("kind", "captures"), s["rel"]) for c in target.commits() for s in c["sources"]}
+    done = {(c.get("kind", "captures"), s["rel"]) for c in target.commits() for s in c["sources"]
+            if s.get("window") is None}  # a file exported for a time window only is not done
     return summary, done
+
+
+def exported_windows(target: _Output) -> dict[str, tuple]:
+    """``rel`` → the time windows a capture file was exported for, when it was exported only
+    for windows (``export`` with ``start``/``end``): a later run reads such a file again and
+    writes only its rows outside those windows, so every row lands exactly once."""
+    out: dict[str, tuple] = {}
+    for c in target.commits():
+        if c.get("kind", "captures") != "captures":
+            continue
+        for s in c["sources"]:
+            if s.get("window") is not None:
+                out[s["rel"]] = (*out.get(s["rel"], ()), window.from_json(s["window"]))
+    return out
+
+
+def capture_work(tree: CaptureTree, target: _Output, done: set, files) -> list[tuple[tuple, list]]:
+    """The capture files an export of ``tree``'s window still has to read, grouped by the
+    windows already exported from them (``exclude`` for :func:`captureq.pipeline.run_captures`).
+    A file is skipped when it was exported whole, or for a window holding this one."""
+    w = tree.window
+    covered = exported_windows(target)
+    groups: dict[tuple, list] = {}
+    for f in files:
+        if ("captures", f.rel) in done or window.covers(covered.get(f.rel, ()), w.start, w.end):
+            continue
+        groups.setdefault(covered.get(f.rel, ()), []).append(f)
+    return list(groups.items())
 
 
 def _unpartitioned(table: pa.Table) -> list[tuple[str, pa.Table]]:
@@ -227,18 +256,23 @@ def _unpartitioned(table: pa.Table) -> list[tuple[str, pa.Table]]:
 
 
 def _commit_batch(target: _Output, summary: ExportSummary, seq: int,
-                  groups: dict[str, list[tuple[str, pa.Table]]], result, kind: str) -> None:
+                  groups: dict[str, list[tuple[str, pa.Table]]], result, kind: str,
+                  span: tuple = (None, None)) -> None:
     """Write one batch's parts and commit them with the source files they came from."""
     parts = _write_parts(target, summary.run_id, seq, groups)
-    _commit(target, summary.run_id, seq, parts, _source_entries(result.files, result.failed_files), kind)
+    _commit(target, summary.run_id, seq, parts,
+            _source_entries(result.files, result.failed_files, *span), kind)
     for p in parts:
         summary.rows[p["table"]] += p["rows"]
     summary.parts_written += len(parts)
 
 
-def _source_entries(files, failed) -> list[dict]:
+def _source_entries(files, failed, start=None, end=None) -> list[dict]:
+    """Commit entries of the files read; with a time window, the window too (the file is then
+    done only for it, see :func:`exported_windows`)."""
     bad = {f.rel for f in failed}
-    return [{"rel": f.rel, "size": f.size, "hour": f.hour.isoformat() if f.hour else None}
+    span = {} if start is None and end is None else {"window": window.to_json(start, end)}
+    return [{"rel": f.rel, "size": f.size, "hour": f.hour.isoformat() if f.hour else None, **span}
             for f in files if f.rel not in bad]
 
 
@@ -259,21 +293,24 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
 
         scan = tree.scan()
         fs = tree._cache["scan"][0].fs
-        todo = [f for f in scan.files if ("captures", f.rel) not in done]
-        summary.files_skipped = len(scan.files) - len(todo)
-        for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes):
-            groups = {
-                "captures": _split(result.captures, "inference_time", True),
-                "inputs": _split(result.inputs, "inference_time", True),
-                "outputs": _split(result.outputs, "inference_time", True),
-                "quarantine": _unpartitioned(result.quarantine),
-            }
-            _commit_batch(target, summary, seq, groups, result, "captures")
-            seq += 1
-            summary.files_exported += len(result.files)  # failed files are not in result.files
-            summary.counts.add(result.counts)
-            if progress:
-                progress(len(result.files) + len(result.failed_files))
+        work = capture_work(tree, target, done, scan.files)
+        summary.files_skipped = len(scan.files) - sum(len(files) for _, files in work)
+        w = tree.window
+        for exclude, todo in work:
+            for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes,
+                                       start=w.start, end=w.end, exclude=exclude):
+                groups = {
+                    "captures": _split(result.captures, "inference_time", True),
+                    "inputs": _split(result.inputs, "inference_time", True),
+                    "outputs": _split(result.outputs, "inference_time", True),
+                    "quarantine": _unpartitioned(result.quarantine),
+                }
+                _commit_batch(target, summary, seq, groups, result, "captures", (w.start, w.end))
+                seq += 1
+                summary.files_exported += len(result.files)  # failed files are not here
+                summary.counts.add(result.counts)
+                if progress:
+                    progress(len(result.files) + len(result.failed_files))
 
         label_scan = tree.scan_labels()
         if label_scan is not None:

@@ -78,16 +78,19 @@ def _count_stage(q: pa.Table, stage: str) -> int:
 
 
 def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
-                     pairs: bool = False, start=None, end=None) -> BatchResult:
+                     pairs: bool = False, start=None, end=None,
+                     exclude: tuple = ()) -> BatchResult:
     """Parse and decode one batch of capture files (and pair inputs with outputs if asked).
 
     Only captures with ``start ≤ inference_time < end`` are kept and decoded (see
-    :mod:`captureq.window`); the others are counted in ``Counts.outside_window``.
+    :mod:`captureq.window`); the others are counted in ``Counts.outside_window``. ``exclude``
+    lists intervals already exported (rows in them are left out too).
     """
     parsed = parse_captures(batch)
     start, end = window.bounds(start, end)
-    captures, outside = window.filter_captures(parsed.table, start, end)
-    margin = [f.url for f in batch.files if not window.hour_in_window(f.hour, start, end)]
+    captures, outside = window.filter_captures(parsed.table, start, end, exclude=exclude)
+    margin = [f.url for f in batch.files
+              if not window.hour_in_window(f.hour, start, end, exclude)]
     line_q, outside_lines = window.filter_line_quarantine(parsed.quarantine, margin)
     inputs = decode_side(captures, "input", options)
     outputs = decode_side(captures, "output", options, input_counts=inputs.counts)
@@ -175,11 +178,13 @@ def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch
 
 def run_captures(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], options: DecodeOptions | None = None,
                  *, batch_bytes: int = DEFAULT_BATCH_BYTES, pairs: bool = False,
-                 workers: int | None = None, start=None, end=None) -> Iterator[BatchResult]:
+                 workers: int | None = None, start=None, end=None,
+                 exclude: tuple = ()) -> Iterator[BatchResult]:
     """Yield a :class:`BatchResult` per batch of ``files``, in file order, keeping the captures
-    in ``[start, end)``."""
+    in ``[start, end)`` and outside the ``exclude`` intervals."""
     yield from _stream(
-        fs, files, lambda b: process_captures(b, options, pairs=pairs, start=start, end=end),
+        fs, files,
+        lambda b: process_captures(b, options, pairs=pairs, start=start, end=end, exclude=exclude),
         batch_bytes, workers,
     )
 

@@ -61,6 +61,7 @@ from .export import (
     _commit,
     _Output,
     _source_entries,
+    capture_work,
     _split,
     _write_manifest,
     _write_parts,
@@ -438,24 +439,28 @@ def export_parquet(
         seq = 0
 
         scan = tree.scan()
-        todo = [f for f in scan.files if ("captures", f.rel) not in done]
-        summary.files_skipped = len(scan.files) - len(todo)
-        kinds = [("captures", uri, storage_options, todo)]
+        work = capture_work(tree, target, done, scan.files)  # exact windows, as locally
+        summary.files_skipped = len(scan.files) - sum(len(files) for _, files in work)
+        span = (tree.window.start, tree.window.end)
+        kinds = [("captures", uri, storage_options, todo, (*span, exclude))
+                 for exclude, todo in work]
         label_scan = tree.scan_labels()
         if label_scan is not None:
             ltodo = [f for f in label_scan.files if ("labels", f.rel) not in done]
-            kinds.append(("labels", labels, tree.label_storage_options or storage_options, ltodo))
-        waves = []  # (kind, source, storage options, first seq, file groups)
-        for kind, src, so, files in kinds:
+            kinds.append(("labels", labels, tree.label_storage_options or storage_options, ltodo,
+                          (None, None, ())))
+        waves = []  # (kind, source, storage options, window, first seq, file groups)
+        for kind, src, so, files, win in kinds:
             groups = _groups(files, task_bytes, task_files)
             for lo in range(0, len(groups), wave):
-                waves.append((kind, src, so, seq, groups[lo : lo + wave]))
+                waves.append((kind, src, so, win, seq, groups[lo : lo + wave]))
                 seq += len(groups[lo : lo + wave])
 
         def run_wave(w):
-            kind, src, so, first, groups = w
+            kind, src, so, win, first, groups = w
             return _export_wave(
-                spark, kind, src, so, out, out_storage_options, options, run_id, first, groups
+                spark, kind, src, so, out, out_storage_options, options, run_id, first, groups,
+                win,
             )
 
         # The executors run wave k+1 while the driver commits wave k (commits in parallel threads:
@@ -509,9 +514,11 @@ def _cores(spark: SparkSession) -> int:
 
 
 def _export_wave(
-    spark, kind, src, so, out, out_so, options, run_id, first_seq, groups
+    spark, kind, src, so, out, out_so, options, run_id, first_seq, groups,
+    win=(None, None, ()),
 ) -> list[dict]:
     tasks = _task_frame(spark, groups)
+    start, end, exclude = win
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         fs = _fs(src, so)
@@ -521,7 +528,7 @@ def _export_wave(
             began = time.monotonic()
             batch = fetch(fs, group)
             if kind == "captures":
-                r = process_captures(batch, options)
+                r = process_captures(batch, options, start=start, end=end, exclude=exclude)
                 tables = {
                     "captures": _split(r.captures, "inference_time", True),
                     "inputs": _split(r.inputs, "inference_time", True),
@@ -540,7 +547,8 @@ def _export_wave(
                 "seq": seq,
                 "parts": parts,
                 "files": len(group),
-                "sources": _source_entries(r.files, r.failed_files),
+                "sources": _source_entries(r.files, r.failed_files,
+                                           *((start, end) if kind == "captures" else ())),
                 "counts": asdict(r.counts),
                 "seconds": time.monotonic() - began,
             }

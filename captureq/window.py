@@ -31,6 +31,7 @@ What follows a capture that falls outside the window:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -54,35 +55,67 @@ def listing_start(start: datetime | None) -> datetime | None:
     return None if start is None else floor_hour(start) - SPILL
 
 
-def hour_in_window(hour: datetime | None, start: datetime | None, end: datetime | None) -> bool:
-    """True when the hour folder's start time ``hour`` lies in ``[start, end)``: where a line
-    without a parseable time counts, so that adjacent windows count it exactly once."""
+Interval = tuple[datetime | None, datetime | None]
+
+
+def hour_in_window(hour: datetime | None, start: datetime | None, end: datetime | None,
+                   exclude: tuple[Interval, ...] = ()) -> bool:
+    """True when the hour folder's start time ``hour`` lies in ``[start, end)`` (and in none of
+    the ``exclude`` intervals): where a line without a parseable time counts, so that adjacent
+    windows count it exactly once."""
     if hour is None:
         return True
-    if start is not None and hour < start:
+    if any(_inside(hour, s, e) for s, e in exclude):
         return False
-    return not (end is not None and hour >= end)
+    return _inside(hour, start, end)
 
 
-def window_mask(times: pa.Array | pa.ChunkedArray, start: Any, end: Any) -> pa.Array | None:
-    """Boolean mask of ``start ≤ times < end`` (nulls are outside), or ``None`` for no window."""
-    start, end = bounds(start, end)
-    if start is None and end is None:
-        return None
+def _inside(t: datetime, start: datetime | None, end: datetime | None) -> bool:
+    return (start is None or t >= start) and (end is None or t < end)
+
+
+def covers(intervals: Iterable[Interval], start: datetime | None, end: datetime | None) -> bool:
+    """True when one of ``intervals`` holds all of ``[start, end)`` (``None`` is unbounded)."""
+    for s, e in intervals:
+        if (s is None or (start is not None and s <= start)) and (
+            e is None or (end is not None and e >= end)
+        ):
+            return True
+    return False
+
+
+def _range_mask(times, start: datetime | None, end: datetime | None):
     mask = None
     if start is not None:
         mask = pc.greater_equal(times, pa.scalar(start, schema.TIMESTAMP))
     if end is not None:
         below = pc.less(times, pa.scalar(end, schema.TIMESTAMP))
         mask = below if mask is None else pc.and_(mask, below)
+    if mask is None:
+        return pc.is_valid(times)
     return pc.fill_null(mask, False)
 
 
+def window_mask(times: pa.Array | pa.ChunkedArray, start: Any, end: Any,
+                exclude: tuple[Interval, ...] = ()) -> pa.Array | None:
+    """Boolean mask of ``start ≤ times < end`` and outside every ``exclude`` interval (nulls are
+    outside), or ``None`` when nothing is filtered."""
+    start, end = bounds(start, end)
+    if start is None and end is None and not exclude:
+        return None
+    mask = _range_mask(times, start, end)
+    for s, e in exclude:
+        mask = pc.and_not(mask, _range_mask(times, s, e))
+    return mask
+
+
 def filter_captures(
-    table: pa.Table, start: Any, end: Any, column: str = "inference_time"
+    table: pa.Table, start: Any, end: Any, column: str = "inference_time",
+    exclude: tuple[Interval, ...] = (),
 ) -> tuple[pa.Table, int]:
-    """Rows of ``table`` with ``start ≤ column < end``, and how many were left out."""
-    mask = window_mask(table.column(column), start, end)
+    """Rows of ``table`` with ``start ≤ column < end`` (and in no ``exclude`` interval: rows an
+    earlier windowed export already wrote), and how many were left out."""
+    mask = window_mask(table.column(column), start, end, exclude)
     if mask is None:
         return table, 0
     kept = table.filter(mask)
@@ -103,3 +136,13 @@ def filter_line_quarantine(
     drop = pc.fill_null(drop, False)
     kept = quarantine.filter(pc.invert(drop))
     return kept, quarantine.num_rows - kept.num_rows
+
+
+def to_json(start: datetime | None, end: datetime | None) -> list[str | None]:
+    """``[start, end]`` as ISO strings (``None`` open), as export commit records store it."""
+    return [None if t is None else t.isoformat() for t in (start, end)]
+
+
+def from_json(pair: list[str | None]) -> Interval:
+    s, e = pair
+    return to_utc(s), to_utc(e)

@@ -187,3 +187,38 @@ def test_window_mask_edges():
     kept, _ = filter_captures(pa.table({"inference_time": times}),
                               "2026-01-01T08:30+02:00", "2026-01-01T09:00+02:00")
     assert kept.num_rows == 1
+
+
+def _exported(out: Path, table: str = "captures") -> list[str]:
+    import duckdb
+
+    if not list(out.glob(f"{table}/**/*.parquet")):
+        return []
+    rows = duckdb.sql(
+        f"select event_id from read_parquet('{out}/{table}/**/*.parquet', union_by_name=true)"
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def test_export_windows_are_exact_and_later_windows_add_each_row_once(wtree, tmp_path):
+    out = tmp_path / "out"
+    s = captureq.open(str(wtree), start="2026-01-01T06:30", end="2026-01-01T07").export(str(out))
+    assert _exported(out) == sorted(expected("2026-01-01T06:30", "2026-01-01T07"))
+    assert _exported(out, "inputs") == _exported(out)
+    assert s.counts.lines_read == s.counts.rows + s.counts.quarantined_lines + s.counts.outside_window
+    # the same window again: nothing new
+    again = captureq.open(str(wtree), start="2026-01-01T06:30", end="2026-01-01T07").export(str(out))
+    assert again.rows["captures"] == 0
+    # the rest of the hour, then everything: each record exactly once, the bad line once
+    captureq.open(str(wtree), start="2026-01-01T06", end="2026-01-01T06:30").export(str(out))
+    assert _exported(out) == sorted(expected("2026-01-01T06", "2026-01-01T07"))
+    captureq.open(str(wtree)).export(str(out))
+    assert _exported(out) == sorted(ident(f, w) for f, w in RECORDS)
+    import duckdb
+
+    bad = duckdb.sql(f"select count(*) from read_parquet('{out}/quarantine/**/*.parquet') "
+                     "where stage = 'line'").fetchall()[0][0]
+    assert bad == 1
+    # and a full run afterwards has nothing left to read
+    last = captureq.open(str(wtree)).export(str(out))
+    assert last.files_exported == 0 and last.rows["captures"] == 0
