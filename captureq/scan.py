@@ -2,7 +2,10 @@
 
 A capture tree is laid out ``{prefix}/{endpoint}/{variant}/yyyy/mm/dd/hh/{file}.jsonl``;
 a ground-truth tree ``{prefix}/yyyy/mm/dd/hh/{file}.jsonl``. The URI may point at the prefix,
-an endpoint or variant folder, an hour folder, a single file, or be a glob.
+an endpoint or variant folder, an hour folder or a single file. Paths are literal (``pre[1]``,
+``br[a]ck``); a URI holding ``*``, ``?`` or ``[`` is a glob only when no such path exists.
+Endpoint/variant filters take names or shell-style patterns; one that matches nothing is a
+:class:`~captureq.errors.FilterWarning` (and ``ScanResult.warnings``) listing what exists.
 
 With a time range, the scanner never walks the whole tree: it lists whole days (months, years)
 that lie inside the range with one recursive listing each, and the single hours at the range's
@@ -392,12 +395,14 @@ def scan(
     end: Any = None,
     endpoint: str | Iterable[str] | None = None,
     variant: str | Iterable[str] | None = None,
+    spill: bool = False,
 ) -> ScanResult:
     """List the files of a capture tree (or a ground-truth tree with ``layout="labels"``).
 
-    ``start``/``end`` bound the UTC hours (``end`` exclusive); ``endpoint``/``variant`` take
-    names or shell-style patterns.
+    Lists the hour folders overlapping ``[start, end)`` (UTC; ``spill=True`` adds the hour
+    before ``start``); readers keep exact times (:mod:`captureq.window`). ``endpoint``/``variant``
+    take names or shell-style patterns.
     """
     return Scanner(uri, layout=layout, storage_options=storage_options).scan(
-        start=start, end=end, endpoint=endpoint, variant=variant
+        start=start, end=end, endpoint=endpoint, variant=variant, spill=spill
     )
