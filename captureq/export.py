@@ -261,18 +261,20 @@ def _commit_batch(target: _Output, summary: ExportSummary, seq: int,
     """Write one batch's parts and commit them with the source files they came from."""
     parts = _write_parts(target, summary.run_id, seq, groups)
     _commit(target, summary.run_id, seq, parts,
-            _source_entries(result.files, result.failed_files, *span), kind)
+            _source_entries(result.files, result.failed_files, *span,
+                            getattr(result, "partial", frozenset())), kind)
     for p in parts:
         summary.rows[p["table"]] += p["rows"]
     summary.parts_written += len(parts)
 
 
-def _source_entries(files, failed, start=None, end=None) -> list[dict]:
-    """Commit entries of the files read; with a time window, the window too (the file is then
-    done only for it, see :func:`exported_windows`)."""
+def _source_entries(files, failed, start=None, end=None, partial=frozenset()) -> list[dict]:
+    """Commit entries of the files read; a file with lines outside the time window is entered
+    with the window (it is then done only for it, see :func:`exported_windows`)."""
     bad = {f.rel for f in failed}
-    span = {} if start is None and end is None else {"window": window.to_json(start, end)}
-    return [{"rel": f.rel, "size": f.size, "hour": f.hour.isoformat() if f.hour else None, **span}
+    span = {"window": window.to_json(start, end)}
+    return [{"rel": f.rel, "size": f.size, "hour": f.hour.isoformat() if f.hour else None,
+             **(span if f.url in partial else {})}
             for f in files if f.rel not in bad]
 
 

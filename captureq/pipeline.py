@@ -67,6 +67,8 @@ class BatchResult:
     counts: Counts = field(default_factory=Counts)
     failed_files: list[CaptureFile] = field(default_factory=list)
     pairs: pa.Table | None = None  # inputs beside outputs (captureq_pairs), built on request
+    # urls of files with lines outside the window (and outside ``exclude``): read only in part
+    partial: set[str] = field(default_factory=set)
 
 
 def _count_stage(q: pa.Table, stage: str) -> int:
@@ -92,6 +94,8 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
     margin = [f.url for f in batch.files
               if not window.hour_in_window(f.hour, start, end, exclude)]
     line_q, outside_lines = window.filter_line_quarantine(parsed.quarantine, margin)
+    partial = window.partial_files(parsed.table, parsed.quarantine, batch.files, start, end,
+                                   exclude) if outside + outside_lines else set()
     inputs = decode_side(captures, "input", options)
     outputs = decode_side(captures, "output", options, input_counts=inputs.counts)
     align = alignment_quarantine(captures, inputs, outputs)
@@ -111,7 +115,8 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
     )
     return BatchResult(batch.files, captures, inputs.records, outputs.records, quarantine, counts,
                        [f for f, _ in batch.failed],
-                       pair_records(inputs.records, outputs.records) if pairs else None)
+                       pair_records(inputs.records, outputs.records) if pairs else None,
+                       partial)
 
 
 @dataclass

@@ -547,8 +547,8 @@ def _export_wave(
                 "seq": seq,
                 "parts": parts,
                 "files": len(group),
-                "sources": _source_entries(r.files, r.failed_files,
-                                           *((start, end) if kind == "captures" else ())),
+                "sources": _source_entries(r.files, r.failed_files, start, end,
+                                           getattr(r, "partial", frozenset())),
                 "counts": asdict(r.counts),
                 "seconds": time.monotonic() - began,
             }

@@ -138,6 +138,24 @@ def filter_line_quarantine(
     return kept, quarantine.num_rows - kept.num_rows
 
 
+def partial_files(captures: pa.Table, line_quarantine: pa.Table, files, start, end,
+                  exclude: tuple[Interval, ...] = ()) -> set[str]:
+    """URLs of ``files`` holding a line in neither ``[start, end)`` nor an ``exclude`` interval:
+    the files a windowed export has read only in part (vectorized over the rows)."""
+    covered = ((start, end), *exclude)
+    left = window_mask(captures.column("inference_time"), None, None, covered)
+    out = set(pc.unique(captures.column("source_file").filter(left)).to_pylist())
+    hours_out = [f.url for f in files if not any(hour_in_window(f.hour, s, e) for s, e in covered)]
+    if hours_out and line_quarantine.num_rows:
+        q = line_quarantine.filter(pc.fill_null(pc.and_(
+            pc.equal(line_quarantine.column("stage"), "line"),
+            pc.is_in(line_quarantine.column("source_file"),
+                     value_set=pa.array(hours_out, pa.string())),
+        ), False))
+        out |= set(pc.unique(q.column("source_file")).to_pylist())
+    return out
+
+
 def to_json(start: datetime | None, end: datetime | None) -> list[str | None]:
     """``[start, end]`` as ISO strings (``None`` open), as export commit records store it."""
     return [None if t is None else t.isoformat() for t in (start, end)]

@@ -222,3 +222,14 @@ def test_export_windows_are_exact_and_later_windows_add_each_row_once(wtree, tmp
     # and a full run afterwards has nothing left to read
     last = captureq.open(str(wtree)).export(str(out))
     assert last.files_exported == 0 and last.rows["captures"] == 0
+
+
+def test_a_file_wholly_inside_an_export_window_is_done_for_good(wtree, tmp_path):
+    """Only files with lines outside the window are entered with it; the others are done."""
+    out = tmp_path / "out"
+    captureq.open(str(wtree), start="2026-01-01T07", end="2026-01-02").export(str(out))
+    sources = [s for p in sorted((out / "_captureq" / "commits").glob("*.json"))
+               for s in json.loads(p.read_text())["sources"]]
+    windowed = {s["rel"].split("/")[5] for s in sources if "window" in s}  # the hour folder
+    assert windowed == {"06"}  # the margin hour: read only for its spilled rows (none here)
+    assert {s["rel"].split("/")[5] for s in sources if "window" not in s} == {"07"}
