@@ -157,23 +157,22 @@ class CaptureTree:
     def scanner(self) -> Scanner:
         return Scanner(self.uri, layout=CAPTURE, storage_options=self.storage_options)
 
-    def scan(self, *, spill: bool = True) -> ScanResult:
+    def scan(self) -> ScanResult:
         """List the capture files that can hold rows of this tree's window (cached).
 
-        The hour folders overlapping ``[start, end)``, and (``spill=True``) the hour before
-        ``start``, whose objects may hold records of ``start``'s hour; reading keeps exactly the
-        rows with ``start ≤ inference_time < end`` (:mod:`captureq.window`).
+        The hour folders overlapping ``[start, end)`` and the hour before ``start``, whose
+        objects may hold records of ``start``'s hour; reading keeps exactly the rows with
+        ``start ≤ inference_time < end`` (:mod:`captureq.window`).
         """
-        key = "scan" if spill else "scan_hours"
-        if key not in self._cache:
+        if "scan" not in self._cache:
             s = self.scanner()
             w = self.window
-            self._cache[key] = (
+            self._cache["scan"] = (
                 s,
                 s.scan(start=w.start, end=w.end, endpoint=w.endpoint, variant=w.variant,
-                       spill=spill),
+                       spill=True),
             )
-        return self._cache[key][1]
+        return self._cache["scan"][1]
 
     def label_scanner(self) -> Scanner | None:
         if not self.labels_uri:

@@ -267,8 +267,9 @@ def test_spark_windows_keep_exact_times_like_the_local_engine(spark, tmp_path):
     cqs.export_parquet(spark, str(root), str(out), task_bytes=TINY_TASKS, **window)
 
     def exported():
-        return sorted(r[0] for r in duckdb.sql(
-            f"select event_id from read_parquet('{out}/captures/**/*.parquet')").fetchall())
+        with duckdb.connect() as con:  # own connection: the default one is shared by tests
+            return sorted(r[0] for r in con.sql(
+                f"select event_id from read_parquet('{out}/captures/**/*.parquet')").fetchall())
 
     assert exported() == ["c", "d", "spill"]
     captureq.open(str(root)).export(str(out))

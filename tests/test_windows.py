@@ -194,9 +194,10 @@ def _exported(out: Path, table: str = "captures") -> list[str]:
 
     if not list(out.glob(f"{table}/**/*.parquet")):
         return []
-    rows = duckdb.sql(
-        f"select event_id from read_parquet('{out}/{table}/**/*.parquet', union_by_name=true)"
-    ).fetchall()
+    with duckdb.connect() as con:  # own connection: the default one is shared by tests
+        rows = con.sql(
+            f"select event_id from read_parquet('{out}/{table}/**/*.parquet', union_by_name=true)"
+        ).fetchall()
     return sorted(r[0] for r in rows)
 
 
@@ -216,8 +217,9 @@ def test_export_windows_are_exact_and_later_windows_add_each_row_once(wtree, tmp
     assert _exported(out) == sorted(ident(f, w) for f, w in RECORDS)
     import duckdb
 
-    bad = duckdb.sql(f"select count(*) from read_parquet('{out}/quarantine/**/*.parquet') "
-                     "where stage = 'line'").fetchall()[0][0]
+    with duckdb.connect() as con:
+        bad = con.sql(f"select count(*) from read_parquet('{out}/quarantine/**/*.parquet') "
+                      "where stage = 'line'").fetchall()[0][0]
     assert bad == 1
     # and a full run afterwards has nothing left to read
     last = captureq.open(str(wtree)).export(str(out))
