@@ -199,7 +199,7 @@ class CaptureTree:
             return self._cache["tables"]
         scan = self.scan()
         fs = self._cache["scan"][0].fs
-        caps, ins, outs, pairs, qs = [], [], [], [], []
+        caps, ins, outs, pairs, qs, embedded = [], [], [], [], [], []
         counts = Counts()
         w = self.window
         for r in run_captures(fs, scan.files, self.options, batch_bytes=self.batch_bytes, pairs=True,
@@ -210,7 +210,8 @@ class CaptureTree:
             pairs.append(r.pairs)
             qs.append(r.quarantine)
             counts.add(r.counts)
-        labels, label_counts, label_scan = [], Counts(), self.scan_labels()
+            embedded.append(r.labels)
+        labels, label_counts, label_scan = embedded, Counts(), self.scan_labels()
         if label_scan is not None:
             lfs = self._cache["label_scan"][0].fs
             for r in run_labels(lfs, label_scan.files, batch_bytes=self.batch_bytes):
@@ -222,7 +223,7 @@ class CaptureTree:
             inputs=_records(ins),
             outputs=_records(outs),
             pairs=_records(pairs),
-            labels=pa.concat_tables(labels) if labels else schema.empty(schema.LABELS),
+            labels=pa.concat_tables([x for x in labels if x.num_rows] or [schema.empty(schema.LABELS)]),
             quarantine=pa.concat_tables(qs) if qs else schema.empty(schema.QUARANTINE),
             counts=counts,
             label_counts=label_counts,
@@ -259,6 +260,20 @@ class CaptureTree:
             .sql("select * from predictions order by capture_id, record_index")
             .to_arrow()
         )
+
+    def unmatched_labels(self) -> int:
+        """Label rows whose id matches no capture in this window (on the capture's
+        ``inference_id``, else its ``event_id``, as ``predictions`` joins them). Labels arrive
+        late and for other windows too, so a count above zero is not an error by itself; a count
+        near the number of labels usually means the ids were uploaded with the wrong key.
+        """
+        if not self.labels_uri and not self.load().labels.num_rows:
+            return 0
+        r = self.sql(
+            "select count(*) as n from labels as l where not exists (select 1 from captures as c "
+            "where coalesce(c.inference_id, c.event_id) = l.event_id)"
+        )
+        return int(r.to_arrow()["n"][0].as_py())
 
     def connect(self, *, allow_external_access: bool = False) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with every view registered over this window's tables.

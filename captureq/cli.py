@@ -150,6 +150,7 @@ def scan(
             disable=not err.is_terminal,
         ):
             tables = tree.load()
+        unmatched = tree.unmatched_labels() if tables.label_scan is not None else 0
         summary = tree.sql(
             "select endpoint, variant, count(*) as captures, min(inference_time) as first, "
             "max(inference_time) as last from captures group by all order by all"
@@ -185,7 +186,13 @@ def scan(
         grid.add_row(
             "[bold]labels[/]",
             f"{tables.labels.num_rows:,} from {lc.files} files "
-            f"({lc.lines_read:,} lines, {lc.quarantined_lines:,} quarantined)",
+            f"({lc.lines_read:,} lines, {lc.quarantined_lines:,} quarantined); "
+            f"{unmatched:,} match no capture in this window",
+        )
+    if c.embedded_labels:
+        grid.add_row(
+            "[bold]embedded labels[/]",
+            f"{c.embedded_labels:,} (groundTruthData inside capture lines)",
         )
     console.print(grid)
     for path, reason in files.skipped[:20]:

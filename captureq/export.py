@@ -307,6 +307,8 @@ def export(tree: CaptureTree, out: str, *, storage_options: dict | None = None,
                     "outputs": _split(result.outputs, "inference_time", True),
                     "quarantine": _unpartitioned(result.quarantine),
                 }
+                if result.labels.num_rows:  # ground truth inside merged capture records
+                    groups["labels"] = _split(result.labels, "label_hour", False)
                 _commit_batch(target, summary, seq, groups, result, "captures", (w.start, w.end))
                 seq += 1
                 summary.files_exported += len(result.files)  # failed files are not here

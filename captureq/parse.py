@@ -8,6 +8,11 @@ When the reader rejects the buffer (a malformed line somewhere), the batch is bi
 that parse are kept, and single lines that do not parse become quarantine rows with the
 reader's reason. A batch with ``b`` bad lines costs ``O(b log n)`` extra reader calls.
 
+A payload whose ``data`` is a JSON number, object, array or boolean instead of a string does not
+cost its line: one regex scan of the buffer finds such lines, they are parsed in one second
+reader call with the value re-serialized as JSON text, and only that payload is reported
+(``Parsed.payload_failures``, quarantined by the decoder as stage input/output/label).
+
 Counts always reconcile: non-blank lines read = rows parsed + quarantine rows of stage 'line'.
 """
 
@@ -16,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -36,9 +41,24 @@ _PAYLOAD = pa.struct(
     ]
 )
 
+_GROUND_TRUTH = pa.struct([("data", pa.string()), ("encoding", pa.string())])
+
+# A capture line. Besides endpointInput/endpointOutput, the shapes Model Monitor's merge job and
+# batch-transform capture write are read too: ``batchTransformOutput`` (the model's output for a
+# batch-transform input: captureq's output side) and an embedded ``groundTruthData`` (a label).
 RAW_CAPTURE = pa.schema(
     [
-        ("captureData", pa.struct([("endpointInput", _PAYLOAD), ("endpointOutput", _PAYLOAD)])),
+        (
+            "captureData",
+            pa.struct(
+                [
+                    ("endpointInput", _PAYLOAD),
+                    ("endpointOutput", _PAYLOAD),
+                    ("batchTransformOutput", _PAYLOAD),
+                ]
+            ),
+        ),
+        ("groundTruthData", _GROUND_TRUTH),
         (
             "eventMetadata",
             pa.struct(
@@ -55,7 +75,7 @@ RAW_CAPTURE = pa.schema(
 
 RAW_LABEL = pa.schema(
     [
-        ("groundTruthData", pa.struct([("data", pa.string()), ("encoding", pa.string())])),
+        ("groundTruthData", _GROUND_TRUTH),
         ("eventMetadata", pa.struct([("eventId", pa.string())])),
         ("eventVersion", pa.string()),
     ]
@@ -215,13 +235,118 @@ def _read(data: bytes, raw_schema: pa.Schema, block_size: int) -> pa.Table:
     )
 
 
+# Where a payload's ``data`` sits in a line, and the side it belongs to.
+PAYLOAD_SIDES = {
+    ("captureData", "endpointInput"): "input",
+    ("captureData", "endpointOutput"): "output",
+    ("captureData", "batchTransformOutput"): "output",
+    ("groundTruthData",): "label",
+}
+_JSON_KIND = {dict: "a JSON object", list: "a JSON array", bool: "a JSON boolean"}
+
+
+def _repair_line(text: bytes) -> tuple[bytes, list[tuple[str, str]]] | None:
+    """A line whose payload ``data`` is a JSON value other than a string, with that value
+    re-serialized as a string; and ``(side, reason)`` per payload repaired. None when the line
+    has no such payload (or is not JSON at all). Error path only."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    found = []
+    for path, side in PAYLOAD_SIDES.items():
+        node = doc
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or "data" not in node:
+            continue
+        value = node["data"]
+        if value is None or isinstance(value, str):
+            continue
+        kind = _JSON_KIND.get(type(value), "a JSON number")
+        node["data"] = json.dumps(value)
+        name = ".".join(path)
+        found.append(
+            (
+                side,
+                f"{name}.data is {kind}, not a string (SageMaker stores payloads as text); "
+                "kept re-serialized as JSON in the capture row, not decoded",
+            )
+        )
+    if not found:
+        return None
+    return json.dumps(doc).encode(), found
+
+
+# A key "data" whose value starts like a number, object, array or boolean. Inside a JSON string
+# quotes are escaped, so an unescaped "data" followed by ":" is always a key.
+_DATA_NOT_STRING = re.compile(rb'"data"\s*:\s*[-0-9{\[tf]')
+
+
+def _data_not_string(lines: Lines) -> np.ndarray:
+    """Positions of the lines holding a ``"data"`` key whose value is not a string or null:
+    one regex scan over the whole buffer (C speed), a Python step per match only."""
+    hits = [m.start() for m in _DATA_NOT_STRING.finditer(lines.buf)]
+    if not hits:
+        return np.zeros(0, dtype=np.int64)
+    pos = np.searchsorted(lines.starts, np.array(hits), side="right") - 1
+    return np.unique(pos[pos >= 0])
+
+
+def _repair(
+    lines: Lines,
+    candidates: np.ndarray,
+    raw_schema: pa.Schema,
+    block_size: int,
+    repairs: dict[int, list[tuple[str, str]]],
+) -> tuple[list[tuple[np.ndarray, pa.Table]], list[tuple[int, str]], np.ndarray]:
+    """Lines whose payload ``data`` is a JSON number/object/array/boolean, parsed with that value
+    re-serialized as a string (one reader call for all of them, bisected only if some line has
+    another fault too). Returns the parsed parts, ``(position, reason)`` for candidates that
+    still fail, and the positions handled here (the caller keeps them out of its own pass)."""
+    fixed: dict[int, bytes] = {}
+    for i in candidates.tolist():  # error path: only lines the regex flagged
+        rep = _repair_line(lines.buf[lines.starts[i] : lines.ends[i]])
+        if rep is not None:
+            fixed[i] = rep[0]
+            repairs[i] = rep[1]
+    handled = np.array(sorted(fixed), dtype=np.int64)
+    parts: list[tuple[np.ndarray, pa.Table]] = []
+    still_bad: list[tuple[int, str]] = []
+    stack = [handled] if len(handled) else []
+    while stack:
+        idx = stack.pop()
+        data = b"\n".join(fixed[i] for i in idx.tolist()) + b"\n"
+        try:
+            table = _read(data, raw_schema, block_size)
+            if table.num_rows == len(idx):
+                parts.append((idx, table))
+                continue
+            error: Exception = ValueError(f"line holds {table.num_rows} JSON values, expected one")
+        except pa.ArrowException as exc:
+            error = exc
+        if len(idx) == 1:  # another fault remains: quarantined as the original line
+            i = int(idx[0])
+            del repairs[i]
+            still_bad.append((i, _clean_reason(error, lines.buf[lines.starts[i] : lines.ends[i]])))
+            continue
+        stack += [idx[len(idx) // 2 :], idx[: len(idx) // 2]]
+    return parts, still_bad, handled
+
+
 def parse_json_lines(
-    lines: Lines, raw_schema: pa.Schema
+    lines: Lines,
+    raw_schema: pa.Schema,
+    repairs: dict[int, list[tuple[str, str]]] | None = None,
 ) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]]:
     """Parse every non-blank line against ``raw_schema``.
 
     Returns the parsed table, the line positions (indexes into ``lines``) of its rows, and
-    ``(line position, reason)`` for the lines that did not parse.
+    ``(line position, reason)`` for the lines that did not parse. With a ``repairs`` dict, lines
+    whose payload ``data`` is a JSON number/object/array instead of a string are kept (the value
+    re-serialized as JSON text) and ``repairs[position]`` lists ``(side, reason)`` for them.
     """
     n = len(lines.starts)
     if n == 0:
@@ -235,17 +360,28 @@ def parse_json_lines(
     # Lines it must not see are set aside first and blanked out: lines that are not UTF-8 (it
     # would pass them through unchecked), and lines that cannot be a JSON object because they do
     # not start with "{" (a line "null" crashes pyarrow's reader, apache/arrow#47409).
+    # With ``repairs``, lines whose payload data is not a string are set aside too and parsed
+    # in a second pass with that value re-serialized (see _repair).
     whole = lines.buf
     not_utf8 = invalid_utf8(lines)
     not_object = np.flatnonzero(lines.first != ord("{")) if lines.first is not None else []
     not_object = np.setdiff1d(not_object, not_utf8)
-    if len(not_utf8) or len(not_object):
+    repaired = np.zeros(0, dtype=np.int64)
+    if repairs is not None:
+        candidates = np.setdiff1d(_data_not_string(lines), np.union1d(not_utf8, not_object))
+        if len(candidates):
+            repaired_parts, still_bad, repaired = _repair(
+                lines, candidates, raw_schema, block_size, repairs
+            )
+            parts += repaired_parts
+            bad += still_bad
+    if len(not_utf8) or len(not_object) or len(repaired):
         bad += [(int(i), "line is not valid UTF-8 text") for i in not_utf8]
         bad += [
             (int(i), _clean_reason(None, lines.buf[lines.starts[i] : lines.ends[i]]))
             for i in not_object
         ]
-        set_aside = np.union1d(not_utf8, not_object).astype(np.int64)
+        set_aside = np.union1d(np.union1d(not_utf8, not_object), repaired).astype(np.int64)
         everything = np.setdiff1d(everything, set_aside)
         whole = blank_out(lines, set_aside)
     stack = [(everything, whole)]
@@ -276,6 +412,9 @@ def parse_json_lines(
     parts.sort(key=lambda p: p[0][0])
     table = pa.concat_tables([t for _, t in parts])
     positions = np.concatenate([i for i, _ in parts])
+    if len(positions) > 1 and (np.diff(positions) < 0).any():  # repaired lines: back in order
+        order = np.argsort(positions, kind="stable")
+        table, positions = table.take(pa.array(order)), positions[order]
     return table, positions, bad
 
 
@@ -378,6 +517,10 @@ class Parsed:
     quarantine: pa.Table
     lines_read: int
     blank_lines: int
+    # raw label rows embedded in capture lines (merged records), as parse_labels makes them
+    labels: pa.Table | None = None
+    # payloads (side -> [(row, reason)]) that must not be decoded: their data was not a string
+    payload_failures: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
 
 def _reject(
@@ -401,32 +544,65 @@ def _missing(col: pa.Array) -> np.ndarray:
     return np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _per_row(batch: FileBatch, lines: Lines, positions: np.ndarray, values: list, type_) -> pa.Array:
+    """A per-file value (endpoint, hour, …) repeated for each row."""
+    return pa.array(values, type_).take(pa.array(lines.file_index[positions]))
+
+
+def _payload_field(primary: pa.Array, fallback: pa.Array, use_primary: pa.Array, name: str) -> pa.Array:
+    """``primary.name`` where ``use_primary``, else ``fallback.name`` (no copy when the
+    fallback is absent everywhere, the usual case)."""
+    if fallback.field("data").null_count == len(fallback):
+        return primary.field(name)
+    return pc.if_else(use_primary, primary.field(name), fallback.field(name))
+
+
 def parse_captures(batch: FileBatch) -> Parsed:
-    """Decode a batch of capture files into rows of the ``captures`` schema."""
+    """Decode a batch of capture files into rows of the ``captures`` schema.
+
+    Also reads the shapes Model Monitor's jobs write: a ``batchTransformOutput`` fills the output
+    side when there is no ``endpointOutput``; an embedded ``groundTruthData`` becomes a raw label
+    row (``Parsed.labels``, keyed on the capture's inference id, else its event id); a record
+    without ``inferenceTime`` takes the hour of its folder (``inference_time_from_path``).
+    A payload whose ``data`` is not a string keeps its capture row: only that payload is listed
+    in ``Parsed.payload_failures`` (and quarantined by the decoder).
+    """
     lines = split_lines(batch)
-    raw, positions, bad = parse_json_lines(lines, RAW_CAPTURE)
+    repairs: dict[int, list[tuple[str, str]]] = {}
+    raw, positions, bad = parse_json_lines(lines, RAW_CAPTURE, repairs)
     quarantine = [_file_quarantine(batch), _line_quarantine(batch, lines, bad)]
     meta = raw.column("eventMetadata").combine_chunks()
     cdata = raw.column("captureData").combine_chunks()
     inp = cdata.field("endpointInput")
-    out = cdata.field("endpointOutput")
+    endpoint_out = cdata.field("endpointOutput")
+    batch_out = cdata.field("batchTransformOutput")
+    # the output side: endpointOutput, else a batch transform's output
+    use_endpoint = pc.invert(pc.is_null(endpoint_out.field("data")))
     event_id = meta.field("eventId")
     time_text = meta.field("inferenceTime")
     times = parse_time(time_text)
+    path_hours = _per_row(batch, lines, positions, [f.hour for f in batch.files], schema.TIMESTAMP)
+    from_path = _missing(time_text) & ~_missing(path_hours)
+    if from_path.any():
+        times = pc.if_else(pa.array(from_path), path_hours, times)
     # Row-level checks, vectorized; the first failing check names the reason.
     reasons = np.full(len(raw), "", dtype=object)
     invalid = np.zeros(len(raw), dtype=bool)
     checks = [
         (_missing(meta) | _missing(event_id), "missing eventMetadata.eventId"),
-        (_missing(time_text), "missing eventMetadata.inferenceTime"),
+        (
+            _missing(time_text) & ~from_path,
+            "missing eventMetadata.inferenceTime (and the file is not in an hour folder)",
+        ),
         (
             _missing(times) & ~_missing(time_text),
             "eventMetadata.inferenceTime is not an ISO 8601 time",
         ),
         (
-            (_missing(inp) | _missing(inp.field("data")))
-            & (_missing(out) | _missing(out.field("data"))),
-            "captureData has neither endpointInput nor endpointOutput data",
+            _missing(inp.field("data"))
+            & _missing(endpoint_out.field("data"))
+            & _missing(batch_out.field("data")),
+            "captureData has neither endpointInput nor endpointOutput data (nor batchTransformOutput)",
         ),
     ]
     for mask, reason in checks:
@@ -437,42 +613,114 @@ def parse_captures(batch: FileBatch) -> Parsed:
     table = pa.table(
         {
             "capture_id": _row_ids(batch, lines, positions),
-            "endpoint": pa.array([f.endpoint for f in batch.files], pa.string()).take(
-                pa.array(lines.file_index[positions])
-            ),
-            "variant": pa.array([f.variant for f in batch.files], pa.string()).take(
-                pa.array(lines.file_index[positions])
-            ),
+            "endpoint": _per_row(batch, lines, positions, [f.endpoint for f in batch.files], pa.string()),
+            "variant": _per_row(batch, lines, positions, [f.variant for f in batch.files], pa.string()),
             "event_id": event_id,
             "inference_id": meta.field("inferenceId"),
             "inference_time": times,
+            "inference_time_from_path": pa.array(from_path, pa.bool_()),
             "event_version": raw.column("eventVersion").combine_chunks(),
             "input_observed_content_type": inp.field("observedContentType"),
             "input_encoding": inp.field("encoding"),
             "input_mode": inp.field("mode"),
             "input_data": inp.field("data"),
-            "output_observed_content_type": out.field("observedContentType"),
-            "output_encoding": out.field("encoding"),
-            "output_mode": out.field("mode"),
-            "output_data": out.field("data"),
+            "output_observed_content_type": _payload_field(
+                endpoint_out, batch_out, use_endpoint, "observedContentType"
+            ),
+            "output_encoding": _payload_field(endpoint_out, batch_out, use_endpoint, "encoding"),
+            "output_mode": _payload_field(endpoint_out, batch_out, use_endpoint, "mode"),
+            "output_data": _payload_field(endpoint_out, batch_out, use_endpoint, "data"),
             "source_file": source,
             "line_number": line,
         },
         schema=schema.CAPTURES,
     )
+    gt = raw.column("groundTruthData").combine_chunks()
     table, positions, q = _reject(table, positions, invalid, reasons, batch, lines)
     quarantine.append(q)
-    return Parsed(table, pa.concat_tables(quarantine), len(lines.starts), lines.blank)
+    keep = ~invalid
+    failures: dict[str, list[tuple[int, str]]] = {"input": [], "output": []}
+    label_failures: list[tuple[int, str]] = []
+    if repairs:
+        row_of = {int(p): r for r, p in enumerate(positions)}
+        for p, found in repairs.items():
+            r = row_of.get(p)
+            if r is None:  # the line was rejected for another reason
+                continue
+            for side, reason in found:
+                (label_failures if side == "label" else failures[side]).append((r, reason))
+    labels, label_q = _embedded_labels(table, gt.filter(pa.array(keep)), label_failures, batch, lines, positions)
+    quarantine.append(label_q)
+    return Parsed(
+        table,
+        pa.concat_tables(quarantine),
+        len(lines.starts),
+        lines.blank,
+        labels=labels,
+        payload_failures={k: sorted(v) for k, v in failures.items() if v},
+    )
+
+
+def _source_modified(batch: FileBatch, lines: Lines, positions: np.ndarray) -> pa.Array:
+    mtimes = [None if f.mtime is None else int(f.mtime * 1_000_000) for f in batch.files]
+    return _per_row(batch, lines, positions, mtimes, pa.int64()).cast(schema.TIMESTAMP)
+
+
+def _embedded_labels(
+    captures: pa.Table,
+    gt: pa.Array,
+    failures: list[tuple[int, str]],
+    batch: FileBatch,
+    lines: Lines,
+    positions: np.ndarray,
+) -> tuple[pa.Table | None, pa.Table]:
+    """Raw label rows (as :func:`parse_labels` makes) for the captures that carry a
+    ``groundTruthData`` (Model Monitor's merged records), and label-stage quarantine rows for
+    those whose label ``data`` is not a string."""
+    data = gt.field("data")
+    has = ~_missing(data)
+    bad_rows = np.array([r for r, _ in failures], dtype=np.int64)
+    q = schema.empty(schema.QUARANTINE)
+    if len(bad_rows):
+        idx = pa.array(bad_rows)
+        q = _quarantine(
+            "label",
+            captures.column("source_file").take(idx),
+            captures.column("line_number").take(idx),
+            captures.column("capture_id").take(idx),
+            pa.array([m for _, m in failures], pa.string()),
+            data.take(idx),
+        )
+        has[bad_rows] = False
+    if not has.any():
+        return None, q
+    sel = pa.array(has)
+    c = captures.filter(sel)
+    labels = pa.table(
+        {
+            "label_id": c.column("capture_id"),
+            "event_id": pc.coalesce(c.column("inference_id"), c.column("event_id")),
+            "label_hour": pc.floor_temporal(c.column("inference_time"), unit="hour"),
+            "encoding": gt.field("encoding").filter(sel),
+            "data": data.filter(sel),
+            "event_version": c.column("event_version"),
+            "source_file": c.column("source_file"),
+            "source_modified": _source_modified(batch, lines, positions[has]),
+            "line_number": c.column("line_number"),
+        }
+    )
+    return labels, q
 
 
 def parse_labels(batch: FileBatch) -> Parsed:
     """Decode a batch of ground-truth files into raw label rows (payload still encoded).
 
     The returned table has ``label_id, event_id, label_hour, encoding, data, event_version,
-    source_file, line_number``; :mod:`captureq.decode` turns ``data`` into ``ground_truth``.
+    source_file, source_modified, line_number``; :mod:`captureq.decode` turns ``data`` into ``ground_truth``.
     """
     lines = split_lines(batch)
-    raw, positions, bad = parse_json_lines(lines, RAW_LABEL)
+    repairs: dict[int, list[tuple[str, str]]] = {}
+    raw, positions, bad = parse_json_lines(lines, RAW_LABEL, repairs)
     quarantine = [_file_quarantine(batch), _line_quarantine(batch, lines, bad)]
     gt = raw.column("groundTruthData").combine_chunks()
     meta = raw.column("eventMetadata").combine_chunks()
@@ -499,9 +747,25 @@ def parse_labels(batch: FileBatch) -> Parsed:
             "data": gt.field("data"),
             "event_version": raw.column("eventVersion").combine_chunks(),
             "source_file": source,
+            "source_modified": _source_modified(batch, lines, positions),
             "line_number": line,
         }
     )
     table, positions, q = _reject(table, positions, invalid, reasons, batch, lines)
     quarantine.append(q)
-    return Parsed(table, pa.concat_tables(quarantine), len(lines.starts), lines.blank)
+    failures = []
+    if repairs:
+        row_of = {int(p): r for r, p in enumerate(positions)}
+        failures = sorted(
+            (row_of[p], reason)
+            for p, found in repairs.items()
+            if p in row_of
+            for _, reason in found
+        )
+    return Parsed(
+        table,
+        pa.concat_tables(quarantine),
+        len(lines.starts),
+        lines.blank,
+        payload_failures={"label": failures} if failures else {},
+    )

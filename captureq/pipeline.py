@@ -44,6 +44,7 @@ class Counts:
     input_records: int = 0
     output_records: int = 0
     payloads_quarantined: int = 0
+    embedded_labels: int = 0  # label rows from groundTruthData inside capture lines
     outside_window: int = 0
 
     def add(self, other: Counts) -> None:
@@ -67,6 +68,8 @@ class BatchResult:
     counts: Counts = field(default_factory=Counts)
     failed_files: list[CaptureFile] = field(default_factory=list)
     pairs: pa.Table | None = None  # inputs beside outputs (captureq_pairs), built on request
+    # labels carried inside the capture lines (groundTruthData of merged records)
+    labels: pa.Table = field(default_factory=lambda: schema.empty(schema.LABELS))
     # urls of files with lines outside the window (and outside ``exclude``): read only in part
     partial: set[str] = field(default_factory=set)
 
@@ -96,10 +99,20 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
     line_q, outside_lines = window.filter_line_quarantine(parsed.quarantine, margin)
     partial = window.partial_files(parsed.table, parsed.quarantine, batch.files, start, end,
                                    exclude) if outside + outside_lines else set()
-    inputs = decode_side(captures, "input", options)
-    outputs = decode_side(captures, "output", options, input_counts=inputs.counts)
+    rejected = parsed.payload_failures
+    embedded = parsed.labels
+    if outside:  # what belongs to a capture outside the window goes with it
+        rejected, embedded, line_q = window.follow_captures(parsed.table, captures, rejected,
+                                                            embedded, line_q)
+    inputs = decode_side(captures, "input", options, rejected=rejected.get("input", ()))
+    outputs = decode_side(captures, "output", options, input_counts=inputs.counts,
+                          rejected=rejected.get("output", ()))
     align = alignment_quarantine(captures, inputs, outputs)
-    quarantine = pa.concat_tables([line_q, inputs.quarantine, outputs.quarantine, align])
+    # ground truth embedded in the capture lines (Model Monitor's merged records)
+    labels, label_q = (decode_labels(embedded) if embedded is not None
+                       else (schema.empty(schema.LABELS), schema.empty(schema.QUARANTINE)))
+    quarantine = pa.concat_tables([line_q, inputs.quarantine, outputs.quarantine, align,
+                                   label_q])
     counts = Counts(
         files=len(batch.files),
         files_failed=len(batch.failed),
@@ -111,11 +124,12 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
         input_records=inputs.records.num_rows,
         output_records=outputs.records.num_rows,
         payloads_quarantined=inputs.quarantine.num_rows + outputs.quarantine.num_rows,
+        embedded_labels=labels.num_rows,
         outside_window=outside + outside_lines,
     )
     return BatchResult(batch.files, captures, inputs.records, outputs.records, quarantine, counts,
                        [f for f, _ in batch.failed],
-                       pair_records(inputs.records, outputs.records) if pairs else None,
+                       pair_records(inputs.records, outputs.records) if pairs else None, labels,
                        partial)
 
 
@@ -131,7 +145,7 @@ class LabelBatchResult:
 def process_labels(batch: FileBatch) -> LabelBatchResult:
     """Parse and decode one batch of ground-truth files."""
     parsed = parse_labels(batch)
-    labels, q = decode_labels(parsed.table)
+    labels, q = decode_labels(parsed.table, parsed.payload_failures.get("label", ()))
     counts = Counts(
         files=len(batch.files),
         files_failed=len(batch.failed),

@@ -54,6 +54,7 @@ class CaptureFile:
     variant: str | None
     hour: datetime | None
     size: int | None = None
+    mtime: float | None = None  # when the object was written (POSIX seconds), if listed
 
     @property
     def compressed(self) -> bool:
@@ -254,6 +255,7 @@ class Scanner:
             variant=variant,
             hour=hour,
             size=info.get("size"),
+            mtime=_mtime(info),
         )
 
     def _candidates(self, start: datetime | None, end: datetime | None, endpoints, variants):
@@ -359,6 +361,24 @@ class Scanner:
                     ]
             t = next_day
         return out
+
+
+def _mtime(info: dict[str, Any]) -> float | None:
+    """The write time a listing entry carries: ``mtime`` (local files, POSIX seconds) or
+    ``LastModified`` (s3fs, a datetime); None when the filesystem gives neither."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return to_utc(value).timestamp()
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def _next_month(t: datetime) -> datetime:

@@ -24,6 +24,9 @@ CAPTURES = pa.schema(
         ("event_id", pa.string()),
         ("inference_id", pa.string()),
         ("inference_time", TIMESTAMP),
+        # true when the record had no eventMetadata.inferenceTime (batch transform capture):
+        # inference_time is then the start of the hour folder the file is in
+        ("inference_time_from_path", pa.bool_()),
         ("event_version", pa.string()),
         ("input_observed_content_type", pa.string()),
         ("input_encoding", pa.string()),
@@ -67,6 +70,8 @@ LABELS = pa.schema(
         ("data", pa.string()),
         ("event_version", pa.string()),
         ("source_file", pa.string()),
+        # when the label's file was written (mtime / S3 LastModified): orders labels for one id
+        ("source_modified", TIMESTAMP),
         ("line_number", pa.int64()),
     ]
 )

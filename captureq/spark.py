@@ -534,6 +534,8 @@ def _export_wave(
                     "inputs": _split(r.inputs, "inference_time", True),
                     "outputs": _split(r.outputs, "inference_time", True),
                 }
+                if r.labels.num_rows:  # ground truth inside merged capture records
+                    tables["labels"] = _split(r.labels, "label_hour", False)
             else:
                 r = process_labels(batch)
                 tables = {"labels": _split(r.labels, "label_hour", False)}

@@ -156,6 +156,26 @@ def partial_files(captures: pa.Table, line_quarantine: pa.Table, files, start, e
     return out
 
 
+def follow_captures(all_captures: pa.Table, kept: pa.Table, rejected: dict, embedded,
+                    quarantine: pa.Table) -> tuple[dict, pa.Table | None, pa.Table]:
+    """What belongs to the captures outside the window leaves with them: payload failures
+    (``rejected``, ``(row, reason)`` re-numbered to the rows of ``kept``), embedded label rows
+    and quarantine rows keyed by their ``capture_id``."""
+    keep = pc.is_in(all_captures.column("capture_id"), value_set=kept.column("capture_id"))
+    keep_np = keep.to_numpy(zero_copy_only=False)
+    new_row = keep_np.cumsum() - 1
+    rejected = {side: [(int(new_row[r]), why) for r, why in rows if keep_np[r]]
+                for side, rows in rejected.items()}  # a few failures: the error path
+    kept_ids = kept.column("capture_id")
+    if embedded is not None and embedded.num_rows:
+        embedded = embedded.filter(pc.is_in(embedded.column("label_id"), value_set=kept_ids))
+    if quarantine.num_rows:
+        ids = quarantine.column("capture_id")
+        gone = pc.and_(pc.is_valid(ids), pc.invert(pc.is_in(ids, value_set=kept_ids)))
+        quarantine = quarantine.filter(pc.invert(pc.fill_null(gone, False)))
+    return rejected, embedded, quarantine
+
+
 def to_json(start: datetime | None, end: datetime | None) -> list[str | None]:
     """``[start, end]`` as ISO strings (``None`` open), as export commit records store it."""
     return [None if t is None else t.isoformat() for t in (start, end)]

@@ -48,9 +48,12 @@ BAD_LINES = {
     ),
     "truncated": (GOOD[:70], "truncated JSON line: it ends inside a value"),
     "truncated-after-comma": (GOOD[: GOOD.index(b',"eventMetadata"') + 1], "truncated JSON line"),
-    "data-is-a-number": (
-        with_key(GOOD, b'"data":"1,2"', b'"data":12'),
-        "wrong type: captureData.endpointInput.data is a number, expected a string",
+    # (issue 11.6) a payload whose data is a number keeps its capture row and is quarantined as
+    # stage 'input'/'output', and (issue 12.5) a record without inferenceTime takes its hour from
+    # its folder: neither is a bad line any more (tests/test_payload_shapes.py).
+    "data-is-a-number-and-no-eventId": (
+        with_key(with_key(GOOD, b'"data":"1,2"', b'"data":12'), b'"eventId":"event-1",', b""),
+        "missing eventMetadata.eventId",
     ),
     "metadata-is-a-string": (
         with_key(
@@ -65,10 +68,6 @@ BAD_LINES = {
     "missing-eventId": (
         with_key(GOOD, b'"eventId":"event-1",', b""),
         "missing eventMetadata.eventId",
-    ),
-    "missing-inferenceTime": (
-        with_key(GOOD, b',"inferenceTime":"2024-05-01T12:30:15Z"', b""),
-        "missing eventMetadata.inferenceTime",
     ),
     "unparseable-time": (
         with_key(GOOD, b"2024-05-01T12:30:15Z", b"yesterday noon"),

@@ -96,7 +96,12 @@ def s3_tree(local_tree, s3_server) -> tuple[str, str]:
 
 
 def relative_sources(table: pa.Table, roots: tuple[str, ...]) -> pa.Table:
-    """``source_file`` made relative to the tree it came from (every value must be under one)."""
+    """``source_file`` made relative to the tree it came from (every value must be under one);
+    ``source_modified`` (when the object was written) differs between copies, so it is dropped
+    after checking that both storages report one."""
+    if "source_modified" in table.column_names:
+        assert table["source_modified"].null_count == 0
+        table = table.drop_columns(["source_modified"])
     if "source_file" not in table.column_names:
         return table
     rel = []

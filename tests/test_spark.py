@@ -274,3 +274,19 @@ def test_spark_windows_keep_exact_times_like_the_local_engine(spark, tmp_path):
     assert exported() == ["c", "d", "spill"]
     captureq.open(str(root)).export(str(out))
     assert exported() == ["a", "b", "c", "d", "e", "spill"]
+
+
+def test_spark_export_of_merged_records_writes_their_labels(spark, tmp_path):
+    """Model Monitor's merged records and batch-transform capture (tests/data/aws-shapes):
+    the embedded ground truth lands in labels/ with either engine, row for row."""
+    import shutil
+
+    shapes = Path(__file__).parent / "data" / "aws-shapes"
+    root = tmp_path / "capture"
+    for name in ("merged", "batch"):
+        shutil.copytree(shapes / name, root, dirs_exist_ok=True)
+    cqs.export_parquet(spark, str(root), str(tmp_path / "spark"), task_bytes=TINY_TASKS)
+    captureq.open(str(root)).export(str(tmp_path / "local"))
+    spark_labels, local_labels = parquet(tmp_path / "spark", "labels"), parquet(tmp_path / "local", "labels")
+    assert spark_labels.num_rows == 6
+    assert spark_labels.equals(local_labels)

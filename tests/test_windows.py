@@ -235,3 +235,27 @@ def test_a_file_wholly_inside_an_export_window_is_done_for_good(wtree, tmp_path)
     windowed = {s["rel"].split("/")[5] for s in sources if "window" in s}  # the hour folder
     assert windowed == {"06"}  # the margin hour: read only for its spilled rows (none here)
     assert {s["rel"].split("/")[5] for s in sources if "window" not in s} == {"07"}
+
+
+def test_payload_failures_and_timeless_records_follow_the_window(tmp_path):
+    """A non-string payload is quarantined only with its capture; a record without
+    inferenceTime takes its folder's hour, so it is in the windows holding hh:00."""
+    root = tmp_path / "capture"
+    early = capture("1,2\n", "0.5", event_id="early", when=t("2026-01-01T06:10"))
+    early["captureData"]["endpointInput"]["data"] = 12
+    late = capture("1,2\n", "0.5", event_id="late", when=t("2026-01-01T06:40"))
+    late["captureData"]["endpointInput"]["data"] = {"x": 1}
+    ok = capture("3,4\n", "0.5", event_id="ok", when=t("2026-01-01T06:50"))
+    timeless = capture("5,6\n", "0.5", event_id="timeless", when=t("2026-01-01T06:20"))
+    del timeless["eventMetadata"]["inferenceTime"]
+    write_captures(root, [early, late, ok, timeless], when=t("2026-01-01T06"), name="f.jsonl")
+    tables = captureq.open(str(root), start="2026-01-01T06:30", end="2026-01-01T07").load()
+    assert sorted(tables.captures["event_id"].to_pylist()) == ["late", "ok"]
+    q = [r for r in tables.quarantine.to_pylist() if r["stage"] == "input"]
+    ids = dict(zip(tables.captures["capture_id"].to_pylist(), tables.captures["event_id"].to_pylist()))
+    assert [ids.get(r["capture_id"]) for r in q] == ["late"]
+    assert tables.inputs["event_id"].to_pylist() == ["ok"]
+    whole = captureq.open(str(root), start="2026-01-01T06", end="2026-01-01T06:30").load()
+    assert sorted(whole.captures["event_id"].to_pylist()) == ["early", "timeless"]
+    c = tables.counts
+    assert c.lines_read == c.rows + c.quarantined_lines + c.outside_window == 4

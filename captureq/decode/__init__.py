@@ -157,12 +157,16 @@ def decode_side(
     input_counts: np.ndarray | None = None,
     *,
     lists_are_records: bool = False,
+    rejected: Sequence[tuple[int, str]] = (),
 ) -> SideResult:
     """Decode the ``side`` ("input" or "output") payloads of ``captures`` into records.
 
     ``input_counts`` (records per capture row, from decoding the inputs first) lets output
     payloads be aligned with their inputs: a one-line output of N values answering N input rows
-    becomes N records. Returns records keyed by ``capture_id`` + ``record_index``.
+    becomes N records. ``rejected`` lists ``(row, reason)`` for payloads already known to be
+    unusable (e.g. ``data`` that was a JSON number, see
+    :attr:`captureq.parse.Parsed.payload_failures`): they are quarantined, not decoded.
+    Returns records keyed by ``capture_id`` + ``record_index``.
     """
     options = options or DecodeOptions()
     n = captures.num_rows
@@ -173,7 +177,10 @@ def decode_side(
     formats, base64_rows = classify(encoding, ctype)
     endpoints = captures.column("endpoint").combine_chunks().to_numpy(zero_copy_only=False)
     stage = side
-    failures: list[tuple[int, str]] = []
+    failures: list[tuple[int, str]] = list(rejected)
+    if failures:
+        present = present.copy()
+        present[[r for r, _ in failures]] = False
     unknown = present & (formats < 0)
     for r in np.flatnonzero(unknown):
         enc = encoding[int(r)].as_py()
@@ -339,11 +346,14 @@ def _rows(quarantine: pa.Table, captures: pa.Table) -> np.ndarray:
     )
 
 
-def decode_labels(raw: pa.Table) -> tuple[pa.Table, pa.Table]:
+def decode_labels(
+    raw: pa.Table, rejected: Sequence[tuple[int, str]] = ()
+) -> tuple[pa.Table, pa.Table]:
     """Raw label rows (from :func:`captureq.parse.parse_labels`) → ``labels`` table + quarantine.
 
     The label text becomes ``ground_truth`` (one row per record when the data holds several
-    CSV lines or a JSON list) and ``ground_truth_value`` when it is a number.
+    CSV lines or a JSON list) and ``ground_truth_value`` when it is a number. ``rejected``
+    ``(row, reason)`` pairs are quarantined (stage ``label``) without being decoded.
     """
     n = raw.num_rows
     if n == 0:
@@ -368,31 +378,85 @@ def decode_labels(raw: pa.Table) -> tuple[pa.Table, pa.Table]:
     as_captures = as_captures.append_column("inference_time", pa.nulls(n, schema.TIMESTAMP))
     # Labels are read whole per line: one value per CSV line; JSON scalars, lists of scalars, or
     # objects with a label-like field.
-    side = decode_side(as_captures, "input", DecodeOptions(), lists_are_records=True)
+    side = decode_side(
+        as_captures, "input", DecodeOptions(), lists_are_records=True, rejected=rejected
+    )
     rec = side.records
     q = side.quarantine.set_column(
         0, "stage", pa.array(["label"] * side.quarantine.num_rows, pa.string())
     )
     rows = pc.index_in(rec.column("capture_id"), raw.column("label_id"))
     value_cols = [c for c in rec.column_names if c not in schema.RECORD_KEY_NAMES]
-    truth = _label_text(rec, value_cols)
+    truth = _csv_label_text(raw, rows, rec.column(RECORD_INDEX), _label_text(rec, value_cols))
     labels = pa.table(
         {
             "label_id": rec.column("capture_id"),
             "event_id": raw.column("event_id").take(rows),
             "record_index": rec.column(RECORD_INDEX),
             "ground_truth": truth,
-            "ground_truth_value": _to_float(truth),
+            "ground_truth_value": _to_float(pc.utf8_trim_whitespace(truth)),
             "label_hour": raw.column("label_hour").take(rows),
             "encoding": raw.column("encoding").take(rows),
             "data": raw.column("data").take(rows),
             "event_version": raw.column("event_version").take(rows),
             "source_file": raw.column("source_file").take(rows),
+            "source_modified": _column_or_null(raw, "source_modified", schema.TIMESTAMP).take(rows),
             "line_number": raw.column("line_number").take(rows),
         },
         schema=schema.LABELS,
     )
     return labels, q
+
+
+def _column_or_null(table: pa.Table, name: str, type_: pa.DataType) -> pa.ChunkedArray:
+    if name in table.column_names:
+        return table.column(name)
+    return pa.chunked_array([pa.nulls(table.num_rows, type_)])
+
+
+def _csv_label_text(
+    raw: pa.Table, rows: pa.Array, record_index: pa.Array, decoded: pa.Array
+) -> pa.Array:
+    """``ground_truth`` as stored: for CSV (and base64 CSV) labels the text of the record's
+    line — its first field when the line has several — with its whitespace and digits as
+    written (`` 2.5e0 `` stays `` 2.5e0 ``, ``1.0`` stays ``1.0``). JSON labels, quoted CSV
+    fields and lines that do not line up with the decoded records keep ``decoded``."""
+    n = raw.num_rows
+    data = raw.column("data").combine_chunks()
+    enc = pc.utf8_upper(pc.utf8_trim_whitespace(pc.fill_null(raw.column("encoding").combine_chunks(), "")))
+    is_b64 = pc.equal(enc, "BASE64").to_numpy(zero_copy_only=False)
+    is_csv = pc.equal(enc, "CSV").to_numpy(zero_copy_only=False) | is_b64
+    if not is_csv.any() or not len(rows):
+        return decoded
+    text = pc.if_else(pa.array(is_csv & ~is_b64), data, pa.nulls(n, pa.string()))
+    if is_b64.any():
+        b64 = np.flatnonzero(is_b64)
+        bytes_, invalid = base64_decode(data.take(pa.array(b64)))
+        as_text, not_utf8 = to_text(pc.if_else(pa.array(invalid), pa.nulls(len(b64), pa.binary()), bytes_))
+        scatter = np.zeros(n, dtype=np.int64)
+        scatter[b64] = np.arange(len(b64))
+        text = pc.if_else(pa.array(is_b64), as_text.take(pa.array(scatter)), text)
+    # the same line rules as the CSV decoder: \r\n → \n, no blank lines, no trailing newline
+    text = pc.replace_substring_regex(
+        pc.utf8_trim(pc.replace_substring(text, "\r\n", "\n"), "\n"), "\n\n+", "\n"
+    )
+    lines = pc.split_pattern(text, "\n")
+    counts = pc.fill_null(pc.list_value_length(lines), 0).to_numpy(zero_copy_only=False)
+    row = rows.to_numpy(zero_copy_only=False).astype(np.int64)
+    k = np.asarray(record_index.to_numpy(zero_copy_only=False), dtype=np.int64)
+    records = np.bincount(row, minlength=n)
+    ok = is_csv[row] & (counts[row] == records[row]) & (k < counts[row])
+    if not ok.any():
+        return decoded
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    flat = pc.list_flatten(lines)
+    line = flat.take(pa.array(np.where(ok, offsets[row] + k, 0)))
+    first = pc.list_element(pc.split_pattern(line, ",", max_splits=1), 0)
+    quoted = pc.starts_with(pc.utf8_trim_whitespace(first), '"').to_numpy(zero_copy_only=False)
+    use = pa.array(ok & ~quoted)
+    if isinstance(decoded, pa.ChunkedArray):
+        decoded = decoded.combine_chunks()
+    return pc.if_else(use, first, decoded)
 
 
 _LABEL_FIELDS = ("ground_truth", "groundTruth", "label", "target", "y", "value", "_c0")

@@ -11,6 +11,9 @@ Which part of a document holds the records:
   ``scores``, ``probabilities`` or ``data``: one record per element (except that, for outputs, a
   list of scalars answering ONE input record is that record's vector, e.g. class
   probabilities); under ``features``: the list is ONE record's feature vector;
+- a record that is an object with a ``features`` list of scalars (Clarify's
+  ``{"instances": [{"features": [...]}]}``): that list becomes ``_c0``, ``_c1``, … like a
+  top-level ``{"features": [...]}``, its other fields stay named columns;
 - a bare list of lists or of objects: one record per element;
 - a bare list of scalars: one feature vector (inputs); for outputs, one prediction per element
   when its length equals the number of input records (else one vector);
@@ -152,7 +155,12 @@ def _record_columns(values: pa.Array, names: Sequence[str] | None) -> dict[str, 
             for i, f in enumerate(arr.type):
                 child = arr.field(i)
                 name = f"{prefix}{f.name}"
-                if pa.types.is_struct(f.type) and f.type.num_fields:
+                if not prefix and f.name in VECTOR_KEYS and _is_list(f.type) \
+                        and not _is_nested(f.type.value_type):
+                    # {"instances": [{"features": [...]}]} (Clarify): the same _c0… columns
+                    # as a top-level {"features": [...]}
+                    pairs += _named(list(_vector_columns(child).items()), names)
+                elif pa.types.is_struct(f.type) and f.type.num_fields:
                     stack.append((name + ".", child))
                 else:
                     pairs.append((name, child))
@@ -161,10 +169,16 @@ def _record_columns(values: pa.Array, names: Sequence[str] | None) -> dict[str, 
             pairs = list(_vector_columns(values).items())
         else:
             pairs = [("_c0", values)]
-        if names:
-            pairs = [(names[i] if i < len(names) else k, c) for i, (k, c) in enumerate(pairs)]
+        pairs = _named(pairs, names)
     # a payload field named like a key column ("_row", "event_id") must never overwrite it
     return dict(zip(unique_names([n for n, _ in pairs]), [c for _, c in pairs]))
+
+
+def _named(pairs: list[tuple[str, pa.Array]], names: Sequence[str] | None):
+    """``_c0…`` columns renamed to the user's ``names`` (as far as they go)."""
+    if not names:
+        return pairs
+    return [(names[i] if i < len(names) else k, c) for i, (k, c) in enumerate(pairs)]
 
 
 def _one_each(n: int, v: pa.Array) -> list[tuple[np.ndarray, np.ndarray, pa.Array]]:
