@@ -299,8 +299,8 @@ class CaptureTree:
         con = self._cache.get(key)
         if con is None:
             con = self._cache[key] = self.connect(allow_external_access=allow_external_access)
-            if "drift" in self._cache:  # a monitor run's drift table is a view too
-                _register_drift(con, self._cache["drift"])
+            for name, table in self._cache.get("extra_views", {}).items():  # drift, metrics
+                _register_view(con, name, table)
         return con
 
     def sql(self, query: str, params: list | dict | None = None, *,
@@ -345,18 +345,33 @@ class CaptureTree:
         from .monitor import monitor
 
         result = monitor(self, baseline, out, **kwargs)
-        self._cache["drift"] = result.drift
-        for key in ("con", "con_external"):
-            if key in self._cache:
-                _register_drift(self._cache[key], result.drift)
-        self._connection()
+        self._add_view("drift", result.drift)
+        self._register_metrics(result.metrics)
         return result
 
     def model_quality(self, **kwargs):
-        """Model-quality metrics per hour/day from the ``predictions`` view (needs ``labels=``)."""
+        """Model-quality metrics per hour/day from the ``predictions`` view (needs ``labels=``).
+
+        ``baseline_out=DIR`` also writes Model Monitor's model-quality statistics.json and
+        constraints.json; ``constraints=DIR`` checks every window against them; ``out=DIR``
+        writes the window's files, hourly violations and metrics.parquet. The Model Monitor
+        metrics become the ``metrics`` view."""
         from .monitor import model_quality
 
-        return model_quality(self, **kwargs)
+        result = model_quality(self, **kwargs)
+        self._register_metrics(result.cloudwatch_metrics)
+        return result
+
+    def _register_metrics(self, metrics: pa.Table) -> None:
+        self._add_view("metrics", metrics)
+
+    def _add_view(self, name: str, table: pa.Table) -> None:
+        """Make ``table`` the ``name`` view (sql/<name>.sql) of every connection, now and later."""
+        self._cache.setdefault("extra_views", {})[name] = table
+        for key in ("con", "con_external"):
+            if key in self._cache:
+                _register_view(self._cache[key], name, table)
+        self._connection()
 
     # -- the report (captureq.report) -------------------------------------------------------
     def report(self, baseline, out: str | None = None, **kwargs) -> str:
@@ -376,9 +391,9 @@ def _is_lockdown(exc: Exception) -> bool:
         or "configuration has been locked" in text
 
 
-def _register_drift(con: duckdb.DuckDBPyConnection, drift: pa.Table) -> None:
-    con.register(views.SOURCE_PREFIX + "drift", drift)
-    con.execute(views.view_sql("drift"))
+def _register_view(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    con.register(views.SOURCE_PREFIX + name, table)
+    con.execute(views.view_sql(name))
 
 
 def _to_arrow(rel) -> pa.Table:

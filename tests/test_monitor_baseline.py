@@ -40,7 +40,19 @@ def test_statistics_json_has_model_monitors_fields_and_nesting(tmp_path):
         "note": "String",
     }
     num = by_name["income"]["numerical_statistics"]
-    assert set(num) == {"common", "mean", "sum", "std_dev", "min", "max", "distribution"}
+    assert set(num) == {
+        "common",
+        "mean",
+        "sum",
+        "std_dev",
+        "min",
+        "max",
+        "approximate_num_distinct_values",
+        "completeness",
+        "distribution",
+    }
+    assert num["completeness"] == 1.0
+    assert num["approximate_num_distinct_values"] == len(np.unique(_training_table()["income"]))
     assert set(num["common"]) == {"num_present", "num_missing"}
     values = _training_table()["income"].to_numpy()
     assert num["mean"] == pytest.approx(values.mean()) and num["sum"] == pytest.approx(values.sum())
@@ -50,16 +62,16 @@ def test_statistics_json_has_model_monitors_fields_and_nesting(tmp_path):
     assert len(kll["buckets"]) == 10
     assert set(kll["buckets"][0]) == {"lower_bound", "upper_bound", "count"}
     assert sum(b["count"] for b in kll["buckets"]) == 500
-    assert set(kll["sketch"]) == {"parameters", "data"} and set(kll["sketch"]["parameters"]) == {
-        "c",
-        "k",
-    }
+    assert set(kll["sketch"]) == {"parameters", "data"}
+    assert kll["sketch"]["parameters"] == {"c": 0.64, "k": 2048}
     assert sorted(kll["sketch"]["data"][0]) == sorted(
         values.tolist()
     )  # ≤ k values are kept exactly
     s = by_name["plan"]["string_statistics"]
-    assert set(s) == {"common", "distinct_count", "distribution"}
-    assert s["distinct_count"] == 3
+    assert set(s) == {"common", "distinct_count", "completeness", "distribution"}
+    assert s["distinct_count"] == 3 and isinstance(s["distinct_count"], int)
+    assert all(type(b["count"]) is int for b in s["distribution"]["categorical"]["buckets"])
+    assert by_name["note"]["string_statistics"]["completeness"] == 0.75
     assert {b["value"] for b in s["distribution"]["categorical"]["buckets"]} == {
         "basic",
         "gold",

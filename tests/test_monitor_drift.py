@@ -60,7 +60,8 @@ def test_drift_is_named_with_the_hour_it_began(churn, base_dir):
     assert [(v["feature_name"], v["constraint_check_type"]) for v in window] == [
         ("_c3", "baseline_drift_check")
     ]
-    assert window[0]["description"].startswith("Baseline drift distance: ")
+    assert window[0]["description"].startswith("Numerical distance: ")
+    assert window[0]["description"].endswith(" exceeds numerical threshold: 0.1")
     # the drift table is a DuckDB view on the same tree
     rows = cq.sql(
         "select feature, min(window_start) as first from drift "

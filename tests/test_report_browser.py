@@ -150,3 +150,64 @@ def test_drift_heatmap_marks_each_violation_and_the_onset(page, report):
     onset = f"drift began {report['summary'].drift_start:%m-%d %H:00} UTC: _c3"
     assert onset in pg.inner_text("#fig-drift")
     assert "Drift in _c3 from" in pg.inner_text(".headline")
+
+
+# -- a baseline from a training CSV with a header: feature names instead of _c0… --------------
+@pytest.fixture(scope="module")
+def header_report(report, tmp_path_factory):
+    import re
+
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    root = tmp_path_factory.mktemp("browser-header")
+    capture = report["path"].parent / "capture"
+    summary = report["summary"]
+    inputs = captureq.open(
+        str(capture), endpoint="churn-xgb", end=summary.start + timedelta(hours=6)
+    ).inputs()
+    cols = [c for c in inputs.column_names if re.fullmatch(r"_c\d+", c)]
+    names = [f"feature_{i}_name" for i in range(len(cols))]
+    pcsv.write_csv(inputs.select(cols).rename_columns(names), root / "train.csv")
+    runner = CliRunner()
+    made = runner.invoke(app, ["baseline", str(root / "train.csv"), str(root / "baseline")])
+    assert made.exit_code == 0, made.output
+    out = root / "report.html"
+    made = runner.invoke(
+        app,
+        ["report", str(capture), "--baseline", str(root / "baseline"), "--labels",
+         str(report["path"].parent / "groundtruth"), "--endpoint", "churn-xgb", "-o", str(out)],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert pc.sum(pc.is_valid(inputs["_c3"])).as_py() > 0
+    return out
+
+
+def test_header_named_baseline_draws_every_figure(page, header_report):
+    browser = page["page"].context.browser  # one playwright per module: reuse its browser
+    pg = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(header_report.as_uri())
+    pg.wait_for_function(
+        "document.body.dataset.rendered || document.body.dataset.renderError", timeout=60_000
+    )
+    marks = pg.evaluate(
+        "document.querySelectorAll('#fig-histograms svg .mark-rect path').length"
+    )
+    ids = pg.evaluate("[...document.querySelectorAll('div.figure')].map(d => d.id)")
+    sections = pg.evaluate("""[...document.querySelectorAll('h2')].map(h => {
+        let n = h.nextElementSibling, drawn = false, said = false;
+        while (n && n.tagName !== 'H2') {
+            if (n.classList.contains('figure') && n.querySelector('svg')) drawn = true;
+            if (n.classList.contains('note') && n.textContent.trim()) said = true;
+            n = n.nextElementSibling;
+        }
+        return {id: h.id, drawn, said};
+    })""")
+    pg.close()
+    assert errors == []
+    assert "fig-histograms" in ids and marks > 10
+    for s in sections:  # every section draws its figure or says in words why there is none
+        assert s["drawn"] or s["said"], s
+    assert "feature_3_name" in header_report.read_text()

@@ -315,3 +315,50 @@ def test_the_printed_command_reproduces_the_figures_data(built, key):
         assert {k: str(v) for k, v in first.items() if isinstance(v, (int, str))} == {
             k: rows[0][k] for k, v in first.items() if isinstance(v, (int, str))
         }
+
+
+# -- a baseline made from a training CSV with a header (feature names, not _c0…) -------------
+NAMES = [
+    "tenure", "monthly_charges", "total_charges", "support_calls", "contract_months",
+    "age", "usage_gb", "late_payments", "plan_changes", "devices", "region_code", "discount",
+]  # fmt: skip
+
+
+def header_training_csv(inputs, path, end):
+    """The first hours of the endpoint's inputs as a training CSV with a header row."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    first = inputs.filter(pc.less(inputs["inference_time"], pa.scalar(end, inputs["inference_time"].type)))
+    cols = [c for c in first.column_names if re.fullmatch(r"_c\d+", c)]
+    table = first.select(cols).rename_columns(NAMES[: len(cols)])
+    pcsv.write_csv(table, path)
+    return path
+
+
+def test_header_named_baseline_draws_the_worst_features(demo):
+    path = header_training_csv(
+        demo["inputs"], demo["root"] / "train.csv", demo["summary"].start + timedelta(hours=4)
+    )
+    base = captureq.monitor.baseline(str(path))
+    assert [f["name"] for f in base.statistics["features"]][:2] == ["tenure", "monthly_charges"]
+    rep = build_report(demo["cq"], base, endpoint=EP)
+    hist = rep.figure("histograms")
+    assert hist.chart is not None and hist.data.num_rows > 0
+    assert "support_calls" in set(hist.data["feature"].to_pylist())  # _c3, the drifted one
+    assert "support_calls" in rep.headline[0]
+    for f in rep.figures:  # every section draws its figure or says why not
+        assert f.chart is not None or f.note, f.key
+
+
+def test_a_section_without_a_figure_says_why(demo):
+    import pyarrow as pa
+
+    from captureq.report.build import Figure, Report
+
+    other = captureq.monitor.baseline(pa.table({"x": [1.0, 2.0, 3.0]}))
+    why = data.why_no_histograms(other, pa.table({"y": [1.0]}), [])
+    assert "share no name" in why and "x" in why and "y" in why
+    assert "no input records" in data.why_no_histograms(other, pa.table({"x": pa.array([], pa.float64())}), [])
+    bare = Report("t", "s", [], False, [Figure("k", "K", "d", pa.table({}))])
+    assert "nothing to draw" in bare.to_html()

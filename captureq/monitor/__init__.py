@@ -17,5 +17,18 @@ __all__ = [
     "statistics",
 ]
 from .quality import QualityResult, model_quality
+from .quality_files import (
+    QualityBaseline,
+    quality_constraints,
+    quality_statistics,
+    quality_violations,
+)
 
-__all__ += ["QualityResult", "model_quality"]
+__all__ += [
+    "QualityBaseline",
+    "QualityResult",
+    "model_quality",
+    "quality_constraints",
+    "quality_statistics",
+    "quality_violations",
+]

@@ -8,9 +8,9 @@ so existing tooling can read them. Statistics are computed column by column with
 pyarrow compute, never record by record.
 
 >>> import pyarrow as pa
->>> stats = statistics(pa.table({"_c0": [1.0, 2.0, 3.0], "_c1": ["a", "b", "a"]}))
+>>> stats = statistics(pa.table({"_c0": ["1", "2", "3"], "_c1": ["1.0", "2", "3"], "_c2": ["a", "b", "a"]}))
 >>> [(f["name"], f["inferred_type"]) for f in stats["features"]]
-[('_c0', 'Integral'), ('_c1', 'String')]
+[('_c0', 'Integral'), ('_c1', 'Fractional'), ('_c2', 'String')]
 >>> constraints(stats)["features"][0]["num_constraints"]
 {'is_non_negative': True}
 """
@@ -40,8 +40,8 @@ DOMAIN_MAX_DISTINCT = 20  # string_constraints.domains only for small cardinalit
 DEFAULT_MONITORING_CONFIG: dict[str, Any] = {
     "evaluate_constraints": "Enabled",
     "emit_metrics": "Enabled",
-    "datatype_check_threshold": 0.1,
-    "domain_content_threshold": 0.1,
+    "datatype_check_threshold": 1.0,  # required share of values of the baseline's type
+    "domain_content_threshold": 1.0,  # required share of values inside the baseline's domain
     "distribution_constraints": {
         "perform_comparison": "Enabled",
         "comparison_threshold": 0.1,
@@ -51,6 +51,7 @@ DEFAULT_MONITORING_CONFIG: dict[str, Any] = {
     },
 }
 
+# Integral: digits only (no decimal point, no exponent); everything else that parses is Fractional.
 _INT_RE = r"^\s*[+-]?\d+\s*$"
 _NUM_RE = r"^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|infinity|nan)\s*$"
 
@@ -95,10 +96,24 @@ class Column:
         return ok / self.present
 
 
-def column(name: str, arr: pa.ChunkedArray | pa.Array) -> Column:
-    """Type one column: numbers by value (whole → Integral), text by what it parses as."""
+def _one_chunk(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr
+
+
+def column(
+    name: str, arr: pa.ChunkedArray | pa.Array, fractional_text: pa.Array | None = None
+) -> Column:
+    """Type one column the way Model Monitor types CSV text.
+
+    Text: ``1``, ``-0``, ``  7 `` are Integral; ``1.0``, ``1e3``, ``nan`` Fractional; anything
+    else String; empty is missing. Integer columns are Integral. Float columns are typed by
+    ``fractional_text`` (True where the raw text had a decimal point or exponent, see
+    :mod:`.texttypes`) when given; without raw text (Parquet, JSON payloads, Arrow tables) a
+    whole float counts as Integral, because captureq stores integers as float64.
+    """
+    arr = _one_chunk(arr)
     n = len(arr)
     t = arr.type
     if pa.types.is_boolean(t):
@@ -109,8 +124,18 @@ def column(name: str, arr: pa.ChunkedArray | pa.Array) -> Column:
             if arr.null_count == 0
             else pc.cast(arr.drop_null(), pa.float64()).to_numpy()
         )
-        v = v[~np.isnan(v)]
-        whole = int(np.count_nonzero(np.isfinite(v) & (v == np.trunc(v))))
+        # NaN is a value written as "nan" (Fractional, as in a CSV's text); null is missing
+        if pa.types.is_integer(t):
+            whole = len(v)
+        else:
+            is_whole = np.isfinite(v) & (v == np.trunc(v))
+            if fractional_text is not None:
+                frac = _one_chunk(fractional_text)
+                if arr.null_count:
+                    frac = frac.filter(arr.is_valid())
+                frac = frac.to_numpy(zero_copy_only=False)
+                is_whole &= ~frac.astype(bool)
+            whole = int(np.count_nonzero(is_whole))
         return Column(
             name, n, len(v), {INTEGRAL: whole, FRACTIONAL: len(v) - whole, STRING: 0}, values=v
         )
@@ -206,6 +231,7 @@ def histogram(
 def feature_statistics(col: Column) -> dict:
     """One ``features[]`` entry of statistics.json."""
     common = {"num_present": col.present, "num_missing": col.count - col.present}
+    completeness = col.present / col.count if col.count else 0.0
     inferred = col.inferred_type
     out: dict[str, Any] = {"name": col.name, "inferred_type": inferred}
     if inferred in (INTEGRAL, FRACTIONAL):
@@ -218,11 +244,13 @@ def feature_statistics(col: Column) -> dict:
             "std_dev": _num(v.std()) if len(v) else 0.0,
             "min": lo,
             "max": hi,
+            "approximate_num_distinct_values": int(len(np.unique(v))),
+            "completeness": completeness,
             "distribution": {
                 "kll": {
                     "buckets": histogram(v, lo, hi),
                     "sketch": {
-                        "parameters": {"c": KLL_C, "k": float(KLL_K)},
+                        "parameters": {"c": KLL_C, "k": KLL_K},
                         "data": kll_sketch(v),
                     },
                 }
@@ -242,15 +270,16 @@ def feature_statistics(col: Column) -> dict:
         order = np.lexsort((np.arange(len(counts)), -counts))[:TOP_VALUES]
         out["string_statistics"] = {
             "common": common,
-            "distinct_count": float(len(values)),
+            "distinct_count": len(values),
+            "completeness": completeness,
             "distribution": {
                 "categorical": {
-                    "buckets": [{"value": str(values[i]), "count": float(counts[i])} for i in order]
+                    "buckets": [{"value": str(values[i]), "count": int(counts[i])} for i in order]
                 }
             },
         }
     else:
-        out["numerical_statistics"] = {"common": common}
+        out["numerical_statistics"] = {"common": common, "completeness": completeness}
     return out
 
 
@@ -260,8 +289,16 @@ def statistics(table: pa.Table, columns: list[str] | None = None) -> dict:
     return {
         "version": 0.0,
         "dataset": {"item_count": table.num_rows},
-        "features": [feature_statistics(column(n, table[n])) for n in names],
+        "features": [feature_statistics(column_of(table, n)) for n in names],
     }
+
+
+def column_of(table: pa.Table, name: str) -> Column:
+    """:func:`column` for ``table[name]``, with its raw-text evidence when the table has it."""
+    from .texttypes import evidence_name
+
+    ev = evidence_name(name)
+    return column(name, table[name], table[ev] if ev in table.column_names else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,7 +365,15 @@ def read_table(
     if header is None:
         header = _looks_like_header(data.split(b"\n", 1)[0].decode("utf-8", "replace"))
     opts = pcsv.ReadOptions(autogenerate_column_names=not header)
-    table = pcsv.read_csv(pa.BufferReader(data), read_options=opts)
+    # every column as text, so each value is typed by how it is written (3 vs 3.0), as Model
+    # Monitor types CSV; statistics cast the numeric ones
+    names = pcsv.open_csv(pa.BufferReader(data), read_options=opts).schema.names
+    convert = pcsv.ConvertOptions(
+        column_types={n: pa.string() for n in names},
+        null_values=[""],  # only empty is missing: "nan", "NULL" are values, as text
+        strings_can_be_null=True,
+    )
+    table = pcsv.read_csv(pa.BufferReader(data), read_options=opts, convert_options=convert)
     if not header:
         table = table.rename_columns([f"_c{i}" for i in range(table.num_columns)])
     return table
@@ -366,7 +411,9 @@ class Baseline:
                     "std_dev": ns.get("std_dev"),
                     "min": ns.get("min"),
                     "max": ns.get("max"),
-                    "distinct_count": ss.get("distinct_count"),
+                    "distinct_count": ss.get(
+                        "distinct_count", ns.get("approximate_num_distinct_values")
+                    ),
                 }
             )
         return pa.Table.from_pylist(
@@ -382,7 +429,7 @@ class Baseline:
                     ("std_dev", pa.float64()),
                     ("min", pa.float64()),
                     ("max", pa.float64()),
-                    ("distinct_count", pa.float64()),
+                    ("distinct_count", pa.int64()),
                 ]
             ),
         )
@@ -396,17 +443,59 @@ class Baseline:
 
     @classmethod
     def load(cls, path: str | Path) -> Baseline:
-        """Read ``statistics.json`` + ``constraints.json`` from a folder (ours or Model Monitor's)."""
+        """Read ``statistics.json`` + ``constraints.json`` from a folder (ours or Model Monitor's).
+
+        A folder that is not a data-quality baseline (a model-quality one, a file, missing or
+        malformed JSON) raises :class:`~captureq.errors.ConfigError` saying what it is.
+        """
         path = Path(path)
+        if path.is_file():
+            path = path.parent if path.name in ("statistics.json", "constraints.json") else path
+        if not path.is_dir():
+            raise ConfigError(
+                f"baseline folder {path} does not exist: run `captureq baseline DATA {path}` first"
+            )
         missing = [n for n in ("statistics.json", "constraints.json") if not (path / n).exists()]
         if missing:
             raise ConfigError(
                 f"{path} has no {' or '.join(missing)}: run `captureq baseline DATA {path}` first"
             )
-        return cls(
-            json.loads((path / "statistics.json").read_text()),
-            json.loads((path / "constraints.json").read_text()),
-        )
+        stats = read_json(path / "statistics.json", f"captureq baseline DATA {path}")
+        cons = read_json(path / "constraints.json", f"captureq baseline DATA {path}")
+        if any(k.endswith("_constraints") for k in cons) or any(
+            k.endswith("_metrics") for k in stats
+        ):
+            raise ConfigError(
+                f"{path} is a model-quality baseline (it has "
+                f"{', '.join(k for k in (*cons, *stats) if k.endswith(('_constraints', '_metrics')))}), "
+                "not a data-quality one: check it with `captureq quality --constraints "
+                f"{path}`; `captureq monitor` needs `captureq baseline` output"
+            )
+        for name, doc, key in (
+            ("constraints.json", cons, "features"),
+            ("statistics.json", stats, "features"),
+        ):
+            if not isinstance(doc.get(key), list) or not all(
+                isinstance(f, dict) and "name" in f for f in doc[key]
+            ):
+                raise ConfigError(
+                    f"{path / name} has no {key!r} list of named features: it is not a "
+                    f"Model Monitor data-quality baseline; make one with `captureq baseline DATA {path}`"
+                )
+        return cls(stats, cons)
+
+
+def read_json(path: Path, remedy: str) -> dict:
+    """A JSON object from ``path``, or a :class:`ConfigError` naming the file and the problem."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist" + (f": run `{remedy}`" if remedy else "")) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path} holds a JSON {type(doc).__name__}, expected an object")
+    return doc
 
 
 def load_data(
@@ -440,7 +529,14 @@ def load_data(
         else open_tree(str(source), storage_options=storage_options)
     )
     tree = tree._narrow({"start": start, "end": end, "endpoint": endpoint})
-    return single_endpoint(tree.inputs())
+    return single_endpoint(tree_inputs(tree))
+
+
+def tree_inputs(tree: Any) -> pa.Table:
+    """A capture tree's ``inputs`` with the raw-text evidence of CSV numbers (:mod:`.texttypes`)."""
+    from .texttypes import with_text_evidence
+
+    return with_text_evidence(tree.inputs(), tree.captures())
 
 
 def single_endpoint(inputs: pa.Table) -> pa.Table:
@@ -452,10 +548,17 @@ def single_endpoint(inputs: pa.Table) -> pa.Table:
                 f"the window holds {len(endpoints)} endpoints ({', '.join(sorted(endpoints))}); "
                 "a baseline describes one: pass endpoint=... (--endpoint)"
             )
-    keep = [
+    from .texttypes import PREFIX
+
+    used = {
         c
         for c in inputs.column_names
         if c in schema.RECORD_KEY_NAMES or inputs[c].null_count < inputs.num_rows
+    }
+    keep = [
+        c
+        for c in inputs.column_names
+        if c in used or (c.startswith(PREFIX) and c[len(PREFIX) :] in used)
     ]
     return inputs.select(keep)
 

@@ -3,8 +3,8 @@
 :func:`check` evaluates one dataset against a :class:`~captureq.monitor.baseline.Baseline`
 with Model Monitor's check types:
 
-``data_type_check``       more than ``datatype_check_threshold`` of the values are not of the
-                          baseline's type (Integral ⊂ Fractional ⊂ String)
+``data_type_check``       the share of values of the baseline's type (Integral ⊂ Fractional ⊂
+                          String) is below ``datatype_check_threshold`` (1.0: every value)
 ``completeness_check``    fewer values present than the baseline's ``completeness`` allows
                           (with a 3-sigma binomial tolerance when the baseline was incomplete)
 ``baseline_drift_check``  the distribution distance (see :mod:`.drift`) exceeds
@@ -13,8 +13,10 @@ with Model Monitor's check types:
                           not raise noise
 ``missing_column_check``  a baseline feature is not in the data
 ``extra_column_check``    the data has a feature the baseline does not
-``categorical_values_check``  more than ``domain_content_threshold`` of a string feature's
-                          values fall outside ``string_constraints.domains``
+``categorical_values_check``  the share of a string feature's values inside
+                          ``string_constraints.domains`` is below ``domain_content_threshold``
+
+Descriptions are Model Monitor's texts, kept in :mod:`.messages`.
 
 :func:`monitor` runs it for a whole window and for every hour in it, and collects the drift
 metrics of every feature and hour in one Arrow table (the ``drift`` view).
@@ -41,12 +43,17 @@ from .baseline import (
     STRING,
     UNKNOWN,
     Baseline,
-    column,
+    column_of,
     feature_columns,
     feature_statistics,
     single_endpoint,
+    tree_inputs,
 )
 from .drift import feature_drift
+from .messages import describe
+from .metrics import data_quality_rows
+from .metrics import table as metric_table
+from .texttypes import evidence_name
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 DATA_TYPE, COMPLETENESS, DRIFT = "data_type_check", "completeness_check", "baseline_drift_check"
@@ -86,10 +93,6 @@ VIOLATION_SCHEMA = pa.schema(
 )
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
 def _enabled(value: Any) -> bool:
     return str(value).lower() not in ("disabled", "false", "0", "none")
 
@@ -101,6 +104,7 @@ def align_names(table: pa.Table, baseline: Baseline) -> pa.Table:
     if not cols or set(names) & set(cols) or not all(re.fullmatch(r"_c\d+", c) for c in cols):
         return table
     mapping = {c: names[int(c[2:])] for c in cols if int(c[2:]) < len(names)}
+    mapping.update({evidence_name(c): evidence_name(n) for c, n in list(mapping.items())})
     return table.rename_columns([mapping.get(c, c) for c in table.column_names])
 
 
@@ -117,24 +121,57 @@ class CheckResult:
         return {"violations": self.violations}
 
 
-def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -> CheckResult:
-    """Evaluate ``table``'s feature columns against ``baseline`` (statistics + constraints)."""
-    table = align_names(table, baseline)
-    config = baseline.constraints.get("monitoring_config", {})
-    dist = config.get("distribution_constraints", {})
-    evaluate = _enabled(config.get("evaluate_constraints", "Enabled"))
-    compare = _enabled(dist.get("perform_comparison", "Enabled"))
-    type_tol = float(config.get("datatype_check_threshold", 0.1))
-    domain_tol = float(config.get("domain_content_threshold", 0.1))
-    num_threshold = float(dist.get("comparison_threshold", 0.1))
-    cat_threshold = float(dist.get("categorical_comparison_threshold", 0.1))
-    robust = str(dist.get("comparison_method", "Robust")).lower() == "robust"
+def monitoring_config(constraints: dict, feature: dict | None = None) -> dict:
+    """The effective settings of a constraints.json, for the whole file or one feature.
 
+    Reads today's keys and the older ones Model Monitor files carry: ``comparion_method`` (its
+    typo), ``enable_comparisons``, ``min_domain_mass`` (the old name of
+    ``domain_content_threshold``) and ``monitoring_config_overrides`` on a feature or inside its
+    ``string_constraints``. Defaults are what Model Monitor's baselining job writes.
+
+    >>> cfg = monitoring_config({"monitoring_config": {"distribution_constraints": {"comparion_method": "Simple"}}})
+    >>> cfg["comparison_method"], cfg["datatype_check_threshold"], cfg["domain_content_threshold"]
+    ('Simple', 1.0, 1.0)
+    """
+    from .baseline import DEFAULT_MONITORING_CONFIG
+
+    def flat(cfg: dict | None) -> dict:
+        out: dict[str, Any] = {}
+        if not cfg:
+            return out
+        for key, value in cfg.items():
+            if key == "distribution_constraints" and isinstance(value, dict):
+                out.update(flat(value))
+            elif key == "comparion_method":
+                out["comparison_method"] = value
+            elif key == "enable_comparisons":
+                out["perform_comparison"] = value
+            elif key == "min_domain_mass":
+                out["domain_content_threshold"] = value
+            else:
+                out[key] = value
+        return out
+
+    cfg = flat(DEFAULT_MONITORING_CONFIG)
+    cfg.update(flat(constraints.get("monitoring_config")))
+    if feature:
+        cfg.update(flat(feature.get("monitoring_config_overrides")))
+        cfg.update(flat((feature.get("string_constraints") or {}).get("monitoring_config_overrides")))
+    return cfg
+
+
+def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -> CheckResult:
+    """Evaluate ``table``'s feature columns against ``baseline`` (statistics + constraints).
+
+    ``datatype_check_threshold`` and ``domain_content_threshold`` are the required share of
+    matching values (Model Monitor's meaning: 1.0 allows no mismatch).
+    """
+    table = align_names(table, baseline)
     base_stats = {f["name"]: f for f in baseline.statistics["features"]}
     cons = baseline.constraints["features"]
     names = feature_columns(table)
     present = set(names)
-    columns = {n: column(n, table[n]) for n in names}
+    columns = {n: column_of(table, n) for n in names}
     stats = {
         "version": 0.0,
         "dataset": {"item_count": table.num_rows},
@@ -144,58 +181,52 @@ def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -
     violations: list[dict] = []
     drift: list[dict] = []
     n_base = len(cons)
+    top = monitoring_config(baseline.constraints)
 
-    def violate(feature: str, kind: str, text: str) -> None:
+    def violate(feature: str, check_type: str, **values: Any) -> None:
         violations.append(
-            {"feature_name": feature, "constraint_check_type": kind, "description": text}
+            {
+                "feature_name": feature,
+                "constraint_check_type": check_type,
+                "description": describe(check_type, **values),
+            }
         )
 
     for c in cons:
+        cfg = monitoring_config(baseline.constraints, c)
+        evaluate = _enabled(cfg.get("evaluate_constraints", "Enabled"))
+        compare = _enabled(cfg.get("perform_comparison", "Enabled"))
+        type_share = float(cfg["datatype_check_threshold"])
+        domain_share = float(cfg["domain_content_threshold"])
+        num_threshold = float(cfg.get("comparison_threshold", 0.1))
+        cat_threshold = float(cfg.get("categorical_comparison_threshold", 0.1))
+        robust = str(cfg.get("comparison_method", "Robust")).lower() == "robust"
         name, expected = c["name"], c.get("inferred_type", UNKNOWN)
         if name not in present:
             if evaluate:
-                violate(
-                    name,
-                    MISSING_COLUMN,
-                    "There are missing columns in current dataset. Number of columns "
-                    f"in current dataset: {len(names)}, Number of columns in baseline constraints: {n_base}",
-                )
+                violate(name, MISSING_COLUMN, current=len(names), baseline=n_base)
             continue
         col = columns[name]
         if evaluate and col.present and expected in (INTEGRAL, FRACTIONAL, STRING):
             ratio = col.match_ratio(expected)
-            if 1.0 - ratio > type_tol:
+            if ratio < type_share:
                 violate(
-                    name,
-                    DATA_TYPE,
-                    f"Data type match requirement is not met. Expected data type: {expected}, "
-                    f"Expected match: 100.0%. Observed: Only {_pct(ratio)} of data is {expected}.",
+                    name, DATA_TYPE, expected=expected, expected_match=type_share, observed=ratio
                 )
         if evaluate and "completeness" in c and col.count:
             want = float(c["completeness"])
             got = col.present / col.count
             tol = 0.0 if want >= 1.0 else 3.0 * math.sqrt(want * (1.0 - want) / col.count)
             if got < want - tol - 1e-12:
-                violate(
-                    name,
-                    COMPLETENESS,
-                    f"Data completeness requirement is not met. Expected completeness: "
-                    f"{_pct(want)}. Observed: Only {_pct(got)} of data is complete.",
-                )
+                violate(name, COMPLETENESS, expected=want, observed=got)
         domains = (c.get("string_constraints") or {}).get("domains")
         if evaluate and domains and col.strings is not None and col.present:
             inside = (
                 pc.sum(pc.is_in(col.strings, value_set=pa.array(domains, pa.string()))).as_py() or 0
             )
             ratio = inside / col.present
-            if 1.0 - ratio > domain_tol:
-                violate(
-                    name,
-                    CATEGORICAL,
-                    "Categorical value match requirement is not met. Expected match: "
-                    f"{_pct(1.0 - domain_tol)}. Observed: Only {_pct(ratio)} of data is in the baseline "
-                    f"domain {domains[:10]}.",
-                )
+            if ratio < domain_share:
+                violate(name, CATEGORICAL, expected=domain_share, observed=ratio)
         base = base_stats.get(name)
         if base is None:
             continue
@@ -211,7 +242,9 @@ def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -
             violate(
                 name,
                 DRIFT,
-                f"Baseline drift distance: {m['distance']:.4f} exceeds threshold: {threshold}",
+                kind="Categorical" if expected == STRING else "Numerical",
+                distance=m["distance"],
+                threshold=threshold,
             )
         drift.append(
             {
@@ -227,16 +260,11 @@ def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -
                 "drift": drifted,
             }
         )
-    if evaluate:
+    if _enabled(top.get("evaluate_constraints", "Enabled")):
         known = {c["name"] for c in cons}
         for name in names:
             if name not in known:
-                violate(
-                    name,
-                    EXTRA_COLUMN,
-                    "There are extra columns in current dataset. Number of columns in "
-                    f"current dataset: {len(names)}, Number of columns in baseline constraints: {n_base}",
-                )
+                violate(name, EXTRA_COLUMN, current=len(names), baseline=n_base)
     return CheckResult(stats, violations, drift)
 
 
@@ -254,6 +282,7 @@ class MonitorResult:
     violations: pa.Table
     drift: pa.Table
     hourly: dict[str, dict] = field(default_factory=dict)
+    metrics: pa.Table = field(default_factory=lambda: metric_table([]))
 
     def first_drift(self) -> pa.Table:
         """Per feature: the first hour whose drift check failed, and its largest distance."""
@@ -276,7 +305,8 @@ class MonitorResult:
         return out.to_arrow()
 
     def write(self, out: str | Path) -> Path:
-        """statistics.json, constraint_violations.json, drift.parquet and hourly/<hour>/ files."""
+        """statistics.json, constraint_violations.json, drift.parquet, metrics.parquet and
+        hourly/<hour>/constraint_violations.json."""
         import pyarrow.parquet as pq
 
         out = Path(out)
@@ -289,6 +319,7 @@ class MonitorResult:
             json.dumps(self.drift.to_pylist(), default=str, indent=1) + "\n"
         )
         pq.write_table(self.drift, out / "drift.parquet")
+        pq.write_table(self.metrics, out / "metrics.parquet")
         for hour, files in self.hourly.items():
             d = out / "hourly" / hour
             d.mkdir(parents=True, exist_ok=True)
@@ -333,7 +364,7 @@ def monitor(
         inputs = source
     else:
         tree = source if isinstance(source, CaptureTree) else open_tree(str(source))
-        inputs = tree._narrow({"start": start, "end": end, "endpoint": endpoint}).inputs()
+        inputs = tree_inputs(tree._narrow({"start": start, "end": end, "endpoint": endpoint}))
     inputs = single_endpoint(inputs)
     whole = check(inputs, base, robust_alpha=robust_alpha)
 
@@ -355,6 +386,12 @@ def monitor(
         drift_rows.append(
             {"window_start": w_start, "window_end": w_end, "granularity": "window", **d}
         )
+    ep = (
+        inputs["endpoint"][0].as_py()
+        if "endpoint" in inputs.column_names and inputs.num_rows
+        else endpoint
+    )
+    metric_rows = data_quality_rows(whole.statistics, whole.drift, w_start, ep, "window")
 
     if hourly and has_time:
         hours = _hours(inputs)
@@ -377,6 +414,7 @@ def monitor(
             drift_rows += [
                 {"window_start": hs, "window_end": he, "granularity": "hour", **d} for d in r.drift
             ]
+            metric_rows += data_quality_rows(r.statistics, r.drift, hs, ep, "hour")
 
     result = MonitorResult(
         statistics=whole.statistics,
@@ -384,6 +422,7 @@ def monitor(
         violations=pa.Table.from_pylist(viol_rows, schema=VIOLATION_SCHEMA),
         drift=pa.Table.from_pylist(drift_rows, schema=DRIFT_SCHEMA),
         hourly=hourly_files,
+        metrics=metric_table(metric_rows),
     )
     if out is not None:
         result.write(out)

@@ -15,7 +15,9 @@ inference hour). Everything is numpy over whole columns; a window is a slice of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -179,19 +181,69 @@ def infer_problem_type(truth: np.ndarray, pred: np.ndarray) -> str:
     return REGRESSION
 
 
+VIOLATION_SCHEMA = pa.schema(
+    [
+        ("window_start", pa.timestamp("us", tz="UTC")),
+        ("granularity", pa.string()),
+        ("metric_name", pa.string()),
+        ("constraint_check_type", pa.string()),
+        ("description", pa.string()),
+    ]
+)
+
+
 @dataclass
 class QualityResult:
-    """Per-window metrics (``metrics``), confusion matrices (``confusion``) and the settings used."""
+    """Per-window metrics (``metrics``), confusion matrices (``confusion``) and the settings used.
+
+    Model Monitor's files: ``statistics`` (the window's model-quality statistics.json),
+    ``baseline`` (a :class:`~captureq.monitor.quality_files.QualityBaseline` when one was made),
+    ``constraint_violations`` (the window's constraint_violations.json when constraints were
+    given), ``hourly`` (per-hour/day violations files) and ``violations`` (every violation as a
+    row); ``cloudwatch_metrics`` holds the metrics Model Monitor would publish, one row each.
+    """
 
     problem_type: str
     prediction: str
     threshold: float
     metrics: pa.Table
     confusion: pa.Table
+    statistics: dict = field(default_factory=dict)
+    baseline: Any = None
+    constraint_violations: dict | None = None
+    hourly: dict[str, dict] = field(default_factory=dict)
+    violations: pa.Table = field(default_factory=lambda: VIOLATION_SCHEMA.empty_table())
+    cloudwatch_metrics: pa.Table = field(default_factory=lambda: _metric_table([]))
 
     def overall(self) -> dict[str, Any]:
         rows = [r for r in self.metrics.to_pylist() if r["granularity"] == "window"]
         return rows[0] if rows else {}
+
+    def write(self, out: str | Path) -> Path:
+        """statistics.json, constraint_violations.json (with constraints), metrics.parquet,
+        quality.parquet (the per-window metrics) and hourly/<window>/constraint_violations.json."""
+        import pyarrow.parquet as pq
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "statistics.json").write_text(json.dumps(self.statistics, indent=2) + "\n")
+        if self.constraint_violations is not None:
+            (out / "constraint_violations.json").write_text(
+                json.dumps(self.constraint_violations, indent=2) + "\n"
+            )
+        for window, files in self.hourly.items():
+            d = out / "hourly" / window
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "constraint_violations.json").write_text(json.dumps(files, indent=2) + "\n")
+        pq.write_table(self.cloudwatch_metrics, out / "metrics.parquet")
+        pq.write_table(self.metrics, out / "quality.parquet")
+        return out
+
+
+def _metric_table(rows: list[dict]) -> pa.Table:
+    from .metrics import table
+
+    return table(rows)
 
 
 def model_quality(
@@ -204,6 +256,10 @@ def model_quality(
     endpoint: str | None = None,
     start: Any = None,
     end: Any = None,
+    baseline_out: str | Path | None = None,
+    constraints: Any = None,
+    out: str | Path | None = None,
+    seed: int = 0,
 ) -> QualityResult:
     """Model-quality metrics per ``by`` window (``"hour"`` or ``"day"``) and for the whole window.
 
@@ -211,7 +267,19 @@ def model_quality(
     shaped like the ``predictions`` view). ``prediction`` is the output column (default the
     first of output_c0, output_score, …); ``problem_type`` one of BinaryClassification,
     MulticlassClassification, Regression (inferred when omitted).
+
+    Model Monitor's files (see :mod:`.quality_files`): ``baseline_out`` writes the window's
+    statistics.json and suggested constraints.json there (a model-quality baseline);
+    ``constraints`` (a folder, or a :class:`~.quality_files.QualityBaseline`) checks the window
+    and every hour/day against it; ``out`` writes the result's files (:meth:`QualityResult.write`).
+    ``seed`` seeds the bootstrap behind each ``standard_deviation``.
     """
+    from .quality_files import QualityBaseline
+
+    if constraints is not None and not isinstance(constraints, QualityBaseline):
+        constraints = QualityBaseline.load(constraints)
+    if problem_type is None and constraints is not None:
+        problem_type = constraints.problem_type
     from ..api import CaptureTree
 
     if by not in ("hour", "day"):
@@ -261,6 +329,7 @@ def model_quality(
 
     metric_rows: list[dict] = []
     confusion_rows: list[dict] = []
+    labelled_sets: list[tuple[Any, str, np.ndarray, np.ndarray]] = []
 
     def evaluate(idx: np.ndarray, start_ts: Any, granularity: str) -> None:
         lab = idx[labelled[idx] & ~np.isnan(pred_all[idx])]
@@ -276,6 +345,7 @@ def model_quality(
             "label_delay_max_h": float(d.max()) if len(d) else None,
         }
         y, p = truth_all[lab] if truth_all is not None else np.empty(0), pred_all[lab]
+        labelled_sets.append((start_ts, granularity, y, p))
         cm: list[dict] = []
         if len(lab):
             if problem_type == BINARY:
@@ -323,4 +393,61 @@ def model_quality(
             ]
         ),
     )
-    return QualityResult(problem_type, pred_col, threshold, metrics, confusion)
+    result = QualityResult(problem_type, pred_col, threshold, metrics, confusion)
+    ep = (
+        table["endpoint"][0].as_py()
+        if "endpoint" in table.column_names and table.num_rows
+        else endpoint
+    )
+    _model_monitor_files(result, labelled_sets, ep, constraints, seed)
+    if baseline_out is not None:
+        if not result.statistics.get("dataset", {}).get("item_count"):
+            raise ConfigError(
+                "no labelled predictions in the window: a model-quality baseline needs ground "
+                "truth (pass labels=... / --labels and a window that has labels)"
+            )
+        result.baseline.write(baseline_out)
+    if out is not None:
+        result.write(out)
+    return result
+
+
+def _model_monitor_files(
+    result: QualityResult,
+    windows: list[tuple[Any, str, np.ndarray, np.ndarray]],
+    endpoint: str | None,
+    constraints: Any,
+    seed: int,
+) -> None:
+    """Fill ``result`` with Model Monitor's statistics, violations and metric rows."""
+    from .metrics import model_quality_rows
+    from .quality_files import QualityBaseline, quality_constraints, quality_statistics
+    from .quality_files import quality_violations as violations_of
+
+    metric_rows: list[dict] = []
+    violation_rows: list[dict] = []
+    for start_ts, granularity, y, p in windows:
+        if not len(y):
+            continue
+        stats = quality_statistics(
+            y, p, result.problem_type, threshold=result.threshold, seed=seed
+        )
+        metric_rows += model_quality_rows(stats, start_ts, endpoint, granularity)
+        found = violations_of(stats, constraints.constraints) if constraints is not None else []
+        violation_rows += [
+            {"window_start": start_ts, "granularity": granularity, **v} for v in found
+        ]
+        if granularity == "window":
+            result.statistics = stats
+            result.baseline = QualityBaseline(stats, quality_constraints(stats))
+            if constraints is not None:
+                result.constraint_violations = {"violations": found}
+        elif constraints is not None:
+            key = start_ts.strftime("%Y-%m-%dT%H") if start_ts is not None else "unknown"
+            result.hourly[key] = {"violations": found}
+    if constraints is not None and result.constraint_violations is None:
+        result.constraint_violations = {"violations": []}
+    if not result.statistics:  # nothing labelled yet
+        result.statistics = {"version": 0.0, "dataset": {"item_count": 0}}
+    result.violations = pa.Table.from_pylist(violation_rows, schema=VIOLATION_SCHEMA)
+    result.cloudwatch_metrics = _metric_table(metric_rows)

@@ -23,6 +23,8 @@ import pyarrow.compute as pc
 
 from ..errors import ConfigError
 from ..monitor import Baseline, MonitorResult, QualityResult, model_quality, monitor
+from ..monitor.baseline import tree_inputs
+from ..monitor.check import align_names
 from . import charts, data
 from .html import esc, page
 
@@ -76,8 +78,11 @@ class Report:
         for f in self.figures:
             parts.append(f'<h2 id="{f.key}">{esc(f.title)}</h2>')
             parts.append(f'<p class="desc">{f.description}</p>')
-            if f.note:
-                parts.append(f'<p class="note">{esc(f.note)}</p>')
+            note = f.note
+            if f.chart is None and not note:  # never a heading over nothing
+                note = "nothing to draw: no data for this figure in the window"
+            if note:
+                parts.append(f'<p class="note">{esc(note)}</p>')
             if f.chart is not None:
                 fig_id = f"fig-{f.key}"
                 specs[fig_id] = charts.spec(f.chart)
@@ -211,7 +216,9 @@ def build_report(
     )
 
     # -- analyses --------------------------------------------------------------------------
-    inputs = _endpoint_rows(tree.inputs(), ep)
+    # named as the baseline names them (a header-named training CSV vs _c0… payloads), with
+    # the raw-text evidence the type checks need
+    inputs = align_names(_endpoint_rows(tree_inputs(tree), ep), base)
     result = monitor(inputs, base)
     onsets = data.drift_onset(result)
     onset = None
@@ -247,6 +254,7 @@ def build_report(
             pd_,
             charts.prediction_chart(pd_, pred_col, onset) if pd_.num_rows else None,
             query_cmd(data.query_text(sql_name, prediction=pred_col, endpoint=ep)),
+            None if pd_.num_rows else f"no values of {pred_col} for {ep} in the window",
         )
     )
 
@@ -286,13 +294,15 @@ def build_report(
             hist,
             charts.histogram_chart(hist, worst) if hist.num_rows else None,
             "import captureq\nfrom captureq.monitor import Baseline, monitor\n"
+            "from captureq.monitor.check import align_names\n"
             "from captureq.report import data\n"
-            f"{py_open}\ninputs = cq.where(endpoint={ep!r}).inputs()\n"
-            f"base = Baseline.load({base_label!r})\n"
+            f"{py_open}\nbase = Baseline.load({base_label!r})\n"
+            f"inputs = align_names(cq.where(endpoint={ep!r}).inputs(), base)\n"
             f"worst = data.worst_features(monitor(inputs, base), {top_features})\n"
             "data.feature_histograms(base, inputs, worst"
             + (f", since=datetime.fromisoformat({onset['hour'].isoformat()!r})" if onset else "")
             + ")",
+            None if hist.num_rows else data.why_no_histograms(base, inputs, worst),
         )
     )
 

@@ -142,6 +142,23 @@ def worst_features(result: MonitorResult, k: int = 4) -> list[str]:
     return feature_order(result)[:k]
 
 
+def why_no_histograms(baseline: Baseline, inputs: pa.Table, features: list[str]) -> str:
+    """In words, why :func:`feature_histograms` has nothing to draw."""
+    names = {f["name"] for f in baseline.statistics["features"]}
+    if not inputs.num_rows:
+        return "no input records for this endpoint in the window"
+    shared = names & set(inputs.column_names)
+    if not shared:
+        return (
+            f"the window's columns ({', '.join(sorted(inputs.column_names)[:6])}…) share no name "
+            f"with the baseline's features ({', '.join(sorted(names)[:6])}…): is this the "
+            "baseline of this endpoint?"
+        )
+    if not features:
+        return "no feature has hourly drift results: the window has no inference times"
+    return "the worst features have no values in the window to compare with the baseline"
+
+
 def _shares(counts: np.ndarray) -> np.ndarray:
     total = counts.sum()
     return counts / total if total else counts.astype("float64")
