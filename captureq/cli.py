@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import api
-from .errors import CaptureqError, ConfigError
+from .errors import CaptureqError, ConfigError, FilterWarning
 
 app = typer.Typer(
     help="Scan, decode and query SageMaker-style data-capture trees.",
@@ -35,10 +36,16 @@ console = Console()
 err = Console(stderr=True)
 
 LabelsOpt = typer.Option(None, "--labels", help="Ground-truth tree (groundTruthData records).")
-StartOpt = typer.Option(None, "--start", help="First UTC hour, ISO 8601 (e.g. 2026-01-01T05).")
-EndOpt = typer.Option(None, "--end", help="End, exclusive, ISO 8601 UTC.")
-EndpointOpt = typer.Option(None, "--endpoint", help="Endpoint name or pattern (repeatable).")
-VariantOpt = typer.Option(None, "--variant", help="Variant name or pattern (repeatable).")
+StartOpt = typer.Option(
+    None, "--start", help="Start time, inclusive, ISO 8601 UTC (e.g. 2026-01-01T05:30)."
+)
+EndOpt = typer.Option(None, "--end", help="End time, exclusive, ISO 8601 UTC.")
+EndpointOpt = typer.Option(
+    None, "--endpoint", help="Endpoint name, or shell-style pattern such as 'churn-*' (repeatable)."
+)
+VariantOpt = typer.Option(
+    None, "--variant", help="Variant name, or shell-style pattern (repeatable)."
+)
 StorageOpt = typer.Option(
     None,
     "--storage-option",
@@ -94,7 +101,7 @@ def _open(
     variant=None,
     options: list[str] | None = None,
 ) -> api.CaptureTree:
-    return api.open(
+    tree = api.open(
         uri,
         labels=labels,
         start=start,
@@ -103,6 +110,11 @@ def _open(
         variant=variant or None,
         storage_options=storage_options(options),
     )
+    if endpoint or variant:  # a filter that matches nothing: say so, and what exists
+        warnings.simplefilter("ignore", FilterWarning)  # printed here instead, once
+        for message in tree.scan().warnings:
+            err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+    return tree
 
 
 def _fail(exc: Exception) -> None:
@@ -166,6 +178,7 @@ def scan(
         (
             "lines",
             f"{c.lines_read:,} read = {c.rows:,} captures + {c.quarantined_lines:,} quarantined"
+            + (f" + {c.outside_window:,} outside the window" if c.outside_window else "")
             + ("" if c.reconciles else "  [red](DOES NOT RECONCILE)[/]"),
         ),
         ("records", f"{c.input_records:,} input, {c.output_records:,} output"),
@@ -207,14 +220,19 @@ def query(
     variant: Optional[list[str]] = VariantOpt,
     format: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
     storage_option: Optional[list[str]] = StorageOpt,
+    allow_external_access: bool = typer.Option(
+        False,
+        "--allow-external-access",
+        help="Let the SQL read and write files and the network (COPY … TO, read_csv, ATTACH…); "
+        "off by default: the views are in memory.",
+    ),
 ) -> None:
     """Run SQL over the views: captures, inputs, outputs, labels, quarantine, predictions."""
     if format not in ("table", "csv", "json"):
         _fail(ValueError("--format must be table, csv or json"))
     try:
-        result = (
-            _open(uri, labels, start, end, endpoint, variant, storage_option).sql(sql).to_arrow()
-        )
+        tree = _open(uri, labels, start, end, endpoint, variant, storage_option)
+        result = tree.sql(sql, allow_external_access=allow_external_access).to_arrow()
     except CaptureqError as exc:
         _fail(exc)
     except Exception as exc:  # DuckDB errors: show the message, not a traceback
@@ -276,9 +294,12 @@ def export(
                 console.print(f"changed  {rel}", soft_wrap=True)
             for rel in p.new + p.label_new:
                 console.print(f"new      {rel}", soft_wrap=True)
+            for rel in p.partial:
+                console.print(f"partial  {rel}", soft_wrap=True)
             console.print(
                 f"would export {len(p.new)} new and {len(p.changed)} changed files "
-                f"({len(p.label_new)} new, {len(p.label_changed)} changed label files); "
+                + (f"(and the rest of {len(p.partial)} partly exported) " if p.partial else "")
+                + f"({len(p.label_new)} new, {len(p.label_changed)} changed label files); "
                 f"{p.done} already done"
             )
             return
