@@ -21,7 +21,7 @@ from . import schema, views
 from .decode import DecodeOptions
 from .decode.common import concat_tables
 from .errors import QueryError
-from .pipeline import Counts, run_captures, run_labels
+from .pipeline import Counts, run_captures, run_labels, unify_types
 from .read import DEFAULT_BATCH_BYTES
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
 from .timeutil import to_utc
@@ -202,8 +202,10 @@ class CaptureTree:
         caps, ins, outs, pairs, qs, embedded = [], [], [], [], [], []
         counts = Counts()
         w = self.window
-        for r in run_captures(fs, scan.files, self.options, batch_bytes=self.batch_bytes, pairs=True,
-                              start=w.start, end=w.end):
+        results = list(run_captures(fs, scan.files, self.options, batch_bytes=self.batch_bytes,
+                                    pairs=True, start=w.start, end=w.end))
+        unify_types(results, pairs=True)  # one type per column per endpoint over the whole read
+        for r in results:
             caps.append(r.captures)
             ins.append(r.inputs)
             outs.append(r.outputs)

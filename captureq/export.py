@@ -7,6 +7,7 @@ Layout under ``out``::
     labels/date=YYYY-MM-DD/hour=HH/part-…    (by label hour)
     quarantine/part-…
     _captureq/commits/<run>-<n>.json         the commit log: one record per committed batch
+    _captureq/schemas/<table>/<endpoint>.json  inputs/outputs columns and types per endpoint
     _captureq/manifest.json                  a summary written at the end of each run
     _captureq/lease/<generation>.json        the writer lease (object stores only)
     _captureq/lock                           the flock file (local disks only)
@@ -82,6 +83,7 @@ from fsspec.utils import get_protocol
 from . import schema, window
 from .errors import ConfigError, ExportError
 from .pipeline import Counts, run_captures, run_labels
+from .registry import Registry, conform_batch
 from .scan import CaptureFile
 
 if TYPE_CHECKING:
@@ -595,6 +597,12 @@ def coverage(spec: Spec) -> tuple:
     return window.union(((start, end), *exclude)) if covered is None else tuple(covered)
 
 
+def _typed_records(registry: Registry, result, run_id: str) -> tuple[dict, pa.Table]:
+    """The batch's ``inputs``/``outputs`` parts with each endpoint's recorded schema
+    (:mod:`captureq.registry`), and its quarantine with the values that did not fit."""
+    return conform_batch(registry, result, lambda t: _split(t, "inference_time", True), run_id)
+
+
 def _unpartitioned(table: pa.Table) -> list[tuple[str, pa.Table]]:
     return [("", table)] if table.num_rows else []
 
@@ -740,15 +748,16 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
         fs = tree._cache["scan"][0].fs
         work = capture_work(tree, state, scan.files)
         summary.files_skipped = len(scan.files) - sum(len(files) for _, files in work)
+        registry = Registry(target)
         for spec, todo in work:
             start, end, exclude, covered = spec
             for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes,
                                        start=start, end=end, exclude=exclude, covered=covered):
+                records, quarantine = _typed_records(registry, result, summary.run_id)
                 groups = {
                     "captures": _split(result.captures, "inference_time", True),
-                    "inputs": _split(result.inputs, "inference_time", True),
-                    "outputs": _split(result.outputs, "inference_time", True),
-                    "quarantine": _unpartitioned(result.quarantine),
+                    **records,
+                    "quarantine": _unpartitioned(quarantine),
                 }
                 if result.labels.num_rows:  # ground truth inside merged capture records
                     groups["labels"] = _split(result.labels, "label_hour", False)

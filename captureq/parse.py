@@ -473,7 +473,7 @@ def _quarantine(
     raw: pa.Array,
 ) -> pa.Table:
     n = len(source)
-    return pa.table(
+    return schema.quarantine_rows(
         {
             "stage": pa.array([stage] * n, pa.string()),
             "source_file": source,
@@ -481,8 +481,7 @@ def _quarantine(
             "capture_id": ids if ids is not None else pa.nulls(n, pa.string()),
             "reason": reasons,
             "raw": raw,
-        },
-        schema=schema.QUARANTINE,
+        }
     )
 
 

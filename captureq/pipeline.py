@@ -18,7 +18,7 @@ import fsspec
 import pyarrow as pa
 
 from . import schema, window
-from .decode import DecodeOptions, alignment_quarantine, decode_labels, decode_side
+from .decode import DecodeOptions, alignment_quarantine, conform, decide, decode_labels, decode_side
 from .pair import pair_records
 from .parse import parse_captures, parse_labels
 from .read import DEFAULT_BATCH_BYTES, FileBatch, fetch, plan_batches
@@ -44,6 +44,7 @@ class Counts:
     input_records: int = 0
     output_records: int = 0
     payloads_quarantined: int = 0
+    values_quarantined: int = 0  # values that did not fit their column's type (stage 'value')
     embedded_labels: int = 0  # label rows from groundTruthData inside capture lines
     outside_window: int = 0
 
@@ -72,6 +73,8 @@ class BatchResult:
     labels: pa.Table = field(default_factory=lambda: schema.empty(schema.LABELS))
     # urls of files with lines outside the window (and outside ``exclude``): read only in part
     partial: set[str] = field(default_factory=set)
+    # per side ("input"/"output"): each endpoint's columns, their types and values in this batch
+    profiles: dict = field(default_factory=dict)
 
 
 def _count_stage(q: pa.Table, stage: str) -> int:
@@ -132,7 +135,38 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
     return BatchResult(batch.files, captures, inputs.records, outputs.records, quarantine, counts,
                        [f for f, _ in batch.failed],
                        pair_records(inputs.records, outputs.records) if pairs else None, labels,
-                       partial)
+                       partial, {"input": inputs.profile, "output": outputs.profile})
+
+
+def unify_types(results: list[BatchResult], decisions: dict | None = None, *,
+                pairs: bool = False) -> dict:
+    """Give every batch of one read the same column types per endpoint and side.
+
+    The types are decided over all ``results`` with :func:`captureq.decode.decide` (or taken
+    from ``decisions``); values that do not fit become ``value`` quarantine rows, counted in
+    ``counts.values_quarantined``. Pairs are (re)built from the conformed records if asked.
+    Returns the decisions, ``{"input": ..., "output": ...}``.
+    """
+    if decisions is None:
+        decisions = {side: decide([r.profiles.get(side, {}) for r in results]) for side in ("input", "output")}
+    for r in results:
+        qs = [r.quarantine]
+        changed = False
+        for side, attr in (("input", "inputs"), ("output", "outputs")):
+            before = getattr(r, attr)
+            table, q = conform(before, r.captures, decisions[side], side)
+            if q.num_rows or not table.schema.equals(before.schema):
+                setattr(r, attr, table)
+                changed = True
+            qs.append(q)
+            r.counts.values_quarantined += q.num_rows
+        if any(q.num_rows for q in qs[1:]):
+            r.quarantine = pa.concat_tables(qs)
+        if changed:
+            r.pairs = None
+        if pairs and r.pairs is None:
+            r.pairs = pair_records(r.inputs, r.outputs)
+    return decisions
 
 
 @dataclass

@@ -80,15 +80,32 @@ QUARANTINE = pa.schema(
     [
         # 'line': the line did not become a capture/label row at all (it counts against lines read);
         # 'input' / 'output' / 'label': the row exists, but its payload could not be decoded;
-        # 'align': input and output record counts differ for one capture.
+        # 'align': input and output record counts differ for one capture;
+        # 'value': one value did not fit its column's type (null in the column, kept here).
         ("stage", pa.string()),
         ("source_file", pa.string()),
         ("line_number", pa.int64()),
         ("capture_id", pa.string()),
         ("reason", pa.string()),
         ("raw", pa.string()),
+        # stage 'value' only: the decoded column (inputs/outputs name) and the record's index
+        ("column", pa.string()),
+        ("record_index", pa.int32()),
     ]
 )
+
+
+def quarantine_rows(columns: dict[str, pa.Array]) -> pa.Table:
+    """A ``quarantine`` table from ``columns``; the ones not given are null.
+
+    >>> quarantine_rows({"stage": pa.array(["line"]), "reason": pa.array(["bad JSON"])}).num_columns
+    8
+    """
+    n = len(next(iter(columns.values()))) if columns else 0
+    return pa.table(
+        [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in QUARANTINE],
+        schema=QUARANTINE,
+    )
 
 TABLES = ("captures", "inputs", "outputs", "labels", "quarantine")
 

@@ -63,6 +63,7 @@ from .export import (
     _read_whole,
     capture_work,
     _split,
+    _typed_records,
     _write_manifest,
     _write_parts,
     commit_files,
@@ -72,6 +73,7 @@ from .export import (
 )
 from .pipeline import Counts, process_captures, process_labels
 from .read import DEFAULT_BATCH_FILES, fetch, plan_batches
+from .registry import Registry
 from .scan import CAPTURE, LABELS, CaptureFile, Scanner
 from .timeutil import to_utc
 
@@ -445,10 +447,12 @@ def export_parquet(
 
         scan = tree.scan()
         work = capture_work(tree, state, scan.files)  # the same rules as locally
-        summary.files_skipped = len(scan.files) - sum(len(files) for _, files in work)
-        summary.files_changed = sum(state.status("captures", f) == "changed"
-                                    for _, files in work for f in files)
-        kinds = [("captures", uri, storage_options, todo, spec) for spec, todo in work]
+        todo = [f for _, files in work for f in files]
+        registry = Registry(target)
+        _admit_new_endpoints(registry, _fs(uri, storage_options), work, options, task_bytes, task_files, run_id)
+        summary.files_skipped = len(scan.files) - len(todo)
+        summary.files_changed = sum(state.status("captures", f) == "changed" for f in todo)
+        kinds = [("captures", uri, storage_options, files, spec) for spec, files in work]
         label_scan = tree.scan_labels()
         if label_scan is not None:
             ltodo = [f for f in label_scan.files if state.status("labels", f) != "done"]
@@ -465,7 +469,7 @@ def export_parquet(
             kind, src, so, win, first, groups = w
             return _export_wave(
                 spark, kind, src, so, out, out_storage_options, options, run_id, first, groups,
-                win,
+                win, list(registry.entries.values()),
             )
 
         # The executors run wave k+1 while the driver commits wave k (commits in parallel threads:
@@ -477,6 +481,8 @@ def export_parquet(
             pending = jobs.submit(run_wave, waves[0]) if waves else None
             for i, (kind, _src, _so, win, *_rest) in enumerate(waves):
                 results = pending.result()
+                for r in results:  # columns tasks added, recorded before their parts commit
+                    registry.absorb(r.get("schemas", []), run_id)
                 if i + 1 < len(waves):
                     pending = jobs.submit(run_wave, waves[i + 1])
                 records = list(
@@ -527,9 +533,25 @@ def _cores(spark: SparkSession) -> int:
     )
 
 
+def _admit_new_endpoints(registry: Registry, fs, work: list, options, task_bytes: int,
+                         task_files: int, run_id: str) -> None:
+    """Endpoints the export has no schema record for get one from their first file group,
+    decoded here on the driver, exactly as the local engine's first batch would decide; tasks
+    then only conform (two tasks can never decide one endpoint's types differently)."""
+    known = {e for (_, e) in registry.entries}
+    new: dict[str, tuple] = {}  # endpoint -> (read spec of its first files, those files)
+    for spec, files in work:  # in the order the local engine reads them (capture_work)
+        for f in files:
+            if f.endpoint not in known and new.setdefault(f.endpoint, (spec, []))[0] == spec:
+                new[f.endpoint][1].append(f)
+    for (start, end, exclude, covered), fs_files in new.values():
+        group = _groups(fs_files, task_bytes, task_files)[0]
+        registry.admit(process_captures(fetch(fs, group), options, start=start, end=end,
+                                        exclude=exclude, covered=covered), run_id)
+
+
 def _export_wave(
-    spark, kind, src, so, out, out_so, options, run_id, first_seq, groups,
-    win=None,
+    spark, kind, src, so, out, out_so, options, run_id, first_seq, groups, win=None, schemas=()
 ) -> list[dict]:
     tasks = _task_frame(spark, groups)
     start, end, exclude, covered = win or (None, None, (), None)
@@ -544,17 +566,16 @@ def _export_wave(
             if kind == "captures":
                 r = process_captures(batch, options, start=start, end=end, exclude=exclude,
                                      covered=covered)
-                tables = {
-                    "captures": _split(r.captures, "inference_time", True),
-                    "inputs": _split(r.inputs, "inference_time", True),
-                    "outputs": _split(r.outputs, "inference_time", True),
-                }
+                registry = Registry(None, schemas)
+                records, quarantine = _typed_records(registry, r, run_id)
+                tables = {"captures": _split(r.captures, "inference_time", True), **records}
                 if r.labels.num_rows:  # ground truth inside merged capture records
                     tables["labels"] = _split(r.labels, "label_hour", False)
             else:
                 r = process_labels(batch)
+                registry, quarantine = None, r.quarantine
                 tables = {"labels": _split(r.labels, "label_hour", False)}
-            tables["quarantine"] = [("", r.quarantine)] if r.quarantine.num_rows else []
+            tables["quarantine"] = [("", quarantine)] if quarantine.num_rows else []
             # A folder of its own per attempt: retried or speculative attempts never collide.
             attempt_run = f"{run_id}-{seq:05d}-{uuid.uuid4().hex[:6]}"
             target.fs.makedirs(f"{target.meta}/tmp/{attempt_run}", exist_ok=True)
@@ -565,9 +586,10 @@ def _export_wave(
                 "seq": seq,
                 "parts": parts,
                 "files": len(group),
-                "sources": [_file_dict(f) for f in read],  # read whole: the driver commits them
+                "sources": [_file_dict(f) for f in read],  # read (whole, or see "partial"): the driver commits them
                 "partial": sorted(getattr(r, "partial", ())),  # urls read only in part
                 "counts": asdict(r.counts),
+                "schemas": [registry.entries[k] for k in registry.changed] if registry else [],
                 "seconds": time.monotonic() - began,
             }
             yield pa.RecordBatch.from_pydict(

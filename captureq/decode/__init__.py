@@ -16,9 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema
-from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables
+from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables, max_columns_from_env
 from .csv import decode_csv
 from .json import decode_json, decode_json_lines
+from .unify import Decision, Profile, conform, decide, profile
 
 CSV_TYPES = ("text/csv", "text/x-csv", "application/csv")
 JSON_TYPES = ("application/json", "text/json")
@@ -40,12 +41,25 @@ class DecodeOptions:
     vectors) instead of ``_c0``, ``_c1``, …; ``input_path`` / ``output_path``: dotted path to the
     records inside a JSON document (e.g. ``"payload.rows"``). Each may also be a mapping from
     endpoint name to the value for that endpoint.
+
+    ``max_columns``: a record with more columns than this is refused (one quarantine row, the
+    capture is kept) before anything wide is built; default ``CAPTUREQ_MAX_COLUMNS`` or 10,000.
+
+    >>> DecodeOptions(max_columns=500).column_limit()
+    500
     """
 
     input_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
     output_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
     input_path: str | Mapping[str, str] | None = None
     output_path: str | Mapping[str, str] | None = None
+    max_columns: int | None = None
+
+    def column_limit(self) -> int:
+        """Columns allowed per record: ``max_columns``, else ``CAPTUREQ_MAX_COLUMNS``, else 10,000."""
+        if self.max_columns is not None:
+            return int(self.max_columns)
+        return max_columns_from_env()
 
     def get(self, what: str, side: str, endpoint: str | None):
         value = getattr(self, f"{side}_{what}")
@@ -119,13 +133,14 @@ class SideResult:
     counts: np.ndarray = field(
         default_factory=lambda: np.zeros(0, np.int64)
     )  # records per capture row
+    profile: Profile = field(default_factory=dict)  # per endpoint: its columns' types and values
 
 
 def _quarantine(
     stage: str, rows: np.ndarray, reasons: list[str], captures: pa.Table, raw: pa.Array
 ) -> pa.Table:
     idx = pa.array(rows, pa.int64())
-    return pa.table(
+    return schema.quarantine_rows(
         {
             "stage": pa.array([stage] * len(rows), pa.string()),
             "source_file": captures.column("source_file").take(idx),
@@ -133,8 +148,7 @@ def _quarantine(
             "capture_id": captures.column("capture_id").take(idx),
             "reason": pa.array(reasons, pa.string()),
             "raw": raw.take(idx),
-        },
-        schema=schema.QUARANTINE,
+        }
     )
 
 
@@ -169,6 +183,7 @@ def decode_side(
     Returns records keyed by ``capture_id`` + ``record_index``.
     """
     options = options or DecodeOptions()
+    limit = options.column_limit()
     n = captures.num_rows
     data = captures.column(f"{side}_data").combine_chunks()
     encoding = captures.column(f"{side}_encoding").combine_chunks()
@@ -216,6 +231,7 @@ def decode_side(
             text = base
     bad_rows = {r for r, _ in failures}
     parts: list[Decoded] = []
+    side_profile: Profile = {}
     for code, fmt in enumerate(FORMATS):
         mask = present & (formats == code)
         if bad_rows:
@@ -251,7 +267,7 @@ def decode_side(
                         )
                         commas = pc.count_substring(sub, ",").to_numpy(zero_copy_only=False) + 1
                         split = one_line & (counts > 1) & (commas == counts)
-                    d = decode_csv(sub, names, split_single_line=split)
+                    d = decode_csv(sub, names, split_single_line=split, max_columns=limit)
                 elif fmt == "json":
                     d = decode_json(
                         sub,
@@ -260,14 +276,16 @@ def decode_side(
                         path=options.get("path", side, endpoint),
                         input_counts=counts,
                         lists_are_records=lists_are_records,
+                        max_columns=limit,
                     )
                 else:
-                    d = decode_json_lines(sub, names)
+                    d = decode_json_lines(sub, names, max_columns=limit)
             # map positions within the group back to capture rows
             d.table = d.table.set_column(
                 0, ROW, pa.array(rows, pa.int64()).take(d.table.column(ROW))
             )
             d.failures = [(int(rows[i]), reason) for i, reason in d.failures]
+            profile(d.table, None if endpoint is None else str(endpoint), side_profile)
             parts.append(d)
     decoded = concat(parts)
     failures += decoded.failures
@@ -290,7 +308,7 @@ def decode_side(
         if failures
         else schema.empty(schema.QUARANTINE)
     )
-    return SideResult(records, q, counts)
+    return SideResult(records, q, counts, side_profile)
 
 
 def _attach_keys(table: pa.Table, captures: pa.Table) -> pa.Table:
@@ -498,7 +516,11 @@ def _to_float(text: pa.Array) -> pa.Array:
 __all__ = [
     "DecodeOptions",
     "SideResult",
+    "Decision",
+    "Profile",
     "alignment_quarantine",
+    "conform",
+    "decide",
     "classify",
     "decode_csv",
     "decode_json",

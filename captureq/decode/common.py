@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,79 @@ ROW = "_row"  # index of the payload's row in the table being decoded
 RECORD_INDEX = "record_index"
 # Names a payload's own fields must not take: the decoder's bookkeeping and the record keys.
 RESERVED = frozenset({ROW, *schema.RECORD_KEY_NAMES})
+
+
+DEFAULT_MAX_COLUMNS = 10_000
+MAX_COLUMNS_ENV = "CAPTUREQ_MAX_COLUMNS"
+
+
+def max_columns_from_env() -> int:
+    """``CAPTUREQ_MAX_COLUMNS`` if set, else :data:`DEFAULT_MAX_COLUMNS`."""
+    value = os.environ.get(MAX_COLUMNS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_COLUMNS
+    try:
+        return max(1, int(value))
+    except ValueError:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{MAX_COLUMNS_ENV}={value!r} is not a whole number of columns") from None
+
+
+class TooWide(ValueError):
+    """A record with more columns than the limit (its message is the quarantine reason)."""
+
+
+def too_wide_reason(columns: int, limit: int) -> str:
+    return (f"record has {columns} columns, more than the limit of {limit}; raise it with "
+            f"DecodeOptions(max_columns=...) or {MAX_COLUMNS_ENV} if the payload is meant to be this wide")
+
+
+def _offsets(arr: pa.Array) -> np.ndarray:
+    width = np.int32 if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type) else np.int64
+    return np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset: arr.offset + len(arr) + 1]
+
+
+def widest_lines(texts: pa.Array, limit: int, sep: str = ",") -> np.ndarray:
+    """Per value, the field count of its widest line when that exceeds ``limit`` (else 0).
+
+    Counted on the raw bytes in one vectorized pass, before any parser builds columns: a line
+    shorter than ``limit`` bytes cannot hold more than ``limit`` fields, so the usual batch costs
+    one newline scan; separators inside double quotes are not counted.
+
+    >>> widest_lines(pa.array(["1,2,3", "1,2\\n3", '"a,b,c,d",1']), 2).tolist()
+    [3, 0, 0]
+    """
+    arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    out = np.zeros(len(arr), dtype=np.int64)
+    if not len(arr) or arr.buffers()[2] is None:
+        return out
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    offsets = _offsets(arr)
+    buf = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
+    if not len(buf):
+        return out
+    starts = (offsets[:-1] - offsets[0]).astype(np.int64)
+    cuts = np.union1d(starts[starts < len(buf)], np.flatnonzero(buf == 10) + 1)
+    cuts = cuts[cuts < len(buf)]
+    lengths = np.diff(np.append(cuts, len(buf)))
+    if not len(cuts) or lengths.max() < limit:
+        return out
+    fields = np.add.reduceat(buf == ord(sep), cuts, dtype=np.int64) + 1
+    wide = np.flatnonzero(fields > limit)
+    if not len(wide):
+        return out
+    owner = np.searchsorted(starts, cuts[wide], side="right") - 1
+    for row in np.unique(owner):  # error path: only payloads already over the limit
+        piece = buf[starts[row]: starts[row] + (offsets[row + 1] - offsets[row])]
+        is_sep = piece == ord(sep)
+        if (piece == ord('"')).any():  # a quoted separator is not a field boundary
+            is_sep &= (np.cumsum(piece == ord('"')) & 1) == 0
+        line_starts = np.concatenate([[0], np.flatnonzero(piece[:-1] == 10) + 1])
+        widest = int((np.add.reduceat(is_sep, line_starts, dtype=np.int64) + 1).max())
+        out[row] = widest if widest > limit else 0
+    return out
 
 
 def unique_names(names: list[str]) -> list[str]:

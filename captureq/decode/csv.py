@@ -27,8 +27,10 @@ from .common import (
     first_line,
     normalize_types,
     repeat_index,
+    too_wide_reason,
     unique_names,
     values_buffer,
+    widest_lines,
 )
 
 _CONVERT = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True, timestamp_parsers=[])
@@ -162,12 +164,14 @@ def _first_line(data: pa.Buffer) -> bytes:
     return head if end < 0 else head[:end]
 
 
-def decode_csv(texts: pa.Array, names: Sequence[str] | None = None, *, split_single_line: np.ndarray | None = None) -> Decoded:
+def decode_csv(texts: pa.Array, names: Sequence[str] | None = None, *, split_single_line: np.ndarray | None = None,
+               max_columns: int | None = None) -> Decoded:
     """Decode CSV payloads (one string each, any number of rows) into records.
 
     ``_row`` is the payload's position in ``texts``. ``split_single_line`` marks payloads whose
     one line holds one value per record (``"0.1,0.7,0.2"`` answering three input rows): their
-    commas are read as record separators. Payloads that do not parse are returned as failures.
+    commas are read as record separators. Payloads that do not parse, or with a line of more
+    than ``max_columns`` fields (counted on the raw bytes first), are returned as failures.
     """
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
@@ -179,6 +183,15 @@ def decode_csv(texts: pa.Array, names: Sequence[str] | None = None, *, split_sin
         texts = _prepare(texts)
     if splitting:
         texts = pc.if_else(pa.array(split_single_line), pc.replace_substring(texts, ",", "\n"), texts)
+    if max_columns is not None:
+        widths = widest_lines(texts, max_columns)
+        if widths.any():  # refuse before the parser builds millions of columns
+            keep = np.flatnonzero(widths == 0)
+            d = decode_csv(texts.take(pa.array(keep)), names, max_columns=None) if len(keep) else Decoded.empty()
+            d.table = d.table.set_column(0, ROW, pa.array(keep, pa.int64()).take(d.table.column(ROW)))
+            wide = [(int(r), too_wide_reason(int(widths[r]), max_columns)) for r in np.flatnonzero(widths)]
+            d.failures = sorted([(int(keep[i]), m) for i, m in d.failures] + wide)
+            return d
 
     def attempt(idx: np.ndarray) -> Decoded:
         whole = len(idx) == len(texts)

@@ -46,7 +46,9 @@ from .common import (
     concat,
     first_line,
     normalize_types,
+    TooWide,
     repeat_index,
+    too_wide_reason,
     unique_names,
     values_buffer,
 )
@@ -246,6 +248,34 @@ def _records(
     return _one_each(n, v)
 
 
+def _leaves(t: pa.DataType) -> int:
+    """Columns a record of type ``t`` becomes (nested object fields are flattened)."""
+    if pa.types.is_struct(t):
+        return sum(_leaves(f.type) if pa.types.is_struct(f.type) and f.type.num_fields else 1 for f in t)
+    return 1
+
+
+def _refuse_wide(parts, limit: int):
+    """Drop records wider than ``limit`` columns before any column is built: returns the parts
+    left and {payload position: width}. A vector's width is its length; an object's width is
+    its flattened field count, shared by the whole parse, so it is raised for bisection."""
+    kept, wide = [], {}
+    for parent, index, values in parts:
+        t = values.type
+        if pa.types.is_struct(t) and _leaves(t) > limit:
+            raise TooWide(too_wide_reason(_leaves(t), limit))
+        if _is_list(t) and not _is_nested(t.value_type):
+            lengths = _lengths(values)
+            over = lengths > limit
+            if over.any():
+                for p, w in zip(parent[over], lengths[over]):
+                    wide[int(p)] = max(wide.get(int(p), 0), int(w))
+                keep = ~np.isin(parent, list(wide))
+                parent, index, values = parent[keep], index[keep], values.filter(pa.array(keep))
+        kept.append((parent, index, values))
+    return kept, wide
+
+
 def _build(parent: np.ndarray, index: np.ndarray, values: pa.Array, names) -> pa.Table:
     cols = _record_columns(values, names)
     table = pa.table(
@@ -262,11 +292,13 @@ def decode_json(
     path: str | None = None,
     input_counts: np.ndarray | None = None,
     lists_are_records: bool = False,
+    max_columns: int | None = None,
 ) -> Decoded:
     """Decode JSON payloads (one document each) into records; see the module doc for shapes.
 
     ``lists_are_records``: a bare list of scalars is one record per element (labels), not one
-    feature vector.
+    feature vector. A record of more than ``max_columns`` columns is a failure, found before
+    its columns are built.
     """
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
@@ -281,17 +313,26 @@ def decode_json(
         parts = _records(
             v, side=side, path=path, input_counts=counts, lists_are_records=lists_are_records
         )
+        wide = {}
+        if check_width:
+            parts, wide = _refuse_wide(parts, max_columns)
         d = concat([Decoded(_build(p, i, vals, names)) for p, i, vals in parts if len(p)])
+        d.failures = [(p, too_wide_reason(w, max_columns)) for p, w in sorted(wide.items())]
         if not whole:
+            d.failures = [(int(idx[p]), m) for p, m in d.failures]
             d.table = d.table.set_column(
                 0, ROW, pa.array(idx, pa.int64()).take(d.table.column(ROW))
             )
         return d
 
-    return bisect(len(texts), attempt, lambda e: f"JSON payload does not parse: {first_line(e)}")
+    # a document shorter than the limit in bytes cannot hold more values than the limit
+    check_width = max_columns is not None and _longest(texts) >= max_columns
+    return bisect(len(texts), attempt, lambda e: str(e) if isinstance(e, TooWide)
+                  else f"JSON payload does not parse: {first_line(e)}")
 
 
-def decode_json_lines(texts: pa.Array, names: Sequence[str] | None = None) -> Decoded:
+def decode_json_lines(texts: pa.Array, names: Sequence[str] | None = None, *,
+                      max_columns: int | None = None) -> Decoded:
     """Decode JSON Lines payloads: each non-blank line is one record."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
@@ -304,7 +345,7 @@ def decode_json_lines(texts: pa.Array, names: Sequence[str] | None = None) -> De
     parent = parent[keep.to_numpy(zero_copy_only=False)]
     counts = np.bincount(parent, minlength=len(texts))
     _, index = repeat_index(counts)
-    inner = decode_json(flat, names, side="input", path=None)
+    inner = decode_json(flat, names, side="input", path=None, max_columns=max_columns)
     # each line is one record: collapse anything a line expanded into back to its line
     table = inner.table
     line_of = table.column(ROW).to_numpy()

@@ -250,7 +250,8 @@ def feature_statistics(col: Column) -> dict:
                 "kll": {
                     "buckets": histogram(v, lo, hi),
                     "sketch": {
-                        "parameters": {"c": KLL_C, "k": KLL_K},
+                        # Model Monitor writes k as a double: 2048.0
+                        "parameters": {"c": KLL_C, "k": float(KLL_K)},
                         "data": kll_sketch(v),
                     },
                 }

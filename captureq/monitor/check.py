@@ -97,6 +97,20 @@ def _enabled(value: Any) -> bool:
     return str(value).lower() not in ("disabled", "false", "0", "none")
 
 
+def _texts(col) -> pa.Array | None:
+    """A column's present values as text, for ``string_constraints.domains``.
+
+    A String baseline feature can meet numbers (captureq decodes CSV numbers to DOUBLE): they
+    are checked as their shortest text (``9.0`` → ``"9"``), as Model Monitor checks every value
+    against the domain whatever it looks like.
+    """
+    if col.strings is not None:
+        return col.strings
+    if col.values is not None:
+        return pc.cast(pa.array(col.values, pa.float64()), pa.string())
+    return None
+
+
 def align_names(table: pa.Table, baseline: Baseline) -> pa.Table:
     """Name CSV columns ``_c0…`` after a header-named baseline, by position (as Model Monitor does)."""
     names = [f["name"] for f in baseline.constraints["features"]]
@@ -220,10 +234,9 @@ def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -
             if got < want - tol - 1e-12:
                 violate(name, COMPLETENESS, expected=want, observed=got)
         domains = (c.get("string_constraints") or {}).get("domains")
-        if evaluate and domains and col.strings is not None and col.present:
-            inside = (
-                pc.sum(pc.is_in(col.strings, value_set=pa.array(domains, pa.string()))).as_py() or 0
-            )
+        texts = _texts(col)
+        if evaluate and domains and texts is not None and col.present:
+            inside = pc.sum(pc.is_in(texts, value_set=pa.array(domains, pa.string()))).as_py() or 0
             ratio = inside / col.present
             if ratio < domain_share:
                 violate(name, CATEGORICAL, expected=domain_share, observed=ratio)
@@ -231,7 +244,10 @@ def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -
         if base is None:
             continue
         m = feature_drift(base, col, robust_alpha=robust_alpha)
-        threshold = cat_threshold if expected == STRING else num_threshold
+        # the distance is computed on the baseline's statistics (a KLL sketch or categorical
+        # buckets), so its kind, threshold and wording follow them, not the constraints' type
+        categorical = base.get("inferred_type", expected) == STRING
+        threshold = cat_threshold if categorical else num_threshold
         drifted = bool(
             compare
             and m["distance"] is not None
@@ -242,7 +258,7 @@ def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -
             violate(
                 name,
                 DRIFT,
-                kind="Categorical" if expected == STRING else "Numerical",
+                kind="Categorical" if categorical else "Numerical",
                 distance=m["distance"],
                 threshold=threshold,
             )

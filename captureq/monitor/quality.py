@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -421,16 +422,23 @@ def _model_monitor_files(
 ) -> None:
     """Fill ``result`` with Model Monitor's statistics, violations and metric rows."""
     from .metrics import model_quality_rows
-    from .quality_files import QualityBaseline, quality_constraints, quality_statistics
+    from .quality_files import (
+        QualityBaseline,
+        iso_millis,
+        quality_constraints,
+        quality_statistics,
+    )
     from .quality_files import quality_violations as violations_of
 
     metric_rows: list[dict] = []
     violation_rows: list[dict] = []
+    evaluated = datetime.now(timezone.utc)
     for start_ts, granularity, y, p in windows:
         if not len(y):
             continue
         stats = quality_statistics(
-            y, p, result.problem_type, threshold=result.threshold, seed=seed
+            y, p, result.problem_type, threshold=result.threshold, seed=seed,
+            evaluation_time=evaluated,
         )
         metric_rows += model_quality_rows(stats, start_ts, endpoint, granularity)
         found = violations_of(stats, constraints.constraints) if constraints is not None else []
@@ -448,6 +456,9 @@ def _model_monitor_files(
     if constraints is not None and result.constraint_violations is None:
         result.constraint_violations = {"violations": []}
     if not result.statistics:  # nothing labelled yet
-        result.statistics = {"version": 0.0, "dataset": {"item_count": 0}}
+        result.statistics = {
+            "version": 0.0,
+            "dataset": {"item_count": 0, "evaluation_time": iso_millis(evaluated)},
+        }
     result.violations = pa.Table.from_pylist(violation_rows, schema=VIOLATION_SCHEMA)
     result.cloudwatch_metrics = _metric_table(metric_rows)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -247,9 +248,13 @@ def quality_statistics(
     *,
     threshold: float = 0.5,
     seed: int = 0,
+    evaluation_time: datetime | None = None,
 ) -> dict:
     """Model Monitor's model-quality ``statistics.json`` for labels ``y`` and predictions ``pred``
-    (binary: a score or probability, positive when ≥ ``threshold``)."""
+    (binary: a score or probability, positive when ≥ ``threshold``).
+
+    ``evaluation_time`` (when the window was evaluated) becomes ``dataset.evaluation_time`` as
+    newer Model Monitor files write it: ``"2023-03-30T21:08:34.729Z"``."""
     if problem_type not in SECTIONS:
         raise ConfigError(
             f"problem_type must be {BINARY}, {MULTICLASS} or {REGRESSION}, got {problem_type!r}"
@@ -281,7 +286,20 @@ def quality_statistics(
             metrics["receiver_operating_characteristic_curve"] = roc_curve(y, pred)
             metrics["precision_recall_curve"] = precision_recall_curve(y, pred)
         metrics[name] = {"value": _json_number(value), "standard_deviation": deviation[name]}
-    return {"version": 0.0, "dataset": {"item_count": n}, SECTIONS[problem_type][0]: metrics}
+    dataset: dict[str, Any] = {"item_count": n}
+    if evaluation_time is not None:
+        dataset["evaluation_time"] = iso_millis(evaluation_time)
+    return {"version": 0.0, "dataset": dataset, SECTIONS[problem_type][0]: metrics}
+
+
+def iso_millis(t: datetime) -> str:
+    """``2023-03-30T21:08:34.729Z``: UTC with milliseconds, the way Model Monitor writes times.
+
+    >>> iso_millis(datetime(2023, 3, 30, 21, 8, 34, 729512, tzinfo=timezone.utc))
+    '2023-03-30T21:08:34.729Z'
+    """
+    t = t.astimezone(timezone.utc) if t.tzinfo else t
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 def problem_type_of(statistics_or_constraints: dict) -> str | None:

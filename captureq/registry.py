@@ -1,0 +1,171 @@
+"""The schema an export has fixed for each table and endpoint, and conformance to it.
+
+An export is a lake: every part of ``inputs`` (or ``outputs``) of one endpoint must have the same
+columns with the same types, or readers such as ``pl.scan_parquet('out/inputs/**/*.parquet')``
+fail (``SchemaError … Float64 != String``). The first batch that brings an endpoint decides its
+column types with :func:`captureq.decode.decide` (the 99 % rule) and records them in
+``_captureq/schemas/<table>/<endpoint>.json`` *before* the batch's parts are committed; every
+later batch and run conforms to the record:
+
+- a column the record has is converted to the recorded type; a value that does not fit (text in
+  a numeric column) becomes null and a ``value`` quarantine row;
+- a new column is appended to the record (nullable; parts written before it lack it);
+- an integer column that later holds fractions is widened to double, and the change is kept in
+  the record's ``history`` (captureq's decoders give numbers as double, so this only happens to
+  records written by hand or by older versions);
+- the parts have exactly the recorded columns, in the recorded order.
+
+>>> import pyarrow as pa
+>>> entry = new_entry("inputs", "ep", {"_c0": pa.float64()}, "run-1")
+>>> [c["type"] for c in entry["columns"]], entry_types(entry)
+(['double'], {'_c0': DataType(double)})
+"""
+
+from __future__ import annotations
+
+import base64
+import posixpath
+from urllib.parse import quote
+
+import pyarrow as pa
+
+from . import schema
+from .decode import Decision, conform, decide
+
+SCHEMAS = "schemas"
+SIDES = (("input", "inputs"), ("output", "outputs"))
+
+
+def new_entry(table: str, endpoint: str, types: dict[str, pa.DataType], run_id: str) -> dict:
+    entry = {"table": table, "endpoint": endpoint, "columns": [], "arrow_schema": "",
+             "history": [{"run": run_id, "change": "created"}]}
+    _set_types(entry, types)
+    return entry
+
+
+def _set_types(entry: dict, types: dict[str, pa.DataType]) -> None:
+    entry["columns"] = [{"name": n, "type": str(t)} for n, t in types.items()]
+    fields = pa.schema([pa.field(n, t) for n, t in types.items()])
+    entry["arrow_schema"] = base64.b64encode(fields.serialize().to_pybytes()).decode("ascii")
+
+
+def entry_types(entry: dict) -> dict[str, pa.DataType]:
+    """Column → Arrow type of a schema record (read back exactly from its Arrow schema)."""
+    fields = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(entry["arrow_schema"])))
+    return {f.name: f.type for f in fields}
+
+
+def merge_types(entry: dict, seen: dict[str, pa.DataType], run_id: str) -> bool:
+    """Fold a batch's decided types into a record: new columns appended, int → double widened.
+    Returns whether the record changed."""
+    types = entry_types(entry)
+    changed = False
+    for name, t in seen.items():
+        old = types.get(name)
+        if old is None:
+            types[name] = t
+            entry["history"].append({"run": run_id, "change": "added", "column": name, "type": str(t)})
+            changed = True
+        elif pa.types.is_integer(old) and pa.types.is_floating(t):
+            types[name] = pa.float64()
+            entry["history"].append({"run": run_id, "change": "widened", "column": name,
+                                     "from": str(old), "to": "double"})
+            changed = True
+    if changed:
+        _set_types(entry, types)
+    return changed
+
+
+class Registry:
+    """The schema records of one export folder (``target`` is :class:`captureq.export._Output`)."""
+
+    def __init__(self, target, entries: list[dict] | None = None):
+        """``target=None`` with ``entries``: an in-memory copy (a Spark task's), which records
+        what it changes in :attr:`changed` instead of writing."""
+        self.target = target
+        self.entries: dict[tuple[str, str], dict] = {}
+        self.changed: set[tuple[str, str]] = set()
+        for entry in entries or []:
+            self.entries[(entry["table"], entry["endpoint"])] = entry
+        if target is None:
+            return
+        for _, table in SIDES:
+            folder = f"{target.meta}/{SCHEMAS}/{table}"
+            try:
+                paths = target.fs.ls(folder, detail=False)
+            except FileNotFoundError:
+                continue
+            for path in sorted(p for p in paths if p.endswith(".json")):
+                entry = target.read_json(path)
+                self.entries[(table, entry["endpoint"])] = entry
+
+    def path(self, table: str, endpoint: str) -> str:
+        return f"{self.target.meta}/{SCHEMAS}/{table}/{quote(endpoint, safe='')}.json"
+
+    def decision(self, table: str) -> Decision:
+        return {e: entry_types(entry) for (t, e), entry in self.entries.items() if t == table}
+
+    def admit(self, result, run_id: str) -> dict[str, Decision]:
+        """Record the endpoints and columns a batch brings (written before its commit, so a
+        part on disk always has a record); returns the decisions per side."""
+        out = {}
+        for side, table in SIDES:
+            seen = decide([result.profiles.get(side, {})])
+            for endpoint, types in seen.items():
+                if endpoint is None:
+                    continue
+                key = (table, endpoint)
+                if key not in self.entries:
+                    self.entries[key] = new_entry(table, endpoint, types, run_id)
+                elif not merge_types(self.entries[key], types, run_id):
+                    continue
+                self.changed.add(key)
+                self.save(key)
+            out[side] = self.decision(table)
+        return out
+
+    def save(self, key: tuple[str, str]) -> None:
+        if self.target is None:
+            return
+        path = self.path(*key)
+        self.target.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        self.target.write_json(path, self.entries[key])
+
+    def absorb(self, entries: list[dict], run_id: str) -> None:
+        """Fold records a Spark task changed (new endpoints, new columns) into this registry."""
+        for entry in entries:
+            key = (entry["table"], entry["endpoint"])
+            if key not in self.entries:
+                self.entries[key] = entry
+                self.save(key)
+            elif merge_types(self.entries[key], entry_types(entry), run_id):
+                self.save(key)
+
+    def conform_parts(self, groups: list[tuple[str, pa.Table]], captures: pa.Table, decision: Decision,
+                      side: str) -> tuple[list[tuple[str, pa.Table]], list[pa.Table]]:
+        """Each part (one endpoint's rows) with exactly its recorded columns and types, and the
+        ``value`` quarantine rows of values that did not fit."""
+        parts, quarantine = [], []
+        for partition, rows in groups:
+            typed, q = conform(rows, captures, decision, side, exact=True)
+            parts.append((partition, typed))
+            if q.num_rows:
+                quarantine.append(q)
+        return parts, quarantine
+
+
+def conform_batch(registry: Registry, result, split, run_id: str) -> tuple[dict, pa.Table]:
+    """``inputs``/``outputs`` partition groups of a batch conformed to the export's schema
+    records (``split(table)`` partitions a table), plus the batch's quarantine with the
+    ``value`` rows added (also counted in ``result.counts.values_quarantined``)."""
+    decisions = registry.admit(result, run_id)
+    groups, extra = {}, []
+    for side, table in SIDES:
+        parts, q = registry.conform_parts(split(getattr(result, table)), result.captures, decisions[side], side)
+        groups[table] = parts
+        extra += q
+    quarantine = result.quarantine
+    if extra:
+        result.counts.values_quarantined += sum(q.num_rows for q in extra)
+        quarantine = pa.concat_tables([quarantine, *extra]).cast(schema.QUARANTINE)
+    return groups, quarantine

@@ -1,0 +1,253 @@
+"""A column's type is a property of the endpoint, not of the window (issue 11, item 3).
+
+Hostile values (``abc`` in a numeric column, an hour where a numeric column holds only text,
+blanks, spaces, ``NaN``, ``1e400``) are spread over hours that are decoded in separate batches and
+exported in separate runs. The types never flip: in memory the column is DOUBLE for every
+window, each value that does not fit is a ``value`` quarantine row, and every Parquet part of an
+endpoint has the same schema, so Polars ``scan_parquet``, DuckDB ``read_parquet`` (no
+``union_by_name``) and Spark read the whole export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from trees import T0, capture, write_captures
+
+import captureq
+from captureq.decode import DecodeOptions
+
+H = [T0 + timedelta(hours=i) for i in range(4)]  # the records' times (xx:30:15)
+HOUR = [T0.replace(minute=0, second=0) + timedelta(hours=i) for i in range(5)]  # hour bounds
+ROWS = 150 + 153 + 3 + 151  # records of endpoint ep
+
+
+def _csv(n: int, start: int = 0) -> list[str]:
+    return [f"{i},{i}.5,red" for i in range(start, start + n)]
+
+
+def hostile_tree(root: Path) -> dict:
+    """Endpoint ``ep`` (CSV, 3 columns) with hostile values in hours 1–3, endpoint ``js`` (JSON
+    objects) whose ``a`` starts as integers and later meets a fraction and a word."""
+    rows = {
+        0: _csv(150),
+        1: _csv(150, 1000) + ["abc,1.5,red", " 7 ,NaN,blue", ",2,green"],
+        2: ["x,1,red", "y,2,red", "z,3,red"],  # alone, this hour's _c0 is all text
+        3: _csv(150, 2000) + ["5,1e400,1"],
+    }
+    for h, lines in rows.items():
+        write_captures(root, [capture(line, "0.5", event_id=f"ep-{h}-{i}", when=H[h])
+                              for i, line in enumerate(lines)], when=H[h], name=f"ep-{h}.jsonl")
+    docs = {0: ['{"a": 1, "b": "u"}', '{"a": 2, "b": "v"}'], 1: ['{"a": 1.5, "b": "w"}'],
+            2: ['{"a": "oops", "b": "x"}'] + [f'{{"a": {i}, "b": "y"}}' for i in range(10)]}
+    for h, lines in docs.items():
+        write_captures(root, [capture(d, '{"score": 0.5}', input_type="application/json",
+                                      output_type="application/json", event_id=f"js-{h}-{i}", when=H[h])
+                              for i, d in enumerate(lines)], endpoint="js", when=H[h], name=f"js-{h}.jsonl")
+    return rows
+
+
+def sql(query: str) -> list[tuple]:
+    """Rows of a DuckDB query on a connection of its own."""
+    with duckdb.connect() as con:
+        return con.execute(query).fetchall()
+
+
+def value_rows(quarantine: pa.Table) -> list[dict]:
+    return [r for r in quarantine.to_pylist() if r["stage"] == "value"]
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    root = tmp_path / "capture"
+    hostile_tree(root)
+    return root
+
+
+def test_a_column_is_double_in_every_window_and_bad_values_are_quarantined(tree):
+    full = captureq.open(str(tree), batch_bytes=1, endpoint="ep")  # one batch per file
+    # hour 1 alone has one "abc" among 150 numbers; hour 2 alone has only text (so text there)
+    for window in [{}, {"start": HOUR[1], "end": HOUR[2]}, {"start": HOUR[3]}, {"end": HOUR[1]}]:
+        cq = full.where(**window)
+        assert cq.inputs().schema.field("_c0").type == pa.float64(), window
+        assert cq.inputs().schema.field("_c2").type == pa.string(), window  # red/blue/green: text
+        assert cq.sql("select avg(_c0) as m from inputs").to_pylist()[0]["m"] is not None
+    q = value_rows(full.quarantine())
+    assert sorted((r["column"], r["raw"]) for r in q) == [("_c0", "abc"), ("_c0", "x"), ("_c0", "y"), ("_c0", "z")]
+    abc = next(r for r in q if r["raw"] == "abc")
+    assert abc["record_index"] == 0 and abc["line_number"] == 151 and abc["source_file"].endswith("ep-1.jsonl")
+    assert abc["capture_id"] in full.captures().column("capture_id").to_pylist()
+    assert "not one" in abc["reason"] and "'_c0'" in abc["reason"]
+    t = full.inputs()
+    assert t.num_rows == ROWS
+    seven = t.filter(pa.compute.equal(t.column("event_id"), "ep-1-151")).to_pylist()[0]
+    assert seven["_c0"] == 7.0 and seven["_c1"] != seven["_c1"]  # " 7 " is 7; NaN is a number
+    blank = t.filter(pa.compute.equal(t.column("event_id"), "ep-1-152")).to_pylist()[0]
+    assert blank["_c0"] is None  # empty: null, not a bad value
+    assert full.load().counts.values_quarantined == 4
+
+
+def test_the_batch_decision_does_not_depend_on_batching(tree):
+    one = captureq.open(str(tree), endpoint="ep").inputs()
+    many = captureq.open(str(tree), endpoint="ep", batch_bytes=1).inputs()
+    from polars.testing import assert_frame_equal
+
+    assert one.schema == many.schema
+    assert_frame_equal(pl.from_arrow(one.sort_by("event_id")), pl.from_arrow(many.sort_by("event_id")))
+
+
+def _export_in_windows(tree: Path, out: Path, **kw):
+    cq = captureq.open(str(tree), batch_bytes=1, **kw)
+    cq.where(end=HOUR[1]).export(str(out))                  # hour 0: clean numbers
+    cq.where(start=HOUR[2], end=HOUR[3]).export(str(out))   # hour 2 alone: _c0 all text
+    cq.export(str(out))                                  # the rest
+    return cq
+
+
+def _part_schemas(out: Path, table: str, endpoint: str | None = None) -> set:
+    glob = f"{table}/endpoint={endpoint}/**/*.parquet" if endpoint else f"{table}/**/*.parquet"
+    files = sorted(out.glob(glob))
+    assert files
+    return {pq.read_schema(f).remove_metadata() for f in files}
+
+
+def test_an_export_in_windows_has_one_schema_per_endpoint(tree, tmp_path):
+    out = tmp_path / "out"
+    _export_in_windows(tree, out)
+    for endpoint in ("ep", "js"):
+        for table in ("inputs", "outputs"):
+            schemas = _part_schemas(out, table, endpoint)
+            assert len(schemas) == 1, (endpoint, table, schemas)
+    ep = _part_schemas(out, "inputs", "ep").pop()
+    assert ep.field("_c0").type == pa.float64() and ep.field("_c2").type == pa.string()
+    js = _part_schemas(out, "inputs", "js").pop()
+    assert js.field("a").type == pa.float64() and js.field("b").type == pa.string()
+    assert "_c0" not in js.names  # an endpoint's parts hold its own columns only
+    record = json.loads((out / "_captureq/schemas/inputs/ep.json").read_text())
+    assert [(c["name"], c["type"]) for c in record["columns"]] == [("_c0", "double"), ("_c1", "double"), ("_c2", "string")]
+    q = sql(f"select raw from read_parquet('{out}/quarantine/*.parquet') where stage = 'value'")
+    assert sorted(r[0] for r in q) == ["abc", "oops", "x", "y", "z"]
+    total = sql(f"select count(*) from read_parquet('{out}/inputs/endpoint=ep/**/*.parquet')")[0][0]
+    assert total == ROWS  # every record once, bad values as nulls
+    # Across endpoints the columns differ: DuckDB reads them together by name
+    both = sql(f"select endpoint, count(*) n from read_parquet('{out}/inputs/**/*.parquet', "
+               "union_by_name=true) group by 1 order by 1")
+    assert both == [("ep", ROWS), ("js", 14)]
+
+
+def test_the_whole_export_reads_with_polars_duckdb_and_no_options(tree, tmp_path):
+    out = tmp_path / "out"
+    _export_in_windows(tree, out, endpoint="ep")
+    for table in ("inputs", "outputs", "captures", "quarantine"):
+        glob = f"{out}/{table}/**/*.parquet"
+        df = pl.scan_parquet(glob).collect()
+        assert df.height > 0
+        assert len(sql(f"select * from read_parquet('{glob}')")) == df.height
+    df = pl.scan_parquet(f"{out}/inputs/**/*.parquet").collect()
+    assert df.schema["_c0"] == pl.Float64 and df.schema["_c2"] == pl.String
+    assert df.height == ROWS
+    avg = sql(f"select avg(_c0) from read_parquet('{out}/inputs/**/*.parquet')")[0][0]
+    assert avg is not None
+
+
+def test_a_recorded_numeric_column_stays_numeric_and_a_new_column_is_added(tree, tmp_path):
+    out = tmp_path / "out"
+    _export_in_windows(tree, out, endpoint="ep")
+    write_captures(tree, [capture("1,2,red,9", "0.5", event_id="wide", when=H[3]),
+                          capture("q,2,red,8", "0.5", event_id="wide2", when=H[3])],
+                   when=H[3], name="ep-3b.jsonl")
+    captureq.open(str(tree), endpoint="ep").export(str(out))
+    record = json.loads((out / "_captureq/schemas/inputs/ep.json").read_text())
+    assert [c["name"] for c in record["columns"]] == ["_c0", "_c1", "_c2", "_c3"]
+    assert record["history"][-1]["change"] == "added" and record["history"][-1]["column"] == "_c3"
+    newest = max(out.glob("inputs/**/*.parquet"), key=lambda p: p.stat().st_mtime)
+    schema = pq.read_schema(newest)
+    assert schema.field("_c0").type == pa.float64() and schema.field("_c3").type == pa.float64()
+    q = sql(f"select raw from read_parquet('{out}/quarantine/*.parquet') where stage='value'")
+    assert ("q",) in q
+    rows = sql(f"select count(*), count(_c3) from read_parquet('{out}/inputs/**/*.parquet', "
+               "union_by_name=true)")[0]
+    assert rows == (ROWS + 2, 2)
+
+
+def test_json_integers_then_fractions_then_words_stay_double(tree):
+    t = captureq.open(str(tree), endpoint="js", batch_bytes=1).load()
+    assert t.inputs.schema.field("a").type == pa.float64()
+    assert [r["raw"] for r in value_rows(t.quarantine)] == ["oops"]
+
+
+def test_decode_options_do_not_change_the_rule(tree):
+    t = captureq.open(str(tree), endpoint="ep", options=DecodeOptions(input_names=["x", "y", "z"])).inputs()
+    assert t.schema.field("x").type == pa.float64() and t.schema.field("z").type == pa.string()
+
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return (SparkSession.builder.master("local[2]").appName("captureq-tests")
+            .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+            .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+            .getOrCreate())
+
+
+@pytest.mark.spark
+def test_spark_reads_the_whole_export(tree, tmp_path, spark):
+    out = tmp_path / "out"
+    _export_in_windows(tree, out, endpoint="ep")
+    df = spark.read.parquet(str(out / "inputs"))
+    types = dict(df.dtypes)
+    assert types["_c0"] == "double" and types["_c1"] == "double" and types["_c2"] == "string"
+    assert df.count() == ROWS
+    assert df.selectExpr("avg(_c0) as m").collect()[0]["m"] is not None
+
+
+@pytest.mark.spark
+def test_spark_export_continues_a_local_one_with_the_same_schemas(tree, tmp_path, spark):
+    import captureq.spark as cqs
+
+    out = tmp_path / "out"
+    captureq.open(str(tree), batch_bytes=1).where(end=HOUR[1]).export(str(out))  # local: hour 0
+    cqs.export_parquet(spark, str(tree), str(out), start=HOUR[2], end=HOUR[3], task_bytes=1)
+    cqs.export_parquet(spark, str(tree), str(out), task_bytes=1)
+    for endpoint in ("ep", "js"):
+        assert len(_part_schemas(out, "inputs", endpoint)) == 1, endpoint
+    raws = sql(f"select raw from read_parquet('{out}/quarantine/*.parquet') where stage='value'")
+    assert sorted(r[0] for r in raws) == ["abc", "oops", "x", "y", "z"]
+    df = pl.scan_parquet(f"{out}/inputs/endpoint=ep/**/*.parquet").collect()
+    assert df.height == ROWS and df.schema["_c0"] == pl.Float64
+
+
+@pytest.mark.spark
+def test_a_spark_export_of_new_endpoints_decides_once_per_endpoint(tree, tmp_path, spark):
+    import captureq.spark as cqs
+
+    out = tmp_path / "out"
+    cqs.export_parquet(spark, str(tree), str(out), task_bytes=1)  # every file its own task
+    for endpoint in ("ep", "js"):
+        assert len(_part_schemas(out, "inputs", endpoint)) == 1, endpoint
+    assert json.loads((out / "_captureq/schemas/inputs/ep.json").read_text())["columns"][0]["type"] == "double"
+
+
+def test_a_recorded_integer_column_is_widened_to_double_and_the_change_is_kept():
+    from captureq.registry import entry_types, merge_types, new_entry
+
+    entry = new_entry("inputs", "ep", {"n": pa.int64(), "s": pa.string()}, "run-1")
+    assert not merge_types(entry, {"n": pa.int64(), "s": pa.float64()}, "run-2")  # nothing to record
+    assert merge_types(entry, {"n": pa.float64(), "t": pa.float64()}, "run-3")
+    assert entry_types(entry) == {"n": pa.float64(), "s": pa.string(), "t": pa.float64()}
+    assert entry["history"][1:] == [
+        {"run": "run-3", "change": "widened", "column": "n", "from": "int64", "to": "double"},
+        {"run": "run-3", "change": "added", "column": "t", "type": "double"},
+    ]
