@@ -19,6 +19,7 @@ import pyarrow as pa
 from . import schema, views
 from .decode import DecodeOptions
 from .decode.common import concat_tables
+from .errors import QueryError
 from .pipeline import Counts, run_captures, run_labels, unify_types
 from .read import DEFAULT_BATCH_BYTES
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
@@ -136,7 +137,12 @@ class CaptureTree:
         endpoint: str | Iterable[str] | None = None,
         variant: str | Iterable[str] | None = None,
     ) -> CaptureTree:
-        """A tree narrowed to ``[start, end)`` (UTC) and the given endpoints/variants."""
+        """A tree narrowed to the rows with ``start ≤ inference_time < end`` (UTC, exact to the
+        microsecond) and the given endpoints/variants (names or shell-style patterns).
+
+        >>> captureq.open("capture").where(start="2026-01-01T06:30", end="2026-01-01T07")  # doctest: +SKIP
+        CaptureTree(uri='capture', start=datetime.datetime(2026, 1, 1, 6, 30, ...), ...)
+        """
         w = self.window
         new = Window(
             start=to_utc(start) if start is not None else w.start,
@@ -154,13 +160,19 @@ class CaptureTree:
         return Scanner(self.uri, layout=CAPTURE, storage_options=self.storage_options)
 
     def scan(self) -> ScanResult:
-        """List the capture files in this tree's window (one listing per call)."""
+        """List the capture files that can hold rows of this tree's window (cached).
+
+        The hour folders overlapping ``[start, end)`` and the hour before ``start``, whose
+        objects may hold records of ``start``'s hour; reading keeps exactly the rows with
+        ``start ≤ inference_time < end`` (:mod:`captureq.window`).
+        """
         if "scan" not in self._cache:
             s = self.scanner()
             w = self.window
             self._cache["scan"] = (
                 s,
-                s.scan(start=w.start, end=w.end, endpoint=w.endpoint, variant=w.variant),
+                s.scan(start=w.start, end=w.end, endpoint=w.endpoint, variant=w.variant,
+                       spill=True),
             )
         return self._cache["scan"][1]
 
@@ -195,7 +207,9 @@ class CaptureTree:
         fs = self._cache["scan"][0].fs
         caps, ins, outs, pairs, qs, embedded = [], [], [], [], [], []
         counts = Counts()
-        results = list(run_captures(fs, scan.files, self.options, batch_bytes=self.batch_bytes, pairs=True))
+        w = self.window
+        results = list(run_captures(fs, scan.files, self.options, batch_bytes=self.batch_bytes,
+                                    pairs=True, start=w.start, end=w.end))
         unify_types(results, pairs=True)  # one type per column per endpoint over the whole read
         for r in results:
             caps.append(r.captures)
@@ -273,23 +287,62 @@ class CaptureTree:
         )
         return int(r.to_arrow()["n"][0].as_py())
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with every view registered over this window's tables."""
+    def connect(self, *, allow_external_access: bool = False) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with every view registered over this window's tables.
+
+        The views read in-memory Arrow tables, so by default the connection cannot touch files,
+        the network or extensions (``enable_external_access = false``, then
+        ``lock_configuration = true``): user SQL such as ``COPY … TO '/any/file'`` or
+        ``read_text('/etc/passwd')`` fails with a ``duckdb.PermissionException``. Pass
+        ``allow_external_access=True`` for SQL that reads or writes files on purpose.
+
+        >>> cq.connect().sql("select count(*) from captures").fetchall()   # doctest: +SKIP
+        [(3,)]
+        """
         tables = self.load().as_dict()
         import duckdb  # imported once the files are read: reading starts sooner
 
         con = duckdb.connect()
         views.register(con, tables)
+        if not allow_external_access:
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
         return con
 
-    def sql(self, query: str, params: list | dict | None = None) -> Result:
-        """Run SQL over the views (captures, inputs, outputs, labels, quarantine, predictions)."""
-        con = self._cache.get("con")
+    def _connection(self, allow_external_access: bool = False) -> duckdb.DuckDBPyConnection:
+        key = "con_external" if allow_external_access else "con"
+        con = self._cache.get(key)
         if con is None:
-            con = self._cache["con"] = self.connect()
-        if params is not None:
-            return Result(_to_arrow(con.sql(query, params=params)))  # a relation: no DB-API copy
-        return Result(_to_arrow(con.sql(query)))
+            con = self._cache[key] = self.connect(allow_external_access=allow_external_access)
+            for name, table in self._cache.get("extra_views", {}).items():  # drift, metrics
+                _register_view(con, name, table)
+        return con
+
+    def sql(self, query: str, params: list | dict | None = None, *,
+            allow_external_access: bool = False) -> Result:
+        """Run SQL over the views (captures, inputs, outputs, labels, quarantine, predictions).
+
+        The SQL cannot read or write files unless ``allow_external_access=True`` (see
+        :meth:`connect`).
+
+        >>> cq.sql("select count(*) as n from captures").to_pylist()   # doctest: +SKIP
+        [{'n': 3}]
+        """
+        con = self._connection(allow_external_access)
+        import duckdb  # already loaded by the connection: costs nothing here
+
+        try:
+            if params is not None:
+                return Result(_to_arrow(con.sql(query, params=params)))  # a relation: no copy
+            return Result(_to_arrow(con.sql(query)))
+        except (duckdb.PermissionException, duckdb.InvalidInputException) as exc:
+            if allow_external_access or not _is_lockdown(exc):
+                raise
+            raise QueryError(
+                f"{exc}. captureq runs SQL over in-memory tables without file, network or "
+                "extension access; pass allow_external_access=True (CLI: --allow-external-access) "
+                "for SQL that reads or writes files on purpose"
+            ) from exc
 
     def export(self, out: str, *, out_storage_options: dict | None = None, **kwargs):
         """Write every table to hive-partitioned Parquet under ``out`` (incremental: new and
@@ -312,9 +365,7 @@ class CaptureTree:
         from .monitor import monitor
 
         result = monitor(self, baseline, out, **kwargs)
-        con = self._cache.get("con") or self._cache.setdefault("con", self.connect())
-        con.register(views.SOURCE_PREFIX + "drift", result.drift)
-        con.execute(views.view_sql("drift"))
+        self._add_view("drift", result.drift)
         self._register_metrics(result.metrics)
         return result
 
@@ -332,9 +383,15 @@ class CaptureTree:
         return result
 
     def _register_metrics(self, metrics: pa.Table) -> None:
-        con = self._cache.get("con") or self._cache.setdefault("con", self.connect())
-        con.register(views.SOURCE_PREFIX + "metrics", metrics)
-        con.execute(views.view_sql("metrics"))
+        self._add_view("metrics", metrics)
+
+    def _add_view(self, name: str, table: pa.Table) -> None:
+        """Make ``table`` the ``name`` view (sql/<name>.sql) of every connection, now and later."""
+        self._cache.setdefault("extra_views", {})[name] = table
+        for key in ("con", "con_external"):
+            if key in self._cache:
+                _register_view(self._cache[key], name, table)
+        self._connection()
 
     def estimate_quality(self, **kwargs):
         """Quality estimated without labels (CBPE / DLE, :mod:`captureq.monitor.estimate`);
@@ -353,6 +410,17 @@ class CaptureTree:
         if out is not None:
             rep.write(out)
         return rep.to_html()
+
+
+def _is_lockdown(exc: Exception) -> bool:
+    text = str(exc)
+    return "disabled by configuration" in text or "disabled through configuration" in text \
+        or "configuration has been locked" in text
+
+
+def _register_view(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    con.register(views.SOURCE_PREFIX + name, table)
+    con.execute(views.view_sql(name))
 
 
 def _to_arrow(rel) -> pa.Table:

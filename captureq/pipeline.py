@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import fsspec
 import pyarrow as pa
 
-from . import schema
+from . import schema, window
 from .decode import DecodeOptions, alignment_quarantine, conform, decide, decode_labels, decode_side
 from .pair import pair_records
 from .parse import parse_captures, parse_labels
@@ -27,7 +27,12 @@ from .scan import CaptureFile
 
 @dataclass
 class Counts:
-    """Counts that must reconcile: ``lines_read == rows + quarantined_lines``."""
+    """Counts that must reconcile: ``lines_read == rows + quarantined_lines + outside_window``.
+
+    ``outside_window`` counts lines of the objects read whose capture falls outside the time
+    window (and ``line`` quarantine rows of objects read only as the window's one-hour margin):
+    see :mod:`captureq.window`.
+    """
 
     files: int = 0
     files_failed: int = 0
@@ -41,6 +46,7 @@ class Counts:
     payloads_quarantined: int = 0
     values_quarantined: int = 0  # values that did not fit their column's type (stage 'value')
     embedded_labels: int = 0  # label rows from groundTruthData inside capture lines
+    outside_window: int = 0
 
     def add(self, other: Counts) -> None:
         for name in self.__dataclass_fields__:
@@ -48,7 +54,7 @@ class Counts:
 
     @property
     def reconciles(self) -> bool:
-        return self.lines_read == self.rows + self.quarantined_lines
+        return self.lines_read == self.rows + self.quarantined_lines + self.outside_window
 
 
 @dataclass
@@ -65,6 +71,8 @@ class BatchResult:
     pairs: pa.Table | None = None  # inputs beside outputs (captureq_pairs), built on request
     # labels carried inside the capture lines (groundTruthData of merged records)
     labels: pa.Table = field(default_factory=lambda: schema.empty(schema.LABELS))
+    # urls of files with lines outside the window (and outside ``exclude``): read only in part
+    partial: set[str] = field(default_factory=set)
     # per side ("input"/"output"): each endpoint's columns, their types and values in this batch
     profiles: dict = field(default_factory=dict)
 
@@ -78,19 +86,37 @@ def _count_stage(q: pa.Table, stage: str) -> int:
 
 
 def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
-                     pairs: bool = False) -> BatchResult:
-    """Parse and decode one batch of capture files (and pair inputs with outputs if asked)."""
+                     pairs: bool = False, start=None, end=None,
+                     exclude: tuple = (), covered: tuple | None = None) -> BatchResult:
+    """Parse and decode one batch of capture files (and pair inputs with outputs if asked).
+
+    Only captures with ``start ≤ inference_time < end`` are kept and decoded (see
+    :mod:`captureq.window`); the others are counted in ``Counts.outside_window``. ``exclude``
+    lists intervals already exported (rows in them are left out too). ``BatchResult.partial``
+    names the files with lines outside ``covered`` (default: the window and ``exclude``): what
+    an export has not written from them yet.
+    """
     parsed = parse_captures(batch)
-    captures = parsed.table
+    start, end = window.bounds(start, end)
+    captures, outside = window.filter_captures(parsed.table, start, end, exclude=exclude)
+    margin = [f.url for f in batch.files
+              if not window.hour_in_window(f.hour, start, end, exclude)]
+    line_q, outside_lines = window.filter_line_quarantine(parsed.quarantine, margin)
+    partial = window.partial_files(parsed.table, parsed.quarantine, batch.files, start, end,
+                                   exclude, covered) if outside + outside_lines else set()
     rejected = parsed.payload_failures
+    embedded = parsed.labels
+    if outside:  # what belongs to a capture outside the window goes with it
+        rejected, embedded, line_q = window.follow_captures(parsed.table, captures, rejected,
+                                                            embedded, line_q)
     inputs = decode_side(captures, "input", options, rejected=rejected.get("input", ()))
     outputs = decode_side(captures, "output", options, input_counts=inputs.counts,
                           rejected=rejected.get("output", ()))
     align = alignment_quarantine(captures, inputs, outputs)
     # ground truth embedded in the capture lines (Model Monitor's merged records)
-    labels, label_q = (decode_labels(parsed.labels) if parsed.labels is not None
+    labels, label_q = (decode_labels(embedded) if embedded is not None
                        else (schema.empty(schema.LABELS), schema.empty(schema.QUARANTINE)))
-    quarantine = pa.concat_tables([parsed.quarantine, inputs.quarantine, outputs.quarantine, align,
+    quarantine = pa.concat_tables([line_q, inputs.quarantine, outputs.quarantine, align,
                                    label_q])
     counts = Counts(
         files=len(batch.files),
@@ -99,16 +125,17 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
         lines_read=parsed.lines_read,
         blank_lines=parsed.blank_lines,
         rows=captures.num_rows,
-        quarantined_lines=_count_stage(parsed.quarantine, "line"),
+        quarantined_lines=_count_stage(line_q, "line"),
         input_records=inputs.records.num_rows,
         output_records=outputs.records.num_rows,
         payloads_quarantined=inputs.quarantine.num_rows + outputs.quarantine.num_rows,
         embedded_labels=labels.num_rows,
+        outside_window=outside + outside_lines,
     )
     return BatchResult(batch.files, captures, inputs.records, outputs.records, quarantine, counts,
                        [f for f, _ in batch.failed],
                        pair_records(inputs.records, outputs.records) if pairs else None, labels,
-                       {"input": inputs.profile, "output": outputs.profile})
+                       partial, {"input": inputs.profile, "output": outputs.profile})
 
 
 def unify_types(results: list[BatchResult], decisions: dict | None = None, *,
@@ -206,9 +233,16 @@ def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch
 
 def run_captures(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], options: DecodeOptions | None = None,
                  *, batch_bytes: int = DEFAULT_BATCH_BYTES, pairs: bool = False,
-                 workers: int | None = None) -> Iterator[BatchResult]:
-    """Yield a :class:`BatchResult` per batch of ``files``, in file order."""
-    yield from _stream(fs, files, lambda b: process_captures(b, options, pairs=pairs), batch_bytes, workers)
+                 workers: int | None = None, start=None, end=None,
+                 exclude: tuple = (), covered: tuple | None = None) -> Iterator[BatchResult]:
+    """Yield a :class:`BatchResult` per batch of ``files``, in file order, keeping the captures
+    in ``[start, end)`` and outside the ``exclude`` intervals."""
+    yield from _stream(
+        fs, files,
+        lambda b: process_captures(b, options, pairs=pairs, start=start, end=end, exclude=exclude,
+                                   covered=covered),
+        batch_bytes, workers,
+    )
 
 
 def run_labels(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *,
