@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .decode import DecodeOptions
-from . import views
-from .plan import Needs, Result, ScanPlan, Tables, Window, open_plan, to_arrow
+from .plan import Result, ScanPlan, Tables, Window, open_plan, to_arrow
 from .read import DEFAULT_BATCH_BYTES
 
 __all__ = ["CaptureTree", "Result", "Tables", "Window", "open"]
@@ -50,9 +49,7 @@ class CaptureTree(ScanPlan):
         from .monitor import monitor
 
         result = monitor(self, baseline, out, **kwargs)
-        con = self._connection(Needs(frozenset(), False))
-        con.register(views.SOURCE_PREFIX + "drift", result.drift)
-        con.execute(views.view_sql("drift"))
+        self._add_view("drift", result.drift)
         self._register_metrics(result.metrics)
         return result
 
@@ -70,9 +67,7 @@ class CaptureTree(ScanPlan):
         return result
 
     def _register_metrics(self, metrics) -> None:
-        con = self._connection(Needs(frozenset(), False))
-        con.register(views.SOURCE_PREFIX + "metrics", metrics)
-        con.execute(views.view_sql("metrics"))
+        self._add_view("metrics", metrics)
 
     def estimate_quality(self, **kwargs):
         """Quality estimated without labels (CBPE / DLE, :mod:`captureq.monitor.estimate`);

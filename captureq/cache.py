@@ -104,7 +104,7 @@ def lookup(plan: ScanPlan) -> Hit | None:
     parts only (a re-exported file's earlier parts are removed by the commit that replaced
     them), and a file is fresh when its size and ETag/mtime are those it was exported from.
     """
-    from .export import _changed, _State
+    from .export import _State
     from .parse import file_key
 
     root = cache_dir(plan.uri, plan.labels_uri)
@@ -116,9 +116,9 @@ def lookup(plan: ScanPlan) -> Hit | None:
     label_scan = plan.scan_labels()
     if label_scan is not None:
         wanted.update({("labels", f.rel): f for f in label_scan.files})
-    for key, f in wanted.items():
-        old = state.sources.get(key)
-        if old is None or _changed(old, f):
+    span = (plan.window.start, plan.window.end)
+    for key, f in wanted.items():  # fresh, and exported for (at least) this window
+        if state.status(key[0], f, span if key[0] == "captures" else (None, None)) != "done":
             return None
     parts: dict[str, list[str]] = {name: [] for name in schema.TABLES}
     columns: dict[str, dict[str, str]] = {name: {} for name in schema.TABLES}
@@ -137,10 +137,19 @@ def lookup(plan: ScanPlan) -> Hit | None:
                [f.url for f in wanted.values()])
 
 
-def connect(hit: Hit) -> duckdb.DuckDBPyConnection:
-    """A connection whose views read the hit's Parquet parts (only those)."""
-    import duckdb
+def connect(hit: Hit, plan: ScanPlan | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection whose views read the hit's Parquet parts (only those), for ``plan``'s window.
 
+    The parts are registered as Arrow datasets, so the SQL needs no file access of DuckDB's own
+    (the caller can lock the connection down). With a time window, exactly the rows with
+    ``start ≤ inference_time < end`` are served, as a cold read keeps them
+    (:mod:`captureq.window`): quarantine rows and embedded labels follow their capture, and
+    ``line`` quarantine rows count in their file's hour.
+    """
+    import duckdb
+    import pyarrow.dataset as ds
+
+    from . import window
     from .export import _arrow_type
 
     con = duckdb.connect()
@@ -150,6 +159,9 @@ def connect(hit: Hit) -> duckdb.DuckDBPyConnection:
     if hit.file_keys is not None:
         con.register("captureq_cache_keys", pa.table({"k": pa.array(hit.file_keys, pa.string())}))
         con.register("captureq_cache_urls", pa.table({"u": pa.array(hit.file_urls, pa.string())}))
+    start, end = (plan.window.start, plan.window.end) if plan is not None else (None, None)
+    windowed = start is not None or end is not None
+    raw = "captureq_cache_raw_"
     for name in schema.TABLES:
         if name in base:
             fields = list(base[name])
@@ -159,25 +171,58 @@ def connect(hit: Hit) -> duckdb.DuckDBPyConnection:
                 if c not in schema.RECORD_KEY_NAMES
             ]
             value_cols[name] = [f.name for f in fields if f.name not in schema.RECORD_KEY_NAMES]
-        src = views.SOURCE_PREFIX + name
+        src = (raw if windowed else views.SOURCE_PREFIX) + name
+        cols = ", ".join(views.quote_ident(f.name) for f in fields)
         if hit.parts[name]:
-            cols = ", ".join(views.quote_ident(f.name) for f in fields)
-            files = "[" + ", ".join(views.quote_literal(p) for p in hit.parts[name]) + "]"
+            dataset = ds.dataset(hit.parts[name], schema=pa.schema(fields), format="parquet")
+            con.register(raw + name + "_parts", dataset)
             where = ""
             if hit.file_keys is not None:  # some parts also hold rows of files outside the window
                 key = {"labels": "label_id", "quarantine": "coalesce(capture_id, '')"}.get(name, "capture_id")
                 where = f" WHERE split_part({key}, ':', 1) IN (SELECT k FROM captureq_cache_keys)"
                 if name == "quarantine":
                     where += " OR source_file IN (SELECT u FROM captureq_cache_urls)"
-            con.execute(f"CREATE OR REPLACE VIEW {src} AS SELECT {cols} FROM read_parquet({files}, "
-                        f"hive_partitioning = false, union_by_name = true){where}")
+            con.execute(f"CREATE OR REPLACE VIEW {src} AS SELECT {cols} FROM {raw}{name}_parts{where}")
         else:
-            cols = ", ".join(f"CAST(NULL AS {schema.duckdb_type(f.type)}) AS {views.quote_ident(f.name)}"
-                             for f in fields)
-            con.execute(f"CREATE OR REPLACE VIEW {src} AS SELECT {cols} WHERE false")
+            nulls = ", ".join(f"CAST(NULL AS {schema.duckdb_type(f.type)}) AS {views.quote_ident(f.name)}"
+                              for f in fields)
+            con.execute(f"CREATE OR REPLACE VIEW {src} AS SELECT {nulls} WHERE false")
+    if windowed:
+        _window_views(con, raw, plan, start, end, window)
     con.execute(views.render_views(value_cols["outputs"], value_cols["inputs"]))
     touch(hit.root)
     return con
+
+
+def _window_views(con, raw: str, plan: ScanPlan, start, end, window) -> None:
+    """The source views of a windowed hit: the raw views' rows of ``[start, end)``."""
+    conds = []
+    if start is not None:
+        conds.append(f"inference_time >= TIMESTAMPTZ {views.quote_literal(start.isoformat())}")
+    if end is not None:
+        conds.append(f"inference_time < TIMESTAMPTZ {views.quote_literal(end.isoformat())}")
+    inside = " AND ".join(conds)
+    for name in ("captures", "inputs", "outputs"):
+        con.execute(f"CREATE OR REPLACE VIEW {views.SOURCE_PREFIX}{name} AS "
+                    f"SELECT * FROM {raw}{name} WHERE {inside}")
+    # the margin: files whose hour starts outside the window (their 'line' rows are not its own)
+    margin = [f.url for f in plan.scan().files if not window.hour_in_window(f.hour, start, end)]
+    con.register("captureq_cache_margin", pa.table({"u": pa.array(margin, pa.string())}))
+    # captures outside the window: what is keyed by their id leaves with them (the label
+    # tree's rows and quarantine are keyed by label ids, which no capture has)
+    con.execute(f"CREATE OR REPLACE VIEW captureq_cache_outside AS SELECT capture_id FROM "
+                f"{raw}captures WHERE NOT ({inside})")
+    con.execute(
+        f"CREATE OR REPLACE VIEW {views.SOURCE_PREFIX}quarantine AS SELECT * FROM {raw}quarantine "
+        f"AS q WHERE NOT EXISTS (SELECT 1 FROM captureq_cache_outside AS o "
+        f"WHERE o.capture_id = q.capture_id) AND NOT (stage = 'line' AND coalesce(source_file IN "
+        f"(SELECT u FROM captureq_cache_margin), false))"
+    )
+    con.execute(  # labels embedded in captures outside the window leave with them
+        f"CREATE OR REPLACE VIEW {views.SOURCE_PREFIX}labels AS SELECT * FROM {raw}labels AS l "
+        f"WHERE NOT EXISTS (SELECT 1 FROM captureq_cache_outside AS o "
+        f"WHERE o.capture_id = l.label_id)"
+    )
 
 
 def touch(root: Path) -> None:

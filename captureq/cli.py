@@ -181,6 +181,7 @@ def scan(
         (
             "lines",
             f"{c.lines_read:,} read = {c.rows:,} captures + {c.quarantined_lines:,} quarantined"
+            + (f" + {c.outside_window:,} outside the window" if c.outside_window else "")
             + ("" if c.reconciles else "  [red](DOES NOT RECONCILE)[/]"),
         ),
         ("records", f"{c.input_records:,} input, {c.output_records:,} output"),
@@ -234,6 +235,12 @@ def query(
     cache_max_bytes: Optional[int] = typer.Option(
         None, "--cache-max-bytes", help="Bound on all tree caches (least recently used out)."
     ),
+    allow_external_access: bool = typer.Option(
+        False,
+        "--allow-external-access",
+        help="Let the SQL read and write files and the network (COPY … TO, read_csv, ATTACH…); "
+        "off by default: the views are in memory.",
+    ),
 ) -> None:
     """Run SQL over the views: captures, inputs, outputs, labels, quarantine, predictions."""
     tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
@@ -241,7 +248,7 @@ def query(
     tree.cache_max_bytes = cache_max_bytes
     if show_progress(quiet):
         load(tree, "reading", quiet)
-    write_result(tree.sql(sql).to_arrow(), format)
+    write_result(tree.sql(sql, allow_external_access=allow_external_access).to_arrow(), format)
     sys.stdout.flush()  # the answer is out; a cache refresh may still finish before exit
 
 
@@ -279,7 +286,7 @@ def export(
         show_default=False,
     ),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="List the new and changed source files; export nothing."
+        False, "--dry-run", help="List the new, changed and partly exported source files; export nothing."
     ),
     quiet: bool = QuietOpt,
 ) -> None:
@@ -294,9 +301,12 @@ def export(
             console().print(f"changed  {rel}", soft_wrap=True, highlight=False)
         for rel in p.new + p.label_new:
             console().print(f"new      {rel}", soft_wrap=True, highlight=False)
+        for rel in p.partial:
+            console().print(f"partial  {rel}", soft_wrap=True, highlight=False)
         console().print(
             f"would export {len(p.new)} new and {len(p.changed)} changed files "
-            f"({len(p.label_new)} new, {len(p.label_changed)} changed label files); "
+            + (f"(and the rest of {len(p.partial)} partly exported) " if p.partial else "")
+            + f"({len(p.label_new)} new, {len(p.label_changed)} changed label files); "
             f"{p.done} already done"
         )
         return

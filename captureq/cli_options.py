@@ -130,10 +130,14 @@ def open_tree(
     variant: list[str] | None = None,
     options: list[str] | None = None,
 ) -> CaptureTree:
-    """``captureq.open`` with the shared options as the CLI receives them."""
-    from . import api
+    """``captureq.open`` with the shared options as the CLI receives them. An ``--endpoint`` /
+    ``--variant`` filter that matches nothing is said on stderr, with what the tree has."""
+    import warnings
 
-    return api.open(
+    from . import api
+    from .errors import FilterWarning
+
+    tree = api.open(
         uri,
         labels=labels,
         start=start,
@@ -142,6 +146,13 @@ def open_tree(
         variant=variant or None,
         storage_options=storage_options(options),
     )
+    if endpoint or variant:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FilterWarning)  # printed here instead, once
+            messages = tree.scan().warnings
+        for message in messages:
+            err_console().print(f"[yellow]warning:[/] {message}", soft_wrap=True, highlight=False)
+    return tree
 
 
 # -- output ---------------------------------------------------------------------------------

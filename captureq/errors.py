@@ -25,3 +25,11 @@ class ConfigError(CaptureqError):
 
 class ExportError(CaptureqError):
     """A Parquet export could not run (for example, another export holds the lock)."""
+
+
+class QueryError(CaptureqError):
+    """User SQL was refused (for example, it reads or writes files without the opt-in)."""
+
+
+class FilterWarning(UserWarning):
+    """An endpoint/variant filter matched nothing in the tree (the message lists what exists)."""

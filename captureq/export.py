@@ -16,8 +16,9 @@ Layout under ``out``::
 ``_captureq/`` is the export's metadata; readers of ``captures/**`` never see it. New kinds of
 metadata go into their own file or folder under it (readers ignore names they do not know).
 A commit record holds ``version``, ``run``, ``seq``, ``kind`` (``captures``/``labels``),
-``sources`` (each file read whole: ``rel``, ``size``, ``version`` = ``etag:…``/``mtime:…``,
-``url``), ``parts`` (``table``, ``path``, ``rows``, ``columns``; optionally ``sources``, the
+``sources`` (each file read: ``rel``, ``size``, ``version`` = ``etag:…``/``mtime:…``,
+``url``, and ``window`` — a list of ``[start, end]`` ISO pairs, ``null`` open — when the file has
+lines outside the time windows it was exported for), ``parts`` (``table``, ``path``, ``rows``, ``columns``; optionally ``sources``, the
 files a rewritten part still holds) and ``removes`` (part paths this commit supersedes).
 Folding the log in name order (run ids sort in time order) gives the live parts and, per source
 file, the version last exported. The manifest lists the live parts (``parts``), their row
@@ -36,6 +37,17 @@ rows are rewritten without them in the same commit (:func:`_supersede`): the com
 from old to new at once; a reader globbing ``**/*.parquet`` may see both for the moment between
 the renames and the deletes of that one commit (or until the next run, if the export dies
 right there) — ``manifest.json``'s ``parts`` is the list to read for an exact view.
+
+Time windows (``start``/``end``, :mod:`captureq.window`): an export writes exactly its window's
+rows. A file with lines outside the windows it was exported for keeps those windows ``E`` (merged)
+in its source entry, the last entry of a file being its whole state. For a run over window ``W``
+(:meth:`_State.status`, :func:`capture_work`): a new file is read for ``W``; an unchanged file
+exported whole, or for ``E`` holding ``W``, is done; an unchanged file exported for ``E`` not
+holding ``W`` is ``partial``: read for its rows in ``W`` outside ``E``, entered with ``E ∪ W``;
+a changed file drops its earlier rows (:func:`_supersede`, same commit) and is read for
+``E ∪ W`` — whole when it was exported whole or ``W`` is unbounded. A file left with no line
+outside its windows is entered without ``window`` (done for good). So every row lands exactly
+once across any sequence of windowed and unwindowed runs.
 
 One writer at a time: ``fcntl.flock`` on local disks; on object stores a lease object created
 with a conditional put (``If-None-Match: *``, fsspec's ``pipe_file(mode="create")``). Leases are
@@ -68,7 +80,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol
 
-from . import schema
+from . import schema, window
 from .errors import ConfigError, ExportError
 from .pipeline import Counts, run_captures, run_labels
 from .registry import Registry, conform_batch
@@ -416,12 +428,26 @@ class _State:
         for s in commit["sources"]:
             self.sources[(kind, s["rel"])] = s
 
-    def status(self, kind: str, f: CaptureFile) -> str:
-        """``new``, ``changed`` or ``done``."""
+    def status(self, kind: str, f: CaptureFile, span: tuple = (None, None)) -> str:
+        """``new``, ``changed``, ``partial`` or ``done`` for a run over the time window ``span``
+        (``(start, end)``; unbounded by default). ``partial``: unchanged, exported for windows
+        that do not hold ``span`` — it has rows left to export."""
         old = self.sources.get((kind, f.rel))
         if old is None:
             return "new"
-        return "changed" if _changed(old, f) else "done"
+        if _changed(old, f):
+            return "changed"
+        windows = self.windows(kind, f)
+        if windows is None or window.covers(windows, *span):
+            return "done"
+        return "partial"
+
+    def windows(self, kind: str, f: CaptureFile) -> tuple | None:
+        """The windows the version of ``f`` last exported was exported for; None: whole."""
+        old = self.sources.get((kind, f.rel))
+        if old is None or old.get("window") is None:
+            return None
+        return window.union(window.from_json(pair) for pair in old["window"])
 
     def holding(self, keys: set[tuple[str, str]]) -> list[str]:
         return [p for p, srcs in self.part_sources.items() if srcs & keys]
@@ -452,11 +478,12 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
     """For source files exported before and now exported again: the live parts holding their
     earlier rows are rewritten without them (into this run's temp folder) and listed as
     removed, so the commit that adds the new rows also swaps out the old ones."""
-    keys = {(kind, f.rel) for f in files if state.status(kind, f) != "new"}
+    keys = {(kind, f.rel) for f in files if state.status(kind, f) == "changed"}
     if not keys:
         return [], []
     rels = [rel for _, rel in keys]
-    urls = sorted({state.sources[k].get("url") for k in keys} - {None} | {f.url for f in files})
+    urls = sorted({state.sources[k].get("url") for k in keys} - {None}
+                  | {f.url for f in files if (kind, f.rel) in keys})
     replacements, removes = [], []
     for i, path in enumerate(sorted(state.holding(keys))):
         entry = state.parts[path]
@@ -482,11 +509,13 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
 
 
 def commit_files(target: _Output, state: _State, run_id: str, seq: int, parts: list[dict],
-                 files: list[CaptureFile], kind: str) -> dict:
-    """Commit the parts written for ``files`` (the ones read whole); for files exported before,
-    the earlier rows are replaced in the same commit. Returns the commit record."""
-    sources = [_source_entry(f) for f in files]
-    if any(state.status(kind, f) != "new" for f in files):
+                 files: list[CaptureFile], kind: str, windows: dict[str, tuple] | None = None) -> dict:
+    """Commit the parts written for ``files`` (the ones read); for files changed since they were
+    exported, the earlier rows are replaced in the same commit. ``windows``: ``rel`` → the
+    windows a file read only in part is now exported for (its source entry's ``window``).
+    Returns the commit record."""
+    sources = [_source_entry(f, (windows or {}).get(f.rel)) for f in files]
+    if any(state.status(kind, f) == "changed" for f in files):
         with state.lock:  # rewrites of one part must not interleave
             extra, removes = _supersede(target, state, run_id, seq, kind, files)
             record = _commit(target, run_id, seq, parts + extra, sources, kind, removes)
@@ -498,9 +527,12 @@ def commit_files(target: _Output, state: _State, run_id: str, seq: int, parts: l
     return record
 
 
-def _source_entry(f: CaptureFile) -> dict:
-    return {"rel": f.rel, "size": f.size, "version": f.version, "url": _redact(f.url),
-            "hour": f.hour.isoformat() if f.hour else None}
+def _source_entry(f: CaptureFile, windows: tuple | None = None) -> dict:
+    entry = {"rel": f.rel, "size": f.size, "version": f.version, "url": _redact(f.url),
+             "hour": f.hour.isoformat() if f.hour else None}
+    if windows:  # exported for these windows only: lines outside them are still to export
+        entry["window"] = [window.to_json(s, e) for s, e in windows]
+    return entry
 
 
 def start_run(target: _Output, out: str) -> tuple[ExportSummary, _State]:
@@ -522,6 +554,49 @@ def _new_run_id(commits: list[dict]) -> str:
     return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
+Spec = tuple  # (start, end, exclude, covered): the arguments of run_captures for a file group
+
+
+def capture_work(tree: CaptureTree, state: _State, files) -> list[tuple[Spec, list[CaptureFile]]]:
+    """The capture files an export of ``tree``'s window ``W`` still has to read, grouped by how
+    to read them (``start``, ``end``, ``exclude``, ``covered`` for
+    :func:`captureq.pipeline.run_captures`), per :meth:`_State.status`:
+
+    * ``new``: the rows in ``W``;
+    * ``partial`` (unchanged, exported for windows ``E`` not holding ``W``): the rows in ``W``
+      outside ``E`` (those are in the export already);
+    * ``changed``: its earlier rows are replaced, so it is read for ``E ∪ W`` — whole when it
+      was exported whole before or ``W`` is unbounded;
+    * ``done``: skipped.
+    """
+    w = tree.window
+    span = (w.start, w.end)
+    groups: dict[Spec, list] = {}
+    for f in files:
+        status = state.status("captures", f, span)
+        if status == "done":
+            continue
+        earlier = state.windows("captures", f)
+        if status == "new":
+            spec = (*span, (), None)
+        elif status == "partial":
+            spec = (*span, earlier, None)
+        elif earlier is None or span == (None, None):  # changed, exported whole before
+            spec = (None, None, (), None)
+        else:  # changed, exported for windows: read again for all of them and W
+            cover = window.union((*earlier, span))
+            spec = (None, None, window.complement(cover), cover)
+        groups.setdefault(spec, []).append(f)
+    return list(groups.items())
+
+
+def coverage(spec: Spec) -> tuple:
+    """The windows a file read by ``spec`` is exported for once committed (its earlier windows,
+    ``exclude``, and this read's)."""
+    start, end, exclude, covered = spec
+    return window.union(((start, end), *exclude)) if covered is None else tuple(covered)
+
+
 def _typed_records(registry: Registry, result, run_id: str) -> tuple[dict, pa.Table]:
     """The batch's ``inputs``/``outputs`` parts with each endpoint's recorded schema
     (:mod:`captureq.registry`), and its quarantine with the values that did not fit."""
@@ -533,12 +608,14 @@ def _unpartitioned(table: pa.Table) -> list[tuple[str, pa.Table]]:
 
 
 def _commit_batch(target: _Output, state: _State, summary: ExportSummary, seq: int,
-                  groups: dict[str, list[tuple[str, pa.Table]]], result, kind: str) -> None:
+                  groups: dict[str, list[tuple[str, pa.Table]]], result, kind: str,
+                  spec: Spec | None = None) -> None:
     """Write one batch's parts and commit them with the source files they came from."""
     parts = _write_parts(target, summary.run_id, seq, groups)
     files = _read_whole(result.files, result.failed_files)
     summary.files_changed += sum(state.status(kind, f) == "changed" for f in files)
-    record = commit_files(target, state, summary.run_id, seq, parts, files, kind)
+    windows = _partial_windows(files, getattr(result, "partial", ()), spec)
+    record = commit_files(target, state, summary.run_id, seq, parts, files, kind, windows)
     for p in record["parts"]:
         if "replaces" not in p:
             summary.rows[p["table"]] += p["rows"]
@@ -546,8 +623,17 @@ def _commit_batch(target: _Output, state: _State, summary: ExportSummary, seq: i
 
 
 def _read_whole(files, failed) -> list[CaptureFile]:
+    """The files of a batch that were read (not failed): whole, or for the batch's windows."""
     bad = {f.rel for f in failed}
     return [f for f in files if f.rel not in bad]
+
+
+def _partial_windows(files, partial_urls, spec: Spec | None) -> dict[str, tuple]:
+    """``rel`` → the windows it is exported for, for the files with lines left outside them."""
+    if spec is None or not partial_urls:
+        return {}
+    cover = coverage(spec)
+    return {f.rel: cover for f in files if f.url in partial_urls}
 
 
 @dataclass
@@ -559,11 +645,13 @@ class ExportPlan:
     done: int
     label_new: list[str] = field(default_factory=list)
     label_changed: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)  # exported for other windows: rows left
 
 
 def plan(tree: CaptureTree, out: str, *, out_storage_options: dict | None = None) -> ExportPlan:
-    """The source files an export would read: new ones, and ones changed since they were
-    exported (another size, ETag or mtime). Reads the commit log only; writes nothing.
+    """The source files an export would read: new ones, ones changed since they were exported
+    (another size, ETag or mtime), and ones exported only for time windows that do not hold
+    the tree's window (``partial``). Reads the commit log only; writes nothing.
 
     >>> import captureq, captureq.export as ex                 # doctest: +SKIP
     >>> ex.plan(captureq.open("capture"), "parquet").changed   # doctest: +SKIP
@@ -574,9 +662,11 @@ def plan(tree: CaptureTree, out: str, *, out_storage_options: dict | None = None
     result = ExportPlan([], [], 0)
     for kind, scan in (("captures", tree.scan()), ("labels", tree.scan_labels())):
         for f in scan.files if scan is not None else []:
-            status = state.status(kind, f)
+            status = state.status(kind, f, (tree.window.start, tree.window.end))
             if status == "done":
                 result.done += 1
+            elif status == "partial":
+                result.partial.append(f.rel)
             elif kind == "captures":
                 (result.new if status == "new" else result.changed).append(f.rel)
             else:
@@ -656,24 +746,27 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
 
         scan = tree.scan()
         fs = tree.fs
-        todo = [f for f in scan.files if state.status("captures", f) != "done"]
-        summary.files_skipped = len(scan.files) - len(todo)
+        work = capture_work(tree, state, scan.files)
+        summary.files_skipped = len(scan.files) - sum(len(files) for _, files in work)
         registry = Registry(target)
-        for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes):
-            records, quarantine = _typed_records(registry, result, summary.run_id)
-            groups = {
-                "captures": _split(result.captures, "inference_time", True),
-                **records,
-                "quarantine": _unpartitioned(quarantine),
-            }
-            if result.labels.num_rows:  # ground truth inside merged capture records
-                groups["labels"] = _split(result.labels, "label_hour", False)
-            _commit_batch(target, state, summary, seq, groups, result, "captures")
-            seq += 1
-            summary.files_exported += len(result.files)  # failed files are not in result.files
-            summary.counts.add(result.counts)
-            if progress:
-                progress(len(result.files) + len(result.failed_files))
+        for spec, todo in work:
+            start, end, exclude, covered = spec
+            for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes,
+                                       start=start, end=end, exclude=exclude, covered=covered):
+                records, quarantine = _typed_records(registry, result, summary.run_id)
+                groups = {
+                    "captures": _split(result.captures, "inference_time", True),
+                    **records,
+                    "quarantine": _unpartitioned(quarantine),
+                }
+                if result.labels.num_rows:  # ground truth inside merged capture records
+                    groups["labels"] = _split(result.labels, "label_hour", False)
+                _commit_batch(target, state, summary, seq, groups, result, "captures", spec)
+                seq += 1
+                summary.files_exported += len(result.files)  # failed files are not here
+                summary.counts.add(result.counts)
+                if progress:
+                    progress(len(result.files) + len(result.failed_files))
 
         label_scan = tree.scan_labels()
         if label_scan is not None:

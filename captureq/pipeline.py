@@ -18,7 +18,7 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 
-from . import schema
+from . import schema, window
 from .decode import (DecodeOptions, SideResult, alignment_quarantine, conform, decide, decode_labels,
                      decode_side)
 from .pair import pair_records
@@ -29,7 +29,12 @@ from .scan import CaptureFile
 
 @dataclass
 class Counts:
-    """Counts that must reconcile: ``lines_read == rows + quarantined_lines``."""
+    """Counts that must reconcile: ``lines_read == rows + quarantined_lines + outside_window``.
+
+    ``outside_window`` counts lines of the objects read whose capture falls outside the time
+    window (and ``line`` quarantine rows of objects read only as the window's one-hour margin):
+    see :mod:`captureq.window`.
+    """
 
     files: int = 0
     files_failed: int = 0
@@ -43,6 +48,7 @@ class Counts:
     payloads_quarantined: int = 0
     values_quarantined: int = 0  # values that did not fit their column's type (stage 'value')
     embedded_labels: int = 0  # label rows from groundTruthData inside capture lines
+    outside_window: int = 0
 
     def add(self, other: Counts) -> None:
         for name in self.__dataclass_fields__:
@@ -50,7 +56,7 @@ class Counts:
 
     @property
     def reconciles(self) -> bool:
-        return self.lines_read == self.rows + self.quarantined_lines
+        return self.lines_read == self.rows + self.quarantined_lines + self.outside_window
 
 
 @dataclass
@@ -67,6 +73,8 @@ class BatchResult:
     pairs: pa.Table | None = None  # inputs beside outputs (captureq_pairs), built on request
     # labels carried inside the capture lines (groundTruthData of merged records)
     labels: pa.Table = field(default_factory=lambda: schema.empty(schema.LABELS))
+    # urls of files with lines outside the window (and outside ``exclude``): read only in part
+    partial: set[str] = field(default_factory=set)
     # per side ("input"/"output"): each endpoint's columns, their types and values in this batch
     profiles: dict = field(default_factory=dict)
 
@@ -89,19 +97,36 @@ def _undecoded(captures: pa.Table) -> SideResult:
 
 def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
                      pairs: bool = False, sides: tuple[str, ...] = SIDES,
-                     drop: tuple[str, ...] = ()) -> BatchResult:
+                     drop: tuple[str, ...] = (), start=None, end=None,
+                     exclude: tuple = (), covered: tuple | None = None) -> BatchResult:
     """Parse and decode one batch of capture files (and pair inputs with outputs if asked).
 
     ``sides`` are the payloads to decode: ``()`` parses the lines only (the ``captures`` table),
     ``("input",)`` decodes the inputs too; outputs need the inputs (they align to their record
     counts), and the 'align' quarantine rows need both. ``drop``: ``captures`` columns the caller
     will not use (the raw payload text), released as soon as the batch is decoded.
+
+    Only captures with ``start ≤ inference_time < end`` are kept and decoded (see
+    :mod:`captureq.window`); the others are counted in ``Counts.outside_window``. ``exclude``
+    lists intervals already exported (rows in them are left out too). ``BatchResult.partial``
+    names the files with lines outside ``covered`` (default: the window and ``exclude``): what
+    an export has not written from them yet.
     """
     if "output" in sides:
         sides = SIDES
     parsed = parse_captures(batch)
-    captures = parsed.table
+    start, end = window.bounds(start, end)
+    captures, outside = window.filter_captures(parsed.table, start, end, exclude=exclude)
+    margin = [f.url for f in batch.files
+              if not window.hour_in_window(f.hour, start, end, exclude)]
+    line_q, outside_lines = window.filter_line_quarantine(parsed.quarantine, margin)
+    partial = window.partial_files(parsed.table, parsed.quarantine, batch.files, start, end,
+                                   exclude, covered) if outside + outside_lines else set()
     rejected = parsed.payload_failures
+    embedded = parsed.labels
+    if outside:  # what belongs to a capture outside the window goes with it
+        rejected, embedded, line_q = window.follow_captures(parsed.table, captures, rejected,
+                                                            embedded, line_q)
     inputs = (decode_side(captures, "input", options, rejected=rejected.get("input", ())) if sides
               else _undecoded(captures))
     if "output" in sides:
@@ -112,9 +137,9 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
         outputs, align = _undecoded(captures), schema.empty(schema.QUARANTINE)
     # ground truth embedded in the capture lines (Model Monitor's merged records): always read,
     # since the labels view holds it whichever sides a query decodes
-    labels, label_q = (decode_labels(parsed.labels) if parsed.labels is not None
+    labels, label_q = (decode_labels(embedded) if embedded is not None
                        else (schema.empty(schema.LABELS), schema.empty(schema.QUARANTINE)))
-    quarantine = pa.concat_tables([parsed.quarantine, inputs.quarantine, outputs.quarantine, align,
+    quarantine = pa.concat_tables([line_q, inputs.quarantine, outputs.quarantine, align,
                                    label_q])
     counts = Counts(
         files=len(batch.files),
@@ -123,18 +148,19 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
         lines_read=parsed.lines_read,
         blank_lines=parsed.blank_lines,
         rows=captures.num_rows,
-        quarantined_lines=_count_stage(parsed.quarantine, "line"),
+        quarantined_lines=_count_stage(line_q, "line"),
         input_records=inputs.records.num_rows,
         output_records=outputs.records.num_rows,
         payloads_quarantined=inputs.quarantine.num_rows + outputs.quarantine.num_rows,
         embedded_labels=labels.num_rows,
+        outside_window=outside + outside_lines,
     )
     if drop:
         captures = captures.drop_columns([c for c in drop if c in captures.column_names])
     return BatchResult(batch.files, captures, inputs.records, outputs.records, quarantine, counts,
                        [f for f, _ in batch.failed],
                        pair_records(inputs.records, outputs.records) if pairs and sides else None,
-                       labels, {"input": inputs.profile, "output": outputs.profile})
+                       labels, partial, {"input": inputs.profile, "output": outputs.profile})
 
 
 def unify_types(results: list[BatchResult], decisions: dict | None = None, *,
@@ -233,12 +259,17 @@ def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch
 def run_captures(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], options: DecodeOptions | None = None,
                  *, batch_bytes: int = DEFAULT_BATCH_BYTES, pairs: bool = False,
                  workers: int | None = None, sides: tuple[str, ...] = SIDES,
-                 drop: tuple[str, ...] = ()) -> Iterator[BatchResult]:
-    """Yield a :class:`BatchResult` per batch of ``files``, in file order (``sides``, ``drop``:
-    see :func:`process_captures`)."""
-    yield from _stream(fs, files,
-                       lambda b: process_captures(b, options, pairs=pairs, sides=sides, drop=drop),
-                       batch_bytes, workers)
+                 drop: tuple[str, ...] = (), start=None, end=None,
+                 exclude: tuple = (), covered: tuple | None = None) -> Iterator[BatchResult]:
+    """Yield a :class:`BatchResult` per batch of ``files``, in file order, keeping the captures
+    in ``[start, end)`` and outside the ``exclude`` intervals (``sides``, ``drop``: see
+    :func:`process_captures`)."""
+    yield from _stream(
+        fs, files,
+        lambda b: process_captures(b, options, pairs=pairs, sides=sides, drop=drop, start=start,
+                                   end=end, exclude=exclude, covered=covered),
+        batch_bytes, workers,
+    )
 
 
 def run_labels(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *,

@@ -37,6 +37,7 @@ import pyarrow as pa
 from . import schema, views
 from .decode import DecodeOptions
 from .decode.common import concat_tables
+from .errors import QueryError
 from .pipeline import Counts, run_captures, run_labels, unify_types
 from .read import DEFAULT_BATCH_BYTES
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
@@ -257,7 +258,12 @@ class ScanPlan:
         endpoint: str | Iterable[str] | None = None,
         variant: str | Iterable[str] | None = None,
     ):
-        """A plan narrowed to ``[start, end)`` (UTC) and the given endpoints/variants."""
+        """A plan narrowed to the rows with ``start ≤ inference_time < end`` (UTC, exact to the
+        microsecond) and the given endpoints/variants (names or shell-style patterns).
+
+        >>> captureq.open("capture").where(start="2026-01-01T06:30", end="2026-01-01T07")  # doctest: +SKIP
+        CaptureTree(uri='capture', start=datetime.datetime(2026, 1, 1, 6, 30, ...), ...)
+        """
         w = self.window
         new = Window(
             start=to_utc(start) if start is not None else w.start,
@@ -275,13 +281,19 @@ class ScanPlan:
         return Scanner(self.uri, layout=CAPTURE, storage_options=self.storage_options)
 
     def scan(self) -> ScanResult:
-        """List the capture files in this plan's window (one listing per plan)."""
+        """List the capture files that can hold rows of this plan's window (one listing per plan).
+
+        The hour folders overlapping ``[start, end)`` and the hour before ``start``, whose
+        objects may hold records of ``start``'s hour; reading keeps exactly the rows with
+        ``start ≤ inference_time < end`` (:mod:`captureq.window`).
+        """
         if "scan" not in self._cache:
             s = self.scanner()
             w = self.window
             self._cache["scan"] = (
                 s,
-                s.scan(start=w.start, end=w.end, endpoint=w.endpoint, variant=w.variant),
+                s.scan(start=w.start, end=w.end, endpoint=w.endpoint, variant=w.variant,
+                       spill=True),
             )
         return self._cache["scan"][1]
 
@@ -341,8 +353,10 @@ class ScanPlan:
         if parts:
             sides = ("input", "output") if "outputs" in parts else ("input",) if "inputs" in parts else ()
             drop = () if "captures" in parts and needs.payload_text else PAYLOAD_TEXT
+            w = self.window
             results = run_captures(self.fs, scan.files, self.options, batch_bytes=self.batch_bytes,
-                                   pairs="pairs" in parts, sides=sides, drop=drop)
+                                   pairs="pairs" in parts, sides=sides, drop=drop,
+                                   start=w.start, end=w.end)
             if sides:  # one type per column per endpoint over the whole read
                 results = list(results)
                 unify_types(results, pairs="pairs" in parts)
@@ -426,18 +440,34 @@ class ScanPlan:
         )
         return int(r.to_arrow()["n"][0].as_py())
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with every view registered over this window's tables."""
-        import duckdb
+    def connect(self, *, allow_external_access: bool = False) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with every view registered over this window's tables.
+
+        The views read in-memory Arrow tables, so by default the connection cannot touch files,
+        the network or extensions (``enable_external_access = false``, then
+        ``lock_configuration = true``): user SQL such as ``COPY … TO '/any/file'`` or
+        ``read_text('/etc/passwd')`` fails with a ``duckdb.PermissionException``. Pass
+        ``allow_external_access=True`` for SQL that reads or writes files on purpose.
+
+        >>> cq.connect().sql("select count(*) from captures").fetchall()   # doctest: +SKIP
+        [(3,)]
+        """
+        tables = self.load().as_dict()
+        import duckdb  # imported once the files are read: reading starts sooner
 
         con = duckdb.connect()
-        views.register(con, self.load().as_dict())
+        views.register(con, tables)
+        if not allow_external_access:
+            lock_down(con)
         return con
 
-    def _connection(self, needs: Needs) -> duckdb.DuckDBPyConnection:
-        """The plan's DuckDB connection, with sources registered for at least ``needs``."""
-        con = self._cache.get("con")
-        registered = self._cache.get("con_needs")
+    def _connection(self, needs: Needs = Needs(frozenset(), False),
+                    allow_external_access: bool = False) -> duckdb.DuckDBPyConnection:
+        """The plan's DuckDB connection, with sources registered for at least ``needs`` (one
+        locked down, one with file access when asked for it)."""
+        key = "con_external" if allow_external_access else "con"
+        con = self._cache.get(key)
+        registered = self._cache.get(key + "_needs")
         if con is not None and registered is not None and registered.covers(needs):
             return con
         tables = self.load(needs)
@@ -446,59 +476,118 @@ class ScanPlan:
         if con is None:
             con = duckdb.connect()
             views.register(con, tables.as_dict())
+            if not allow_external_access:
+                lock_down(con)
+            for name, table in self._cache.get("extra_views", {}).items():  # drift, metrics
+                register_view(con, name, table)
         else:
             for name, table in tables.as_dict().items():
                 con.register(views.SOURCE_PREFIX + name, views.case_unique(table))
-        self._cache["con"] = con
-        self._cache["con_needs"] = tables.needs
+        self._cache[key] = con
+        self._cache[key + "_needs"] = tables.needs
         return con
+
+    def _add_view(self, name: str, table: pa.Table) -> None:
+        """Make ``table`` the ``name`` view (sql/<name>.sql) of every connection, now and later."""
+        self._cache.setdefault("extra_views", {})[name] = table
+        for key in ("con", "con_external", "warm", "warm_external"):
+            if self._cache.get(key) is not None:
+                register_view(self._cache[key], name, table)
+        self._connection()
 
     def _use_cache(self) -> bool:
         from .cache import default_enabled
 
         return default_enabled() if self.cache is None else self.cache
 
-    def _warm_connection(self, needs: Needs) -> duckdb.DuckDBPyConnection | None:
+    def _warm_connection(self, needs: Needs, allow_external_access: bool = False
+                         ) -> duckdb.DuckDBPyConnection | None:
         """A connection over the Parquet cache when it holds this window, fresh; else None.
 
-        Tables already in memory that cover ``needs`` win (no I/O at all)."""
-        have = self._cache.get("con_needs")
+        Tables already in memory that cover ``needs`` win (no I/O at all). The connection is
+        locked down as the in-memory one (the Parquet parts are registered as Arrow datasets
+        before the lock), unless ``allow_external_access``."""
+        suffix = "_external" if allow_external_access else ""
+        have = self._cache.get("con" + suffix + "_needs")
         if have is not None and have.covers(needs):
             return None
-        if "warm" not in self._cache:
+        key = "warm" + suffix
+        if key not in self._cache:
             from . import cache
 
             try:
                 hit = cache.lookup(self)
+                con = None
                 if hit is not None:
-                    import duckdb  # noqa: F401  (the hit is read through it)
-                self._cache["warm"] = cache.connect(hit) if hit is not None else None
+                    con = cache.connect(hit, self)
+                    if not allow_external_access:
+                        lock_down(con)
+                    for name, table in self._cache.get("extra_views", {}).items():
+                        register_view(con, name, table)
+                self._cache[key] = con
             except Exception:  # noqa: BLE001 - OSError, bad JSON, a duckdb.Error: all the same
-                self._cache["warm"] = None  # an unreadable cache is only a slower query
-        return self._cache["warm"]
+                self._cache[key] = None  # an unreadable cache is only a slower query
+        return self._cache[key]
 
-    def sql(self, query: str, params: list | dict | None = None) -> Result:
+    def sql(self, query: str, params: list | dict | None = None, *,
+            allow_external_access: bool = False) -> Result:
         """Run SQL over the views (captures, inputs, outputs, labels, quarantine, predictions).
 
         Only the tables the statement references are read (see :func:`query_needs`). With the
         cache on (the default; ``cache=False`` or ``CAPTUREQ_NO_CACHE=1`` turn it off), a window
         whose files are all in the tree's Parquet cache is answered from it, and any other
         window is answered in memory and then written to the cache in the background.
+
+        The SQL cannot read or write files, the network or extensions unless
+        ``allow_external_access=True`` (see :meth:`connect`).
+
+        >>> cq.sql("select count(*) as n from captures").to_pylist()   # doctest: +SKIP
+        [{'n': 3}]
         """
         needs = query_needs(query)
-        con = self._warm_connection(needs) if self._use_cache() else None
+        con = (self._warm_connection(needs, allow_external_access) if self._use_cache()
+               else None)
         cold = con is None
         if cold:
-            con = self._connection(needs)
-        if params is not None:
-            result = Result(to_arrow(con.sql(query, params=params)))  # a relation: no DB-API copy
-        else:
-            result = Result(to_arrow(con.sql(query)))
+            con = self._connection(needs, allow_external_access)
+        import duckdb  # already loaded by the connection: costs nothing here
+
+        try:
+            if params is not None:
+                result = Result(to_arrow(con.sql(query, params=params)))  # a relation: no copy
+            else:
+                result = Result(to_arrow(con.sql(query)))
+        except (duckdb.PermissionException, duckdb.InvalidInputException) as exc:
+            if allow_external_access or not _is_lockdown(exc):
+                raise
+            raise QueryError(
+                f"{exc}. captureq runs SQL over in-memory tables without file, network or "
+                "extension access; pass allow_external_access=True (CLI: --allow-external-access) "
+                "for SQL that reads or writes files on purpose"
+            ) from exc
         if cold and self._use_cache() and "refresh" not in self._cache:
             from . import cache
 
             self._cache["refresh"] = cache.refresh_later(self, self.cache_max_bytes)
         return result
+
+
+def lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """No file, network or extension access for the SQL run on ``con`` from now on."""
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _is_lockdown(exc: Exception) -> bool:
+    text = str(exc)
+    return "disabled by configuration" in text or "disabled through configuration" in text \
+        or "configuration has been locked" in text
+
+
+def register_view(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    """``table`` as the ``name`` view of ``con`` (sql/<name>.sql over captureq_<name>)."""
+    con.register(views.SOURCE_PREFIX + name, table)
+    con.execute(views.view_sql(name))
 
 
 def to_arrow(rel) -> pa.Table:

@@ -1,7 +1,7 @@
 """Fetch the bytes of capture files in bounded batches.
 
 Files are grouped into batches of about ``batch_bytes`` so that memory stays bounded however
-large the tree is; each batch is fetched with one ``fs.cat`` call (concurrent on object stores).
+large the tree is; each batch is fetched with one ``fs.cat_ranges`` call (concurrent on object stores).
 A file that cannot be read (deleted between LIST and GET, a corrupt gzip member, a storage
 error that outlived the retries) is reported, never silently dropped.
 """
@@ -88,9 +88,11 @@ def fetch(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *, retries: i
     for attempt in range(retries + 1):
         if not pending:
             break
-        got = fs.cat([f.path for f in pending], on_error="return")
-        if not isinstance(got, dict):  # a single path returns bytes
-            got = {pending[0].path: got}
+        # cat_ranges, not cat: cat expands its paths as glob patterns, so an object named
+        # ``f[0].jsonl`` (or under ``br[a]ck/``) would be "not found". Paths here are literal.
+        paths = [f.path for f in pending]
+        none = [None] * len(paths)
+        got = dict(zip(paths, fs.cat_ranges(paths, none, none, on_error="return")))
         retry = []
         for f in pending:
             value = got.get(f.path, FileNotFoundError(f.path))

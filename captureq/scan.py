@@ -2,7 +2,10 @@
 
 A capture tree is laid out ``{prefix}/{endpoint}/{variant}/yyyy/mm/dd/hh/{file}.jsonl``;
 a ground-truth tree ``{prefix}/yyyy/mm/dd/hh/{file}.jsonl``. The URI may point at the prefix,
-an endpoint or variant folder, an hour folder, a single file, or be a glob.
+an endpoint or variant folder, an hour folder or a single file. Paths are literal (``pre[1]``,
+``br[a]ck``); a URI holding ``*``, ``?`` or ``[`` is a glob only when no such path exists.
+Endpoint/variant filters take names or shell-style patterns; one that matches nothing is a
+:class:`~captureq.errors.FilterWarning` (and ``ScanResult.warnings``) listing what exists.
 
 With a time range, the scanner never walks the whole tree: it lists whole days (months, years)
 that lie inside the range with one recursive listing each, and the single hours at the range's
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,8 +31,9 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from .errors import ScanError
+from .errors import FilterWarning, ScanError
 from .timeutil import HOUR, UTC, floor_hour, to_utc
+from .window import listing_start
 
 CAPTURE = "capture"
 LABELS = "labels"
@@ -74,6 +79,8 @@ class ScanResult:
     files: list[CaptureFile] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     list_calls: int = 0
+    #: e.g. "no endpoint matches 'churn-*x'; the tree has: churn, fraud" (also a FilterWarning)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
@@ -89,9 +96,22 @@ def _as_list(value: str | Iterable[str] | None) -> list[str] | None:
 
 
 def _matches(name: str | None, patterns: list[str] | None) -> bool:
+    """``name`` equals one of ``patterns``, or matches it as a shell-style pattern."""
     if patterns is None:
         return True
-    return name is not None and any(fnmatch.fnmatchcase(name, p) for p in patterns)
+    return name is not None and any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _unmatched(kind: str, patterns: list[str] | None, seen: set[str]) -> list[str]:
+    """A warning per pattern that matches none of the names ``seen``, listing them."""
+    if patterns is None:
+        return []
+    have = ", ".join(sorted(seen)) or "none"
+    return [
+        f"no {kind} matches {p!r}; the tree has: {have}"
+        for p in patterns
+        if not any(_matches(name, [p]) for name in seen)
+    ]
 
 
 class Scanner:
@@ -119,6 +139,7 @@ class Scanner:
         self.fs = fs
         self.root = path.rstrip("/") or "/"
         self.list_calls = 0
+        self._seen: dict[str, set[str]] = {"endpoint": set(), "variant": set()}
 
     # -- listing primitives (each is one LIST call on object stores) ------------------------
     def _ls(self, path: str) -> list[dict[str, Any]]:
@@ -146,15 +167,22 @@ class Scanner:
         end: Any = None,
         endpoint: str | Iterable[str] | None = None,
         variant: str | Iterable[str] | None = None,
+        spill: bool = False,
     ) -> ScanResult:
-        """List the data files in ``[start, end)`` for the endpoints/variants asked for."""
+        """List the data files of the hours overlapping ``[start, end)`` for the endpoints/variants
+        asked for. ``spill=True`` also lists the hour before ``start``, whose objects may hold
+        records of ``start``'s hour (what a reader that keeps exact times needs, see
+        :mod:`captureq.window`)."""
         start_dt, end_dt = to_utc(start), to_utc(end)
         if start_dt and end_dt and end_dt <= start_dt:
             raise ScanError(
                 f"end ({end_dt.isoformat()}) must be after start ({start_dt.isoformat()})"
             )
+        if spill and self.layout == CAPTURE:
+            start_dt = listing_start(start_dt)
         endpoints, variants = _as_list(endpoint), _as_list(variant)
         result = ScanResult()
+        self._seen = {"endpoint": set(), "variant": set()}
         candidates = self._candidates(start_dt, end_dt, endpoints, variants)
         seen = set()
         for info in candidates:
@@ -165,6 +193,9 @@ class Scanner:
             f = self._classify(info, result)
             if f is None:
                 continue
+            self._seen["endpoint"].add(f.endpoint)
+            if _matches(f.endpoint, endpoints):
+                self._seen["variant"].add(f.variant)
             if not (_matches(f.endpoint, endpoints) and _matches(f.variant, variants)):
                 continue
             if f.hour is not None:
@@ -182,6 +213,12 @@ class Scanner:
             )
         )
         result.list_calls = self.list_calls
+        if self.layout == CAPTURE:
+            result.warnings = _unmatched("endpoint", endpoints, self._seen["endpoint"] - {None})
+            if not result.warnings:
+                result.warnings = _unmatched("variant", variants, self._seen["variant"] - {None})
+        for message in result.warnings:
+            warnings.warn(message, FilterWarning, stacklevel=3)
         return result
 
     # -- internals ----------------------------------------------------------------------------
@@ -237,7 +274,9 @@ class Scanner:
 
     def _candidates(self, start: datetime | None, end: datetime | None, endpoints, variants):
         root = self.root
-        if _GLOB_CHARS & set(root):
+        # A path that exists is read literally (``pre[1]``, ``br[a]ck``); only a path that does
+        # not exist and holds glob characters is a pattern (``tree/*/Canary``).
+        if _GLOB_CHARS & set(root) and not self.fs.exists(root):
             self.list_calls += 1
             matches = list(self.fs.glob(root, detail=True).values())
             files = [m for m in matches if m.get("type") != "directory"]
@@ -270,12 +309,14 @@ class Scanner:
         first = self._ls(child_dirs[0]["name"])
         if _all_years([c for c in first if c.get("type") == "directory"]):
             # root is an endpoint folder
+            self._seen["endpoint"].add(_base(root))
             if not _matches(_base(root), endpoints):
                 return files
             variant_dirs = [c["name"] for c in child_dirs]
         else:
             variant_dirs = []
             for e in child_dirs:
+                self._seen["endpoint"].add(_base(e["name"]))
                 if not _matches(_base(e["name"]), endpoints):
                     continue
                 listing = first if e is child_dirs[0] else self._ls(e["name"])
@@ -283,6 +324,7 @@ class Scanner:
                 variant_dirs += [c["name"] for c in listing if c.get("type") == "directory"]
         out = list(files)
         for v in variant_dirs:
+            self._seen["variant"].add(_base(v))
             if _matches(_base(v), variants):
                 out += self._hours_under(v, start, end)
         return out
@@ -298,6 +340,10 @@ class Scanner:
             return list(self._find(vdir).values())  # no lower bound: walk it all
         if end is None:  # up to now, rounded up to a month so that it is one listing
             end = _next_month(floor_hour(datetime.now(UTC)) + timedelta(days=1))
+            years = [int(_base(d["name"])) for d in self._ls(vdir) if d.get("type") == "directory"
+                     and re.fullmatch(r"\d{4}", _base(d["name"]))]
+            if years and max(years) >= end.year:  # folders dated after now (clock skew, tests)
+                end = datetime(max(years) + 1, 1, 1, tzinfo=UTC)
         out: list[dict] = []
         t = floor_hour(start)
         while t < end:
@@ -431,12 +477,14 @@ def scan(
     end: Any = None,
     endpoint: str | Iterable[str] | None = None,
     variant: str | Iterable[str] | None = None,
+    spill: bool = False,
 ) -> ScanResult:
     """List the files of a capture tree (or a ground-truth tree with ``layout="labels"``).
 
-    ``start``/``end`` bound the UTC hours (``end`` exclusive); ``endpoint``/``variant`` take
-    names or shell-style patterns.
+    Lists the hour folders overlapping ``[start, end)`` (UTC; ``spill=True`` adds the hour
+    before ``start``); readers keep exact times (:mod:`captureq.window`). ``endpoint``/``variant``
+    take names or shell-style patterns.
     """
     return Scanner(uri, layout=layout, storage_options=storage_options).scan(
-        start=start, end=end, endpoint=endpoint, variant=variant
+        start=start, end=end, endpoint=endpoint, variant=variant, spill=spill
     )

@@ -59,7 +59,9 @@ from .decode.common import concat_tables
 from .export import (
     ExportSummary,
     _Output,
+    _partial_windows,
     _read_whole,
+    capture_work,
     _split,
     _typed_records,
     _write_manifest,
@@ -204,7 +206,10 @@ class SparkTables:
 
 
 def _window(start, end, endpoint, variant) -> dict:
-    return {"start": to_utc(start), "end": to_utc(end), "endpoint": endpoint, "variant": variant}
+    # spill: the hour before start may hold records of start's hour; rows are then kept exactly
+    # in [start, end) by process_captures (captureq.window), on the executors.
+    return {"start": to_utc(start), "end": to_utc(end), "endpoint": endpoint, "variant": variant,
+            "spill": True}
 
 
 def read_captures(
@@ -222,16 +227,17 @@ def read_captures(
 ) -> DataFrame:
     """The ``captures`` table (schema :data:`captureq.schema.CAPTURES`) as a lazy DataFrame.
 
-    The driver lists only the hours in ``[start, end)``; executors parse one file group each.
+    The driver lists only the hours that can hold rows of ``[start, end)``; executors parse one
+    file group each and keep exactly the rows with ``start ≤ inference_time < end``.
     """
     files = _scan(uri, CAPTURE, storage_options, **_window(start, end, endpoint, variant))
     tasks = _task_frame(spark, _groups(files, task_bytes, task_files))
-    so = storage_options
+    so, t0, t1 = storage_options, to_utc(start), to_utc(end)
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         fs = _fs(uri, so)
         for _, group in _tasks(batches):
-            captures = process_captures(fetch(fs, group), options).captures
+            captures = process_captures(fetch(fs, group), options, start=t0, end=t1).captures
             yield from captures.cast(schema.CAPTURES).to_batches()
 
     return tasks.mapInArrow(run, spark_schema(schema.CAPTURES))
@@ -267,12 +273,12 @@ def read_tables(
     files = _scan(uri, CAPTURE, storage_options, **_window(start, end, endpoint, variant))
     groups = _groups(files, task_bytes, task_files)
     tasks = _task_frame(spark, groups)
-    so = storage_options
+    so, t0, t1 = storage_options, to_utc(start), to_utc(end)
 
     def decode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         fs = _fs(uri, so)
         for task, group in _tasks(batches):
-            r = process_captures(fetch(fs, group), options)
+            r = process_captures(fetch(fs, group), options, start=t0, end=t1)
             for name, table in (
                 ("captures", r.captures),
                 ("inputs", r.inputs),
@@ -440,28 +446,30 @@ def export_parquet(
         seq = 0
 
         scan = tree.scan()
-        todo = [f for f in scan.files if state.status("captures", f) != "done"]
+        work = capture_work(tree, state, scan.files)  # the same rules as locally
+        todo = [f for _, files in work for f in files]
         registry = Registry(target)
-        _admit_new_endpoints(registry, _fs(uri, storage_options), todo, options, task_bytes, task_files, run_id)
+        _admit_new_endpoints(registry, _fs(uri, storage_options), work, options, task_bytes, task_files, run_id)
         summary.files_skipped = len(scan.files) - len(todo)
         summary.files_changed = sum(state.status("captures", f) == "changed" for f in todo)
-        kinds = [("captures", uri, storage_options, todo)]
+        kinds = [("captures", uri, storage_options, files, spec) for spec, files in work]
         label_scan = tree.scan_labels()
         if label_scan is not None:
             ltodo = [f for f in label_scan.files if state.status("labels", f) != "done"]
-            kinds.append(("labels", labels, tree.label_storage_options or storage_options, ltodo))
-        waves = []  # (kind, source, storage options, first seq, file groups)
-        for kind, src, so, files in kinds:
+            kinds.append(("labels", labels, tree.label_storage_options or storage_options, ltodo,
+                          None))
+        waves = []  # (kind, source, storage options, read spec, first seq, file groups)
+        for kind, src, so, files, win in kinds:
             groups = _groups(files, task_bytes, task_files)
             for lo in range(0, len(groups), wave):
-                waves.append((kind, src, so, seq, groups[lo : lo + wave]))
+                waves.append((kind, src, so, win, seq, groups[lo : lo + wave]))
                 seq += len(groups[lo : lo + wave])
 
         def run_wave(w):
-            kind, src, so, first, groups = w
+            kind, src, so, win, first, groups = w
             return _export_wave(
                 spark, kind, src, so, out, out_storage_options, options, run_id, first, groups,
-                list(registry.entries.values()),
+                win, list(registry.entries.values()),
             )
 
         # The executors run wave k+1 while the driver commits wave k (commits in parallel threads:
@@ -471,7 +479,7 @@ def export_parquet(
             ThreadPoolExecutor(commit_threads, thread_name_prefix="captureq-commit") as committers,
         ):
             pending = jobs.submit(run_wave, waves[0]) if waves else None
-            for i, (kind, *_rest) in enumerate(waves):
+            for i, (kind, _src, _so, win, *_rest) in enumerate(waves):
                 results = pending.result()
                 for r in results:  # columns tasks added, recorded before their parts commit
                     registry.absorb(r.get("schemas", []), run_id)
@@ -479,10 +487,7 @@ def export_parquet(
                     pending = jobs.submit(run_wave, waves[i + 1])
                 records = list(
                     committers.map(
-                        lambda r, k=kind: commit_files(
-                            target, state, r["run"], r["seq"], r["parts"],
-                            [_file(d) for d in r["sources"]], k,
-                        ),
+                        lambda r, k=kind, win=win: _commit_task(target, state, r, k, win),
                         results,
                     )
                 )
@@ -512,6 +517,13 @@ def export_parquet(
         target.unlock()
 
 
+def _commit_task(target, state, r: dict, kind: str, win) -> dict:
+    """Commit one task's parts (on the driver), with the windows of files read only in part."""
+    files = [_file(d) for d in r["sources"]]
+    windows = _partial_windows(files, set(r.get("partial", ())), win)
+    return commit_files(target, state, r["run"], r["seq"], r["parts"], files, kind, windows)
+
+
 def _cores(spark: SparkSession) -> int:
     sc = _context(spark)
     return (
@@ -521,24 +533,28 @@ def _cores(spark: SparkSession) -> int:
     )
 
 
-def _admit_new_endpoints(registry: Registry, fs, files: list[CaptureFile], options, task_bytes: int,
+def _admit_new_endpoints(registry: Registry, fs, work: list, options, task_bytes: int,
                          task_files: int, run_id: str) -> None:
     """Endpoints the export has no schema record for get one from their first file group,
     decoded here on the driver, exactly as the local engine's first batch would decide; tasks
     then only conform (two tasks can never decide one endpoint's types differently)."""
     known = {e for (_, e) in registry.entries}
-    new: dict[str, list[CaptureFile]] = {}
-    for f in files:
-        if f.endpoint not in known:
-            new.setdefault(f.endpoint, []).append(f)
-    for group in (_groups(fs_files, task_bytes, task_files)[0] for fs_files in new.values()):
-        registry.admit(process_captures(fetch(fs, group), options), run_id)
+    new: dict[str, tuple] = {}  # endpoint -> (read spec of its first files, those files)
+    for spec, files in work:  # in the order the local engine reads them (capture_work)
+        for f in files:
+            if f.endpoint not in known and new.setdefault(f.endpoint, (spec, []))[0] == spec:
+                new[f.endpoint][1].append(f)
+    for (start, end, exclude, covered), fs_files in new.values():
+        group = _groups(fs_files, task_bytes, task_files)[0]
+        registry.admit(process_captures(fetch(fs, group), options, start=start, end=end,
+                                        exclude=exclude, covered=covered), run_id)
 
 
 def _export_wave(
-    spark, kind, src, so, out, out_so, options, run_id, first_seq, groups, schemas=()
+    spark, kind, src, so, out, out_so, options, run_id, first_seq, groups, win=None, schemas=()
 ) -> list[dict]:
     tasks = _task_frame(spark, groups)
+    start, end, exclude, covered = win or (None, None, (), None)
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         fs = _fs(src, so)
@@ -548,7 +564,8 @@ def _export_wave(
             began = time.monotonic()
             batch = fetch(fs, group)
             if kind == "captures":
-                r = process_captures(batch, options)
+                r = process_captures(batch, options, start=start, end=end, exclude=exclude,
+                                     covered=covered)
                 registry = Registry(None, schemas)
                 records, quarantine = _typed_records(registry, r, run_id)
                 tables = {"captures": _split(r.captures, "inference_time", True), **records}
@@ -569,7 +586,8 @@ def _export_wave(
                 "seq": seq,
                 "parts": parts,
                 "files": len(group),
-                "sources": [_file_dict(f) for f in read],  # read whole: the driver commits them
+                "sources": [_file_dict(f) for f in read],  # read (whole, or see "partial"): the driver commits them
+                "partial": sorted(getattr(r, "partial", ())),  # urls read only in part
                 "counts": asdict(r.counts),
                 "schemas": [registry.entries[k] for k in registry.changed] if registry else [],
                 "seconds": time.monotonic() - began,

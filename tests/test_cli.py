@@ -103,3 +103,51 @@ def test_sql_output_defines_views_for_the_real_duckdb_cli(tree, tmp_path):
     piped = subprocess.run([exe, "-csv"], input=result.stdout + q, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0, piped.stderr
     assert str(summary.captures) in piped.stdout
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (select * from captures) TO '{out}'",
+        "select * from read_text('/etc/hostname')",
+        "select * from read_csv('/etc/passwd')",
+        "ATTACH '{out}' AS x",
+        "SET enable_external_access = true",
+    ],
+    ids=["copy-to", "read_text", "read_csv", "attach", "unlock"],
+)
+def test_query_sql_cannot_touch_files_unless_asked(tree, tmp_path, sql):
+    capture, _, _ = tree
+    out = tmp_path / "leak.csv"
+    result = runner.invoke(app, ["query", str(capture), sql.format(out=out)])
+    assert result.exit_code == 2, result.output
+    assert "--allow-external-access" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_query_with_allow_external_access_can_copy_and_read_files(tree, tmp_path):
+    capture, _, summary = tree
+    out = tmp_path / "captures.csv"
+    result = runner.invoke(app, ["query", str(capture), f"COPY (select event_id from captures) TO '{out}'",
+                                 "--allow-external-access"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().count("\n") == summary.captures + 1  # header
+    result = runner.invoke(app, ["query", str(capture), f"select count(*) as n from read_csv('{out}')",
+                                 "--allow-external-access", "-f", "json"])
+    assert json.loads(result.stdout)[0]["n"] == summary.captures
+
+
+def test_python_sql_is_locked_down_by_default_and_views_still_work(tree, tmp_path):
+    import captureq
+    from captureq.errors import QueryError
+
+    capture, labels, summary = tree
+    cq = captureq.open(str(capture), labels=str(labels))
+    for view in ("captures", "inputs", "outputs", "labels", "quarantine", "predictions"):
+        cq.sql(f"select count(*) from {view}")  # every view of sql/*.sql works locked down
+    assert cq.sql("select count(*) as n from captures").to_pylist() == [{"n": summary.captures}]
+    with pytest.raises(QueryError, match="allow_external_access=True"):
+        cq.sql(f"COPY (select 1) TO '{tmp_path / 'x.csv'}'")
+    assert not (tmp_path / "x.csv").exists()
+    cq.sql(f"COPY (select 1 as a) TO '{tmp_path / 'x.csv'}'", allow_external_access=True)
+    assert (tmp_path / "x.csv").read_text() == "a\n1\n"

@@ -262,3 +262,76 @@ def test_windows_find_exactly_the_hours_inside_them(spread_tree, start, length):
     floor = start.replace(minute=0, second=0, microsecond=0)
     result = Scanner(str(spread_tree)).scan(start=start, end=end)
     assert [f.hour for f in result.files] == [h for h in SPREAD if floor <= h < end]
+
+
+# -- paths are literal; patterns only where an option says so ---------------------------------
+def _bracket_tree(root: Path) -> Path:
+    """``root/pre[1]`` holding endpoints ``br[a]ck`` and ``plain*?`` (names glob would mangle)."""
+    tree = root / "pre[1]"
+    for e in ("br[a]ck", "plain*?"):
+        lines = [capture("1,2\n", "0.5", event_id=f"{e}-{i}", when=T_BR) for i in range(3)]
+        write_captures(tree, lines, endpoint=e, when=T_BR, name="f[0].jsonl")
+    return tree
+
+
+T_BR = datetime(2026, 3, 1, 10, 5, tzinfo=UTC)
+
+
+def _check_literal(uri: str, storage_options: dict | None = None) -> None:
+    cq = captureq.open(uri, storage_options=storage_options)
+    tables = cq.load()
+    assert tables.quarantine.num_rows == 0, tables.quarantine.to_pylist()
+    assert tables.counts.rows == tables.counts.lines_read == 6
+    assert sorted(set(tables.captures["endpoint"].to_pylist())) == ["br[a]ck", "plain*?"]
+    assert all("/br[a]ck/" in s or "/plain*?/" in s for s in tables.captures["source_file"].to_pylist())
+    # names given as filters match themselves literally, patterns still work
+    assert captureq.open(uri, storage_options=storage_options, endpoint="br[a]ck").captures().num_rows == 3
+    assert captureq.open(uri, storage_options=storage_options, endpoint="plain*").captures().num_rows == 3
+    # a path inside the tree that contains brackets is read literally too
+    sub = uri.rstrip("/") + "/br[a]ck/AllTraffic/2026/03/01/10/f[0].jsonl"
+    assert captureq.open(sub, storage_options=storage_options).captures().num_rows == 3
+
+
+def test_paths_with_glob_characters_are_read_literally(tmp_path):
+    _check_literal(str(_bracket_tree(tmp_path)))
+
+
+def test_paths_with_glob_characters_are_read_literally_on_s3(tmp_path, s3_fs, s3_bucket, s3_options):
+    from s3util import upload_tree
+
+    url = f"s3://{s3_bucket}/pre[1]"
+    upload_tree(s3_fs, _bracket_tree(tmp_path), url)
+    _check_literal(url, s3_options)
+
+
+def test_cli_scan_of_a_bracketed_path_reads_every_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    res = CliRunner().invoke(app, ["scan", str(_bracket_tree(tmp_path))])
+    assert res.exit_code == 0, res.output
+    assert "6 read = 6 captures + 0 quarantined" in res.stdout
+
+
+def test_a_glob_root_is_still_a_pattern_when_no_such_path_exists(tmp_path):
+    tree = _bracket_tree(tmp_path)
+    result = scan(str(tmp_path / "pre?1?" / "br?a?ck"))
+    assert {f.endpoint for f in result.files} == {"br[a]ck"}
+    assert len(result.files) == 1 and tree.exists()
+
+
+def test_a_filter_that_matches_nothing_says_what_exists(tree):
+    with pytest.warns(UserWarning, match=r"no endpoint matches 'nope'.*churn, fraud"):
+        result = scan(str(tree), endpoint="nope")
+    assert result.files == []
+    assert result.warnings and "churn, fraud" in result.warnings[0]
+    with pytest.warns(UserWarning, match=r"no variant matches 'Shadow'.*AllTraffic, Canary"):
+        scan(str(tree), variant="Shadow")
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    res = CliRunner().invoke(app, ["scan", str(tree), "--endpoint", "churn-*x"])
+    assert res.exit_code == 0
+    assert "no endpoint matches 'churn-*x'" in res.stderr and "churn, fraud" in res.stderr

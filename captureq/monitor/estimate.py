@@ -593,7 +593,6 @@ def estimate_quality(
     metrics. The result's table becomes the tree's ``estimated_quality`` view. Records without
     a score (no captured output) cannot be estimated and are not counted in ``records``.
     """
-    from .. import views
     from ..plan import ScanPlan as CaptureTree
 
     if by not in ("hour", "day"):
@@ -722,9 +721,5 @@ def estimate_quality(
         calibration=cal,
         loss_model=loss,
     )
-    from ..plan import Needs
-
-    con = source._connection(Needs(frozenset(), False))  # the plan's connection, views kept
-    con.register(views.SOURCE_PREFIX + "estimated_quality", metrics)
-    con.execute(views.view_sql("estimated_quality"))
+    source._add_view("estimated_quality", metrics)  # on every connection, now and later
     return result
