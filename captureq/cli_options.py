@@ -208,19 +208,46 @@ def fmt(v) -> str:
     return str(v)
 
 
-def rich_table(table: pa.Table, title: str | None = None, limit: int = 50, cell=None):
-    """A rich Table of the first ``limit`` rows (the caption says how many are not shown)."""
+def rich_table(
+    table: pa.Table, title: str | None = None, limit: int = 50, cell=None, long: bool = False
+):
+    """A rich Table of the first ``limit`` rows (the caption says how many are not shown).
+
+    With ``long``, a table of more than two columns too wide for the terminal is shown long
+    instead (a block of ``column  value`` lines per row, as psql's expanded display)."""
     from rich.table import Table
 
     cell = cell or (lambda v: "" if v is None else str(v))
-    out = Table(title=title, show_lines=False)
+    shown = table.slice(0, limit).to_pylist()
+    if long and table.num_columns > 2:
+        widths = [
+            max([len(name)] + [len(cell(r[name])) for r in shown]) for name in table.column_names
+        ]
+        if sum(w + 3 for w in widths) + 1 > out.width:
+            return _long_table(table.column_names, shown, table.num_rows, title, limit, cell)
+    result = Table(title=title, show_lines=False)
     for name in table.column_names:
-        out.add_column(name, overflow="fold")
-    for row in table.slice(0, limit).to_pylist():
-        out.add_row(*(cell(v) for v in row.values()))
+        result.add_column(name, overflow="fold")
+    for row in shown:
+        result.add_row(*(cell(v) for v in row.values()))
     if table.num_rows > limit:
-        out.caption = f"{limit} of {table.num_rows} rows shown"
-    return out
+        result.caption = f"{limit} of {table.num_rows} rows shown"
+    return result
+
+
+def _long_table(names: list[str], shown: list[dict], total: int, title, limit: int, cell):
+    """Rows as ``column  value`` blocks (psql's expanded display): readable at any width."""
+    from rich.table import Table
+
+    result = Table(title=f"{title} (one block per row)", show_header=False)
+    result.add_column("column", style="bold", no_wrap=True)
+    result.add_column("value", overflow="fold")
+    for row in shown:
+        for i, name in enumerate(names):
+            result.add_row(name, cell(row[name]), end_section=i == len(names) - 1)
+    if total > limit:
+        result.caption = f"{limit} of {total} rows shown"
+    return result
 
 
 def write_result(

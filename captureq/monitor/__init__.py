@@ -6,9 +6,9 @@ The names below are imported on first use, so that ``captureq --help`` (which im
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING
+
+from .._lazy import lazy_package
 
 _LAZY = {
     "Baseline": "baseline",
@@ -45,25 +45,4 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'captureq.monitor' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-class _Package(types.ModuleType):
-    """Keeps a lazily imported function whose name is also a submodule's (``captureq.monitor.baseline``)
-    the function: importing the submodule must not replace the package attribute with it."""
-
-    def __setattr__(self, name, value):
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+lazy_package(__name__)

@@ -436,11 +436,7 @@ class Baseline:
         )
 
     def write(self, out: str | Path) -> Path:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "statistics.json").write_text(json.dumps(self.statistics, indent=2) + "\n")
-        (out / "constraints.json").write_text(json.dumps(self.constraints, indent=2) + "\n")
-        return out
+        return write_baseline_files(out, self.statistics, self.constraints)
 
     @classmethod
     def load(cls, path: str | Path) -> Baseline:
@@ -484,6 +480,22 @@ class Baseline:
                     f"Model Monitor data-quality baseline; make one with `captureq baseline DATA {path}`"
                 )
         return cls(stats, cons)
+
+
+def write_baseline_files(out: str | Path, statistics: dict, constraints: dict) -> Path:
+    """A baseline folder as Model Monitor writes one: ``statistics.json`` and
+    ``constraints.json`` (indented JSON) under ``out``, which is created if needed.
+
+    >>> import tempfile
+    >>> d = write_baseline_files(tempfile.mkdtemp(), {"version": 0.0}, {"version": 0.0})
+    >>> sorted(p.name for p in d.iterdir())
+    ['constraints.json', 'statistics.json']
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "statistics.json").write_text(json.dumps(statistics, indent=2) + "\n")
+    (out / "constraints.json").write_text(json.dumps(constraints, indent=2) + "\n")
+    return out
 
 
 def read_json(path: Path, remedy: str) -> dict:

@@ -26,7 +26,9 @@ from ..cli_options import (
     StorageOpt,
     UriArg,
     VariantOpt,
+    fmt,
     load,
+    rich_table,
     storage_options,
     write_result,
 )
@@ -63,49 +65,9 @@ SHORT = {  # column headers that fit an 80-column terminal
 FORMATS = ("table", "csv", "json")
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    if hasattr(v, "strftime"):
-        return v.strftime("%Y-%m-%d %H:%M")
-    return str(v)
-
-
 def _table(rows: pa.Table, title: str, limit: int = 50) -> Table:
     """A rich table; one too wide for the terminal is shown long (a block of lines per row)."""
-    from rich.table import Table
-
-    shown = rows.slice(0, limit).to_pylist()
-    widths = [
-        max([len(name)] + [len(_fmt(r[name])) for r in shown]) for name in rows.column_names
-    ]
-    if sum(w + 3 for w in widths) + 1 > console.width and rows.num_columns > 2:
-        return _long_table(rows.column_names, shown, rows.num_rows, title, limit)
-    out = Table(title=title)
-    for name in rows.column_names:
-        out.add_column(name, overflow="fold")
-    for row in shown:
-        out.add_row(*(_fmt(v) for v in row.values()))
-    if rows.num_rows > limit:
-        out.caption = f"{limit} of {rows.num_rows} rows shown"
-    return out
-
-
-def _long_table(names: list[str], shown: list[dict], total: int, title: str, limit: int) -> Table:
-    """Rows as ``column  value`` blocks (psql's expanded display): readable at any width."""
-    from rich.table import Table
-
-    out = Table(title=f"{title} (one block per row)", show_header=False)
-    out.add_column("column", style="bold", no_wrap=True)
-    out.add_column("value", overflow="fold")
-    for row in shown:
-        for i, name in enumerate(names):
-            out.add_row(name, _fmt(row[name]), end_section=i == len(names) - 1)
-    if total > limit:
-        out.caption = f"{limit} of {total} rows shown"
-    return out
+    return rich_table(rows, title=title, limit=limit, cell=fmt, long=True)
 
 
 def _check_format(format: str) -> None:

@@ -61,7 +61,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError
-from .quality import BINARY, REGRESSION, _numeric, binary_metrics, model_quality, pick_prediction
+from .quality import (
+    BINARY,
+    REGRESSION,
+    VIOLATION_SCHEMA,
+    _numeric,
+    binary_metrics,
+    model_quality,
+    pick_prediction,
+)
 
 BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "auc_roc")
 REGRESSION_METRICS = ("mae", "rmse")
@@ -482,17 +490,6 @@ class EstimateResult:
         pq.write_table(self.metrics, out / "estimated_quality.parquet")
         pq.write_table(self.violations, out / "violations.parquet")
         return out
-
-
-VIOLATION_SCHEMA = pa.schema(
-    [
-        ("window_start", pa.timestamp("us", tz="UTC")),
-        ("granularity", pa.string()),
-        ("metric_name", pa.string()),
-        ("constraint_check_type", pa.string()),
-        ("description", pa.string()),
-    ]
-)
 
 
 def _one_endpoint(table: pa.Table, what: str) -> str | None:

@@ -30,7 +30,6 @@ checks a window's statistics against them, with Model Monitor's wording
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -372,11 +371,9 @@ class QualityBaseline:
         return problem_type_of(self.constraints) or problem_type_of(self.statistics)
 
     def write(self, out: str | Path) -> Path:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "statistics.json").write_text(json.dumps(self.statistics, indent=2) + "\n")
-        (out / "constraints.json").write_text(json.dumps(self.constraints, indent=2) + "\n")
-        return out
+        from .baseline import write_baseline_files
+
+        return write_baseline_files(out, self.statistics, self.constraints)
 
     @classmethod
     def load(cls, path: str | Path) -> QualityBaseline:
