@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from .common import FEATURES, Job
 
 _PAYLOAD = "STRUCT(observedContentType VARCHAR, mode VARCHAR, data VARCHAR, encoding VARCHAR)"
@@ -57,3 +59,14 @@ def hourly_raw(job: Job):
            GROUP BY ALL ORDER BY ALL""",
         {"files": job.files, "columns": COLUMNS},
     ).to_arrow_table()
+
+
+def cli_script(job: Job):
+    """Whole process: a Python script that runs the job with DuckDB alone and writes CSV."""
+    import subprocess
+    import sys
+
+    out = job.extra["csv_out"]
+    subprocess.run([sys.executable, "-m", "benchmarks.duckdb_alone", job.tree, job.encoding, out], check=True,
+                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return out

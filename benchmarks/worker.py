@@ -59,7 +59,23 @@ def summarize(kind: str, result) -> dict:
         return {"rows": df.height, "values": df.rows()}
     if kind == "count":
         return {"rows": int(result.num_rows if hasattr(result, "num_rows") else result)}
+    if kind == "scalar":  # a one-value answer (count(*))
+        return {"rows": result.num_rows, "value": result.column(0)[0].as_py()}
+    if kind == "csv":  # a CSV file of the job's columns (whole-process contenders)
+        return checksums(csv_table(result))
     return {}
+
+
+def csv_table(path: str):
+    """The job's table from a CSV file written by a whole-process contender (times as UTC)."""
+    import polars as pl
+
+    df = pl.read_csv(path, infer_schema_length=0)  # every column as text, parsed below
+    t = df["inference_time"].str.replace(" ", "T").str.replace(r"([+-]\d\d)$", "${1}:00")
+    return df.with_columns(
+        inference_time=t.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", time_zone="UTC"),
+        **{c: pl.col(c).cast(pl.Float64) for c in df.columns if c.startswith("f") or c == "score"},
+    )
 
 
 def run(spec: dict) -> dict:

@@ -229,6 +229,12 @@ def query(
     storage_option: Optional[list[str]] = StorageOpt,
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Read the JSON Lines; neither use nor fill the Parquet cache."
+    ),
+    cache_max_bytes: Optional[int] = typer.Option(
+        None, "--cache-max-bytes", help="Bound on all tree caches (least recently used out)."
+    ),
     allow_external_access: bool = typer.Option(
         False,
         "--allow-external-access",
@@ -238,9 +244,12 @@ def query(
 ) -> None:
     """Run SQL over the views: captures, inputs, outputs, labels, quarantine, predictions."""
     tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
+    tree.cache = False if no_cache else None
+    tree.cache_max_bytes = cache_max_bytes
     if show_progress(quiet):
         load(tree, "reading", quiet)
     write_result(tree.sql(sql, allow_external_access=allow_external_access).to_arrow(), format)
+    sys.stdout.flush()  # the answer is out; a cache refresh may still finish before exit
 
 
 class Engine(str, Enum):

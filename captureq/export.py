@@ -87,7 +87,7 @@ from .registry import Registry, conform_batch
 from .scan import CaptureFile
 
 if TYPE_CHECKING:
-    from .api import CaptureTree
+    from .plan import ScanPlan as CaptureTree
 
 META = "_captureq"
 FORMAT_VERSION = 2  # 2: commits may remove parts (changed source files), sources carry versions
@@ -745,7 +745,7 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
         seq = 0
 
         scan = tree.scan()
-        fs = tree._cache["scan"][0].fs
+        fs = tree.fs
         work = capture_work(tree, state, scan.files)
         summary.files_skipped = len(scan.files) - sum(len(files) for _, files in work)
         registry = Registry(target)
@@ -770,7 +770,7 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
 
         label_scan = tree.scan_labels()
         if label_scan is not None:
-            lfs = tree._cache["label_scan"][0].fs
+            lfs = tree.label_fs
             todo = [f for f in label_scan.files if state.status("labels", f) != "done"]
             for result in run_labels(lfs, todo, batch_bytes=tree.batch_bytes):
                 groups = {

@@ -18,9 +18,13 @@ Counts always reconcile: non-blank lines read = rows parsed + quarantine rows of
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import re
+import tempfile
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -234,6 +238,100 @@ def _read(data: bytes, raw_schema: pa.Schema, block_size: int) -> pa.Table:
     )
 
 
+# -- the fast path: DuckDB's JSON reader ---------------------------------------------------------
+# DuckDB's newline-delimited reader parses a batch in parallel and materializes only the declared
+# fields. It is more lenient than pyarrow's reader, whose verdicts (and so the quarantine) are the
+# reference: it turns a number or object in a string field into text, and accepts trailing commas
+# and nan/inf literals anywhere. So every string field is declared JSON and must hold a JSON string
+# or null, and a batch with a trailing comma or a nan/inf literal anywhere goes to pyarrow. Any
+# error, and any row count that is not one per line, also hands the batch to pyarrow (and its
+# bisection), so what DuckDB accepts is exactly what pyarrow would have accepted.
+# Off by default: measured on the benchmark trees, the checks that keep it exact cost about what
+# DuckDB saves over pyarrow's reader (see benchmarks/RESULTS.md); CAPTUREQ_PARSER=duckdb turns it on.
+USE_DUCKDB = os.environ.get("CAPTUREQ_PARSER", "pyarrow").lower() == "duckdb"
+_duck_local = threading.local()
+# Big string fields are read as VARCHAR (fast); _lenient_json proves none holds a non-string.
+_TEXT_FIELDS = ("data",)
+
+
+def _duck_type(t: pa.DataType, name: str = "") -> str:
+    if pa.types.is_struct(t):
+        return "STRUCT(" + ", ".join(f'"{f.name}" {_duck_type(f.type, f.name)}' for f in t) + ")"
+    return "VARCHAR" if name in _TEXT_FIELDS else "JSON"
+
+
+def _duck_expr(ref: str, t: pa.DataType, checks: list[str], name: str = "") -> str:
+    if pa.types.is_struct(t):
+        fields = ", ".join(
+            f'"{f.name}" := ' + _duck_expr(ref + '."' + f.name + '"', f.type, checks, f.name) for f in t
+        )
+        return f"CASE WHEN {ref} IS NULL THEN NULL ELSE struct_pack({fields}) END"
+    if name in _TEXT_FIELDS:
+        return ref
+    checks.append(f"({ref} IS NULL OR starts_with(CAST({ref} AS VARCHAR), '\"'))")
+    return f"({ref} ->> '$')"
+
+
+@functools.cache
+def _duck_sql(raw_schema: pa.Schema) -> tuple[str, dict]:
+    checks: list[str] = []
+    cols = ", ".join(_duck_expr('"' + f.name + '"', f.type, checks, f.name) + f' AS "{f.name}"'
+                     for f in raw_schema)
+    columns = {f.name: _duck_type(f.type, f.name) for f in raw_schema}
+    sql = (f"SELECT {cols}, ({' AND '.join(checks) or 'true'}) AS __ok FROM read_json($path, "
+           "format = 'newline_delimited', columns = $columns, maximum_object_size = 1073741824)")
+    return sql, columns
+
+
+_FOLD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+_LENIENT = (b",}", b",]") + tuple(p + w for w in (b"nan", b"inf") for p in (b":", b",", b"[", b"-", b"+"))
+
+
+def _lenient_json(data: bytes) -> bool:
+    """Whether ``data`` may hold what DuckDB accepts and pyarrow rejects: a trailing comma, a
+    nan/inf literal, a non-string ``data`` field. With JSON whitespace removed and letters folded
+    to lower case, each is a plain substring (found at memchr speed). Conservative: text inside
+    strings can trigger it too, and the batch then takes the pyarrow path, which is only slower."""
+    folded = data.translate(_FOLD, b" \t\r")
+    if any(p in folded for p in _LENIENT):
+        return True
+    fields = folded.count(b'"data":')
+    return fields != folded.count(b'"data":"') + folded.count(b'"data":null')
+
+
+def _duckdb_read(data: bytes, raw_schema: pa.Schema) -> pa.Table | None:
+    """``data`` parsed by DuckDB into ``raw_schema``, or None when pyarrow must read it."""
+    if _lenient_json(data):
+        return None
+    import duckdb
+
+    con = getattr(_duck_local, "con", None)
+    if con is None:
+        threads = max(1, min(4, os.cpu_count() or 1))
+        con = _duck_local.con = duckdb.connect(config={"threads": threads})
+    sql, columns = _duck_sql(raw_schema)
+    fd, path = tempfile.mkstemp(prefix="captureq-", suffix=".jsonl", dir=_SCRATCH)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        table = con.sql(sql, params={"path": path, "columns": columns}).to_arrow_table()
+    except duckdb.Error:
+        return None
+    finally:
+        os.unlink(path)
+    ok = table.column("__ok")
+    if ok.null_count or not pc.all(ok).as_py():
+        return None
+    table = table.drop_columns(["__ok"])
+    try:
+        return table.cast(raw_schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+_SCRATCH = os.environ.get("CAPTUREQ_SCRATCH") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+
+
 # Where a payload's ``data`` sits in a line, and the side it belongs to.
 PAYLOAD_SIDES = {
     ("captureData", "endpointInput"): "input",
@@ -384,6 +482,11 @@ def parse_json_lines(
         everything = np.setdiff1d(everything, set_aside)
         whole = blank_out(lines, set_aside)
     stack = [(everything, whole)]
+    if USE_DUCKDB and len(everything):
+        table = _duckdb_read(whole, raw_schema)
+        if table is not None and table.num_rows == len(everything):
+            parts.append((everything, table))
+            stack = []
     while stack:
         idx, data = stack.pop()
         if not len(idx):
@@ -417,8 +520,14 @@ def parse_json_lines(
     return table, positions, bad
 
 
+def file_key(rel: str) -> str:
+    """The prefix of every ``capture_id``/``label_id`` from the file at ``rel`` (its path relative
+    to the tree root): ``{file_key(rel)}:{line}``."""
+    return hashlib.sha1(rel.encode()).hexdigest()[:16]
+
+
 def _file_keys(batch: FileBatch) -> list[str]:
-    return [hashlib.sha1(f.rel.encode()).hexdigest()[:16] for f in batch.files]
+    return [file_key(f.rel) for f in batch.files]
 
 
 def _row_ids(batch: FileBatch, lines: Lines, positions: np.ndarray) -> pa.Array:

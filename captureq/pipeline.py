@@ -15,10 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 
 from . import schema, window
-from .decode import DecodeOptions, alignment_quarantine, conform, decide, decode_labels, decode_side
+from .decode import (DecodeOptions, SideResult, alignment_quarantine, conform, decide, decode_labels,
+                     decode_side)
 from .pair import pair_records
 from .parse import parse_captures, parse_labels
 from .read import DEFAULT_BATCH_BYTES, FileBatch, fetch, plan_batches
@@ -85,10 +87,24 @@ def _count_stage(q: pa.Table, stage: str) -> int:
     return int(pc.sum(pc.equal(q.column("stage"), stage)).as_py() or 0)
 
 
+SIDES = ("input", "output")
+
+
+def _undecoded(captures: pa.Table) -> SideResult:
+    return SideResult(schema.RECORD_KEYS.empty_table(), schema.empty(schema.QUARANTINE),
+                      np.zeros(captures.num_rows, np.int64))
+
+
 def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
-                     pairs: bool = False, start=None, end=None,
+                     pairs: bool = False, sides: tuple[str, ...] = SIDES,
+                     drop: tuple[str, ...] = (), start=None, end=None,
                      exclude: tuple = (), covered: tuple | None = None) -> BatchResult:
     """Parse and decode one batch of capture files (and pair inputs with outputs if asked).
+
+    ``sides`` are the payloads to decode: ``()`` parses the lines only (the ``captures`` table),
+    ``("input",)`` decodes the inputs too; outputs need the inputs (they align to their record
+    counts), and the 'align' quarantine rows need both. ``drop``: ``captures`` columns the caller
+    will not use (the raw payload text), released as soon as the batch is decoded.
 
     Only captures with ``start ≤ inference_time < end`` are kept and decoded (see
     :mod:`captureq.window`); the others are counted in ``Counts.outside_window``. ``exclude``
@@ -96,6 +112,8 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
     names the files with lines outside ``covered`` (default: the window and ``exclude``): what
     an export has not written from them yet.
     """
+    if "output" in sides:
+        sides = SIDES
     parsed = parse_captures(batch)
     start, end = window.bounds(start, end)
     captures, outside = window.filter_captures(parsed.table, start, end, exclude=exclude)
@@ -109,11 +127,16 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
     if outside:  # what belongs to a capture outside the window goes with it
         rejected, embedded, line_q = window.follow_captures(parsed.table, captures, rejected,
                                                             embedded, line_q)
-    inputs = decode_side(captures, "input", options, rejected=rejected.get("input", ()))
-    outputs = decode_side(captures, "output", options, input_counts=inputs.counts,
-                          rejected=rejected.get("output", ()))
-    align = alignment_quarantine(captures, inputs, outputs)
-    # ground truth embedded in the capture lines (Model Monitor's merged records)
+    inputs = (decode_side(captures, "input", options, rejected=rejected.get("input", ())) if sides
+              else _undecoded(captures))
+    if "output" in sides:
+        outputs = decode_side(captures, "output", options, input_counts=inputs.counts,
+                              rejected=rejected.get("output", ()))
+        align = alignment_quarantine(captures, inputs, outputs)
+    else:
+        outputs, align = _undecoded(captures), schema.empty(schema.QUARANTINE)
+    # ground truth embedded in the capture lines (Model Monitor's merged records): always read,
+    # since the labels view holds it whichever sides a query decodes
     labels, label_q = (decode_labels(embedded) if embedded is not None
                        else (schema.empty(schema.LABELS), schema.empty(schema.QUARANTINE)))
     quarantine = pa.concat_tables([line_q, inputs.quarantine, outputs.quarantine, align,
@@ -132,10 +155,12 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
         embedded_labels=labels.num_rows,
         outside_window=outside + outside_lines,
     )
+    if drop:
+        captures = captures.drop_columns([c for c in drop if c in captures.column_names])
     return BatchResult(batch.files, captures, inputs.records, outputs.records, quarantine, counts,
                        [f for f, _ in batch.failed],
-                       pair_records(inputs.records, outputs.records) if pairs else None, labels,
-                       partial, {"input": inputs.profile, "output": outputs.profile})
+                       pair_records(inputs.records, outputs.records) if pairs and sides else None,
+                       labels, partial, {"input": inputs.profile, "output": outputs.profile})
 
 
 def unify_types(results: list[BatchResult], decisions: dict | None = None, *,
@@ -233,14 +258,16 @@ def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch
 
 def run_captures(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], options: DecodeOptions | None = None,
                  *, batch_bytes: int = DEFAULT_BATCH_BYTES, pairs: bool = False,
-                 workers: int | None = None, start=None, end=None,
+                 workers: int | None = None, sides: tuple[str, ...] = SIDES,
+                 drop: tuple[str, ...] = (), start=None, end=None,
                  exclude: tuple = (), covered: tuple | None = None) -> Iterator[BatchResult]:
     """Yield a :class:`BatchResult` per batch of ``files``, in file order, keeping the captures
-    in ``[start, end)`` and outside the ``exclude`` intervals."""
+    in ``[start, end)`` and outside the ``exclude`` intervals (``sides``, ``drop``: see
+    :func:`process_captures`)."""
     yield from _stream(
         fs, files,
-        lambda b: process_captures(b, options, pairs=pairs, start=start, end=end, exclude=exclude,
-                                   covered=covered),
+        lambda b: process_captures(b, options, pairs=pairs, sides=sides, drop=drop, start=start,
+                                   end=end, exclude=exclude, covered=covered),
         batch_bytes, workers,
     )
 

@@ -423,9 +423,9 @@ def export_parquet(
     order) is the task order, as locally.
     """
     started = time.monotonic()
-    from . import api
+    from .plan import open_plan
 
-    tree = api.open(
+    tree = open_plan(
         uri,
         labels=labels,
         storage_options=storage_options,

@@ -10,6 +10,24 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "corpus"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_query_cache(tmp_path_factory):
+    """Queries fill a Parquet cache (captureq.cache): keep the tests' in a temporary folder,
+    never the developer's ~/.cache (CLI subprocesses inherit the variable)."""
+    import os
+
+    from captureq import cache
+
+    old = os.environ.get("CAPTUREQ_CACHE")
+    os.environ["CAPTUREQ_CACHE"] = str(tmp_path_factory.mktemp("captureq-cache"))
+    yield
+    cache.wait()
+    if old is None:
+        os.environ.pop("CAPTUREQ_CACHE", None)
+    else:
+        os.environ["CAPTUREQ_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     """The real capture files in ``tests/data/corpus``: missing data is a failure, not a skip."""

@@ -38,3 +38,16 @@ def test_a_contender_with_one_wrong_value_does_not_agree():
     assert compare(good, checksums(wrong)) == ["f3: sum 3.0 expected, got 3.5"]
     renamed = df.with_columns(event_id=pl.Series(["a", "c"]))
     assert any(p.startswith("event_id") for p in compare(good, checksums(renamed)))
+
+
+def test_engine_extras_run_and_agree(tmp_path):
+    """count(*) before/after the plan, the warm path and the whole-process CLI contenders."""
+    args = harness.parse_args(["--records", "1000", "--repeats", "1", "--hours", "2", "--files-per-hour", "2",
+                               "--encodings", "CSV", "--contenders", "duckdb", "--engine-only", "--in-process",
+                               "--data", str(tmp_path), "--no-write"])
+    results, extras = harness.run(args)
+    assert all(r.agrees for r in extras["count"].values())
+    assert all(r.agrees for r in extras["warm"].values() if r.agrees is not None)
+    assert {n: r.agrees for n, r in extras["cli"].items()} == dict.fromkeys(extras["cli"], True)
+    text = harness.render(args, results, extras, 1.0)
+    assert "whole process" in text and "count(*)" in text and "warm" in text

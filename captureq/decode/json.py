@@ -139,6 +139,13 @@ def _vector_columns(v: pa.Array) -> dict[str, pa.Array]:
     lengths = pc.fill_null(pc.list_value_length(v), 0).to_numpy(zero_copy_only=False)
     width = int(lengths.max()) if len(lengths) else 0
     flat = pc.list_flatten(v)
+    if width and (lengths == width).all() and flat.null_count == 0 and (
+        pa.types.is_floating(flat.type) or pa.types.is_integer(flat.type)
+    ):
+        # One shape (every list as long, numbers, no nulls): the flat values are a row-major
+        # matrix; one transpose makes every column a contiguous slice, no take per column.
+        matrix = np.ascontiguousarray(flat.to_numpy().reshape(len(lengths), width).T)
+        return {f"_c{j}": pa.array(matrix[j]) for j in range(width)}
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     cols = {}
     for j in range(width):

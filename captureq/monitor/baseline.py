@@ -521,8 +521,8 @@ def load_data(
     end: Any = None,
 ) -> pa.Table:
     """Training data as Arrow: a table/DataFrame, a CSV or Parquet file, or a capture tree's inputs."""
-    from ..api import CaptureTree
-    from ..api import open as open_tree
+    from ..plan import ScanPlan as CaptureTree
+    from ..plan import open_plan as open_tree
 
     if isinstance(source, pa.Table):
         return source

@@ -372,8 +372,8 @@ def monitor(
     ``source`` is a :class:`~captureq.CaptureTree`, a capture-tree URI or an Arrow table of
     inputs. ``baseline`` is a :class:`Baseline` or the folder holding its two files.
     """
-    from ..api import CaptureTree
-    from ..api import open as open_tree
+    from ..plan import ScanPlan as CaptureTree
+    from ..plan import open_plan as open_tree
 
     base = baseline if isinstance(baseline, Baseline) else Baseline.load(baseline)
     if isinstance(source, pa.Table):

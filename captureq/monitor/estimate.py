@@ -590,8 +590,7 @@ def estimate_quality(
     metrics. The result's table becomes the tree's ``estimated_quality`` view. Records without
     a score (no captured output) cannot be estimated and are not counted in ``records``.
     """
-    from .. import views
-    from ..api import CaptureTree
+    from ..plan import ScanPlan as CaptureTree
 
     if by not in ("hour", "day"):
         raise ConfigError(f"by must be 'hour' or 'day', got {by!r}")
@@ -719,7 +718,5 @@ def estimate_quality(
         calibration=cal,
         loss_model=loss,
     )
-    con = source._cache.get("con") or source._cache.setdefault("con", source.connect())
-    con.register(views.SOURCE_PREFIX + "estimated_quality", metrics)
-    con.execute(views.view_sql("estimated_quality"))
+    source._add_view("estimated_quality", metrics)  # on every connection, now and later
     return result

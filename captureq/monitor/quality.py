@@ -281,7 +281,7 @@ def model_quality(
         constraints = QualityBaseline.load(constraints)
     if problem_type is None and constraints is not None:
         problem_type = constraints.problem_type
-    from ..api import CaptureTree
+    from ..plan import ScanPlan as CaptureTree
 
     if by not in ("hour", "day"):
         raise ConfigError(f"by must be 'hour' or 'day', got {by!r}")

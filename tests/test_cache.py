@@ -1,0 +1,227 @@
+"""The warm path: a second query on the same tree and window is answered from the Parquet cache,
+which is invalidated per file, safe with two processes, and bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from trees import T0, capture, label, write_captures, write_labels
+
+import captureq
+from captureq import cache, pipeline
+
+QUERIES = [
+    "select * from captures order by capture_id",
+    "select * from inputs order by capture_id, record_index",
+    "select * from outputs order by capture_id, record_index",
+    "select * from predictions order by capture_id, record_index",
+    "select * from labels order by label_id, record_index",
+    "select stage, source_file, line_number, reason from quarantine order by all",
+]
+
+
+@pytest.fixture
+def cache_root(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("CAPTUREQ_CACHE", str(root))
+    return root
+
+
+def tree(root, hours=2):
+    for h in range(hours):
+        write_captures(root / "cap", [capture(f"{h},2,3", "0.5", event_id=f"e{h}",
+                                              when=T0 + timedelta(hours=h)), "{junk"],
+                       when=T0 + timedelta(hours=h))
+    write_labels(root / "gt", [label("e0", "1")])
+    return str(root / "cap"), str(root / "gt")
+
+
+def refuse_reading(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("a capture file was read on the warm path")
+
+    monkeypatch.setattr(pipeline, "process_captures", refuse)
+    monkeypatch.setattr(pipeline, "process_labels", refuse)
+
+
+def test_second_query_is_answered_from_the_cache(tmp_path, cache_root, monkeypatch):
+    cap, gt = tree(tmp_path)
+    cold = {q: captureq.open(cap, labels=gt, cache=False).sql(q).to_arrow() for q in QUERIES}
+    captureq.open(cap, labels=gt).sql("select count(*) from captures")  # fills the cache behind
+    cache.wait()
+    assert not (cache_root / "nothing").exists() and any(cache_root.iterdir())
+    refuse_reading(monkeypatch)
+    warm = captureq.open(cap, labels=gt)
+    for q in QUERIES:
+        assert warm.sql(q).to_arrow().equals(cold[q]), q
+
+
+def test_a_narrower_window_reads_only_its_files_from_the_cache(tmp_path, cache_root, monkeypatch):
+    cap, gt = tree(tmp_path, hours=3)
+    captureq.open(cap, labels=gt).sql("select 1")
+    cache.wait()
+    window = {"start": T0 + timedelta(hours=1), "end": T0 + timedelta(hours=2)}
+    expected = {q: captureq.open(cap, labels=gt, cache=False, **window).sql(q).to_arrow() for q in QUERIES}
+    # exact window (not whole hours): the capture of 13:30:15 only, not the one of the hour
+    # listed before start (12:30:15) nor the one at end (14:30:15); a junk line counts at its
+    # hour folder's start: the one of hour 14 only (14:00 is in the window, 13:00 is not)
+    assert expected[QUERIES[0]].column("event_id").to_pylist() == ["e1"]
+    assert expected[QUERIES[-1]].column("source_file").to_pylist()[0].split("/")[-2] == "14"
+    refuse_reading(monkeypatch)
+    for q in QUERIES:
+        assert captureq.open(cap, labels=gt, **window).sql(q).to_arrow().equals(expected[q]), q
+
+
+def test_a_changed_file_is_read_again(tmp_path, cache_root):
+    cap, _ = tree(tmp_path)
+    captureq.open(cap).sql("select 1")
+    cache.wait()
+    path = write_captures(cap, [capture("9,9,9", "0.1", event_id="new")], when=T0, name=None)
+    cq = captureq.open(cap)
+    assert cq.sql("select count(*) as n from inputs where _c0 = 9").to_pylist() == [{"n": 1}]
+    assert cq._cache["warm"] is None  # not answered from the stale cache
+    cache.wait()
+    path.write_bytes(path.read_bytes() + json.dumps(capture("7,7,7", "0.1")).encode() + b"\n")  # grows
+    cq = captureq.open(cap)
+    assert cq.sql("select count(*) as n from inputs where _c0 in (7, 9)").to_pylist() == [{"n": 2}]
+    assert cq._cache["warm"] is None
+    cache.wait()
+    cq = captureq.open(cap)
+    assert cq.sql("select count(*) as n from inputs where _c0 in (7, 9)").to_pylist() == [{"n": 2}]
+    assert cq._cache["warm"] is not None  # rebuilt, and used again
+
+
+def test_no_cache_writes_nothing(tmp_path, cache_root):
+    cap, _ = tree(tmp_path)
+    captureq.open(cap, cache=False).sql("select count(*) from captures")
+    cache.wait()
+    assert not cache_root.exists()
+
+
+def test_two_processes_filling_one_cache_at_once(tmp_path, cache_root):
+    cap, gt = tree(tmp_path, hours=4)
+    sql = "select count(*) as n, sum(_c0) as s from inputs"
+    script = f"import captureq; print(captureq.open({cap!r}, labels={gt!r}).sql({sql!r}).to_pylist())"
+    env = {**os.environ, "CAPTUREQ_CACHE": str(cache_root)}
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0] == outs[1] == str([{"n": 4, "s": 6.0}])
+    cq = captureq.open(cap, labels=gt)
+    assert cq.sql(sql).to_pylist() == [{"n": 4, "s": 6.0}]
+    assert cq._cache["warm"] is not None
+
+
+def test_the_cache_is_bounded_least_recently_used_out(tmp_path, cache_root):
+    a, _ = tree(tmp_path / "a")
+    b, _ = tree(tmp_path / "b")
+    captureq.open(a).sql("select 1")
+    cache.wait()
+    first = cache.cache_dir(a, None)
+    size = cache._size(first)
+    captureq.open(b, cache_max_bytes=size + size // 2).sql("select 1")
+    cache.wait()
+    assert not first.exists()  # least recently used, evicted
+    assert cache.cache_dir(b, None).exists()
+
+
+def test_cli_query_uses_the_cache_and_no_cache_opts_out(tmp_path, cache_root):
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    cap, gt = tree(tmp_path)
+    sql = "select capture_id, _c0 from inputs order by all"
+    runner = CliRunner()
+    cold = runner.invoke(app, ["query", cap, sql, "--format", "csv", "--no-cache"])
+    assert cold.exit_code == 0, cold.output
+    cache.wait()
+    assert not cache_root.exists()
+    first = runner.invoke(app, ["query", cap, sql, "--format", "csv", "--cache-max-bytes", "100000000"])
+    cache.wait()
+    assert any(cache_root.iterdir())
+    second = runner.invoke(app, ["query", cap, sql, "--format", "csv"])
+    assert cold.output == first.output == second.output
+    assert captureq.open(cap).sql("select 1").num_rows == 1
+
+
+def test_sql_answered_from_the_cache_is_locked_down_too(tmp_path, cache_root, monkeypatch):
+    from captureq.errors import QueryError
+
+    cap, gt = tree(tmp_path)
+    captureq.open(cap, labels=gt).sql("select 1")
+    cache.wait()
+    refuse_reading(monkeypatch)
+    warm = captureq.open(cap, labels=gt)
+    assert warm.sql("select count(*) as n from inputs").to_pylist() == [{"n": 2}]
+    assert warm._cache["warm"] is not None
+    leak = tmp_path / "leak.csv"
+    for query in (f"COPY (select * from captures) TO '{leak}'",
+                  f"select * from read_parquet('{cache_root}/**/*.parquet')"):
+        with pytest.raises(QueryError, match="allow_external_access=True"):
+            warm.sql(query)
+    assert not leak.exists()
+    warm.sql(f"COPY (select event_id from captures) TO '{leak}'", allow_external_access=True)
+    assert warm._cache["warm_external"] is not None
+    assert leak.read_text().count("\n") == 3  # header + one capture per hour
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def windowed_tree(root):
+    """Records written into the previous hour's object, payload failures, bad lines, embedded
+    ground truth and a label tree with a bad label: everything a window must cut exactly."""
+    by_folder = {}
+    for i, (folder, when) in enumerate([
+        ("2026-01-01T05", "2026-01-01T05:59:59"),
+        ("2026-01-01T05", "2026-01-01T06:30:00"),  # in the previous hour's object
+        ("2026-01-01T06", "2026-01-01T06:10:00"),
+        ("2026-01-01T06", "2026-01-01T06:40:00"),
+        ("2026-01-01T06", "2026-01-01T06:59:59.999999"),
+        ("2026-01-01T07", "2026-01-01T07:00:00"),
+    ]):
+        rec = capture(f"{i},2,3", "0.5", event_id=f"e{i}", when=_at(when))
+        rec["eventMetadata"]["inferenceTime"] = when + "Z"
+        if i % 2:
+            rec["groundTruthData"] = label(f"e{i}", str(i % 3))["groundTruthData"]
+        if i in (1, 2):
+            rec["captureData"]["endpointInput"]["data"] = 12  # a payload failure
+        by_folder.setdefault(folder, []).append(rec)
+    for folder in by_folder:
+        by_folder[folder].append("{junk")
+        write_captures(root / "cap", by_folder[folder], when=_at(folder), name="f.jsonl")
+    bad = label("e3", "1", encoding="JSON")
+    bad["groundTruthData"]["data"] = {"label": 1}
+    write_labels(root / "gt", [label("e0", "1"), label("e4", "0"), bad], name="l.jsonl")
+    return str(root / "cap"), str(root / "gt")
+
+
+@pytest.mark.parametrize("start, end", [
+    ("2026-01-01T06:30", "2026-01-01T07"),
+    ("2026-01-01T06", "2026-01-01T07"),
+    ("2026-01-01T06:00:01", "2026-01-01T06:59:59.999999"),
+    (None, "2026-01-01T06:30"),
+    ("2026-01-01T06:40", None),
+])
+def test_a_window_from_the_cache_is_exactly_the_window_read_cold(tmp_path, cache_root, monkeypatch,
+                                                                 start, end):
+    cap, gt = windowed_tree(tmp_path)
+    captureq.open(cap, labels=gt).sql("select 1")
+    cache.wait()
+    window = {"start": start, "end": end}
+    queries = [*QUERIES, "select stage, capture_id from quarantine order by all"]
+    expected = {q: captureq.open(cap, labels=gt, cache=False, **window).sql(q).to_arrow()
+                for q in queries}
+    refuse_reading(monkeypatch)
+    warm = captureq.open(cap, labels=gt, **window)
+    for q in queries:
+        assert warm.sql(q).to_arrow().equals(expected[q]), q
+    assert warm._cache["warm"] is not None

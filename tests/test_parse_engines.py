@@ -1,0 +1,144 @@
+"""Two outer parsers, one answer: DuckDB's JSON reader (``CAPTUREQ_PARSER=duckdb``) gives the
+same tables, provenance and quarantine as pyarrow's reader with bisection (the reference), on
+generated lines and on every mutation of the real corpus files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from faults import mutations
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from trees import capture, label
+
+from captureq import parse
+from captureq.read import FileBatch
+from captureq.records import dumps
+from captureq.scan import CaptureFile
+
+
+class _File:
+    def __init__(self, n: int):
+        self.url = f"file:///t/ep/v/2024/05/01/12/f{n}.jsonl"
+        self.rel = f"ep/v/2024/05/01/12/f{n}.jsonl"
+        self.endpoint, self.variant, self.hour, self.size, self.mtime = "ep", "v", None, None, None
+
+
+def _batch(blobs: list[bytes]) -> FileBatch:
+    return FileBatch([_File(i) for i in range(len(blobs))], list(blobs), [])
+
+
+def both(fn, batch, monkeypatch):
+    """``fn(batch)`` with each parser, and how many batches DuckDB's reader accepted."""
+    accepted = []
+    real = parse._duckdb_read
+
+    def spy(data, raw_schema):
+        table = real(data, raw_schema)
+        accepted.append(table is not None)
+        return table
+
+    monkeypatch.setattr(parse, "_duckdb_read", spy)
+    monkeypatch.setattr(parse, "USE_DUCKDB", True)
+    fast = fn(batch)
+    monkeypatch.setattr(parse, "USE_DUCKDB", False)
+    ref = fn(batch)
+    return fast, ref, sum(accepted)
+
+
+def same(fast: parse.Parsed, ref: parse.Parsed, tag=""):
+    assert fast.table.equals(ref.table), tag
+    assert fast.quarantine.equals(ref.quarantine), (tag, fast.quarantine.to_pylist(), ref.quarantine.to_pylist())
+    assert (fast.lines_read, fast.blank_lines) == (ref.lines_read, ref.blank_lines), tag
+
+
+GOOD = [
+    dumps(capture("1,2,3", "0.5")),
+    dumps(capture('{"features": [1, 2]}', '{"predictions": [{"score": 0.1}]}',
+                  input_type="application/json", output_type="application/json", inference_id="r-1")),
+    dumps(capture("a\tb,\"q\"\n", "x", base64=True)),
+    dumps(capture(None, "0.1")),
+]
+HOSTILE = [
+    b"", b"   ", b"\t\r", "\ufeff".encode() + GOOD[0].encode(), b"null", b"[1,2]", b"{junk", b"\x00\xff",
+    b'{"eventMetadata":{"eventId":1,"inferenceTime":"2024-05-01T12:00:00Z"},"captureData":{"endpointInput":{"data":"1","encoding":"CSV"}}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"},"captureData":{"endpointInput":{"data":{"a":1},"encoding":"JSON"}}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"},"captureData":{"endpointInput":{"data":7,"encoding":"CSV"}}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z",},"captureData":{"endpointInput":{"data":"1","encoding":"CSV"}}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"},"x":[1,2, ],"captureData":{"endpointInput":{"data":"1","encoding":"CSV"}}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"},"x":nan,"captureData":{"endpointInput":{"data":"1","encoding":"CSV"}}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"},"x":NaN,"captureData":{"endpointInput":{"data":"1","encoding":"CSV"}}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"},"x":-Infinity,"captureData":{"endpointInput":{"data":"1","encoding":"CSV"}}}',
+    b'{"eventMetadata":{"eventId":"e","eventId":"f","inferenceTime":"2024-05-01T12:00:00Z"},"captureData":{"endpointInput":{"data":"1","encoding":"CSV"}}}',
+    b'{"eventMetadata":"e","captureData":{"endpointInput":{"data":"1","encoding":"CSV"}}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"soon"},"captureData":{"endpointInput":{"data":"1","encoding":"CSV"}}}',
+    b'{"EventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"},"captureData":{"endpointInput":{"data":"1"}}}',
+    b'{"eventMetadata":{"eventId":"e\\u0000\\u00e9","inferenceTime":"2024-05-01T12:00:00Z"},"captureData":{"endpointInput":{"data":"\\"q\\"","encoding":"CSV"}}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"}} {"a":1}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"}}{"eventMetadata":{"eventId":"f"}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"},"captureData":{"endpointInput":{"data":"1","encoding":"CSV"}},"eventVersion":true}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"},"captureData":{"endpointInput":{"data":null,"encoding":"CSV"},"endpointOutput":{"data":"1","encoding":"CSV"}}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"},"captureData":{"endpointInput":null}}',
+    b'{"eventMetadata":{"eventId":"e","inferenceTime":"2024-05-01T12:00:00Z"},"captureData":{"endpointInput":{"data":"1"},"endpointOutput":[]}}',
+]
+LINES = [g.encode() for g in GOOD] + HOSTILE
+
+
+def test_duckdb_reads_clean_batches_and_gives_the_same_tables(monkeypatch):
+    blobs = [("\n".join(GOOD * 50) + "\n").encode(), ("\n\n".join(GOOD) + "\r\n\n  \n").encode(), b""]
+    fast, ref, accepted = both(parse.parse_captures, _batch(blobs), monkeypatch)
+    same(fast, ref)
+    assert accepted == 1  # the fast path was taken, not just the fallback
+    assert fast.table.num_rows == 4 * 50 + 4
+
+
+@pytest.mark.parametrize("line", range(len(HOSTILE)))
+def test_each_hostile_line_among_good_ones(line, monkeypatch):
+    blob = b"\n".join([LINES[0], HOSTILE[line], LINES[1], b""])
+    fast, ref, _ = both(parse.parse_captures, _batch([blob, LINES[2] + b"\n"]), monkeypatch)
+    same(fast, ref, HOSTILE[line])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(st.lists(st.sampled_from(range(len(LINES))), max_size=12), min_size=1, max_size=4),
+       newline=st.sampled_from([b"\n", b"\r\n"]), final=st.booleans())
+def test_generated_batches_give_identical_tables(files, newline, final, monkeypatch):
+    blobs = [newline.join(LINES[i] for i in f) + (newline if final else b"") for f in files]
+    fast, ref, _ = both(parse.parse_captures, _batch(blobs), monkeypatch)
+    same(fast, ref)
+
+
+def test_labels_too(monkeypatch):
+    good = dumps(label("e1", "1")).encode()
+    blobs = [b"\n".join([good, good, b'{"groundTruthData":{"data":1},"eventMetadata":{"eventId":"x"}}', good]) + b"\n"]
+    fast, ref, _ = both(parse.parse_labels, _batch(blobs), monkeypatch)
+    same(fast, ref)
+    fast, ref, accepted = both(parse.parse_labels, _batch([good + b"\n" + good]), monkeypatch)
+    same(fast, ref)
+    assert accepted == 1
+
+
+@pytest.mark.parametrize("name", ["seed-churn", "book-housing"])
+def test_every_corpus_mutation_gives_identical_quarantine(name, corpus, monkeypatch):
+    rel = {
+        "seed-churn": "seed-churn/xgb-churn-prediction-model/AllTraffic/2022/02/14/17/25-06-000-seed-sample.jsonl",
+        "book-housing": "book-housing/ll-housing/AllTraffic/2020/07/30/13/36-30-000-book-sample.jsonl",
+    }[name]
+    original = (corpus / rel).read_bytes()
+    ran = 0
+    for tag, data in mutations(original):
+        fast, ref, _ = both(parse.parse_captures, _batch([data, original]), monkeypatch)
+        same(fast, ref, tag)
+        ran += 1
+    assert ran >= 70
+
+
+def test_the_lenient_check_finds_what_pyarrow_rejects():
+    assert parse._lenient_json(b'{"a":[1, 2 ,\t]}')
+    assert parse._lenient_json(b'{"a":1 , }')
+    assert parse._lenient_json(b'{"a": -INF}')
+    assert parse._lenient_json(b'{"data": 1}')
+    assert parse._lenient_json(b'{"data" : {"x": "y"}}')
+    assert not parse._lenient_json(b'{"data": "1,2,3", "inferenceId": "x", "data":null}')
+    assert not parse._lenient_json(json.dumps({"data": "informal"}).encode())
