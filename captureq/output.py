@@ -1,10 +1,10 @@
 """A query result written as CSV or JSON to a byte stream, without a Python loop per row.
 
 The text is the one the CLI has always printed (Python's ``csv`` module over ``to_pylist()``, and
-``json.dumps(to_pylist(), default=str)``), now built column by column: Arrow formats the
-timestamps, an in-memory DuckDB connection turns every other cell into text (DuckDB prints a
-DOUBLE as Python's ``repr`` does) and joins each row into one line, and the lines go to the
-stream batch by batch, straight from the Arrow buffers. Columns of a type with no vectorized
+``json.dumps(to_pylist(), default=str)``), now built column by column: an in-memory DuckDB
+connection turns every cell into text (DuckDB prints a DOUBLE as Python's ``repr`` does) and joins
+each row into one line, in parallel, and the lines go to the stream batch by batch, straight from
+the Arrow buffers. Columns of a type with no vectorized
 rendering here (lists, structs, decimals with a scale, times, binary…) are rendered by the same
 Python code as before, one column at a time.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 import pyarrow as pa
@@ -53,7 +54,7 @@ def write_csv(table: pa.Table, stream: IO[bytes]) -> None:
     if table.num_rows == 0:
         return
     columns = [_prepared(col, for_csv=True) for col in table.columns]
-    cells = [_csv_cell(f"c{i}", kind) for i, (_, kind) in enumerate(columns)]
+    cells = [_csv_cell(f"c{i}", col) for i, col in enumerate(columns)]
     line = f"concat({', '.join(_joined(cells, quote_literal(',')))}, chr(10))"
     if len(cells) == 1:  # as the csv module does: a lone empty cell is "" (not an empty line)
         line = f"CASE WHEN coalesce({cells[0]}, '') = '' THEN '\"\"' || chr(10) ELSE {line} END"
@@ -66,9 +67,9 @@ def write_json(table: pa.Table, stream: IO[bytes]) -> None:
     if table.num_rows:
         columns = [_prepared(col, for_csv=False) for col in table.columns]
         pieces = []
-        for i, (name, (_, kind)) in enumerate(zip(table.column_names, columns)):
+        for i, (name, col) in enumerate(zip(table.column_names, columns)):
             key = json.dumps(name) + ": "
-            pieces += [quote_literal(("{" if i == 0 else ", ") + key), _json_cell(f"c{i}", kind)]
+            pieces += [quote_literal(("{" if i == 0 else ", ") + key), _json_cell(f"c{i}", col)]
         pieces.append("'}'")
         line = f"concat(', ', {', '.join(pieces)})"
         _stream_lines(columns, line, stream, skip=2)  # the first row has no ", " before it
@@ -77,83 +78,115 @@ def write_json(table: pa.Table, stream: IO[bytes]) -> None:
 
 # -- columns as text ---------------------------------------------------------------------------
 # What a prepared column holds, and so how the SQL below renders a cell of it:
-TEXT = "text"        # a string value: quoted as CSV needs, as a JSON string
+TEXT = "text"          # a string value: quoted as CSV needs, as a JSON string
 RENDERED = "rendered"  # the cell's final text already (NULL: an empty CSV cell)
-NUMBER = "number"    # an integer (or, in CSV, a decimal without a scale)
-FLOAT = "float"      # a double
+NUMBER = "number"      # an integer (or, in CSV, a decimal without a scale)
+FLOAT = "float"        # a double
 BOOL = "bool"
 DATE = "date"
+TIMESTAMP = "timestamp"  # wall-clock time (microseconds), and its UTC offset if it has a zone
+
+UTC_NAMES = frozenset({"UTC", "Etc/UTC", "+00:00", "Z"})
 
 
-def _prepared(col: pa.ChunkedArray, for_csv: bool) -> tuple[pa.ChunkedArray, str]:
+@dataclass
+class _Column:
+    """A result column as DuckDB will read it: ``values`` (column ``cN``), and for a timestamp
+    with a time zone other than UTC its offset from UTC in seconds (column ``cN_offset``)."""
+
+    values: pa.ChunkedArray
+    kind: str
+    offset: pa.ChunkedArray | str | None = None  # seconds, or the offset text of a whole column
+
+
+def _prepared(col: pa.ChunkedArray, for_csv: bool) -> _Column:
     """``col`` in a type the SQL below renders, and its kind; rare types rendered by Python."""
     t = col.type
     if pa.types.is_dictionary(t):
         return _prepared(col.cast(t.value_type), for_csv)
     if pa.types.is_string(t):
-        return col, TEXT
+        return _Column(col, TEXT)
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return col.cast(pa.string()), TEXT
+        return _Column(col.cast(pa.string()), TEXT)
     if pa.types.is_integer(t):
-        return col, NUMBER
+        return _Column(col, NUMBER)
     if pa.types.is_decimal(t) and t.scale == 0:  # DuckDB's HUGEINT sums; json.dumps: a string
-        return (col, NUMBER) if for_csv else (col.cast(pa.string()), TEXT)
+        return _Column(col, NUMBER) if for_csv else _Column(col.cast(pa.string()), TEXT)
     if pa.types.is_floating(t):
-        return col.cast(pa.float64()), FLOAT  # the double Python would print, digit for digit
+        return _Column(col.cast(pa.float64()), FLOAT)  # the double Python prints, digit for digit
     if pa.types.is_boolean(t):
-        return col, BOOL
+        return _Column(col, BOOL)
     if pa.types.is_date(t):
-        return col.cast(pa.date32()), DATE
+        return _Column(col.cast(pa.date32()), DATE)
     if pa.types.is_timestamp(t) and t.unit != "ns":
-        return _iso(col, "T" if for_csv else " "), RENDERED if for_csv else TEXT
+        return _wall_clock(col)
     # anything else as the Python code always printed it (one column, not the hot path)
     if for_csv:
         cells = [None if v is None else v.isoformat() if hasattr(v, "isoformat") else str(v)
                  for v in col.to_pylist()]
-        return pa.chunked_array([pa.array(cells, pa.string())]), TEXT
+        return _Column(pa.chunked_array([pa.array(cells, pa.string())]), TEXT)
     cells = [json.dumps(v, default=str) for v in col.to_pylist()]
-    return pa.chunked_array([pa.array(cells, pa.string())]), RENDERED
+    return _Column(pa.chunked_array([pa.array(cells, pa.string())]), RENDERED)
 
 
-def _iso(col: pa.ChunkedArray, sep: str) -> pa.ChunkedArray:
-    """Timestamps as ``datetime.isoformat(sep)`` prints them: microseconds only when not zero,
-    the UTC offset as ``+HH:MM`` when the column has a time zone."""
-    t = col.type
-    if t.unit == "ms":
-        col = col.cast(pa.timestamp("us", t.tz))
-    text = pc.strftime(col, format=f"%Y-%m-%d{sep}%H:%M:%S" + ("%z" if t.tz else ""))
-    text = pc.replace_substring_regex(text, r"\.000000", "")
-    if t.tz:
-        text = pc.replace_substring_regex(text, r"([+-]\d\d)(\d\d)$", r"\1:\2")
+def _wall_clock(col: pa.ChunkedArray) -> _Column:
+    """A timestamp column as its wall-clock time in microseconds, and its offset from UTC."""
+    tz = col.type.tz
+    naive = col.cast(pa.timestamp("us", tz)).cast(pa.timestamp("us"))  # the UTC time
+    if not tz:
+        return _Column(naive, TIMESTAMP)
+    if tz in UTC_NAMES:
+        return _Column(naive, TIMESTAMP, "+00:00")
+    local = pc.local_timestamp(col.cast(pa.timestamp("us", tz)))
+    offset = pc.divide(pc.subtract(local.cast(pa.int64()), naive.cast(pa.int64())), 1_000_000)
+    return _Column(local, TIMESTAMP, offset)
+
+
+def _iso_sql(name: str, col: _Column, sep: str) -> str:
+    """SQL for ``datetime.isoformat(sep)``: microseconds only when not zero, ``+HH:MM``."""
+    text = (f"strftime({name}, '%Y-%m-%d{sep}%H:%M:%S') || CASE WHEN microsecond({name}) "
+            f"% 1000000 = 0 THEN '' ELSE '.' || strftime({name}, '%f') END")
+    if isinstance(col.offset, str):
+        return f"{text} || {quote_literal(col.offset)}"
+    if col.offset is not None:
+        o = f"abs({name}_offset)"
+        return (f"{text} || CASE WHEN {name}_offset < 0 THEN '-' ELSE '+' END "
+                f"|| lpad(({o} // 3600)::VARCHAR, 2, '0') || ':' "
+                f"|| lpad(({o} % 3600 // 60)::VARCHAR, 2, '0') "
+                f"|| CASE WHEN {o} % 60 = 0 THEN '' ELSE ':' || lpad(({o} % 60)::VARCHAR, 2, '0') END")
     return text
 
 
-def _csv_cell(name: str, kind: str) -> str:
+def _csv_cell(name: str, col: _Column) -> str:
     """SQL for one CSV cell of column ``name`` (NULL stands for an empty cell)."""
-    if kind == TEXT:
+    if col.kind == TEXT:
         return (f"CASE WHEN regexp_matches({name}, {quote_literal(QUOTE_IF)}) "
                 f"THEN '\"' || replace({name}, '\"', '\"\"') || '\"' ELSE {name} END")
-    if kind == RENDERED:
+    if col.kind == RENDERED:
         return name
-    if kind == BOOL:
+    if col.kind == BOOL:
         return f"CASE WHEN {name} THEN 'True' WHEN NOT {name} THEN 'False' END"
+    if col.kind == TIMESTAMP:
+        return _iso_sql(name, col, "T")
     return f"CAST({name} AS VARCHAR)"
 
 
-def _json_cell(name: str, kind: str) -> str:
-    """SQL for one JSON value of column ``name``, as ``json.dumps`` writes it."""
-    if kind == TEXT:
+def _json_cell(name: str, col: _Column) -> str:
+    """SQL for one JSON value of column ``name``, as ``json.dumps(default=str)`` writes it."""
+    if col.kind == TEXT:
         return f"coalesce(to_json({name})::VARCHAR, 'null')"
-    if kind == RENDERED:
+    if col.kind == RENDERED:
         return name
-    if kind == BOOL:
+    if col.kind == BOOL:
         return f"CASE WHEN {name} THEN 'true' WHEN NOT {name} THEN 'false' ELSE 'null' END"
-    if kind == FLOAT:
+    if col.kind == FLOAT:
         return (f"CASE WHEN {name} IS NULL THEN 'null' WHEN isnan({name}) THEN 'NaN' "
                 f"WHEN {name} = 'inf'::DOUBLE THEN 'Infinity' "
                 f"WHEN {name} = '-inf'::DOUBLE THEN '-Infinity' ELSE CAST({name} AS VARCHAR) END")
-    if kind == DATE:
+    if col.kind == DATE:
         return f"coalesce('\"' || CAST({name} AS VARCHAR) || '\"', 'null')"
+    if col.kind == TIMESTAMP:  # str(datetime): isoformat with a space
+        return f"coalesce('\"' || {_iso_sql(name, col, ' ')} || '\"', 'null')"
     return f"coalesce(CAST({name} AS VARCHAR), 'null')"
 
 
@@ -166,12 +199,18 @@ def _joined(cells: list[str], sep: str) -> list[str]:
     return out
 
 
-def _stream_lines(columns: list[tuple[pa.ChunkedArray, str]], line: str, stream: IO[bytes],
-                  skip: int = 0) -> None:
+def _stream_lines(columns: list[_Column], line: str, stream: IO[bytes], skip: int = 0) -> None:
     """Run ``SELECT line`` over the prepared columns; write its text, batch by batch."""
     import duckdb
 
-    table = pa.table([c for c, _ in columns], names=[f"c{i}" for i in range(len(columns))])
+    arrays, names = [], []
+    for i, col in enumerate(columns):
+        arrays.append(col.values)
+        names.append(f"c{i}")
+        if isinstance(col.offset, pa.ChunkedArray):
+            arrays.append(col.offset)
+            names.append(f"c{i}_offset")
+    table = pa.table(arrays, names=names)
     # small batches: DuckDB scans an Arrow table one batch per thread
     table = pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_ROWS), table.schema)
     con: duckdb.DuckDBPyConnection = duckdb.connect()

@@ -55,3 +55,12 @@ def test_query_reads_before_importing_polars_duckdb_or_monitoring(tmp_path):
     assert not loaded & {"captureq.monitor.baseline", "captureq.monitor.check",
                          "captureq.report.build"}, loaded
     assert "duckdb" in seen["at_exit"]  # the query did run
+
+
+def test_an_empty_table_does_not_import_pandas():
+    """``Schema.empty_table()`` imports pandas (0.2-0.3 s) through ``pa.array([])``; every parsed
+    batch builds empty quarantine tables, so captureq builds them without it."""
+    code = ("import sys; from captureq import schema; schema.empty(schema.QUARANTINE); "
+            "schema.empty(schema.CAPTURES); print('pandas' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr
