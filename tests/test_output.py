@@ -30,6 +30,18 @@ from captureq.generate import generate_tree
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True, params=["duckdb", "polars"])
+def printer(request, monkeypatch):
+    """Every test twice: DuckDB prints the whole CSV, or polars prints its doubles (as it does
+    from a million float cells on)."""
+    from captureq import output
+
+    if request.param == "polars":
+        assert output._polars_prints_repr()
+        monkeypatch.setattr(output, "POLARS_FROM_FLOAT_CELLS", 0)
+    return request.param
+
+
 # -- the oracle: what the CLI printed before the writer was vectorized -------------------------
 def reference_csv(table: pa.Table) -> str:
     """Python's csv module over ``to_pylist()`` (a ``\\r`` in a value is quoted too)."""
@@ -278,3 +290,17 @@ def test_doubles_print_as_python_repr():
     values += [float(i) for i in range(-50, 50)] + [5e-324, 2.0**53, 1e16, 1e-4, 9.999999999999999e15]
     table = pa.table({"x": values})
     assert csv_text(table).splitlines()[1:] == [repr(v) for v in values]
+
+
+def test_doubles_between_1e_4_and_1e16_print_as_python_repr(printer):
+    """The range where polars prints them itself (outside it DuckDB does)."""
+    import random
+
+    rng = random.Random(1)
+    values = [rng.uniform(-1, 1) * 10.0 ** rng.randint(-4, 15) for _ in range(50_000)]
+    values += [round(rng.uniform(0, 500), rng.randint(0, 3)) for _ in range(50_000)]
+    values += [0.0, -0.0, 1e-4, 9.999999999999998e15, 2.0**52 + 0.5, 0.1 + 0.2]
+    values = [v for v in values if v == 0 or 1e-4 <= abs(v) < 1e16]
+    table = pa.table({"x": values, "y": list(reversed(values))})
+    lines = csv_text(table).splitlines()[1:]
+    assert lines == [f"{x!r},{y!r}" for x, y in zip(values, reversed(values))]
