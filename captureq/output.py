@@ -304,7 +304,6 @@ def _write_csv_polars(columns: list[_Column], stream: IO[bytes]) -> None:
         rendered = {i: text.column(j) for j, i in enumerate(others)}
     table = pa.table([rendered[i] if i in rendered else c.values for i, c in enumerate(columns)],
                      names=[f"c{i}" for i in range(len(columns))])
-    frame = pl.from_arrow(table)
-    for start in range(0, frame.height, BATCH_ROWS):
-        part = frame.slice(start, BATCH_ROWS)
+    for start in range(0, table.num_rows, BATCH_ROWS):  # one batch in polars at a time
+        part = pl.from_arrow(table.slice(start, BATCH_ROWS))
         stream.write(part.write_csv(include_header=False, quote_style="never").encode())
