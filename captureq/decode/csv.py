@@ -106,9 +106,15 @@ def _same_as_inferred(table: pa.Table) -> bool:
     for col in table.columns:
         if not pa.types.is_float64(col.type):  # a column past the first 64 KB was inferred
             return False
+        lo, hi = pc.min_max(col).values()  # one C++ pass; nulls skipped
+        if lo.as_py() is not None and (lo.as_py() <= -(2.0**53) or hi.as_py() >= 2.0**53):
+            return False
         for chunk in col.chunks:
-            a = chunk.to_numpy(zero_copy_only=False)
-            if (np.abs(a) >= 2.0**53).any() or ((a == 0) & np.signbit(a)).any():
+            if chunk.null_count:
+                chunk = pc.fill_null(chunk, 0.0)
+            # -0.0 is the one float64 whose bits equal int64's minimum: one comparison, no copy
+            bits = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset: chunk.offset + len(chunk)]
+            if (bits == np.iinfo(np.int64).min).any():
                 return False
     return True
 
