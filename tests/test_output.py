@@ -288,8 +288,10 @@ def test_doubles_print_as_python_repr():
     rng = random.Random(0)
     values = [rng.uniform(-1, 1) * 10.0 ** rng.randint(-320, 308) for _ in range(20_000)]
     values += [float(i) for i in range(-50, 50)] + [5e-324, 2.0**53, 1e16, 1e-4, 9.999999999999999e15]
+    values += [float("nan"), -float("nan"), float("inf"), -float("inf")]
     table = pa.table({"x": values})
     assert csv_text(table).splitlines()[1:] == [repr(v) for v in values]
+    assert same_json(json.loads(json_text(table)), reference_json(table))
 
 
 def test_doubles_between_1e_4_and_1e16_print_as_python_repr(printer):
