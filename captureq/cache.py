@@ -31,14 +31,18 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+import subprocess
+import sys
+import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from . import schema, views
-from .errors import CaptureqError
+from .decode import DecodeOptions
+from .errors import CaptureqError, ExportError
 
 if TYPE_CHECKING:
     import duckdb
@@ -61,9 +65,13 @@ def _layout() -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def cache_dir(uri: str, labels: str | None) -> Path:
-    """The cache folder of one tree (and labels tree), for this version of the tables' schemas."""
-    key = hashlib.sha1(f"{uri}\0{labels or ''}".encode()).hexdigest()[:16]
+def cache_dir(uri: str, labels: str | None, options: DecodeOptions | None = None) -> Path:
+    """The cache folder of one tree (and labels tree) read with ``options`` (other column names
+    or record paths decode other tables), for this version of the tables' schemas."""
+    text = f"{uri}\0{labels or ''}"
+    if options is not None and options != DecodeOptions():
+        text += "\0" + json.dumps(asdict(options), sort_keys=True, default=str)
+    key = hashlib.sha1(text.encode()).hexdigest()[:16]
     return cache_root() / f"{key}-{_layout()}"
 
 
@@ -107,7 +115,7 @@ def lookup(plan: ScanPlan) -> Hit | None:
     from .export import _State
     from .parse import file_key
 
-    root = cache_dir(plan.uri, plan.labels_uri)
+    root = cache_dir(plan.uri, plan.labels_uri, plan.options)
     commits = _commits(root)
     if not commits:
         return None
@@ -297,25 +305,73 @@ def refresh(plan: ScanPlan, max_bytes: int | None = None) -> Path | None:
     from .export import export
     from .plan import ScanPlan
 
-    root = cache_dir(plan.uri, plan.labels_uri)
+    root = cache_dir(plan.uri, plan.labels_uri, plan.options)
     # the export re-reads new and changed files (size, ETag/mtime) and replaces their old rows
     source = ScanPlan(plan.uri, plan.labels_uri, plan.storage_options, plan.label_storage_options,
                       plan.options, plan.window, plan.batch_bytes)
     source._cache.update({k: plan._cache[k] for k in ("scan", "label_scan") if k in plan._cache})
     try:
-        export(source, str(root))
-    except CaptureqError:
-        return None  # another process is writing this cache
+        export(source, str(root), by_hour=False, compression=CODEC)
+    except ExportError as exc:
+        if "another captureq export is writing" in str(exc):
+            return None  # another process is writing this cache
+        raise
     touch(root)
     evict(max_bytes if max_bytes is not None else max_bytes_default(), keep=root)
     return root
 
 
+# -- filling off the critical path ----------------------------------------------------------------
+# A cold query hands the fill to a detached process (as git's auto gc does): the query's caller —
+# a CLI about to exit, a notebook — never waits for it. The process holds an flock on its marker
+# ``<cache root>/_fills/<id>.lock`` (taken by the parent before it starts, inherited, released by
+# the kernel when the process ends however it ends), so :func:`pending` and :func:`wait` see every
+# fill under a cache root, whichever process started it. A fill whose tree cache is being written
+# by another process waits for its turn (up to ``FILL_WAIT_SECONDS``) instead of being dropped.
+FILLS = "_fills"
+CODEC = "lz4"  # the parts' Parquet codec: quick to decompress (a warm read is mostly that)
+FILL_WAIT_SECONDS = 600.0
+
 _pending: list[threading.Thread] = []
+_children: list[subprocess.Popen] = []
 
 
-def refresh_later(plan: ScanPlan, max_bytes: int | None = None) -> threading.Thread:
-    """:func:`refresh` on a background thread (the interpreter waits for it at exit)."""
+def _spec(plan: ScanPlan, max_bytes: int | None) -> dict | None:
+    """What a fill process needs to rebuild ``plan`` (None when it cannot be sent as JSON)."""
+    w = plan.window
+    spec = {
+        "uri": plan.uri, "labels": plan.labels_uri, "storage_options": plan.storage_options,
+        "label_storage_options": plan.label_storage_options, "options": asdict(plan.options),
+        "start": w.start.isoformat() if w.start is not None else None,
+        "end": w.end.isoformat() if w.end is not None else None,
+        "endpoint": w.endpoint, "variant": w.variant, "batch_bytes": plan.batch_bytes,
+        "max_bytes": max_bytes, "cache_root": str(cache_root()),
+    }
+    try:
+        json.dumps(spec)
+    except (TypeError, ValueError):
+        return None
+    return spec
+
+
+def _plan_of(spec: dict) -> ScanPlan:
+    from .plan import open_plan
+
+    return open_plan(spec["uri"], labels=spec["labels"], storage_options=spec["storage_options"],
+                     label_storage_options=spec["label_storage_options"],
+                     options=DecodeOptions(**spec["options"]), start=spec["start"], end=spec["end"],
+                     endpoint=spec["endpoint"], variant=spec["variant"], batch_bytes=spec["batch_bytes"])
+
+
+def refresh_later(plan: ScanPlan, max_bytes: int | None = None) -> subprocess.Popen | threading.Thread:
+    """:func:`refresh` off the critical path: in a detached process (see above), or — when the
+    plan cannot be handed to one (storage options that are not JSON) — on a thread the
+    interpreter waits for at exit."""
+    _children[:] = [p for p in _children if p.poll() is None]  # reap the fills that ended
+    spec = _spec(plan, max_bytes)
+    if spec is not None and sys.executable:
+        with contextlib.suppress(OSError):
+            return _spawn(spec)
 
     def run():
         try:
@@ -332,15 +388,115 @@ def refresh_later(plan: ScanPlan, max_bytes: int | None = None) -> threading.Thr
     return t
 
 
-def wait() -> None:
-    """Wait for background cache refreshes started by this process."""
+def _spawn(spec: dict) -> subprocess.Popen:
+    import fcntl
+
+    folder = Path(spec["cache_root"]) / FILLS
+    folder.mkdir(parents=True, exist_ok=True)
+    name = uuid.uuid4().hex
+    marker = folder / f"{name}.lock"
+    fd = os.open(folder / f".{name}.tmp", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held from now until the fill process ends
+        os.rename(folder / f".{name}.tmp", marker)  # seen by pending() only once locked
+        spec = {**spec, "marker": str(marker), "fd": fd}
+        package = str(Path(__file__).resolve().parent.parent)  # this captureq, not another
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (package, os.environ.get("PYTHONPATH")) if p)}
+        debug = bool(os.environ.get("CAPTUREQ_DEBUG"))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from captureq.cache import _fill_main; _fill_main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=None if debug else subprocess.DEVNULL, pass_fds=(fd,), env=env,
+            start_new_session=True,  # a Ctrl-C of the caller does not stop it half-way (harmless anyway)
+        )
+    except BaseException:
+        with contextlib.suppress(OSError):
+            marker.unlink()
+        raise
+    finally:
+        os.close(fd)  # the child's copy keeps the lock
+    proc.stdin.write(json.dumps(spec).encode())
+    proc.stdin.close()
+    _children.append(proc)
+    return proc
+
+
+def _fill_main() -> None:
+    """The fill process: rebuild the plan, wait for the cache's writer lock, refresh, exit."""
+    spec = json.loads(sys.stdin.read())
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)  # the caller's next work goes first
+    try:
+        os.environ["CAPTUREQ_CACHE"] = spec["cache_root"]
+        plan = _plan_of(spec)
+        deadline = time.monotonic() + FILL_WAIT_SECONDS
+        while refresh(plan, spec["max_bytes"]) is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # another process is writing this tree's cache: our turn comes next
+    except Exception as exc:  # a cache that cannot be written is only a slower query
+        if os.environ.get("CAPTUREQ_DEBUG"):
+            import traceback
+
+            traceback.print_exception(exc)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(spec["marker"])
+
+
+def pending(root: Path | str | None = None) -> list[Path]:
+    """The fills still running under the cache root ``root`` (default :func:`cache_root`),
+    started by any process; the markers of fills that ended without removing them are removed."""
+    import fcntl
+
+    folder = Path(root if root is not None else cache_root()) / FILLS
+    running = []
+    for marker in sorted(folder.glob("*.lock")) if folder.is_dir() else ():
+        try:
+            fd = os.open(marker, os.O_RDWR)
+        except OSError:
+            continue  # ended just now
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            running.append(marker)
+        else:
+            with contextlib.suppress(OSError):
+                marker.unlink()
+        finally:
+            os.close(fd)
+    return running
+
+
+def wait(root: Path | str | None = None, timeout: float | None = None) -> bool:
+    """Wait for the fills started by this process, then for every fill still running under the
+    cache root ``root`` (default :func:`cache_root`; a CLI's fills outlive it). Returns False
+    when ``timeout`` seconds passed first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while _pending:
+        _pending.pop().join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    for proc in list(_children):
+        try:
+            proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+        _children.remove(proc)
+    while pending(root):
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+# At exit, finish thread refreshes before concurrent.futures stops taking work (its exit hook,
+# registered when captureq.pipeline imported it, runs after this one: threading runs them in
+# reverse order). Fill processes are detached: the interpreter does not wait for them.
+import concurrent.futures.thread  # noqa: E402,F401
+
+
+def _join_threads() -> None:
     while _pending:
         _pending.pop().join()
 
 
-# At exit, finish refreshes before concurrent.futures stops taking work (its exit hook, registered
-# when captureq.pipeline imported it, runs after this one: threading runs them in reverse order).
-import concurrent.futures.thread  # noqa: E402,F401
-
 if hasattr(threading, "_register_atexit"):
-    threading._register_atexit(wait)
+    threading._register_atexit(_join_threads)
