@@ -145,23 +145,55 @@ def lookup(plan: ScanPlan) -> Hit | None:
                [f.url for f in wanted.values()])
 
 
-def connect(hit: Hit, plan: ScanPlan | None = None) -> duckdb.DuckDBPyConnection:
+_databases: dict[bool, duckdb.DuckDBPyConnection] = {}
+_databases_lock = threading.Lock()
+
+
+def _connection(locked: bool) -> duckdb.DuckDBPyConnection:
+    """A new connection: locked, a cursor of the process's one locked-down in-memory database
+    (a new DuckDB database costs 20–30 ms, a cursor nothing; each cursor has its own
+    registrations and temporary views); else a database of its own."""
+    import duckdb
+
+    from .plan import lock_down
+
+    if not locked:
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+    with _databases_lock:
+        db = _databases.get(locked)
+        if db is None:
+            db = duckdb.connect()
+            db.execute("SET GLOBAL TimeZone = 'UTC'")
+            lock_down(db)  # for good: no cursor can turn file access back on
+            _databases[locked] = db
+        return db.cursor()
+
+
+def temp(sql: str) -> str:
+    """View definitions as connection-local (``TEMP``) views: cursors of the shared database
+    must not see each other's."""
+    return sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW")
+
+
+def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection whose views read the hit's Parquet parts (only those), for ``plan``'s window.
 
-    The parts are registered as Arrow datasets, so the SQL needs no file access of DuckDB's own
-    (the caller can lock the connection down). With a time window, exactly the rows with
+    The parts are registered as Arrow datasets, so the SQL needs no file access of DuckDB's own.
+    ``locked``: a cursor of a shared database locked down as :func:`captureq.plan.lock_down`
+    does (every view is a ``TEMP`` view, its own); else a database of its own, which the
+    caller may lock down. With a time window, exactly the rows with
     ``start ≤ inference_time < end`` are served, as a cold read keeps them
     (:mod:`captureq.window`): quarantine rows and embedded labels follow their capture, and
     ``line`` quarantine rows count in their file's hour.
     """
-    import duckdb
     import pyarrow.dataset as ds
 
     from . import window
     from .export import _arrow_type
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = _connection(locked)
     base = {"captures": schema.CAPTURES, "labels": schema.LABELS, "quarantine": schema.QUARANTINE}
     value_cols: dict[str, list[str]] = {}
     if hit.file_keys is not None:
@@ -190,14 +222,14 @@ def connect(hit: Hit, plan: ScanPlan | None = None) -> duckdb.DuckDBPyConnection
                 where = f" WHERE split_part({key}, ':', 1) IN (SELECT k FROM captureq_cache_keys)"
                 if name == "quarantine":
                     where += " OR source_file IN (SELECT u FROM captureq_cache_urls)"
-            con.execute(f"CREATE OR REPLACE VIEW {src} AS SELECT {cols} FROM {raw}{name}_parts{where}")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {src} AS SELECT {cols} FROM {raw}{name}_parts{where}")
         else:
             nulls = ", ".join(f"CAST(NULL AS {schema.duckdb_type(f.type)}) AS {views.quote_ident(f.name)}"
                               for f in fields)
-            con.execute(f"CREATE OR REPLACE VIEW {src} AS SELECT {nulls} WHERE false")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {src} AS SELECT {nulls} WHERE false")
     if windowed:
         _window_views(con, raw, plan, start, end, window)
-    con.execute(views.render_views(value_cols["outputs"], value_cols["inputs"]))
+    con.execute(temp(views.render_views(value_cols["outputs"], value_cols["inputs"])))
     touch(hit.root)
     return con
 
@@ -211,23 +243,23 @@ def _window_views(con, raw: str, plan: ScanPlan, start, end, window) -> None:
         conds.append(f"inference_time < TIMESTAMPTZ {views.quote_literal(end.isoformat())}")
     inside = " AND ".join(conds)
     for name in ("captures", "inputs", "outputs"):
-        con.execute(f"CREATE OR REPLACE VIEW {views.SOURCE_PREFIX}{name} AS "
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {views.SOURCE_PREFIX}{name} AS "
                     f"SELECT * FROM {raw}{name} WHERE {inside}")
     # the margin: files whose hour starts outside the window (their 'line' rows are not its own)
     margin = [f.url for f in plan.scan().files if not window.hour_in_window(f.hour, start, end)]
     con.register("captureq_cache_margin", pa.table({"u": pa.array(margin, pa.string())}))
     # captures outside the window: what is keyed by their id leaves with them (the label
     # tree's rows and quarantine are keyed by label ids, which no capture has)
-    con.execute(f"CREATE OR REPLACE VIEW captureq_cache_outside AS SELECT capture_id FROM "
+    con.execute(f"CREATE OR REPLACE TEMP VIEW captureq_cache_outside AS SELECT capture_id FROM "
                 f"{raw}captures WHERE NOT ({inside})")
     con.execute(
-        f"CREATE OR REPLACE VIEW {views.SOURCE_PREFIX}quarantine AS SELECT * FROM {raw}quarantine "
+        f"CREATE OR REPLACE TEMP VIEW {views.SOURCE_PREFIX}quarantine AS SELECT * FROM {raw}quarantine "
         f"AS q WHERE NOT EXISTS (SELECT 1 FROM captureq_cache_outside AS o "
         f"WHERE o.capture_id = q.capture_id) AND NOT (stage = 'line' AND coalesce(source_file IN "
         f"(SELECT u FROM captureq_cache_margin), false))"
     )
     con.execute(  # labels embedded in captures outside the window leave with them
-        f"CREATE OR REPLACE VIEW {views.SOURCE_PREFIX}labels AS SELECT * FROM {raw}labels AS l "
+        f"CREATE OR REPLACE TEMP VIEW {views.SOURCE_PREFIX}labels AS SELECT * FROM {raw}labels AS l "
         f"WHERE NOT EXISTS (SELECT 1 FROM captureq_cache_outside AS o "
         f"WHERE o.capture_id = l.label_id)"
     )

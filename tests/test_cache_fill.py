@@ -117,3 +117,18 @@ def test_a_fill_writes_one_part_per_table_and_batch(tmp_path, cache_root):
     warm = captureq.open(cap, start=T0 + timedelta(hours=2), end=T0 + timedelta(hours=3))
     assert warm.sql("select _c0 from inputs").to_pylist() == [{"_c0": 2}]
     assert warm._cache["warm"] is not None
+
+
+def test_warm_connections_of_two_trees_in_one_process_keep_their_own_views(tmp_path, cache_root):
+    """Warm connections are cursors of one shared locked-down database: each has its own views."""
+    a, b = tree(tmp_path / "a", hours=1), tree(tmp_path / "b", hours=2)
+    for cap in (a, b):
+        captureq.open(cap).sql("select 1")
+    assert cache.wait(cache_root)
+    qa, qb = captureq.open(a), captureq.open(b)
+    assert qa.sql("select count(*) as n from inputs").to_pylist() == [{"n": 1}]
+    assert qb.sql("select count(*) as n from inputs").to_pylist() == [{"n": 2}]
+    assert qa.sql("select count(*) as n from predictions").to_pylist() == [{"n": 1}]
+    assert qa._cache["warm"] is not None and qb._cache["warm"] is not None
+    with pytest.raises(captureq.errors.QueryError):
+        qb.sql(f"select * from read_text('{a}/**')")
