@@ -5,13 +5,16 @@ A tree's cache is the export ``captureq sql`` builds (:mod:`captureq.export`) in
 query whose window's files are all committed there, each with the size (and mtime/ETag, when the
 listing gives one) it has now, reads the Parquet parts of those commits instead of the JSON
 Lines; otherwise it runs in memory as without a cache, and the cache is refreshed off the
-critical path (a background thread, after the result is handed back).
+critical path: by a detached process (:func:`refresh_later`), which neither the caller nor a CLI
+about to exit waits for. The parts are one per table, endpoint and batch (not one per hour
+partition as ``captureq export`` writes): a 200 k-record tree is tens of files, quick to write
+and to open.
 
 * Per-file invalidation: a file whose size or mtime/ETag changed is not a hit; the refresh
   re-exports it and its commit replaces the file's earlier rows (the export's own rule).
 * Two processes at once: a reader only opens parts named by committed records (renamed into
   place before their commit record), and the export's lock keeps writers one at a time; a
-  refresh that finds the lock held leaves the work to the process holding it.
+  fill that finds the lock held waits for its turn, then exports what is still missing.
 * Bounded: after a refresh, whole tree caches are evicted least recently used first until the
   cache root holds at most ``max_bytes`` (``CAPTUREQ_CACHE_MAX_BYTES``, default 2 GiB); a
   cache whose lock is held is not evicted.
@@ -395,13 +398,25 @@ def _plan_of(spec: dict) -> ScanPlan:
                      endpoint=spec["endpoint"], variant=spec["variant"], batch_bytes=spec["batch_bytes"])
 
 
-def refresh_later(plan: ScanPlan, max_bytes: int | None = None) -> subprocess.Popen | threading.Thread:
+_deferred: list[dict] = []
+
+
+def refresh_later(plan: ScanPlan, max_bytes: int | None = None, *, at_exit: bool = False
+                  ) -> subprocess.Popen | threading.Thread | None:
     """:func:`refresh` off the critical path: in a detached process (see above), or — when the
     plan cannot be handed to one (storage options that are not JSON) — on a thread the
-    interpreter waits for at exit."""
+    interpreter waits for at exit. ``at_exit``: the process starts when this interpreter exits
+    (or at :func:`wait`), so that a CLI writes its answer without a fill competing for the CPU."""
     _children[:] = [p for p in _children if p.poll() is None]  # reap the fills that ended
     spec = _spec(plan, max_bytes)
     if spec is not None and sys.executable:
+        if at_exit:
+            if not _deferred:
+                import atexit
+
+                atexit.register(start_deferred)
+            _deferred.append(spec)
+            return None
         with contextlib.suppress(OSError):
             return _spawn(spec)
 
@@ -418,6 +433,13 @@ def refresh_later(plan: ScanPlan, max_bytes: int | None = None) -> subprocess.Po
     t.start()
     _pending.append(t)
     return t
+
+
+def start_deferred() -> None:
+    """Start the fills deferred to exit (see :func:`refresh_later`)."""
+    while _deferred:
+        with contextlib.suppress(OSError):
+            _spawn(_deferred.pop(0))
 
 
 def _spawn(spec: dict) -> subprocess.Popen:
@@ -456,7 +478,10 @@ def _spawn(spec: dict) -> subprocess.Popen:
 
 def _fill_main() -> None:
     """The fill process: rebuild the plan, wait for the cache's writer lock, refresh, exit."""
-    spec = json.loads(sys.stdin.read())
+    try:
+        spec = json.loads(sys.stdin.read())
+    except ValueError:  # the caller died before handing the plan over: its marker is stale
+        return
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)  # the caller's next work goes first
     try:
@@ -504,6 +529,7 @@ def wait(root: Path | str | None = None, timeout: float | None = None) -> bool:
     cache root ``root`` (default :func:`cache_root`; a CLI's fills outlive it). Returns False
     when ``timeout`` seconds passed first."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    start_deferred()
     while _pending:
         _pending.pop().join(None if deadline is None else max(0.0, deadline - time.monotonic()))
     for proc in list(_children):

@@ -234,6 +234,7 @@ class ScanPlan:
     # The warm path (captureq.cache): None follows CAPTUREQ_NO_CACHE; max bytes of all caches.
     cache: bool | None = None
     cache_max_bytes: int | None = None
+    cache_fill_at_exit: bool = False  # start a cold query's cache fill when the process exits (CLI)
 
     def __repr__(self) -> str:
         w = self.window
@@ -566,7 +567,8 @@ class ScanPlan:
         if cold and self._use_cache() and "refresh" not in self._cache:
             from . import cache
 
-            self._cache["refresh"] = cache.refresh_later(self, self.cache_max_bytes)
+            self._cache["refresh"] = cache.refresh_later(self, self.cache_max_bytes,
+                                                         at_exit=self.cache_fill_at_exit)
         return result
 
 

@@ -132,3 +132,14 @@ def test_warm_connections_of_two_trees_in_one_process_keep_their_own_views(tmp_p
     assert qa._cache["warm"] is not None and qb._cache["warm"] is not None
     with pytest.raises(captureq.errors.QueryError):
         qb.sql(f"select * from read_text('{a}/**')")
+
+
+def test_a_fill_deferred_to_exit_starts_at_wait(tmp_path, cache_root):
+    """The CLI defers its fill to exit, so the fill does not compete with writing the answer."""
+    cap = tree(tmp_path)
+    cq = captureq.open(cap)
+    cq.cache_fill_at_exit = True
+    assert cq.sql(SQL).num_rows == 3
+    assert not cache.pending(cache_root) and cache.lookup(captureq.open(cap)) is None  # not yet
+    assert cache.wait(cache_root)  # starts it, then waits for it
+    assert cache.lookup(captureq.open(cap)) is not None
