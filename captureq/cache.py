@@ -454,14 +454,14 @@ def _spawn(spec: dict) -> subprocess.Popen:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held from now until the fill process ends
         os.rename(folder / f".{name}.tmp", marker)  # seen by pending() only once locked
         spec = {**spec, "marker": str(marker), "fd": fd}
-        package = str(Path(__file__).resolve().parent.parent)  # this captureq, not another
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (package, os.environ.get("PYTHONPATH")) if p)}
+        # this captureq, not another: ``-c`` puts the working folder first on sys.path
+        package = str(Path(__file__).resolve().parent.parent)
+        code = f"import sys; sys.path.insert(0, {package!r}); from captureq.cache import _fill_main; _fill_main()"
         debug = bool(os.environ.get("CAPTUREQ_DEBUG"))
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from captureq.cache import _fill_main; _fill_main()"],
+            [sys.executable, "-c", code],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=None if debug else subprocess.DEVNULL, pass_fds=(fd,), env=env,
+            stderr=None if debug else subprocess.DEVNULL, pass_fds=(fd,),
             start_new_session=True,  # a Ctrl-C of the caller does not stop it half-way (harmless anyway)
         )
     except BaseException:

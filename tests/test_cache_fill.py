@@ -143,3 +143,17 @@ def test_a_fill_deferred_to_exit_starts_at_wait(tmp_path, cache_root):
     assert not cache.pending(cache_root) and cache.lookup(captureq.open(cap)) is None  # not yet
     assert cache.wait(cache_root)  # starts it, then waits for it
     assert cache.lookup(captureq.open(cap)) is not None
+
+
+def test_the_fill_process_imports_this_captureq_whatever_the_working_folder(tmp_path, cache_root,
+                                                                            monkeypatch):
+    """``python -c`` puts the working folder first on sys.path: a folder holding another
+    ``captureq`` (a source checkout of another version) must not be what the fill runs."""
+    cap = tree(tmp_path)
+    other = tmp_path / "elsewhere"
+    (other / "captureq").mkdir(parents=True)
+    (other / "captureq" / "__init__.py").write_text("raise ImportError('not this captureq')\n")
+    monkeypatch.chdir(other)
+    captureq.open(cap).sql("select 1")
+    assert cache.wait(cache_root, timeout=120)
+    assert cache.lookup(captureq.open(cap)) is not None
