@@ -256,7 +256,7 @@ def _read(data: bytes, raw_schema: pa.Schema, block_size: int) -> pa.Table:
 # proves both give the same tables and quarantine.
 # CAPTUREQ_PARSER: "duckdb", "pyarrow", or "auto" (the default: DuckDB for reads that need no
 # payload text, e.g. ``select count(*) from captures``, pyarrow otherwise).
-PARSER = os.environ.get("CAPTUREQ_PARSER", "auto").lower()
+PARSER = os.environ.get("CAPTUREQ_PARSER", "pyarrow").lower()
 _duck_local = threading.local()
 
 
@@ -513,41 +513,51 @@ def parse_json_lines(
     # would pass them through unchecked), and lines that cannot be a JSON object because they do
     # not start with "{" (a line "null" crashes pyarrow's reader, apache/arrow#47409).
     # With ``repairs``, lines whose payload data is not a string are set aside too and parsed
-    # in a second pass with that value re-serialized (see _repair).
-    whole = lines.buf
+    # in a second pass with that value re-serialized (see _repair). They are looked for (one
+    # regex scan, about a tenth of the parse) only when needed: with pyarrow once the whole
+    # batch failed to parse, with DuckDB among the suspect lines.
     not_utf8 = invalid_utf8(lines)
     not_object = np.flatnonzero(lines.first != ord("{")) if lines.first is not None else []
     not_object = np.setdiff1d(not_object, not_utf8)
+    bad += [(int(i), "line is not valid UTF-8 text") for i in not_utf8]
+    bad += [
+        (int(i), _clean_reason(None, lines.buf[lines.starts[i] : lines.ends[i]]))
+        for i in not_object
+    ]
+    unfit = np.union1d(not_utf8, not_object).astype(np.int64)
+    set_aside = unfit
+
+    def take_repairs(candidates: np.ndarray) -> bool:
+        """Parse the repairable lines among ``candidates``; whether any was set aside."""
+        nonlocal set_aside
+        candidates = np.setdiff1d(candidates, unfit)
+        if not len(candidates):
+            return False
+        repaired_parts, still_bad, repaired = _repair(lines, candidates, raw_schema, block_size, repairs)
+        parts.extend(repaired_parts)
+        bad.extend(still_bad)
+        set_aside = np.union1d(set_aside, repaired).astype(np.int64)
+        return bool(len(repaired))
+
+    def rest() -> tuple[np.ndarray, bytes]:
+        if not len(set_aside):
+            return everything, lines.buf
+        return np.setdiff1d(everything, set_aside), blank_out(lines, set_aside)
+
     duck = use_duckdb(payload)
     # DuckDB reads the lines its leniency cannot matter on; pyarrow the others (suspects hold
-    # every line whose payload data is not a string: the regex scan for those runs on them only)
+    # every line whose payload data is not a string)
     suspect = _suspect_lines(lines, raw_schema) if duck else None
-    repaired = np.zeros(0, dtype=np.int64)
-    if repairs is not None and (suspect is None or len(suspect)):
-        candidates = _data_not_string(lines)
-        if suspect is not None:
-            candidates = np.intersect1d(candidates, suspect)
-        candidates = np.setdiff1d(candidates, np.union1d(not_utf8, not_object))
-        if len(candidates):
-            repaired_parts, still_bad, repaired = _repair(
-                lines, candidates, raw_schema, block_size, repairs
-            )
-            parts += repaired_parts
-            bad += still_bad
-    set_aside = np.zeros(0, dtype=np.int64)
-    if len(not_utf8) or len(not_object) or len(repaired):
-        bad += [(int(i), "line is not valid UTF-8 text") for i in not_utf8]
-        bad += [
-            (int(i), _clean_reason(None, lines.buf[lines.starts[i] : lines.ends[i]]))
-            for i in not_object
-        ]
-        set_aside = np.union1d(np.union1d(not_utf8, not_object), repaired).astype(np.int64)
-        everything = np.setdiff1d(everything, set_aside)
-        whole = blank_out(lines, set_aside)
-    stack: list[tuple[np.ndarray, bytes | None]] = [(everything, whole)]
-    if duck and len(everything):
-        suspect = np.intersect1d(suspect, everything)
-        clean = np.setdiff1d(everything, suspect) if len(suspect) else everything
+    look_for_repairs = repairs is not None
+    if duck and look_for_repairs:
+        look_for_repairs = False
+        if len(suspect):
+            take_repairs(np.intersect1d(_data_not_string(lines), suspect))
+    todo, whole = rest()
+    stack: list[tuple[np.ndarray, bytes | None]] = [(todo, whole)]
+    if duck and len(todo):
+        suspect = np.intersect1d(suspect, todo)
+        clean = np.setdiff1d(todo, suspect) if len(suspect) else todo
         if len(clean):
             data = blank_out(lines, np.union1d(set_aside, suspect)) if len(suspect) else whole
             table = _duckdb_read(data, raw_schema, project=not payload)
@@ -568,6 +578,11 @@ def parse_json_lines(
             error: Exception = ValueError(f"line holds {table.num_rows} JSON values, expected one")
         except pa.ArrowException as exc:
             error = exc
+        if look_for_repairs:  # the whole batch failed: repair what can be, then try the rest again
+            look_for_repairs = False
+            if take_repairs(_data_not_string(lines)):
+                stack.append(rest())
+                continue
         if len(idx) == 1:
             i = int(idx[0])
             bad.append((i, _clean_reason(error, lines.buf[lines.starts[i] : lines.ends[i]])))

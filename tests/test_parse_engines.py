@@ -217,3 +217,24 @@ def test_the_suspect_scan_flags_what_duckdb_accepts_and_pyarrow_rejects():
             b'{"eventId":"965f50b3-0e123-4dea","data":"1e400 nan"}', b'{"a":1e99,"b":[null, true, false]}',
             json.dumps({"data": json.dumps({"features": [1, "x"], "inf": None})}).encode()]
     assert flagged(*fine) == []
+
+
+def test_payloads_to_repair_are_looked_for_only_when_the_batch_fails(monkeypatch):
+    """pyarrow's path scans for non-string payload data only once the whole batch failed to
+    parse (a clean batch costs one reader call and no scan), and then still repairs them."""
+    scans = []
+    real = parse._data_not_string
+
+    def spy(lines):
+        scans.append(1)
+        return real(lines)
+
+    monkeypatch.setattr(parse, "_data_not_string", spy)
+    monkeypatch.setattr(parse, "PARSER", "pyarrow")
+    clean = parse.parse_captures(_batch([b"\n".join(LINES[:4]) + b"\n"]))
+    assert scans == [] and clean.table.num_rows == 4 and not clean.quarantine.num_rows
+    repair = next(h for h in HOSTILE if b'"data":7' in h)
+    fixed = parse.parse_captures(_batch([b"\n".join([LINES[0], repair, LINES[1]]) + b"\n"]))
+    assert scans == [1]
+    assert fixed.table.num_rows == 3 and not fixed.quarantine.num_rows
+    assert [r for r, _ in fixed.payload_failures["input"]] == [1]
