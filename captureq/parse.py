@@ -9,8 +9,9 @@ that parse are kept, and single lines that do not parse become quarantine rows w
 reader's reason. A batch with ``b`` bad lines costs ``O(b log n)`` extra reader calls.
 
 A payload whose ``data`` is a JSON number, object, array or boolean instead of a string does not
-cost its line: one regex scan of the buffer finds such lines, they are parsed in one second
-reader call with the value re-serialized as JSON text, and only that payload is reported
+cost its line: when the batch fails to parse, one regex scan of the buffer finds such lines,
+they are parsed in one second reader call with the value re-serialized as JSON text, the rest
+is read again without them, and only that payload is reported
 (``Parsed.payload_failures``, quarantined by the decoder as stage input/output/label).
 
 Counts always reconcile: non-blank lines read = rows parsed + quarantine rows of stage 'line'.

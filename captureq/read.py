@@ -1,7 +1,8 @@
 """Fetch the bytes of capture files in bounded batches.
 
 Files are grouped into batches of about ``batch_bytes`` so that memory stays bounded however
-large the tree is; each batch is fetched with one ``fs.cat_ranges`` call (concurrent on object stores).
+large the tree is; each batch is fetched with one ``fs.cat_ranges`` call (concurrent on object stores;
+local files are read with plain ``open``).
 A file that cannot be read (deleted between LIST and GET, a corrupt gzip member, a storage
 error that outlived the retries) is reported, never silently dropped.
 """
