@@ -48,9 +48,9 @@ class Runner:
         self.verbose = verbose
 
     def __call__(self, task: str, job: Job, *, repeats: int, warmup: str = "full", check: str = "none",
-                 threads: int | None = None, fresh_out: str | None = None) -> dict:
+                 threads: int | None = None, fresh_out: str | None = None, settle: str | None = None) -> dict:
         spec = {"task": task, "job": asdict(job), "repeats": repeats, "warmup": warmup, "check": check,
-                "threads": threads, "fresh_out": fresh_out}
+                "threads": threads, "fresh_out": fresh_out, "settle": settle}
         if self.in_process:
             from .worker import run
 
@@ -205,6 +205,15 @@ def run_engine_extras(runner: Runner, args, csv: dict, job: Job, ref: dict) -> d
     # the warm-up run is the first query (it fills the cache); the timed runs are warm
     warm["job, warm"] = measure(runner, "captureq job, warm (Parquet cache)", "c_captureq:warm", wjob, ref,
                                 repeats=args.repeats)
+    first_cache = os.path.join(args.data, "cache-first-" + os.path.basename(tree))
+    r = runner("c_captureq:first_hourly", Job(tree, "CSV", job.files, job.records, job.nbytes,
+                                              extra={"threads": 2, "cache": first_cache}),
+               repeats=args.repeats, check="rows", fresh_out=first_cache, settle="c_captureq:settle")
+    name = "hourly, first query with the cache on (fill detached)"
+    warm[name] = Row(name, r["times"], r["median"], r["peak_rss_mib"], job.records, job.nbytes, None,
+                     summary=r["summary"])
+    log(f"  {name:<50} median {r['median']:.3f}s")
+    shutil.rmtree(first_cache, ignore_errors=True)
     for name, task, check in [("hourly, cold (in memory)", "c_captureq:hourly_raw", "rows"),
                               ("hourly, warm (Parquet cache)", "c_captureq:warm_hourly", "rows"),
                               ("hourly, DuckDB read_json over raw JSONL", "c_duckdb:hourly_raw", "rows")]:
@@ -213,7 +222,8 @@ def run_engine_extras(runner: Runner, args, csv: dict, job: Job, ref: dict) -> d
                          summary=r["summary"])
         log(f"  {name:<50} median {r['median']:.3f}s")
     first = warm["hourly, cold (in memory)"].summary
-    for k in ("hourly, cold (in memory)", "hourly, warm (Parquet cache)", "hourly, DuckDB read_json over raw JSONL"):
+    for k in ("hourly, first query with the cache on (fill detached)", "hourly, cold (in memory)",
+              "hourly, warm (Parquet cache)", "hourly, DuckDB read_json over raw JSONL"):
         warm[k].agrees = warm[k].summary == first
     out["warm"] = warm
     log("[cli] whole process: captureq query … --format csv vs a DuckDB-alone script")
@@ -223,11 +233,11 @@ def run_engine_extras(runner: Runner, args, csv: dict, job: Job, ref: dict) -> d
     cli = {}
     for name, task, fresh in [("DuckDB-alone script (python + duckdb, COPY to CSV)", "c_duckdb:cli_script", None),
                               ("captureq query --no-cache", "c_captureq:cli_cold", None),
-                              ("captureq query, first run (cache written before exit)", "c_captureq:cli_cache",
-                               cli_cache),
-                              ("captureq query, second run (warm cache)", "c_captureq:cli_cache", None)]:
+                              ("captureq query, first run (cache filled by a detached process)",
+                               "c_captureq:cli_cache", cli_cache),
+                              ("captureq query, second run (warm cache)", "c_captureq:cli_warm", None)]:
         r = runner(task, cjob, repeats=args.repeats, check="csv", warmup="full" if fresh is None else "none",
-                   fresh_out=fresh)
+                   fresh_out=fresh, settle="c_captureq:settle" if "cache" in task or "warm" in task else None)
         row = Row(name, r["times"], r["median"], r["peak_rss_mib"], job.records, job.nbytes, None,
                   summary=r["summary"])
         row.problems = compare(ref, r["summary"])
@@ -361,8 +371,9 @@ def engine_sections(extras: dict) -> list[str]:
         lines.append("")
     if "warm" in extras:
         lines += ["## The warm path: the same query again (CSV)", "",
-                  "The first query fills the tree's Parquet cache (`captureq.cache`) off the critical path; "
-                  "the timed runs are the second query on the same tree and window.", "",
+                  "The first query fills the tree's Parquet cache (`captureq.cache`) off the critical path, in a "
+                  "detached process (not timed: each run waits for it after its clock stops); the warm rows are the "
+                  "second query on the same tree and window, asserted to be served from the cache.", "",
                   "| query | median s | same answer |", "|---|---:|---|"]
         lines += [f"| {n} | {r.median:.3f} | {yes[r.agrees]} |" for n, r in extras["warm"].items()]
         lines.append("")
@@ -395,10 +406,14 @@ def engine_targets(results: list[dict], extras: dict | None) -> list[tuple[str, 
     if "cli" in extras:
         cli = extras["cli"]
         duck = cli["DuckDB-alone script (python + duckdb, COPY to CSV)"]
-        for name in ("captureq query --no-cache", "captureq query, first run (cache written before exit)"):
+        for name in ("captureq query --no-cache", "captureq query, first run (cache filled by a detached process)"):
             x = duck.median / cli[name].median
             out.append((f"whole process `{name}` ≥ 1.3× a whole-process DuckDB-alone script", x >= 1.3,
                         f"{x:.2f}× ({cli[name].median:.2f}s vs {duck.median:.2f}s)"))
+        nocache, first = cli["captureq query --no-cache"], cli["captureq query, first run (cache filled by a detached process)"]
+        x = first.median / nocache.median
+        out.append(("whole process, first run with the cache on within 10 % of --no-cache", x <= 1.1,
+                    f"{x:.2f}× ({first.median:.2f}s vs {nocache.median:.2f}s)"))
     if "count" in extras:
         before, now = extras["count"].values()
         x = before.median / now.median
@@ -411,6 +426,10 @@ def engine_targets(results: list[dict], extras: dict | None) -> list[tuple[str, 
         x, y = cold.median / hot.median, duck.median / hot.median
         out.append(("warm query ≥ 10× faster than the first, and ≥ 5× DuckDB read_json over raw", x >= 10 and y >= 5,
                     f"hourly query: {x:.1f}× the first, {y:.1f}× DuckDB read_json"))
+        first = w["hourly, first query with the cache on (fill detached)"]
+        x = first.median / cold.median
+        out.append(("first query with the cache on within 10 % of the query without a cache", x <= 1.1,
+                    f"hourly query: {x:.2f}× ({first.median:.3f}s vs {cold.median:.3f}s)"))
         job_cold = by_enc.get("CSV", {}).get("captureq")
         if job_cold:
             x = job_cold.median / w["job, warm"].median

@@ -86,6 +86,7 @@ def run(spec: dict) -> dict:
     job = Job(**spec["job"])
     func = _task(spec["task"])
     fresh_out = spec.get("fresh_out")  # a folder emptied before every run (exports)
+    settle = _task(spec["settle"]) if spec.get("settle") else None  # untimed, after every run
 
     def once(j: Job):
         if fresh_out:
@@ -97,6 +98,8 @@ def run(spec: dict) -> dict:
         once(job)
     elif warmup == "first_file":
         once(Job(**{**spec["job"], "files": job.files[:1]}))
+    if settle and warmup != "none":
+        settle(job)
     gc.collect()
     times = []
     result = None
@@ -106,6 +109,8 @@ def run(spec: dict) -> dict:
         t0 = time.perf_counter()
         result = once(job)
         times.append(time.perf_counter() - t0)
+        if settle:  # e.g. wait for a detached cache fill: not the run's time, not the next run's
+            settle(job)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = {"times": times, "median": statistics.median(times), "peak_rss_mib": peak_kib / 1024}
     out["summary"] = summarize(spec.get("check", "none"), result)

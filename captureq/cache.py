@@ -5,13 +5,16 @@ A tree's cache is the export ``captureq sql`` builds (:mod:`captureq.export`) in
 query whose window's files are all committed there, each with the size (and mtime/ETag, when the
 listing gives one) it has now, reads the Parquet parts of those commits instead of the JSON
 Lines; otherwise it runs in memory as without a cache, and the cache is refreshed off the
-critical path (a background thread, after the result is handed back).
+critical path: by a detached process (:func:`refresh_later`), which neither the caller nor a CLI
+about to exit waits for. The parts are one per table, endpoint and batch (not one per hour
+partition as ``captureq export`` writes): a 200 k-record tree is tens of files, quick to write
+and to open.
 
 * Per-file invalidation: a file whose size or mtime/ETag changed is not a hit; the refresh
   re-exports it and its commit replaces the file's earlier rows (the export's own rule).
 * Two processes at once: a reader only opens parts named by committed records (renamed into
   place before their commit record), and the export's lock keeps writers one at a time; a
-  refresh that finds the lock held leaves the work to the process holding it.
+  fill that finds the lock held waits for its turn, then exports what is still missing.
 * Bounded: after a refresh, whole tree caches are evicted least recently used first until the
   cache root holds at most ``max_bytes`` (``CAPTUREQ_CACHE_MAX_BYTES``, default 2 GiB); a
   cache whose lock is held is not evicted.
@@ -31,14 +34,18 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+import subprocess
+import sys
+import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from . import schema, views
-from .errors import CaptureqError
+from .decode import DecodeOptions
+from .errors import CaptureqError, ExportError
 
 if TYPE_CHECKING:
     import duckdb
@@ -61,9 +68,13 @@ def _layout() -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def cache_dir(uri: str, labels: str | None) -> Path:
-    """The cache folder of one tree (and labels tree), for this version of the tables' schemas."""
-    key = hashlib.sha1(f"{uri}\0{labels or ''}".encode()).hexdigest()[:16]
+def cache_dir(uri: str, labels: str | None, options: DecodeOptions | None = None) -> Path:
+    """The cache folder of one tree (and labels tree) read with ``options`` (other column names
+    or record paths decode other tables), for this version of the tables' schemas."""
+    text = f"{uri}\0{labels or ''}"
+    if options is not None and options != DecodeOptions():
+        text += "\0" + json.dumps(asdict(options), sort_keys=True, default=str)
+    key = hashlib.sha1(text.encode()).hexdigest()[:16]
     return cache_root() / f"{key}-{_layout()}"
 
 
@@ -107,7 +118,7 @@ def lookup(plan: ScanPlan) -> Hit | None:
     from .export import _State
     from .parse import file_key
 
-    root = cache_dir(plan.uri, plan.labels_uri)
+    root = cache_dir(plan.uri, plan.labels_uri, plan.options)
     commits = _commits(root)
     if not commits:
         return None
@@ -137,23 +148,55 @@ def lookup(plan: ScanPlan) -> Hit | None:
                [f.url for f in wanted.values()])
 
 
-def connect(hit: Hit, plan: ScanPlan | None = None) -> duckdb.DuckDBPyConnection:
+_databases: dict[bool, duckdb.DuckDBPyConnection] = {}
+_databases_lock = threading.Lock()
+
+
+def _connection(locked: bool) -> duckdb.DuckDBPyConnection:
+    """A new connection: locked, a cursor of the process's one locked-down in-memory database
+    (a new DuckDB database costs 20–30 ms, a cursor nothing; each cursor has its own
+    registrations and temporary views); else a database of its own."""
+    import duckdb
+
+    from .plan import lock_down
+
+    if not locked:
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+    with _databases_lock:
+        db = _databases.get(locked)
+        if db is None:
+            db = duckdb.connect()
+            db.execute("SET GLOBAL TimeZone = 'UTC'")
+            lock_down(db)  # for good: no cursor can turn file access back on
+            _databases[locked] = db
+        return db.cursor()
+
+
+def temp(sql: str) -> str:
+    """View definitions as connection-local (``TEMP``) views: cursors of the shared database
+    must not see each other's."""
+    return sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW")
+
+
+def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection whose views read the hit's Parquet parts (only those), for ``plan``'s window.
 
-    The parts are registered as Arrow datasets, so the SQL needs no file access of DuckDB's own
-    (the caller can lock the connection down). With a time window, exactly the rows with
+    The parts are registered as Arrow datasets, so the SQL needs no file access of DuckDB's own.
+    ``locked``: a cursor of a shared database locked down as :func:`captureq.plan.lock_down`
+    does (every view is a ``TEMP`` view, its own); else a database of its own, which the
+    caller may lock down. With a time window, exactly the rows with
     ``start ≤ inference_time < end`` are served, as a cold read keeps them
     (:mod:`captureq.window`): quarantine rows and embedded labels follow their capture, and
     ``line`` quarantine rows count in their file's hour.
     """
-    import duckdb
     import pyarrow.dataset as ds
 
     from . import window
     from .export import _arrow_type
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = _connection(locked)
     base = {"captures": schema.CAPTURES, "labels": schema.LABELS, "quarantine": schema.QUARANTINE}
     value_cols: dict[str, list[str]] = {}
     if hit.file_keys is not None:
@@ -182,14 +225,14 @@ def connect(hit: Hit, plan: ScanPlan | None = None) -> duckdb.DuckDBPyConnection
                 where = f" WHERE split_part({key}, ':', 1) IN (SELECT k FROM captureq_cache_keys)"
                 if name == "quarantine":
                     where += " OR source_file IN (SELECT u FROM captureq_cache_urls)"
-            con.execute(f"CREATE OR REPLACE VIEW {src} AS SELECT {cols} FROM {raw}{name}_parts{where}")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {src} AS SELECT {cols} FROM {raw}{name}_parts{where}")
         else:
             nulls = ", ".join(f"CAST(NULL AS {schema.duckdb_type(f.type)}) AS {views.quote_ident(f.name)}"
                               for f in fields)
-            con.execute(f"CREATE OR REPLACE VIEW {src} AS SELECT {nulls} WHERE false")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {src} AS SELECT {nulls} WHERE false")
     if windowed:
         _window_views(con, raw, plan, start, end, window)
-    con.execute(views.render_views(value_cols["outputs"], value_cols["inputs"]))
+    con.execute(temp(views.render_views(value_cols["outputs"], value_cols["inputs"])))
     touch(hit.root)
     return con
 
@@ -203,23 +246,23 @@ def _window_views(con, raw: str, plan: ScanPlan, start, end, window) -> None:
         conds.append(f"inference_time < TIMESTAMPTZ {views.quote_literal(end.isoformat())}")
     inside = " AND ".join(conds)
     for name in ("captures", "inputs", "outputs"):
-        con.execute(f"CREATE OR REPLACE VIEW {views.SOURCE_PREFIX}{name} AS "
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {views.SOURCE_PREFIX}{name} AS "
                     f"SELECT * FROM {raw}{name} WHERE {inside}")
     # the margin: files whose hour starts outside the window (their 'line' rows are not its own)
     margin = [f.url for f in plan.scan().files if not window.hour_in_window(f.hour, start, end)]
     con.register("captureq_cache_margin", pa.table({"u": pa.array(margin, pa.string())}))
     # captures outside the window: what is keyed by their id leaves with them (the label
     # tree's rows and quarantine are keyed by label ids, which no capture has)
-    con.execute(f"CREATE OR REPLACE VIEW captureq_cache_outside AS SELECT capture_id FROM "
+    con.execute(f"CREATE OR REPLACE TEMP VIEW captureq_cache_outside AS SELECT capture_id FROM "
                 f"{raw}captures WHERE NOT ({inside})")
     con.execute(
-        f"CREATE OR REPLACE VIEW {views.SOURCE_PREFIX}quarantine AS SELECT * FROM {raw}quarantine "
+        f"CREATE OR REPLACE TEMP VIEW {views.SOURCE_PREFIX}quarantine AS SELECT * FROM {raw}quarantine "
         f"AS q WHERE NOT EXISTS (SELECT 1 FROM captureq_cache_outside AS o "
         f"WHERE o.capture_id = q.capture_id) AND NOT (stage = 'line' AND coalesce(source_file IN "
         f"(SELECT u FROM captureq_cache_margin), false))"
     )
     con.execute(  # labels embedded in captures outside the window leave with them
-        f"CREATE OR REPLACE VIEW {views.SOURCE_PREFIX}labels AS SELECT * FROM {raw}labels AS l "
+        f"CREATE OR REPLACE TEMP VIEW {views.SOURCE_PREFIX}labels AS SELECT * FROM {raw}labels AS l "
         f"WHERE NOT EXISTS (SELECT 1 FROM captureq_cache_outside AS o "
         f"WHERE o.capture_id = l.label_id)"
     )
@@ -297,25 +340,85 @@ def refresh(plan: ScanPlan, max_bytes: int | None = None) -> Path | None:
     from .export import export
     from .plan import ScanPlan
 
-    root = cache_dir(plan.uri, plan.labels_uri)
+    root = cache_dir(plan.uri, plan.labels_uri, plan.options)
     # the export re-reads new and changed files (size, ETag/mtime) and replaces their old rows
     source = ScanPlan(plan.uri, plan.labels_uri, plan.storage_options, plan.label_storage_options,
                       plan.options, plan.window, plan.batch_bytes)
     source._cache.update({k: plan._cache[k] for k in ("scan", "label_scan") if k in plan._cache})
     try:
-        export(source, str(root))
-    except CaptureqError:
-        return None  # another process is writing this cache
+        export(source, str(root), by_hour=False, compression=CODEC)
+    except ExportError as exc:
+        if "another captureq export is writing" in str(exc):
+            return None  # another process is writing this cache
+        raise
     touch(root)
     evict(max_bytes if max_bytes is not None else max_bytes_default(), keep=root)
     return root
 
 
+# -- filling off the critical path ----------------------------------------------------------------
+# A cold query hands the fill to a detached process (as git's auto gc does): the query's caller —
+# a CLI about to exit, a notebook — never waits for it. The process holds an flock on its marker
+# ``<cache root>/_fills/<id>.lock`` (taken by the parent before it starts, inherited, released by
+# the kernel when the process ends however it ends), so :func:`pending` and :func:`wait` see every
+# fill under a cache root, whichever process started it. A fill whose tree cache is being written
+# by another process waits for its turn (up to ``FILL_WAIT_SECONDS``) instead of being dropped.
+FILLS = "_fills"
+CODEC = "lz4"  # the parts' Parquet codec: quick to decompress (a warm read is mostly that)
+FILL_WAIT_SECONDS = 600.0
+
 _pending: list[threading.Thread] = []
+_children: list[subprocess.Popen] = []
 
 
-def refresh_later(plan: ScanPlan, max_bytes: int | None = None) -> threading.Thread:
-    """:func:`refresh` on a background thread (the interpreter waits for it at exit)."""
+def _spec(plan: ScanPlan, max_bytes: int | None) -> dict | None:
+    """What a fill process needs to rebuild ``plan`` (None when it cannot be sent as JSON)."""
+    w = plan.window
+    spec = {
+        "uri": plan.uri, "labels": plan.labels_uri, "storage_options": plan.storage_options,
+        "label_storage_options": plan.label_storage_options, "options": asdict(plan.options),
+        "start": w.start.isoformat() if w.start is not None else None,
+        "end": w.end.isoformat() if w.end is not None else None,
+        "endpoint": w.endpoint, "variant": w.variant, "batch_bytes": plan.batch_bytes,
+        "max_bytes": max_bytes, "cache_root": str(cache_root()),
+    }
+    try:
+        json.dumps(spec)
+    except (TypeError, ValueError):
+        return None
+    return spec
+
+
+def _plan_of(spec: dict) -> ScanPlan:
+    from .plan import open_plan
+
+    return open_plan(spec["uri"], labels=spec["labels"], storage_options=spec["storage_options"],
+                     label_storage_options=spec["label_storage_options"],
+                     options=DecodeOptions(**spec["options"]), start=spec["start"], end=spec["end"],
+                     endpoint=spec["endpoint"], variant=spec["variant"], batch_bytes=spec["batch_bytes"])
+
+
+_deferred: list[dict] = []
+
+
+def refresh_later(plan: ScanPlan, max_bytes: int | None = None, *, at_exit: bool = False
+                  ) -> subprocess.Popen | threading.Thread | None:
+    """:func:`refresh` off the critical path: in a detached process (see above), or — when the
+    plan cannot be handed to one (storage options that are not JSON) — on a thread the
+    interpreter waits for at exit. ``at_exit``: the process starts when this interpreter exits
+    (or at :func:`wait`), so that a CLI writes its answer without a fill competing for the CPU."""
+    _children[:] = [p for p in _children if p.poll() is None]  # reap the fills that ended
+    spec = _spec(plan, max_bytes)
+    if spec is not None and sys.executable:
+        if at_exit:
+            if not _deferred:
+                import atexit
+
+                atexit.register(start_deferred)
+            _deferred.append(spec)
+            return None
+        with contextlib.suppress(OSError):
+            return _spawn(spec)
 
     def run():
         try:
@@ -332,15 +435,126 @@ def refresh_later(plan: ScanPlan, max_bytes: int | None = None) -> threading.Thr
     return t
 
 
-def wait() -> None:
-    """Wait for background cache refreshes started by this process."""
+def start_deferred() -> None:
+    """Start the fills deferred to exit (see :func:`refresh_later`)."""
+    while _deferred:
+        with contextlib.suppress(OSError):
+            _spawn(_deferred.pop(0))
+
+
+def _spawn(spec: dict) -> subprocess.Popen:
+    import fcntl
+
+    folder = Path(spec["cache_root"]) / FILLS
+    folder.mkdir(parents=True, exist_ok=True)
+    name = uuid.uuid4().hex
+    marker = folder / f"{name}.lock"
+    fd = os.open(folder / f".{name}.tmp", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held from now until the fill process ends
+        os.rename(folder / f".{name}.tmp", marker)  # seen by pending() only once locked
+        spec = {**spec, "marker": str(marker), "fd": fd}
+        # this captureq, not another: ``-c`` puts the working folder first on sys.path
+        package = str(Path(__file__).resolve().parent.parent)
+        code = f"import sys; sys.path.insert(0, {package!r}); from captureq.cache import _fill_main; _fill_main()"
+        debug = bool(os.environ.get("CAPTUREQ_DEBUG"))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=None if debug else subprocess.DEVNULL, pass_fds=(fd,),
+            start_new_session=True,  # a Ctrl-C of the caller does not stop it half-way (harmless anyway)
+        )
+    except BaseException:
+        with contextlib.suppress(OSError):
+            marker.unlink()
+        raise
+    finally:
+        os.close(fd)  # the child's copy keeps the lock
+    proc.stdin.write(json.dumps(spec).encode())
+    proc.stdin.close()
+    _children.append(proc)
+    return proc
+
+
+def _fill_main() -> None:
+    """The fill process: rebuild the plan, wait for the cache's writer lock, refresh, exit."""
+    try:
+        spec = json.loads(sys.stdin.read())
+    except ValueError:  # the caller died before handing the plan over: its marker is stale
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)  # the caller's next work goes first
+    try:
+        os.environ["CAPTUREQ_CACHE"] = spec["cache_root"]
+        plan = _plan_of(spec)
+        deadline = time.monotonic() + FILL_WAIT_SECONDS
+        while refresh(plan, spec["max_bytes"]) is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # another process is writing this tree's cache: our turn comes next
+    except Exception as exc:  # a cache that cannot be written is only a slower query
+        if os.environ.get("CAPTUREQ_DEBUG"):
+            import traceback
+
+            traceback.print_exception(exc)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(spec["marker"])
+
+
+def pending(root: Path | str | None = None) -> list[Path]:
+    """The fills still running under the cache root ``root`` (default :func:`cache_root`),
+    started by any process; the markers of fills that ended without removing them are removed."""
+    import fcntl
+
+    folder = Path(root if root is not None else cache_root()) / FILLS
+    running = []
+    for marker in sorted(folder.glob("*.lock")) if folder.is_dir() else ():
+        try:
+            fd = os.open(marker, os.O_RDWR)
+        except OSError:
+            continue  # ended just now
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            running.append(marker)
+        else:
+            with contextlib.suppress(OSError):
+                marker.unlink()
+        finally:
+            os.close(fd)
+    return running
+
+
+def wait(root: Path | str | None = None, timeout: float | None = None) -> bool:
+    """Wait for the fills started by this process, then for every fill still running under the
+    cache root ``root`` (default :func:`cache_root`; a CLI's fills outlive it). Returns False
+    when ``timeout`` seconds passed first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    start_deferred()
+    while _pending:
+        _pending.pop().join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    for proc in list(_children):
+        try:
+            proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+        _children.remove(proc)
+    while pending(root):
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+# At exit, finish thread refreshes before concurrent.futures stops taking work (its exit hook,
+# registered when captureq.pipeline imported it, runs after this one: threading runs them in
+# reverse order). Fill processes are detached: the interpreter does not wait for them.
+import concurrent.futures.thread  # noqa: E402,F401
+
+
+def _join_threads() -> None:
     while _pending:
         _pending.pop().join()
 
 
-# At exit, finish refreshes before concurrent.futures stops taking work (its exit hook, registered
-# when captureq.pipeline imported it, runs after this one: threading runs them in reverse order).
-import concurrent.futures.thread  # noqa: E402,F401
-
 if hasattr(threading, "_register_atexit"):
-    threading._register_atexit(wait)
+    threading._register_atexit(_join_threads)

@@ -246,6 +246,7 @@ def query(
     tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
     tree.cache = False if no_cache else None
     tree.cache_max_bytes = cache_max_bytes
+    tree.cache_fill_at_exit = True  # the answer first: a cache fill starts (detached) at exit
     if show_progress(quiet):
         load(tree, "reading", quiet)
     write_result(tree.sql(sql, allow_external_access=allow_external_access).to_arrow(), format)

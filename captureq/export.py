@@ -112,11 +112,13 @@ class ExportSummary:
     seconds: float = 0.0
 
 
-def _partition_path(endpoint: str | None, variant: str | None, hour) -> str:
+def _partition_path(endpoint: str | None, variant: str | None, hour, by_hour: bool = True) -> str:
     parts = []
     if endpoint is not None:
         parts.append(f"endpoint={quote(endpoint, safe='')}")
         parts.append(f"variant={quote(variant or '', safe='')}")
+    if not by_hour:
+        return "/".join(parts)
     if hour is None:
         parts.append("date=unknown/hour=unknown")
     else:
@@ -124,17 +126,24 @@ def _partition_path(endpoint: str | None, variant: str | None, hour) -> str:
     return "/".join(parts)
 
 
-def _split(table: pa.Table, time_col: str, by_endpoint: bool) -> list[tuple[str, pa.Table]]:
-    """Split ``table`` into (partition path, rows) groups, vectorized."""
+def _split(table: pa.Table, time_col: str, by_endpoint: bool, by_hour: bool = True) -> list[tuple[str, pa.Table]]:
+    """Split ``table`` into (partition path, rows) groups, vectorized. ``by_hour=False``: by
+    endpoint and variant only (the query cache's layout: few big parts, quick to write and read)."""
     if table.num_rows == 0:
         return []
-    hours = pc.floor_temporal(table.column(time_col), unit="hour")
-    cols = {"h": hours}
+    cols = {}
+    if by_hour:
+        cols["h"] = pc.floor_temporal(table.column(time_col), unit="hour")
     if by_endpoint:
         cols["e"] = table.column("endpoint")
         cols["v"] = table.column("variant")
+    if not cols:
+        return [("", table)]
+    if not by_hour and all(pc.count_distinct(c, mode="all").as_py() == 1 for c in cols.values()):
+        e, v = table.column("endpoint")[0].as_py(), table.column("variant")[0].as_py()
+        return [(_partition_path(e, v, None, by_hour=False), table)]  # one group: no sort, no copy
     keys = pa.table(cols)
-    order = pc.sort_indices(keys, [(k, "ascending") for k in cols])
+    order = pc.sort_indices(keys, [(k, "ascending") for k in cols])  # stable
     keys = keys.take(order)
     table = table.take(order)
     # boundaries where any key changes
@@ -150,10 +159,10 @@ def _split(table: pa.Table, time_col: str, by_endpoint: bool) -> list[tuple[str,
     ends = np.append(starts[1:], table.num_rows)
     out = []
     for s, e in zip(starts, ends):
-        h = keys.column("h")[int(s)].as_py()
+        h = keys.column("h")[int(s)].as_py() if by_hour else None
         endpoint = keys.column("e")[int(s)].as_py() if by_endpoint else None
         variant = keys.column("v")[int(s)].as_py() if by_endpoint else None
-        out.append((_partition_path(endpoint, variant, h), table.slice(int(s), int(e - s))))
+        out.append((_partition_path(endpoint, variant, h, by_hour), table.slice(int(s), int(e - s))))
     return out
 
 
@@ -352,7 +361,8 @@ def _roll_forward(out: _Output, run_dir: str, name: str, record: dict, staged: s
     out.rename(staged, f"{out.meta}/commits/{name}.json")
 
 
-def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tuple[str, pa.Table]]]) -> list[dict]:
+def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tuple[str, pa.Table]]],
+                compression: str = "zstd") -> list[dict]:
     run_dir = f"{out.meta}/tmp/{run_id}"
     out.fs.makedirs(run_dir, exist_ok=True)
     parts = []
@@ -364,7 +374,7 @@ def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tup
             rel = f"{table_name}/{partition}/{name}" if partition else f"{table_name}/{name}"
             tmp = f"{table_name}-{name}"
             with out.fs.open(f"{run_dir}/{tmp}", "wb") as f:
-                pq.write_table(rows, f, compression="zstd")
+                pq.write_table(rows, f, compression=compression)
             parts.append({"table": table_name, "path": rel, "tmp": tmp, "rows": rows.num_rows,
                           "columns": {f.name: str(f.type) for f in rows.schema}})
     return parts
@@ -609,9 +619,9 @@ def _unpartitioned(table: pa.Table) -> list[tuple[str, pa.Table]]:
 
 def _commit_batch(target: _Output, state: _State, summary: ExportSummary, seq: int,
                   groups: dict[str, list[tuple[str, pa.Table]]], result, kind: str,
-                  spec: Spec | None = None) -> None:
+                  spec: Spec | None = None, compression: str = "zstd") -> None:
     """Write one batch's parts and commit them with the source files they came from."""
-    parts = _write_parts(target, summary.run_id, seq, groups)
+    parts = _write_parts(target, summary.run_id, seq, groups, compression)
     files = _read_whole(result.files, result.failed_files)
     summary.files_changed += sum(state.status(kind, f) == "changed" for f in files)
     windows = _partial_windows(files, getattr(result, "partial", ()), spec)
@@ -721,14 +731,17 @@ def _normalized(fs, path: str) -> str:
 
 
 def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = None,
-           storage_options: dict | None = None, progress=None) -> ExportSummary:
+           storage_options: dict | None = None, progress=None, by_hour: bool = True,
+           compression: str = "zstd") -> ExportSummary:
     """Export ``tree`` (its window) to Parquet under ``out``; only new and changed source files
     are read.
 
     ``out_storage_options`` are the destination's fsspec options; by default the source's when
     both URIs use the same protocol (``storage_options`` is an older name for them).
     ``progress`` is called with each committed batch's file count (for progress bars).
-    Files that could not be read are not marked done, so the next run tries them again.
+    ``by_hour=False`` writes one part per table, endpoint and batch instead of one per hour
+    partition (:mod:`captureq.cache`'s layout: far fewer files to write and to open);
+    ``compression`` is the parts' Parquet codec. Files that could not be read are not marked done, so the next run tries them again.
 
     >>> import captureq                                                       # doctest: +SKIP
     >>> so = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}     # doctest: +SKIP
@@ -753,15 +766,17 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
             start, end, exclude, covered = spec
             for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes,
                                        start=start, end=end, exclude=exclude, covered=covered):
-                records, quarantine = _typed_records(registry, result, summary.run_id)
+                records, quarantine = conform_batch(
+                    registry, result, lambda t: _split(t, "inference_time", True, by_hour), summary.run_id)
                 groups = {
-                    "captures": _split(result.captures, "inference_time", True),
+                    "captures": _split(result.captures, "inference_time", True, by_hour),
                     **records,
                     "quarantine": _unpartitioned(quarantine),
                 }
                 if result.labels.num_rows:  # ground truth inside merged capture records
-                    groups["labels"] = _split(result.labels, "label_hour", False)
-                _commit_batch(target, state, summary, seq, groups, result, "captures", spec)
+                    groups["labels"] = _split(result.labels, "label_hour", False, by_hour)
+                _commit_batch(target, state, summary, seq, groups, result, "captures", spec,
+                              compression)
                 seq += 1
                 summary.files_exported += len(result.files)  # failed files are not here
                 summary.counts.add(result.counts)
@@ -774,10 +789,11 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
             todo = [f for f in label_scan.files if state.status("labels", f) != "done"]
             for result in run_labels(lfs, todo, batch_bytes=tree.batch_bytes):
                 groups = {
-                    "labels": _split(result.labels, "label_hour", False),
+                    "labels": _split(result.labels, "label_hour", False, by_hour),
                     "quarantine": _unpartitioned(result.quarantine),
                 }
-                _commit_batch(target, state, summary, seq, groups, result, "labels")
+                _commit_batch(target, state, summary, seq, groups, result, "labels",
+                              compression=compression)
                 seq += 1
                 summary.label_files_exported += len(result.files)
 

@@ -234,6 +234,7 @@ class ScanPlan:
     # The warm path (captureq.cache): None follows CAPTUREQ_NO_CACHE; max bytes of all caches.
     cache: bool | None = None
     cache_max_bytes: int | None = None
+    cache_fill_at_exit: bool = False  # start a cold query's cache fill when the process exits (CLI)
 
     def __repr__(self) -> str:
         w = self.window
@@ -492,7 +493,7 @@ class ScanPlan:
         self._cache.setdefault("extra_views", {})[name] = table
         for key in ("con", "con_external", "warm", "warm_external"):
             if self._cache.get(key) is not None:
-                register_view(self._cache[key], name, table)
+                register_view(self._cache[key], name, table, temp=key.startswith("warm"))
         self._connection()
 
     def _use_cache(self) -> bool:
@@ -518,12 +519,10 @@ class ScanPlan:
             try:
                 hit = cache.lookup(self)
                 con = None
-                if hit is not None:
-                    con = cache.connect(hit, self)
-                    if not allow_external_access:
-                        lock_down(con)
+                if hit is not None:  # locked: a cursor of a locked-down database, TEMP views
+                    con = cache.connect(hit, self, locked=not allow_external_access)
                     for name, table in self._cache.get("extra_views", {}).items():
-                        register_view(con, name, table)
+                        register_view(con, name, table, temp=True)
                 self._cache[key] = con
             except Exception:  # noqa: BLE001 - OSError, bad JSON, a duckdb.Error: all the same
                 self._cache[key] = None  # an unreadable cache is only a slower query
@@ -568,7 +567,8 @@ class ScanPlan:
         if cold and self._use_cache() and "refresh" not in self._cache:
             from . import cache
 
-            self._cache["refresh"] = cache.refresh_later(self, self.cache_max_bytes)
+            self._cache["refresh"] = cache.refresh_later(self, self.cache_max_bytes,
+                                                         at_exit=self.cache_fill_at_exit)
         return result
 
 
@@ -584,10 +584,12 @@ def _is_lockdown(exc: Exception) -> bool:
         or "configuration has been locked" in text
 
 
-def register_view(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
-    """``table`` as the ``name`` view of ``con`` (sql/<name>.sql over captureq_<name>)."""
+def register_view(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table, temp: bool = False) -> None:
+    """``table`` as the ``name`` view of ``con`` (sql/<name>.sql over captureq_<name>);
+    ``temp``: a connection-local view (a cursor of the warm path's shared database)."""
     con.register(views.SOURCE_PREFIX + name, table)
-    con.execute(views.view_sql(name))
+    sql = views.view_sql(name)
+    con.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW") if temp else sql)
 
 
 def to_arrow(rel) -> pa.Table:

@@ -21,7 +21,9 @@ tree.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+import stat
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from .errors import FilterWarning, ScanError
 from .timeutil import HOUR, UTC, floor_hour, to_utc
@@ -138,12 +141,17 @@ class Scanner:
             path = fs._strip_protocol(uri)
         self.fs = fs
         self.root = path.rstrip("/") or "/"
+        # local disks: list with os.scandir directly (fsspec's per-entry path normalising costs
+        # more than the stat calls); same entries, same fields as LocalFileSystem.info
+        self._local = type(fs) is LocalFileSystem and os.sep == "/"
         self.list_calls = 0
         self._seen: dict[str, set[str]] = {"endpoint": set(), "variant": set()}
 
     # -- listing primitives (each is one LIST call on object stores) ------------------------
     def _ls(self, path: str) -> list[dict[str, Any]]:
         self.list_calls += 1
+        if self._local and os.path.isdir(path):
+            return _scandir(path)
         try:
             return self.fs.ls(path, detail=True)
         except FileNotFoundError:
@@ -151,12 +159,24 @@ class Scanner:
 
     def _find(self, path: str) -> dict[str, dict[str, Any]]:
         self.list_calls += 1
+        if self._local and os.path.isdir(path) and not os.path.islink(path):
+            out: dict[str, dict[str, Any]] = {}
+            todo = [path]
+            while todo:
+                for info in _scandir(todo.pop()):
+                    if info["type"] == "directory":
+                        todo.append(info["name"])
+                    else:
+                        out[info["name"]] = info
+            return {name: out[name] for name in sorted(out)}
         try:
             return self.fs.find(path, detail=True)
         except FileNotFoundError:
             return {}
 
     def _url(self, path: str) -> str:
+        if self._local:
+            return "file://" + path
         return self.fs.unstrip_protocol(path)
 
     # -- public ------------------------------------------------------------------------------
@@ -183,6 +203,7 @@ class Scanner:
         endpoints, variants = _as_list(endpoint), _as_list(variant)
         result = ScanResult()
         self._seen = {"endpoint": set(), "variant": set()}
+        self._folders: dict[str, tuple] = {}
         candidates = self._candidates(start_dt, end_dt, endpoints, variants)
         seen = set()
         for info in candidates:
@@ -227,7 +248,13 @@ class Scanner:
         if info.get("type") == "directory":
             return None
         path = info["name"]
-        base = path.rsplit("/", 1)[-1]
+        folder, _, base = path.rpartition("/")
+        known = self._folders.get(folder)  # a folder whose files were classified before
+        if known is not None and not info.get("islink") and base.lower().endswith(DATA_SUFFIXES):
+            endpoint, variant, hour, prefix = known
+            return CaptureFile(path=path, url=self._url(path), rel=prefix + base, endpoint=endpoint,
+                               variant=variant, hour=hour, size=info.get("size"),
+                               mtime=_mtime(info), version=_version(info))
         reason = skip_reason(path, info)
         if reason is not None:
             result.skipped.append((self._url(path), reason))
@@ -260,6 +287,8 @@ class Scanner:
         if self.layout == CAPTURE and endpoint and m:
             # Make `rel` storage-independent: endpoint/variant/yyyy/mm/dd/hh/file.
             rel = "/".join([endpoint, variant, *path[m.start() :].lstrip("/").split("/")])
+        if m and hour is not None and rel.endswith("/" + base):
+            self._folders[folder] = (endpoint, variant, hour, rel[: len(rel) - len(base)])
         return CaptureFile(
             path=path,
             url=self._url(path),
@@ -375,6 +404,38 @@ class Scanner:
                     ]
             t = next_day
         return out
+
+
+def _scandir(path: str) -> list[dict[str, Any]]:
+    """``LocalFileSystem.ls(path, detail=True)`` for a folder, with the same fields per entry
+    (a symbolic link: ``islink``, its target's size, its own type and times, ``destination``)."""
+    out = []
+    try:
+        it = os.scandir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    with it:
+        for entry in it:
+            try:
+                st = entry.stat(follow_symlinks=False)
+                link = stat.S_ISLNK(st.st_mode)
+                kind = ("directory" if stat.S_ISDIR(st.st_mode) else
+                        "file" if stat.S_ISREG(st.st_mode) else "other")
+                size = st.st_size
+                info = {"name": entry.path, "size": size, "type": kind,
+                        "created": getattr(st, "st_birthtime", st.st_ctime), "islink": link,
+                        "mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid,
+                        "mtime": st.st_mtime, "ino": st.st_ino, "nlink": st.st_nlink}
+                if link:
+                    try:
+                        info["size"] = entry.stat(follow_symlinks=True).st_size
+                    except OSError:
+                        info["size"] = 0
+                    info["destination"] = os.readlink(entry.path)
+            except FileNotFoundError:
+                continue
+            out.append(info)
+    return out
 
 
 def skip_reason(path: str, info: dict[str, Any]) -> str | None:

@@ -113,6 +113,7 @@ def test_two_processes_filling_one_cache_at_once(tmp_path, cache_root):
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert outs[0] == outs[1] == str([{"n": 4, "s": 6.0}])
+    assert cache.wait(cache_root, timeout=120)  # their fills are detached: they outlive them
     cq = captureq.open(cap, labels=gt)
     assert cq.sql(sql).to_pylist() == [{"n": 4, "s": 6.0}]
     assert cq._cache["warm"] is not None

@@ -674,3 +674,11 @@ def test_any_json_keys_reach_the_views(tmp_path_factory, key_sets):
     rows = cq.predictions().to_pylist()
     got = [sorted(v for k, v in row.items() if k not in extra and v is not None) for row in rows]
     assert got == [sorted(2 * [float(v) for v in d.values()]) for d in docs]
+
+
+def test_float64_read_refuses_what_inference_reads_otherwise():
+    # a column of integers reads "-0" as 0 (then 0.0); a column holding a fraction keeps -0.0;
+    # 2**53 + 1 rounds as float(int) does. The float64-only read must not change any of them.
+    t = decode_csv(pa.array(["-0,1.5\n2,3", "4,-0.0", "9007199254740993,0"])).table
+    assert [repr(v) for v in t.column("_c0").to_pylist()] == ["0.0", "2.0", "4.0", repr(float(2**53 + 1))]
+    assert [repr(v) for v in t.column("_c1").to_pylist()] == ["1.5", "3.0", "-0.0", "0.0"]

@@ -106,14 +106,23 @@ def _same_as_inferred(table: pa.Table) -> bool:
     for col in table.columns:
         if not pa.types.is_float64(col.type):  # a column past the first 64 KB was inferred
             return False
+        lo, hi = pc.min_max(col).values()  # one C++ pass; nulls skipped
+        if lo.as_py() is not None and (lo.as_py() <= -(2.0**53) or hi.as_py() >= 2.0**53):
+            return False
         for chunk in col.chunks:
-            a = chunk.to_numpy(zero_copy_only=False)
-            if (np.abs(a) >= 2.0**53).any() or ((a == 0) & np.signbit(a)).any():
+            if chunk.null_count:
+                chunk = pc.fill_null(chunk, 0.0)
+            # -0.0 is the one float64 whose bits equal int64's minimum: one comparison, no copy
+            bits = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset: chunk.offset + len(chunk)]
+            if (bits == np.iinfo(np.int64).min).any():
                 return False
     return True
 
 
-def _read(texts: pa.Array, names: Sequence[str] | None, terminated: bool = False) -> Decoded:
+def _read(texts: pa.Array, names: Sequence[str] | None, terminated: bool = False,
+          infer: bool = True) -> Decoded:
+    """Parse ``texts`` (one CSV payload each) in one call; ``infer=False``: only the float64 read
+    (a payload it cannot vouch for raises :class:`NotFloat64`)."""
     if terminated:  # the values' buffer is the document already (see _terminated)
         counts = _newlines(texts)
         data = values_buffer(texts)
@@ -138,6 +147,8 @@ def _read(texts: pa.Array, names: Sequence[str] | None, terminated: bool = False
             table = None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         table = None
+    if table is None and not infer:
+        raise NotFloat64("not all values read as float64 equal to what inference reads")
     if table is None:
         table = pcsv.read_csv(pa.BufferReader(data), read_options=read_options, parse_options=parse_options,
                               convert_options=_CONVERT)
@@ -148,6 +159,10 @@ def _read(texts: pa.Array, names: Sequence[str] | None, terminated: bool = False
     table = table.add_column(0, ROW, pa.array(parent, pa.int64()))
     table = table.add_column(1, RECORD_INDEX, pa.array(index, pa.int32()))
     return Decoded(normalize_types(table))
+
+
+class NotFloat64(ValueError):
+    """A payload the float64-only read cannot vouch for (see :func:`_same_as_inferred`)."""
 
 
 def _fixed_block(options: pcsv.ReadOptions) -> pcsv.ReadOptions:

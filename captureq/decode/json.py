@@ -31,6 +31,7 @@ scalars becomes ``_c0``, ``_c1``, …; a scalar becomes ``_c0``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -63,6 +64,79 @@ CONTAINER_KEYS = (
     "data",
 )
 VECTOR_KEYS = ("features",)
+
+
+# -- one numeric-vector shape: the CSV reader's speed ------------------------------------------
+# Payloads such as {"features": [1, 2.5]}, [1, 2.5] or {"instances": [[1, 2], [3, 4]]} are lists
+# of JSON numbers: checked against JSON's number grammar (RE2, linear), their brackets become
+# line ends and pyarrow's CSV reader reads them straight to float64 — about 2.5x cheaper than
+# its JSON reader. Whatever the grammar or the float64 read cannot vouch for goes the general way.
+FLAT_VECTORS = True
+_WS = r"[ \t\n\r]*"
+_NUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_VEC = rf"\[{_WS}{_NUM}(?:{_WS},{_WS}{_NUM})*{_WS}\]"
+_VECS = rf"\[{_WS}{_VEC}(?:{_WS},{_WS}{_VEC})*{_WS}\]"
+
+
+def _keyed(key: str, inner: str) -> str:
+    return rf"^{_WS}\{{{_WS}\"{key}\"{_WS}:{_WS}{inner}{_WS}\}}{_WS}$"
+
+
+def _vector_shape(first: str, side: str, input_counts, lists_are_records: bool):
+    """(grammar, prefix, suffix, records per payload) for the shape of ``first``, or None."""
+    head = re.match(r'\s*(\{\s*"([A-Za-z_]+)"\s*:\s*)?(\[\s*\[?)', first)
+    if head is None or lists_are_records:
+        return None
+    key, nested = head.group(2), head.group(3).count("[") == 2
+    if key is None:
+        if nested:  # [[...], [...]]: one record per inner list
+            return rf"^{_WS}{_VECS}{_WS}$", "[[", "]]", True
+        if side == "input" or input_counts is None:  # [...]: one feature vector
+            return rf"^{_WS}{_VEC}{_WS}$", "[", "]", False
+        return None  # an output list's meaning depends on its input's record count
+    if key in VECTOR_KEYS and not nested:
+        return _keyed(key, _VEC), f'{{"{key}":[', "]}", False
+    if key in CONTAINER_KEYS and nested:
+        return _keyed(key, _VECS), f'{{"{key}":[[', "]]}", True
+    return None
+
+
+def flat_vectors(
+    texts: pa.Array,
+    names: Sequence[str] | None = None,
+    *,
+    side: str = "input",
+    input_counts: np.ndarray | None = None,
+    lists_are_records: bool = False,
+) -> Decoded | None:
+    """Decode payloads that all share one numeric-vector shape through the CSV reader; None
+    when they do not (then :func:`decode_json`'s general path decides, failures included).
+
+    >>> d = flat_vectors(pa.array(['{"features": [1, 2.5]}', '{"features": [3, 4]}']))
+    >>> d.table.column("_c1").to_pylist()
+    [2.5, 4.0]
+    """
+    from .csv import _read
+
+    if not len(texts) or texts.null_count:
+        return None
+    shape = _vector_shape(texts[0].as_py()[:256], side, input_counts, lists_are_records)
+    if shape is None:
+        return None
+    grammar, prefix, suffix, many = shape
+    if not pc.all(pc.match_substring_regex(texts, grammar)).as_py():
+        return None
+    data = np.frombuffer(values_buffer(texts), dtype=np.uint8)
+    if (data == 32).any() or (data == 9).any() or (data == 10).any() or (data == 13).any():
+        # the grammar allows white space only between tokens: drop it all
+        texts = pc.replace_substring_regex(texts, r"[ \t\n\r]+", "")
+    rows = pc.utf8_slice_codeunits(texts, len(prefix), -len(suffix))
+    if many:
+        rows = pc.replace_substring(rows, "],[", "\n")
+    try:
+        return _read(rows, names, infer=False)
+    except (ValueError, pa.ArrowException):
+        return None
 
 
 def _is_nested(t: pa.DataType) -> bool:
@@ -334,6 +408,11 @@ def decode_json(
 
     # a document shorter than the limit in bytes cannot hold more values than the limit
     check_width = max_columns is not None and _longest(texts) >= max_columns
+    if FLAT_VECTORS and path is None and not check_width:
+        fast = flat_vectors(texts, names, side=side, input_counts=input_counts,
+                            lists_are_records=lists_are_records)
+        if fast is not None:
+            return fast
     return bisect(len(texts), attempt, lambda e: str(e) if isinstance(e, TooWide)
                   else f"JSON payload does not parse: {first_line(e)}")
 
