@@ -9,8 +9,9 @@ that parse are kept, and single lines that do not parse become quarantine rows w
 reader's reason. A batch with ``b`` bad lines costs ``O(b log n)`` extra reader calls.
 
 A payload whose ``data`` is a JSON number, object, array or boolean instead of a string does not
-cost its line: one regex scan of the buffer finds such lines, they are parsed in one second
-reader call with the value re-serialized as JSON text, and only that payload is reported
+cost its line: when the batch fails to parse, one regex scan of the buffer finds such lines,
+they are parsed in one second reader call with the value re-serialized as JSON text, the rest
+is read again without them, and only that payload is reported
 (``Parsed.payload_failures``, quarantined by the decoder as stage input/output/label).
 
 Counts always reconcile: non-blank lines read = rows parsed + quarantine rows of stage 'line'.
@@ -23,7 +24,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import io
 import threading
 from dataclasses import dataclass, field
 
@@ -111,6 +112,22 @@ class Lines:
         return b"\n".join(self.buf[self.starts[i] : self.ends[i]] for i in idx) + b"\n"
 
 
+_CHUNK = 1 << 20
+
+
+def _newlines(arr: np.ndarray) -> np.ndarray:
+    """Offsets of the newline bytes of ``arr``, found a megabyte at a time into one small mask:
+    a mask as big as the batch costs more in fresh pages than the comparison itself."""
+    mask = np.empty(min(len(arr), _CHUNK), dtype=bool)
+    found = []
+    for at in range(0, len(arr), _CHUNK):
+        part = arr[at : at + _CHUNK]
+        m = mask[: len(part)]
+        np.equal(part, 10, out=m)
+        found.append(np.flatnonzero(m) + at)
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
 def split_lines(batch: FileBatch) -> Lines:
     """Locate the non-blank lines of every file in ``batch`` (vectorized with numpy)."""
     blobs = []
@@ -122,7 +139,7 @@ def split_lines(batch: FileBatch) -> Lines:
         blobs.append(b)
     buf = b"".join(blobs)
     arr = np.frombuffer(buf, dtype=np.uint8)
-    ends = np.flatnonzero(arr == 10)
+    ends = _newlines(arr)
     starts = np.empty_like(ends)
     if len(ends):
         starts[0] = 0
@@ -158,6 +175,10 @@ def blank_out(lines: Lines, positions: np.ndarray) -> bytes:
     """A copy of the buffer with the given lines overwritten by spaces (which the JSON reader
     skips), so the rest can still be parsed in one call."""
     arr = np.frombuffer(lines.buf, dtype=np.uint8).copy()
+    if len(positions) <= 4096:  # a few lines: a slice each, not a pass over the whole buffer
+        for s, e in zip(lines.starts[positions].tolist(), lines.ends[positions].tolist()):
+            arr[s:e] = 32
+        return arr.tobytes()
     delta = np.zeros(len(arr) + 1, dtype=np.int8)
     np.add.at(delta, lines.starts[positions], 1)
     np.add.at(delta, lines.ends[positions], -1)
@@ -239,97 +260,143 @@ def _read(data: bytes, raw_schema: pa.Schema, block_size: int) -> pa.Table:
 
 
 # -- the fast path: DuckDB's JSON reader ---------------------------------------------------------
-# DuckDB's newline-delimited reader parses a batch in parallel and materializes only the declared
-# fields. It is more lenient than pyarrow's reader, whose verdicts (and so the quarantine) are the
-# reference: it turns a number or object in a string field into text, and accepts trailing commas
-# and nan/inf literals anywhere. So every string field is declared JSON and must hold a JSON string
-# or null, and a batch with a trailing comma or a nan/inf literal anywhere goes to pyarrow. Any
-# error, and any row count that is not one per line, also hands the batch to pyarrow (and its
-# bisection), so what DuckDB accepts is exactly what pyarrow would have accepted.
-# Off by default: measured on the benchmark trees, the checks that keep it exact cost about what
-# DuckDB saves over pyarrow's reader (see benchmarks/RESULTS.md); CAPTUREQ_PARSER=duckdb turns it on.
-USE_DUCKDB = os.environ.get("CAPTUREQ_PARSER", "pyarrow").lower() == "duckdb"
+# DuckDB's newline-delimited reader parses a batch in parallel, validating every line, and
+# materializes only the declared fields (here: pyarrow's schema, every leaf VARCHAR). It is more
+# lenient than pyarrow's reader, whose verdicts (and so the quarantine) are the reference: it
+# turns a number, object or array in a VARCHAR field into text, and accepts nan/inf literals in
+# any case, exponents that overflow a double, trailing commas, and a vertical tab or form feed
+# after the object. One RE2 scan of the batch (pyarrow.compute, C speed, one verdict per line)
+# flags every line where any of these *could* be (``_suspect_pattern``): those lines are read by
+# pyarrow (with its repair and bisection), the others by DuckDB. Conservative: text inside a
+# string can flag a line too, which is then only read more slowly. Any DuckDB error, or a row
+# count that is not one per line, hands the whole batch to pyarrow. tests/test_parse_engines.py
+# proves both give the same tables and quarantine.
+# CAPTUREQ_PARSER: "duckdb", "pyarrow", or "auto" (the default: DuckDB for reads that need no
+# payload text, e.g. ``select count(*) from captures``, pyarrow otherwise).
+PARSER = os.environ.get("CAPTUREQ_PARSER", "pyarrow").lower()
 _duck_local = threading.local()
-# Big string fields are read as VARCHAR (fast); _lenient_json proves none holds a non-string.
-_TEXT_FIELDS = ("data",)
 
 
-def _duck_type(t: pa.DataType, name: str = "") -> str:
+def use_duckdb(payload: bool = True) -> bool:
+    """Whether DuckDB's reader parses a batch (``payload``: the payload text is needed)."""
+    return PARSER == "duckdb" or (PARSER == "auto" and not payload)
+
+
+def _duck_type(t: pa.DataType) -> str:
     if pa.types.is_struct(t):
-        return "STRUCT(" + ", ".join(f'"{f.name}" {_duck_type(f.type, f.name)}' for f in t) + ")"
-    return "VARCHAR" if name in _TEXT_FIELDS else "JSON"
-
-
-def _duck_expr(ref: str, t: pa.DataType, checks: list[str], name: str = "") -> str:
-    if pa.types.is_struct(t):
-        fields = ", ".join(
-            f'"{f.name}" := ' + _duck_expr(ref + '."' + f.name + '"', f.type, checks, f.name) for f in t
-        )
-        return f"CASE WHEN {ref} IS NULL THEN NULL ELSE struct_pack({fields}) END"
-    if name in _TEXT_FIELDS:
-        return ref
-    checks.append(f"({ref} IS NULL OR starts_with(CAST({ref} AS VARCHAR), '\"'))")
-    return f"({ref} ->> '$')"
+        return "STRUCT(" + ", ".join(f'"{f.name}" {_duck_type(f.type)}' for f in t) + ")"
+    return "VARCHAR"
 
 
 @functools.cache
-def _duck_sql(raw_schema: pa.Schema) -> tuple[str, dict]:
-    checks: list[str] = []
-    cols = ", ".join(_duck_expr('"' + f.name + '"', f.type, checks, f.name) + f' AS "{f.name}"'
-                     for f in raw_schema)
-    columns = {f.name: _duck_type(f.type, f.name) for f in raw_schema}
-    sql = (f"SELECT {cols}, ({' AND '.join(checks) or 'true'}) AS __ok FROM read_json($path, "
-           "format = 'newline_delimited', columns = $columns, maximum_object_size = 1073741824)")
-    return sql, columns
+def _duck_columns(raw_schema: pa.Schema) -> dict:
+    return {f.name: _duck_type(f.type) for f in raw_schema}
 
 
-_FOLD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
-_LENIENT = (b",}", b",]") + tuple(p + w for w in (b"nan", b"inf") for p in (b":", b",", b"[", b"-", b"+"))
+def _leaves(t, path=()):
+    """``(path, type)`` of every struct and leaf field under ``t`` (a schema or struct type)."""
+    for f in t:
+        yield path + (f.name,), f.type
+        if pa.types.is_struct(f.type):
+            yield from _leaves(f.type, path + (f.name,))
 
 
-def _lenient_json(data: bytes) -> bool:
-    """Whether ``data`` may hold what DuckDB accepts and pyarrow rejects: a trailing comma, a
-    nan/inf literal, a non-string ``data`` field. With JSON whitespace removed and letters folded
-    to lower case, each is a plain substring (found at memchr speed). Conservative: text inside
-    strings can trigger it too, and the batch then takes the pyarrow path, which is only slower."""
-    folded = data.translate(_FOLD, b" \t\r")
-    if any(p in folded for p in _LENIENT):
-        return True
-    fields = folded.count(b'"data":')
-    return fields != folded.count(b'"data":"') + folded.count(b'"data":null')
+@functools.cache
+def _duck_projection(raw_schema: pa.Schema) -> str:
+    """A flat select list of every field, with each payload ``data`` replaced by whether it is
+    there, and each struct by whether it is null (:func:`_nest` nests them again)."""
+    cols = []
+    for i, (path, t) in enumerate(_leaves(raw_schema)):
+        ref = ".".join(f'"{p}"' for p in path)
+        if pa.types.is_struct(t) or path[-1] == "data" and path[0] == "captureData":
+            ref = f"({ref} IS NOT NULL)"
+        cols.append(f'{ref} AS "c{i}"')
+    return ", ".join(cols)
 
 
-def _duckdb_read(data: bytes, raw_schema: pa.Schema) -> pa.Table | None:
-    """``data`` parsed by DuckDB into ``raw_schema``, or None when pyarrow must read it."""
-    if _lenient_json(data):
-        return None
+def _nest(flat: pa.Table, raw_schema: pa.Schema) -> pa.Table:
+    """The table of :func:`_duck_projection` nested back into ``raw_schema``; a present
+    ``data`` is the empty string."""
+    cols = iter(flat.columns)
+
+    def build(t, path):
+        out = []
+        for f in t:
+            col = next(cols).combine_chunks()
+            if pa.types.is_struct(f.type):
+                children = build(f.type, path + (f.name,))
+                mask = pc.invert(col)
+                out.append(pa.StructArray.from_arrays(children, fields=list(f.type), mask=mask))
+            elif f.name == "data" and path[:1] == ("captureData",):
+                out.append(pc.if_else(col, pa.scalar("", pa.string()), pa.scalar(None, pa.string())))
+            else:
+                out.append(col.cast(f.type))
+        return out
+
+    return pa.Table.from_arrays(build(raw_schema, ()), schema=raw_schema)
+
+
+@functools.cache
+def _suspect_pattern(raw_schema: pa.Schema) -> str:
+    """An RE2 pattern that matches every line on which DuckDB's reader could accept what
+    pyarrow's rejects (and some lines where it could not: text inside strings)."""
+    leaves = sorted({p[-1] for p, t in _leaves(raw_schema) if not pa.types.is_struct(t)})
+    structs = sorted({p[-1] for p, t in _leaves(raw_schema) if pa.types.is_struct(t)})
+    ws = r"[ \t\r]*"
+    return "|".join([
+        # a nan/inf literal (any case, any sign): a value starting with i or n but not null
+        rf"[:,\[]{ws}[-+]?{ws}(?:[iI]|[nN](?:[^u]|u[^l]|ul[^l]))",
+        # an exponent of 100 or more (may overflow a double)
+        rf"[:,\[]{ws}-?[0-9]+(?:\.[0-9]*)?[eE][-+]?0*[1-9][0-9][0-9]",
+        rf",{ws}[\]}}]",  # a trailing comma
+        # a string field holding anything but a string or null; a struct anything but an object
+        rf'"(?:{"|".join(leaves)})"{ws}:{ws}[^" \t\rn]',
+        rf'"(?:{"|".join(structs)})"{ws}:{ws}[^{{ \t\rn]',
+        r'\\.[^"\\]*"' + ws + ":",  # a key written with an escape (it could be any of those)
+        r"[\x0b\x0c]",  # whitespace to DuckDB, not to pyarrow
+    ])
+
+
+def _suspect_lines(lines: Lines, raw_schema: pa.Schema) -> np.ndarray:
+    """Positions of the lines matching :func:`_suspect_pattern`: one RE2 pass over the buffer,
+    each line an element of a zero-copy binary array."""
+    n = len(lines.starts)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.append(lines.starts, len(lines.buf)).astype(np.int64)
+    arr = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(lines.buf)])
+    hit = pc.match_substring_regex(arr, _suspect_pattern(raw_schema))
+    return np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+
+
+def _duckdb_read(data: bytes, raw_schema: pa.Schema, project: bool = False) -> pa.Table | None:
+    """``data`` parsed by DuckDB into ``raw_schema``, or None when pyarrow must read it.
+    (Read from memory: DuckDB scans a Python file object without a copy to a file.)
+
+    Every line of ``data`` must be free of what :func:`_suspect_pattern` flags. ``project``:
+    payload ``data`` under ``captureData`` is only "" (there) or null, never materialized."""
     import duckdb
 
     con = getattr(_duck_local, "con", None)
     if con is None:
-        threads = max(1, min(4, os.cpu_count() or 1))
+        # batches already run on a thread each (pipeline.default_workers): one thread per batch
+        threads = 1
         con = _duck_local.con = duckdb.connect(config={"threads": threads})
-    sql, columns = _duck_sql(raw_schema)
-    fd, path = tempfile.mkstemp(prefix="captureq-", suffix=".jsonl", dir=_SCRATCH)
+    columns = _duck_columns(raw_schema)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        table = con.sql(sql, params={"path": path, "columns": columns}).to_arrow_table()
+        rel = con.read_json(io.BytesIO(data), format="newline_delimited", columns=columns,
+                            maximum_object_size=1 << 30)
+        if project:
+            rel = rel.project(_duck_projection(raw_schema))
+        table = rel.to_arrow_table()
     except duckdb.Error:
         return None
-    finally:
-        os.unlink(path)
-    ok = table.column("__ok")
-    if ok.null_count or not pc.all(ok).as_py():
-        return None
-    table = table.drop_columns(["__ok"])
     try:
-        return table.cast(raw_schema)
+        return _nest(table, raw_schema) if project else table.cast(raw_schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
 
 
-_SCRATCH = os.environ.get("CAPTUREQ_SCRATCH") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 
 
 # Where a payload's ``data`` sits in a line, and the side it belongs to.
@@ -437,6 +504,8 @@ def parse_json_lines(
     lines: Lines,
     raw_schema: pa.Schema,
     repairs: dict[int, list[tuple[str, str]]] | None = None,
+    *,
+    payload: bool = True,
 ) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]]:
     """Parse every non-blank line against ``raw_schema``.
 
@@ -444,6 +513,9 @@ def parse_json_lines(
     ``(line position, reason)`` for the lines that did not parse. With a ``repairs`` dict, lines
     whose payload ``data`` is a JSON number/object/array instead of a string are kept (the value
     re-serialized as JSON text) and ``repairs[position]`` lists ``(side, reason)`` for them.
+    ``payload=False``: the payload text is not needed; a capture's ``data`` may then be read as
+    "" (there) or null (see :func:`use_duckdb`); which lines parse, and every other field, are
+    the same.
     """
     n = len(lines.starts)
     if n == 0:
@@ -458,35 +530,57 @@ def parse_json_lines(
     # would pass them through unchecked), and lines that cannot be a JSON object because they do
     # not start with "{" (a line "null" crashes pyarrow's reader, apache/arrow#47409).
     # With ``repairs``, lines whose payload data is not a string are set aside too and parsed
-    # in a second pass with that value re-serialized (see _repair).
-    whole = lines.buf
+    # in a second pass with that value re-serialized (see _repair). They are looked for (one
+    # regex scan, about a tenth of the parse) only when needed: with pyarrow once the whole
+    # batch failed to parse, with DuckDB among the suspect lines.
     not_utf8 = invalid_utf8(lines)
     not_object = np.flatnonzero(lines.first != ord("{")) if lines.first is not None else []
     not_object = np.setdiff1d(not_object, not_utf8)
-    repaired = np.zeros(0, dtype=np.int64)
-    if repairs is not None:
-        candidates = np.setdiff1d(_data_not_string(lines), np.union1d(not_utf8, not_object))
-        if len(candidates):
-            repaired_parts, still_bad, repaired = _repair(
-                lines, candidates, raw_schema, block_size, repairs
-            )
-            parts += repaired_parts
-            bad += still_bad
-    if len(not_utf8) or len(not_object) or len(repaired):
-        bad += [(int(i), "line is not valid UTF-8 text") for i in not_utf8]
-        bad += [
-            (int(i), _clean_reason(None, lines.buf[lines.starts[i] : lines.ends[i]]))
-            for i in not_object
-        ]
-        set_aside = np.union1d(np.union1d(not_utf8, not_object), repaired).astype(np.int64)
-        everything = np.setdiff1d(everything, set_aside)
-        whole = blank_out(lines, set_aside)
-    stack = [(everything, whole)]
-    if USE_DUCKDB and len(everything):
-        table = _duckdb_read(whole, raw_schema)
-        if table is not None and table.num_rows == len(everything):
-            parts.append((everything, table))
-            stack = []
+    bad += [(int(i), "line is not valid UTF-8 text") for i in not_utf8]
+    bad += [
+        (int(i), _clean_reason(None, lines.buf[lines.starts[i] : lines.ends[i]]))
+        for i in not_object
+    ]
+    unfit = np.union1d(not_utf8, not_object).astype(np.int64)
+    set_aside = unfit
+
+    def take_repairs(candidates: np.ndarray) -> bool:
+        """Parse the repairable lines among ``candidates``; whether any was set aside."""
+        nonlocal set_aside
+        candidates = np.setdiff1d(candidates, unfit)
+        if not len(candidates):
+            return False
+        repaired_parts, still_bad, repaired = _repair(lines, candidates, raw_schema, block_size, repairs)
+        parts.extend(repaired_parts)
+        bad.extend(still_bad)
+        set_aside = np.union1d(set_aside, repaired).astype(np.int64)
+        return bool(len(repaired))
+
+    def rest() -> tuple[np.ndarray, bytes]:
+        if not len(set_aside):
+            return everything, lines.buf
+        return np.setdiff1d(everything, set_aside), blank_out(lines, set_aside)
+
+    duck = use_duckdb(payload)
+    # DuckDB reads the lines its leniency cannot matter on; pyarrow the others (suspects hold
+    # every line whose payload data is not a string)
+    suspect = _suspect_lines(lines, raw_schema) if duck else None
+    look_for_repairs = repairs is not None
+    if duck and look_for_repairs:
+        look_for_repairs = False
+        if len(suspect):
+            take_repairs(np.intersect1d(_data_not_string(lines), suspect))
+    todo, whole = rest()
+    stack: list[tuple[np.ndarray, bytes | None]] = [(todo, whole)]
+    if duck and len(todo):
+        suspect = np.intersect1d(suspect, todo)
+        clean = np.setdiff1d(todo, suspect) if len(suspect) else todo
+        if len(clean):
+            data = blank_out(lines, np.union1d(set_aside, suspect)) if len(suspect) else whole
+            table = _duckdb_read(data, raw_schema, project=not payload)
+            if table is not None and table.num_rows == len(clean):
+                parts.append((clean, table))
+                stack = [(suspect, None)]
     while stack:
         idx, data = stack.pop()
         if not len(idx):
@@ -501,6 +595,11 @@ def parse_json_lines(
             error: Exception = ValueError(f"line holds {table.num_rows} JSON values, expected one")
         except pa.ArrowException as exc:
             error = exc
+        if look_for_repairs:  # the whole batch failed: repair what can be, then try the rest again
+            look_for_repairs = False
+            if take_repairs(_data_not_string(lines)):
+                stack.append(rest())
+                continue
         if len(idx) == 1:
             i = int(idx[0])
             bad.append((i, _clean_reason(error, lines.buf[lines.starts[i] : lines.ends[i]])))
@@ -514,7 +613,7 @@ def parse_json_lines(
     parts.sort(key=lambda p: p[0][0])
     table = pa.concat_tables([t for _, t in parts])
     positions = np.concatenate([i for i, _ in parts])
-    if len(positions) > 1 and (np.diff(positions) < 0).any():  # repaired lines: back in order
+    if len(positions) > 1 and (np.diff(positions) < 0).any():  # merged parts: back in order
         order = np.argsort(positions, kind="stable")
         table, positions = table.take(pa.array(order)), positions[order]
     return table, positions, bad
@@ -666,7 +765,7 @@ def _payload_field(primary: pa.Array, fallback: pa.Array, use_primary: pa.Array,
     return pc.if_else(use_primary, primary.field(name), fallback.field(name))
 
 
-def parse_captures(batch: FileBatch) -> Parsed:
+def parse_captures(batch: FileBatch, *, payload: bool = True) -> Parsed:
     """Decode a batch of capture files into rows of the ``captures`` schema.
 
     Also reads the shapes Model Monitor's jobs write: a ``batchTransformOutput`` fills the output
@@ -675,10 +774,14 @@ def parse_captures(batch: FileBatch) -> Parsed:
     without ``inferenceTime`` takes the hour of its folder (``inference_time_from_path``).
     A payload whose ``data`` is not a string keeps its capture row: only that payload is listed
     in ``Parsed.payload_failures`` (and quarantined by the decoder).
+
+    ``payload=False``: the caller decodes no payload and drops ``input_data``/``output_data``;
+    they may then hold "" for a payload that is there (the rows and every other column are the
+    same).
     """
     lines = split_lines(batch)
     repairs: dict[int, list[tuple[str, str]]] = {}
-    raw, positions, bad = parse_json_lines(lines, RAW_CAPTURE, repairs)
+    raw, positions, bad = parse_json_lines(lines, RAW_CAPTURE, repairs, payload=payload)
     quarantine = [_file_quarantine(batch), _line_quarantine(batch, lines, bad)]
     meta = raw.column("eventMetadata").combine_chunks()
     cdata = raw.column("captureData").combine_chunks()

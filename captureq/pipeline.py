@@ -88,6 +88,7 @@ def _count_stage(q: pa.Table, stage: str) -> int:
 
 
 SIDES = ("input", "output")
+PAYLOAD_TEXT = ("input_data", "output_data")  # the raw payload text in ``captures``
 
 
 def _undecoded(captures: pa.Table) -> SideResult:
@@ -114,7 +115,8 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
     """
     if "output" in sides:
         sides = SIDES
-    parsed = parse_captures(batch)
+    # no side decoded and the payload text dropped: the payloads are never read (count(*))
+    parsed = parse_captures(batch, payload=bool(sides) or not set(PAYLOAD_TEXT) <= set(drop))
     start, end = window.bounds(start, end)
     captures, outside = window.filter_captures(parsed.table, start, end, exclude=exclude)
     margin = [f.url for f in batch.files
@@ -222,11 +224,15 @@ def process_labels(batch: FileBatch) -> LabelBatchResult:
 
 
 def default_workers() -> int:
-    """Batches decoded at once: one per core (at most 4), or ``CAPTUREQ_WORKERS``."""
+    """Batches decoded at once: one per core (at most 4), or ``CAPTUREQ_WORKERS``.
+
+    A cap on pyarrow's thread pool (``pyarrow.set_cpu_count``) caps this too: the batches'
+    work is mostly pyarrow's, and a process limited to one core should not run two batches.
+    """
     env = os.environ.get("CAPTUREQ_WORKERS")
     if env:
         return max(1, int(env))
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(4, os.cpu_count() or 1, pa.cpu_count()))
 
 
 def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch_bytes: int,

@@ -38,7 +38,7 @@ from . import schema, views
 from .decode import DecodeOptions
 from .decode.common import concat_tables
 from .errors import QueryError
-from .pipeline import Counts, run_captures, run_labels, unify_types
+from .pipeline import PAYLOAD_TEXT, Counts, run_captures, run_labels, unify_types
 from .read import DEFAULT_BATCH_BYTES
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
 from .timeutil import to_utc
@@ -59,8 +59,8 @@ _SOURCE_PARTS = {
     "labels": {"labels"},
     "quarantine": set(PARTS),
 }
-# Raw payload text kept in ``captures`` only when a statement names it (or selects ``*``).
-PAYLOAD_TEXT = ("input_data", "output_data")
+# Raw payload text (PAYLOAD_TEXT) is kept in ``captures`` only when a statement names it (or
+# selects ``*``); otherwise the payloads are not even read when no side is decoded.
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Fetch the bytes of capture files in bounded batches.
 
 Files are grouped into batches of about ``batch_bytes`` so that memory stays bounded however
-large the tree is; each batch is fetched with one ``fs.cat_ranges`` call (concurrent on object stores).
+large the tree is; each batch is fetched with one ``fs.cat_ranges`` call (concurrent on object stores;
+local files are read with plain ``open``).
 A file that cannot be read (deleted between LIST and GET, a corrupt gzip member, a storage
 error that outlived the retries) is reported, never silently dropped.
 """
@@ -72,6 +73,26 @@ def _own_retries(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(getattr(fs, "retries", None), int)
 
 
+def _cat(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[bytes | BaseException]:
+    """Every file's bytes, or the exception that reading it raised (``cat_ranges`` with
+    ``on_error="return"``). Local files are read with plain ``open``: fsspec's per-call path
+    handling costs more than the read itself for small files."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    if isinstance(fs, LocalFileSystem) and type(fs).cat_ranges is LocalFileSystem.cat_ranges \
+            and type(fs).cat_file is LocalFileSystem.cat_file:  # not a subclass that reads otherwise
+        out: list[bytes | BaseException] = []
+        for path in paths:
+            try:
+                with open(path, "rb") as f:
+                    out.append(f.read())
+            except (OSError, ValueError) as exc:
+                out.append(exc)
+        return out
+    none = [None] * len(paths)
+    return fs.cat_ranges(paths, none, none, on_error="return")
+
+
 def fetch(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *, retries: int | None = None,
           backoff: float = 0.2) -> FileBatch:
     """Read ``files`` into a FileBatch. Transient errors are retried with exponential backoff.
@@ -91,8 +112,7 @@ def fetch(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *, retries: i
         # cat_ranges, not cat: cat expands its paths as glob patterns, so an object named
         # ``f[0].jsonl`` (or under ``br[a]ck/``) would be "not found". Paths here are literal.
         paths = [f.path for f in pending]
-        none = [None] * len(paths)
-        got = dict(zip(paths, fs.cat_ranges(paths, none, none, on_error="return")))
+        got = dict(zip(paths, _cat(fs, paths)))
         retry = []
         for f in pending:
             value = got.get(f.path, FileNotFoundError(f.path))
