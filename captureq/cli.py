@@ -57,6 +57,19 @@ __all__ = ["app", "duckdb_cli", "main", "storage_options", "write_result"]
 class CaptureqGroup(TyperGroup):
     """Runs a command; a user mistake becomes ``error: …`` on stderr and exit status 2."""
 
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            plain_values(param)
+        return params
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            for param in command.get_params(ctx):  # --help included (created here, then kept)
+                plain_values(param)
+        return command
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -74,6 +87,66 @@ class CaptureqGroup(TyperGroup):
                 )
                 raise typer.Exit(1) from None
             fail(message)
+
+
+class _PlainValues:
+    """Coerces an option's value the way typer does, for values that need nothing.
+
+    Typer 0.2x coerces every option through a pydantic ``TypeAdapter``: importing pydantic and
+    building the adapters costs 0.1-0.2 s at each start of ``captureq``. A value that already is
+    what the annotation asks for (a string for ``str``, strings for ``list[str]``, one of an
+    Enum's values, an int for ``int``, None) is taken as it is, and anything else goes to typer's
+    own coercion: the same values and the same error messages.
+    """
+
+    def __init__(self, param):
+        self._annotation = param.type_descriptor.annotation
+
+    def coerce(self, value, param, ctx):
+        if value is None:
+            return () if param.multiple or param.nargs == -1 else None
+        plain = _plain(self._annotation, value)
+        if plain is not _NOT_PLAIN:
+            return plain
+        from typer._coercion import build_runtime_param
+
+        param._runtime_param = build_runtime_param(param.type_descriptor)
+        return param._runtime_param.coerce(value, param=param, ctx=ctx)
+
+
+_NOT_PLAIN = object()
+
+
+def _plain(annotation, value):
+    """``value`` as ``annotation`` when it needs no conversion, else ``_NOT_PLAIN``."""
+    import typing
+
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            return _NOT_PLAIN
+        annotation, args = rest[0], typing.get_args(rest[0])
+    if annotation is str and isinstance(value, str):
+        return value
+    if annotation in (int, bool) and type(value) is annotation:
+        return value
+    if typing.get_origin(annotation) is list and args == (str,) and isinstance(value, (list, tuple)) \
+            and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        if isinstance(value, annotation):
+            return value
+        if isinstance(value, str) and value in annotation._value2member_map_:
+            return annotation(value)
+    return _NOT_PLAIN
+
+
+def plain_values(param) -> None:
+    """Let ``param`` skip typer's pydantic coercion for plain values (see :class:`_PlainValues`);
+    a typer without that machinery is left as it is."""
+    if getattr(param, "_runtime_param", "absent") is None and hasattr(param, "type_descriptor"):
+        param._runtime_param = _PlainValues(param)
 
 
 app = typer.Typer(

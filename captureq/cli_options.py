@@ -12,9 +12,6 @@ heavy (pyarrow, duckdb, polars, rich) is imported until a command needs it, so t
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -253,24 +250,49 @@ def _long_table(names: list[str], shown: list[dict], total: int, title, limit: i
 def write_result(
     table: pa.Table, format: Format | str, title: str | None = None, limit: int = 1000, cell=None
 ) -> None:
-    """Print ``table`` as a rich table, CSV with a header, or a JSON list of objects."""
+    """Print ``table`` as a rich table, CSV with a header, or a JSON list of objects
+    (:mod:`captureq.output`: streamed to stdout, without a Python loop per row)."""
     format = Format(format)
     if format is Format.table:
         console().print(rich_table(table, title=title, limit=limit, cell=cell))
-    elif format is Format.csv:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(table.column_names)
-        for row in table.to_pylist():
-            w.writerow(
-                [
-                    "" if v is None else (v.isoformat() if hasattr(v, "isoformat") else v)
-                    for v in row.values()
-                ]
-            )
-        sys.stdout.write(buf.getvalue())
-    else:
-        sys.stdout.write(json.dumps(table.to_pylist(), default=str, indent=None) + "\n")
+        return
+    from . import output
+
+    stream = getattr(sys.stdout, "buffer", None)
+    if stream is None:  # a text-only stdout (some test harnesses): the same bytes, decoded
+        stream = _TextSink(sys.stdout)
+    with pipe_safe():
+        sys.stdout.flush()  # whatever was printed before goes first
+        (output.write_csv if format is Format.csv else output.write_json)(table, stream)
+        stream.flush()
+
+
+@contextmanager
+def pipe_safe() -> Iterator[None]:
+    """A reader that stops early (``| head``) ends the output quietly, with exit code 0."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # stdout is gone: point it at /dev/null so the interpreter's last flush cannot fail
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
+
+
+class _TextSink:
+    """A binary stream over a text stream that has no ``.buffer``."""
+
+    def __init__(self, text):
+        self._text = text
+
+    def write(self, data) -> None:
+        self._text.write(bytes(data).decode())
+
+    def flush(self) -> None:
+        self._text.flush()
 
 
 def say(text: str, format: Format | str = Format.table) -> None:

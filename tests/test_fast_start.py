@@ -15,7 +15,7 @@ from captureq.generate import generate_tree
 
 PROBE = r"""
 import json, sys
-HEAVY = ("polars", "pandas", "duckdb", "pyarrow", "numpy", "rich", "fsspec",
+HEAVY = ("polars", "pandas", "duckdb", "pyarrow", "numpy", "rich", "fsspec", "pydantic",
          "captureq.api", "captureq.monitor.baseline", "captureq.monitor.check", "captureq.report.build")
 seen = {}
 def hook(event, args):
@@ -55,3 +55,22 @@ def test_query_reads_before_importing_polars_duckdb_or_monitoring(tmp_path):
     assert not loaded & {"captureq.monitor.baseline", "captureq.monitor.check",
                          "captureq.report.build"}, loaded
     assert "duckdb" in seen["at_exit"]  # the query did run
+
+
+def test_options_are_parsed_without_pydantic(tmp_path):
+    """typer coerces options through pydantic (0.1-0.2 s to import and build): plain values
+    (strings, a known --format, repeated strings) skip it; others still get typer's messages."""
+    generate_tree(str(tmp_path / "capture"), hours=1, requests_per_hour=5)
+    seen = probe("query", str(tmp_path / "capture"), "select count(*) from captures", "-f", "csv",
+                 "--endpoint", "churn-*", "--endpoint", "fraud-*", "--no-cache", "--start", "2026-01-01")
+    assert "pydantic" not in seen["at_exit"]
+    assert "pydantic" not in probe("--version")["at_exit"]
+
+
+def test_an_empty_table_does_not_import_pandas():
+    """``Schema.empty_table()`` imports pandas (0.2-0.3 s) through ``pa.array([])``; every parsed
+    batch builds empty quarantine tables, so captureq builds them without it."""
+    code = ("import sys; from captureq import schema; schema.empty(schema.QUARANTINE); "
+            "schema.empty(schema.CAPTURES); print('pandas' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr

@@ -8,14 +8,13 @@ the monitoring code are imported when a command runs, not when ``captureq --help
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from typing import TYPE_CHECKING
 
 import typer
 
 from ..cli_options import (
+    pipe_safe,
     EndOpt,
     EndpointOpt,
     Format,
@@ -73,19 +72,6 @@ def _table(rows: pa.Table, title: str, limit: int = 50) -> Table:
 def _check_format(format: str) -> None:
     if format not in FORMATS:
         _fail(CaptureqError(f"--format must be table, csv or json, got {format!r}"))
-
-
-@contextlib.contextmanager
-def pipe_safe():
-    """A reader that stops early (``| head``) ends the output quietly, with exit code 0."""
-    try:
-        yield
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # stdout is gone: point it at /dev/null so the interpreter's last flush cannot fail
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        raise typer.Exit(0) from None
 
 
 @app.command(
