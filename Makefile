@@ -12,6 +12,9 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,spark]'
+	@# byte-compile as a wheel install would (an editable install does not): every CLI start
+	@# would otherwise compile captureq's modules when PYTHONDONTWRITEBYTECODE is set
+	$(BIN)/python -m compileall -q captureq
 	touch $(STAMP)
 
 install: $(STAMP)

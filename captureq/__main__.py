@@ -1,5 +1,5 @@
 """``python -m captureq``: the ``captureq`` command."""
 
-from captureq.cli import main
+from captureq.cli import run
 
-main()
+run()

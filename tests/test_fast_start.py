@@ -74,3 +74,26 @@ def test_an_empty_table_does_not_import_pandas():
             "schema.empty(schema.CAPTURES); print('pandas' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_the_command_skips_interpreter_teardown_once_its_duties_are_done(tmp_path):
+    """The console script ends with os._exit after atexit handlers ran and output was flushed:
+    the interpreter's teardown with Arrow, DuckDB and polars loaded costs ~0.3 s and does
+    nothing a CLI needs. Its exit status and output are the normal ones."""
+    tree = tmp_path / "capture"
+    generate_tree(str(tree), hours=1, requests_per_hour=5)
+    import captureq
+
+    n = captureq.open(str(tree), cache=False).sql("select count(*) from captures").to_arrow()[0][0].as_py()
+    code = (
+        "import atexit, sys; from captureq import cli; "
+        "atexit.register(lambda: sys.stdout.write('handler ran\\n')); "
+        "sys.argv = ['captureq', *sys.argv[1:]]; cli.run(); print('not reached')"
+    )
+    r = subprocess.run([sys.executable, "-c", code, "query", str(tree), "select count(*) as n from captures",
+                        "--format", "csv", "--no-cache"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["n", str(n), "handler ran"]
+    r = subprocess.run([sys.executable, "-c", code, "query", str(tmp_path / "nope"), "select 1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "not reached" not in r.stdout and "Traceback" not in r.stderr
