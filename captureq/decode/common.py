@@ -67,6 +67,8 @@ def widest_lines(texts: pa.Array, limit: int, sep: str = ",") -> np.ndarray:
     if arr.null_count:
         arr = pc.fill_null(arr, "")
     offsets = _offsets(arr)
+    if int(np.diff(offsets).max()) < limit:  # no payload, so no line of one, is that long
+        return out
     buf = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
     if not len(buf):
         return out

@@ -97,6 +97,9 @@ def _float64_options(names: list[str]) -> pcsv.ConvertOptions:
                                column_types={n: pa.float64() for n in names})
 
 
+_NEGATIVE_ZERO = np.float64(-0.0).view(np.int64)
+
+
 def _same_as_inferred(table: pa.Table) -> bool:
     """Whether a table read as all-float64 equals inference followed by :func:`normalize_types`.
 
@@ -106,15 +109,15 @@ def _same_as_inferred(table: pa.Table) -> bool:
     for col in table.columns:
         if not pa.types.is_float64(col.type):  # a column past the first 64 KB was inferred
             return False
-        lo, hi = pc.min_max(col).values()  # one C++ pass; nulls skipped
-        if lo.as_py() is not None and (lo.as_py() <= -(2.0**53) or hi.as_py() >= 2.0**53):
-            return False
         for chunk in col.chunks:
-            if chunk.null_count:
-                chunk = pc.fill_null(chunk, 0.0)
-            # -0.0 is the one float64 whose bits equal int64's minimum: one comparison, no copy
-            bits = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset: chunk.offset + len(chunk)]
-            if (bits == np.iinfo(np.int64).min).any():
+            if not len(chunk):
+                continue
+            # the values buffer as is (null slots may hold anything: at worst a needless refusal)
+            a = np.frombuffer(chunk.buffers()[1], dtype=np.float64)[chunk.offset: chunk.offset + len(chunk)]
+            if a.max() >= 2.0**53 or a.min() <= -(2.0**53):  # NaN propagates: such a column infers as double anyway
+                return False
+            # -0.0 is the one float64 whose bits equal int64's minimum
+            if (a.view(np.int64) == _NEGATIVE_ZERO).any():
                 return False
     return True
 
