@@ -69,36 +69,31 @@ class DecodeOptions:
 
 def classify(encoding: pa.Array, content_type: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Payload format per row as an index into :data:`FORMATS` (-1: unknown encoding), and
-    whether the row is base64-encoded; computed in one vectorized pass."""
-    import polars as pl  # imported on first use: not at start-up
+    whether the row is base64-encoded; computed in one vectorized pass (Arrow kernels: no
+    polars import on the query path)."""
+    encoding, content_type = (a.cast(pa.string()) if pa.types.is_null(a.type) else a
+                              for a in (encoding, content_type))
+    enc = pc.utf8_upper(pc.utf8_trim_whitespace(encoding))
+    first = pc.list_element(pc.split_pattern(pc.fill_null(content_type, ""), ";", max_splits=1), 0)
+    media = pc.utf8_lower(pc.utf8_trim_whitespace(first))
 
-    df = pl.DataFrame({"enc": pl.from_arrow(encoding), "ct": pl.from_arrow(content_type)})
-    enc = pl.col("enc").str.strip_chars().str.to_uppercase()
-    media = (
-        pl.col("ct").fill_null("").str.split(";").list.first().str.strip_chars().str.to_lowercase()
-    )
-    csv, json, jsonl, binary = (pl.lit(FORMATS.index(f), dtype=pl.Int8) for f in FORMATS)
-    is_jsonl = media.is_in(list(JSONLINES_TYPES))
-    from_media = (
-        pl.when(media.is_in(list(CSV_TYPES)))
-        .then(csv)
-        .when(is_jsonl)
-        .then(jsonl)
-        .when(media.is_in(list(JSON_TYPES)) | media.str.ends_with("+json"))
-        .then(json)
-        .otherwise(binary)
-    )
-    fmt = (
-        pl.when(enc == "CSV")
-        .then(csv)
-        .when(enc == "JSON")
-        .then(pl.when(is_jsonl).then(jsonl).otherwise(json))
-        .when(enc == "BASE64")
-        .then(from_media)
-        .otherwise(pl.lit(-1, dtype=pl.Int8))
-    )
-    out = df.select(fmt.alias("f"), (enc == "BASE64").fill_null(False).alias("b"))
-    return out["f"].to_numpy(), out["b"].to_numpy()
+    def one_of(values) -> np.ndarray:
+        return pc.is_in(media, value_set=pa.array(list(values), pa.string())).to_numpy(zero_copy_only=False)
+
+    def equals(text: str) -> np.ndarray:
+        return pc.fill_null(pc.equal(enc, text), False).to_numpy(zero_copy_only=False)
+
+    csv, json, jsonl, binary = (np.int8(FORMATS.index(f)) for f in FORMATS)
+    is_jsonl = one_of(JSONLINES_TYPES)
+    is_json = one_of(JSON_TYPES) | pc.ends_with(media, "+json").to_numpy(zero_copy_only=False)
+    from_media = np.select([one_of(CSV_TYPES), is_jsonl, is_json], [csv, jsonl, json], binary)
+    is_base64 = equals("BASE64")
+    fmt = np.select(
+        [equals("CSV"), equals("JSON"), is_base64],
+        [np.full(len(media), csv), np.where(is_jsonl, jsonl, json), from_media],
+        np.int8(-1),
+    ).astype(np.int8)
+    return fmt, is_base64
 
 
 def base64_decode(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
