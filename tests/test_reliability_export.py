@@ -77,11 +77,24 @@ def check_manifest(out: Path) -> dict:
 def test_sigkill_at_random_points_then_rerun_exports_every_record_once(big_tree, tmp_path):
     out = tmp_path / "out"
     rng = random.Random(int(os.environ.get("CAPTUREQ_KILL_SEED", "8")))
+    # small batches on one worker: many commits per run, so a kill lands between any two
+    env = {**os.environ, "CAPTUREQ_BATCH_BYTES": str(256 * 1024), "CAPTUREQ_WORKERS": "1"}
+    # how long a whole export works on this machine now (from its first part to its end): the
+    # eight kills are drawn inside a tenth of that each, so every run is cut before the export
+    # is done (a fixed span goes stale as the engine gets faster)
+    timing = tmp_path / "timing"
+    proc = subprocess.Popen([*CLI, "export", str(big_tree), str(timing)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = None
+    while proc.poll() is None:
+        if started is None and (timing / META / "tmp").exists() and any((timing / META / "tmp").iterdir()):
+            started = time.monotonic()
+        time.sleep(0.01)
+    assert proc.returncode == 0
+    span = (time.monotonic() - started) / 10 if started else 0.1
     kills = 0
     for _ in range(8):
         runs_before = set((out / META / "tmp").iterdir()) if (out / META / "tmp").exists() else set()
-        # small batches on one worker: many commits per run, so a kill lands between any two
-        env = {**os.environ, "CAPTUREQ_BATCH_BYTES": str(256 * 1024), "CAPTUREQ_WORKERS": "1"}
         proc = subprocess.Popen([*CLI, "export", str(big_tree), str(out)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
@@ -89,7 +102,7 @@ def test_sigkill_at_random_points_then_rerun_exports_every_record_once(big_tree,
             if (out / META / "tmp").exists() and set((out / META / "tmp").iterdir()) - runs_before:
                 break
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.2))  # then kill it anywhere: writing parts, renaming, committing
+        time.sleep(rng.uniform(0.0, span))  # then kill it anywhere: writing parts, renaming, committing
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
