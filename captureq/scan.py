@@ -35,8 +35,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from .errors import FilterWarning, ScanError
-from .timeutil import HOUR, UTC, floor_hour, to_utc
-from .window import listing_start
+from .timeutil import HOUR, UTC, floor_hour, listing_start, to_utc
 
 CAPTURE = "capture"
 LABELS = "labels"

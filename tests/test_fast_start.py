@@ -16,7 +16,7 @@ from captureq.generate import generate_tree
 PROBE = r"""
 import json, sys
 HEAVY = ("polars", "pandas", "duckdb", "pyarrow", "numpy", "rich", "fsspec", "pydantic",
-         "captureq.api", "captureq.monitor.baseline", "captureq.monitor.check", "captureq.report.build")
+         "captureq.decode", "captureq.parse", "captureq.api", "captureq.monitor.baseline", "captureq.monitor.check", "captureq.report.build")
 seen = {}
 def hook(event, args):
     if event == "open" and "first_read" not in seen and isinstance(args[0], str) \
@@ -55,6 +55,19 @@ def test_query_reads_before_importing_polars_duckdb_or_monitoring(tmp_path):
     assert not loaded & {"captureq.monitor.baseline", "captureq.monitor.check",
                          "captureq.report.build"}, loaded
     assert "duckdb" in seen["at_exit"]  # the query did run
+
+
+def test_query_reads_before_importing_numpy_pyarrow_or_the_decoders(tmp_path):
+    """Scanning and planning need none of the data libraries: the first batch is being read
+    (its first file is in) before numpy, pyarrow, the parser and the decoders are imported, and
+    they are imported while the rest of the batch is read. Whatever the query reads."""
+    generate_tree(str(tmp_path / "capture"), hours=2, requests_per_hour=5)
+    for sql in ("select count(*) from captures", "select * from predictions limit 5"):
+        seen = probe("query", str(tmp_path / "capture"), sql, "-f", "csv", "--no-cache")
+        assert "first_read" in seen, sql
+        loaded = set(seen["first_read"])
+        assert not loaded & {"numpy", "pyarrow", "captureq.decode", "captureq.parse"}, (sql, loaded)
+        assert {"numpy", "pyarrow", "captureq.parse"} <= set(seen["at_exit"])  # it did parse
 
 
 def test_options_are_parsed_without_pydantic(tmp_path):
@@ -97,3 +110,37 @@ def test_the_command_skips_interpreter_teardown_once_its_duties_are_done(tmp_pat
     r = subprocess.run([sys.executable, "-c", code, "query", str(tmp_path / "nope"), "select 1"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "not reached" not in r.stdout and "Traceback" not in r.stderr
+
+
+def test_the_prefetched_first_batch_is_the_batch_fetch_reads(tmp_path):
+    """Prefetch reads the first file alone, then the rest: the same FileBatch as one fetch,
+    unreadable files included, in file order; a group other than its own is not its to give."""
+    import gzip
+
+    import fsspec
+
+    from captureq.read import Prefetch, fetch, plan_batches
+    from captureq.scan import scan
+
+    tree = tmp_path / "capture"
+    generate_tree(str(tree), hours=2, requests_per_hour=5)
+    hour = tree / "churn-model" / "AllTraffic" / "2026" / "01" / "01" / "00"
+    hour.mkdir(parents=True, exist_ok=True)
+    (hour / "z.jsonl.gz").write_bytes(gzip.compress(b'{"x": 1}\n'))
+    (hour / "zz.jsonl.gz").write_bytes(b"not gzip")
+    files = scan(str(tree)).files
+    assert len(files) > 3
+    fs = fsspec.filesystem("file")
+    for broken in (None, files[0], files[2]):
+        if broken is not None:
+            import os
+
+            os.remove(broken.path)  # listed, then gone: a failed file, as fetch reports it
+        first = Prefetch.start(fs, files, batch_bytes=10**9)
+        group = plan_batches(files, 10**9)[0]
+        assert first.take(group[1:]) is None
+        got = first.take(group)
+        want = fetch(fs, group)
+        assert (got.files, got.blobs, got.failed) == (want.files, want.blobs, want.failed)
+        assert first.take(group) is None  # given once
+    assert Prefetch.start(fs, [], 10**9) is None
