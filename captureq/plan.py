@@ -354,7 +354,9 @@ class ScanPlan:
         scan = self.scan()
         # every part reads the capture files: labels too (ground truth embedded in merged records).
         # The first batch is read (on a local disk) while what parses it is imported.
-        first = Prefetch.start(self.fs, scan.files, self.batch_bytes) if parts else None
+        local = self._cache["scan"][0].local  # read with plain open: fsspec not needed yet
+        first = (Prefetch.start(None if local else self.fs, scan.files, self.batch_bytes)
+                 if parts else None)
         import pyarrow as pa
 
         from . import schema

@@ -79,9 +79,11 @@ def _own_retries(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(getattr(fs, "retries", None), int)
 
 
-def _plain_local(fs: fsspec.AbstractFileSystem) -> bool:
+def _plain_local(fs: fsspec.AbstractFileSystem | None) -> bool:
     """Whether ``fs`` is fsspec's local filesystem itself (not a subclass that reads otherwise),
-    whose files captureq reads with plain ``open``."""
+    whose files captureq reads with plain ``open``; None stands for it (fsspec not imported)."""
+    if fs is None:
+        return True
     from fsspec.implementations.local import LocalFileSystem
 
     return isinstance(fs, LocalFileSystem) and type(fs).cat_ranges is LocalFileSystem.cat_ranges \
@@ -183,7 +185,7 @@ class Prefetch:
     True
     """
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, group: list[CaptureFile]):
+    def __init__(self, fs: fsspec.AbstractFileSystem | None, group: list[CaptureFile]):
         self.fs = fs
         self.group: list[CaptureFile] | None = list(group)
         self._batch: FileBatch | None = None
@@ -194,11 +196,12 @@ class Prefetch:
         self._head_in.wait()
 
     @classmethod
-    def start(cls, fs: fsspec.AbstractFileSystem, files: list[CaptureFile],
+    def start(cls, fs: fsspec.AbstractFileSystem | None, files: list[CaptureFile],
               batch_bytes: int = DEFAULT_BATCH_BYTES) -> Prefetch | None:
-        """Start reading the first batch of ``files`` when ``fs`` is a local disk; else None
-        (on an object store the first bytes wait on the network anyway, and splitting the
-        batch's request in two would cost a round trip)."""
+        """Start reading the first batch of ``files`` when ``fs`` is a local disk (None: the
+        local disk, without importing fsspec); else None (on an object store the first bytes
+        wait on the network anyway, and splitting the batch's request in two would cost a
+        round trip)."""
         if not files or not _plain_local(fs):
             return None
         return cls(fs, plan_batches(files, batch_bytes)[0])

@@ -67,6 +67,7 @@ def test_query_reads_before_importing_numpy_pyarrow_or_the_decoders(tmp_path):
         assert "first_read" in seen, sql
         loaded = set(seen["first_read"])
         assert not loaded & {"numpy", "pyarrow", "captureq.decode", "captureq.parse"}, (sql, loaded)
+        assert "fsspec" not in loaded, sql  # a local tree is listed and read with os calls
         assert {"numpy", "pyarrow", "captureq.parse"} <= set(seen["at_exit"])  # it did parse
 
 
@@ -136,11 +137,35 @@ def test_the_prefetched_first_batch_is_the_batch_fetch_reads(tmp_path):
             import os
 
             os.remove(broken.path)  # listed, then gone: a failed file, as fetch reports it
-        first = Prefetch.start(fs, files, batch_bytes=10**9)
-        group = plan_batches(files, 10**9)[0]
-        assert first.take(group[1:]) is None
-        got = first.take(group)
-        want = fetch(fs, group)
-        assert (got.files, got.blobs, got.failed) == (want.files, want.blobs, want.failed)
-        assert first.take(group) is None  # given once
+        for local in (fs, None):  # None: the local disk, fsspec not imported
+            first = Prefetch.start(local, files, batch_bytes=10**9)
+            group = plan_batches(files, 10**9)[0]
+            assert first.take(group[1:]) is None
+            got = first.take(group)
+            want = fetch(fs, group)
+            assert (got.files, got.blobs, got.failed) == (want.files, want.blobs, want.failed)
+            assert first.take(group) is None  # given once
     assert Prefetch.start(fs, [], 10**9) is None
+
+
+def test_a_local_uri_resolves_to_the_path_fsspec_gives(tmp_path, monkeypatch):
+    """The scanner lists a plain local path (or file:// URL) without importing fsspec; the path
+    it reads, and the filesystem it hands on, are the ones ``fsspec.core.url_to_fs`` gives."""
+    from fsspec.core import url_to_fs
+
+    from captureq.scan import Scanner, _local_path
+
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for uri in (str(tmp_path / "tree"), str(tmp_path / "tree") + "/", "tree", "./tree", ".",
+                "tree/sub/", "~/tree", "~", "/", "file://" + str(tmp_path / "tree"),
+                "file://" + str(tmp_path / "tree") + "//", "tree/../tree/./sub", "a b/c"):
+        fs, path = url_to_fs(uri)
+        assert _local_path(uri, None) == path, uri
+        scanner = Scanner(uri)
+        assert scanner.root == (path.rstrip("/") or "/") and scanner.fs is fs, uri
+    for uri in ("s3://bucket/x", "memory://x", "simplecache::file:///tmp", "file:tree", "local://x",
+                "c:/x", "data:,x"):
+        assert _local_path(uri, None) is None, uri
+    assert _local_path(str(tmp_path), {"auto_mkdir": True}) is None
