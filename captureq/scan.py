@@ -283,9 +283,10 @@ class Scanner:
         known = self._folders.get(folder)  # a folder whose files were classified before
         if known is not None and not info.get("islink") and base.lower().endswith(DATA_SUFFIXES):
             endpoint, variant, hour, prefix = known
+            mtime = _mtime(info)
             return CaptureFile(path=path, url=self._url(path), rel=prefix + base, endpoint=endpoint,
                                variant=variant, hour=hour, size=info.get("size"),
-                               mtime=_mtime(info), version=_version(info))
+                               mtime=mtime, version=_version(info, mtime))
         reason = skip_reason(path, info)
         if reason is not None:
             result.skipped.append((self._url(path), reason))
@@ -320,6 +321,7 @@ class Scanner:
             rel = "/".join([endpoint, variant, *path[m.start() :].lstrip("/").split("/")])
         if m and hour is not None and rel.endswith("/" + base):
             self._folders[folder] = (endpoint, variant, hour, rel[: len(rel) - len(base)])
+        mtime = _mtime(info)
         return CaptureFile(
             path=path,
             url=self._url(path),
@@ -328,8 +330,8 @@ class Scanner:
             variant=variant,
             hour=hour,
             size=info.get("size"),
-            mtime=_mtime(info),
-            version=_version(info),
+            mtime=mtime,
+            version=_version(info, mtime),
         )
 
     def _candidates(self, start: datetime | None, end: datetime | None, endpoints, variants):
@@ -530,12 +532,14 @@ def _valid_hour(y: str, mo: str, d: str, h: str) -> bool:
     return True
 
 
-def _version(info: dict[str, Any]) -> str | None:
-    """``etag:…`` when the storage gives an ETag, else ``mtime:…``, else None."""
+def _version(info: dict[str, Any], mtime: float | None = None) -> str | None:
+    """``etag:…`` when the storage gives an ETag, else ``mtime:…``, else None (``mtime``:
+    :func:`_mtime` of ``info``, when the caller has it)."""
     etag = info.get("ETag") or info.get("etag")
     if etag:
         return f"etag:{str(etag).strip(chr(34))}"
-    mtime = _mtime(info)
+    if mtime is None:
+        mtime = _mtime(info)
     return None if mtime is None else f"mtime:{mtime!r}"
 
 
