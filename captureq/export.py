@@ -375,8 +375,9 @@ def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tup
             tmp = f"{table_name}-{name}"
             with out.fs.open(f"{run_dir}/{tmp}", "wb") as f:
                 pq.write_table(rows, f, compression=compression)
+                nbytes = f.tell()
             parts.append({"table": table_name, "path": rel, "tmp": tmp, "rows": rows.num_rows,
-                          "columns": {f.name: str(f.type) for f in rows.schema}})
+                          "bytes": nbytes, "columns": {f.name: str(f.type) for f in rows.schema}})
     return parts
 
 
@@ -512,8 +513,9 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
         tmp = f"{entry['table']}-{name}"
         with out.fs.open(f"{out.meta}/tmp/{run_id}/{tmp}", "wb") as f:
             pq.write_table(kept, f, compression="zstd")
+            nbytes = f.tell()
         replacements.append({"table": entry["table"], "path": f"{folder}/{name}", "tmp": tmp,
-                             "rows": kept.num_rows, "columns": {c.name: str(c.type) for c in kept.schema},
+                             "rows": kept.num_rows, "bytes": nbytes, "columns": {c.name: str(c.type) for c in kept.schema},
                              "sources": sorted(rel for _, rel in remaining), "replaces": path})
     return replacements, removes
 

@@ -226,3 +226,37 @@ def test_a_window_from_the_cache_is_exactly_the_window_read_cold(tmp_path, cache
     for q in queries:
         assert warm.sql(q).to_arrow().equals(expected[q]), q
     assert warm._cache["warm"] is not None
+
+
+def test_a_cache_part_overwritten_by_user_sql_is_never_served(tmp_path, cache_root):
+    """Warm views read their Parquet parts natively, so a locked-down connection may open those
+    exact files (and nothing else). SQL that overwrites one must not change a later answer: the
+    part no longer has the size it was committed with, so the cache is not used (and dropped)."""
+    from captureq.errors import QueryError
+
+    cap, gt = tree(tmp_path)
+    q = "select * from inputs order by capture_id, record_index"
+    expected = captureq.open(cap, labels=gt, cache=False).sql(q).to_arrow()
+    captureq.open(cap, labels=gt).sql("select 1")
+    cache.wait()
+    warm = captureq.open(cap, labels=gt)
+    assert warm.sql(q).to_arrow().equals(expected)
+    assert warm._cache["warm"] is not None
+    parts = sorted(cache_root.glob("*/inputs/**/*.parquet"))
+    assert parts
+    altered = False
+    for part in parts:
+        for options in ("FORMAT parquet", "FORMAT parquet, USE_TMP_FILE false"):
+            try:
+                warm.sql(f"COPY (select 'x' as capture_id, 0 as record_index) TO '{part}' ({options})")
+                altered = True
+            except QueryError:  # refused: then the part is as it was
+                pass
+    again = captureq.open(cap, labels=gt)
+    assert again.sql(q).to_arrow().equals(expected)
+    assert (again._cache["warm"] is None) == altered  # never answered from an altered part
+    captureq.open(cap, labels=gt).sql("select 1")
+    cache.wait()
+    healed = captureq.open(cap, labels=gt)
+    assert healed.sql(q).to_arrow().equals(expected)
+    assert healed._cache["warm"] is not None  # filled again, and used
