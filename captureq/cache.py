@@ -15,6 +15,8 @@ and to open.
 * Two processes at once: a reader only opens parts named by committed records (renamed into
   place before their commit record), and the export's lock keeps writers one at a time; a
   fill that finds the lock held waits for its turn, then exports what is still missing.
+* A log that does not grow forever: a fill that leaves more than ``COMPACT_AFTER`` commit
+  records folds them into one snapshot record (:func:`captureq.export.compact`).
 * Bounded: after a refresh, whole tree caches are evicted least recently used first until the
   cache root holds at most ``max_bytes`` (``CAPTUREQ_CACHE_MAX_BYTES``, default 2 GiB); a
   cache whose lock is held is not evicted.
@@ -89,11 +91,17 @@ def max_bytes_default() -> int:
 
 
 def _commits(root: Path) -> list[dict]:
+    """The commit log, or [] when it cannot be read whole (a record listed and then gone: a
+    fill compacted the log meanwhile — a log missing a record could fold to a wrong state)."""
     folder = root / META / "commits"
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
-        with contextlib.suppress(OSError, ValueError):
+        try:
             out.append(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError):
+            continue
     return out
 
 
@@ -405,7 +413,7 @@ def refresh(plan: ScanPlan, max_bytes: int | None = None) -> Path | None:
                       plan.options, plan.window, plan.batch_bytes)
     source._cache.update({k: plan._cache[k] for k in ("scan", "label_scan") if k in plan._cache})
     try:
-        export(source, str(root), by_hour=False, compression=CODEC)
+        export(source, str(root), by_hour=False, compression=CODEC, compact_after=COMPACT_AFTER)
     except ExportError as exc:
         if "another captureq export is writing" in str(exc):
             return None  # another process is writing this cache
@@ -424,6 +432,7 @@ def refresh(plan: ScanPlan, max_bytes: int | None = None) -> Path | None:
 # by another process waits for its turn (up to ``FILL_WAIT_SECONDS``) instead of being dropped.
 FILLS = "_fills"
 CODEC = "lz4"  # the parts' Parquet codec: quick to decompress (a warm read is mostly that)
+COMPACT_AFTER = 64  # commit records a fill leaves before folding them into one (export.compact)
 FILL_WAIT_SECONDS = 600.0
 
 _pending: list[threading.Thread] = []
