@@ -21,7 +21,9 @@ A commit record holds ``version``, ``run``, ``seq``, ``kind`` (``captures``/``la
 lines outside the time windows it was exported for), ``parts`` (``table``, ``path``, ``rows``, ``columns``; optionally ``sources``, the
 files a rewritten part still holds) and ``removes`` (part paths this commit supersedes).
 Folding the log in name order (run ids sort in time order) gives the live parts and, per source
-file, the version last exported. The manifest lists the live parts (``parts``), their row
+file, the version last exported. A ``snapshot`` record (``kind``; written by :func:`compact`,
+which the cache asks for once its log is long) holds that folded state whole and replaces every
+record before it. The manifest lists the live parts (``parts``), their row
 counts and columns. Files keep all their columns (endpoint and variant too), so each is readable
 alone; the ``key=value`` folders let Spark, Trino and Athena prune partitions.
 
@@ -375,8 +377,9 @@ def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tup
             tmp = f"{table_name}-{name}"
             with out.fs.open(f"{run_dir}/{tmp}", "wb") as f:
                 pq.write_table(rows, f, compression=compression)
+                nbytes = f.tell()
             parts.append({"table": table_name, "path": rel, "tmp": tmp, "rows": rows.num_rows,
-                          "columns": {f.name: str(f.type) for f in rows.schema}})
+                          "bytes": nbytes, "columns": {f.name: str(f.type) for f in rows.schema}})
     return parts
 
 
@@ -428,6 +431,12 @@ class _State:
 
     def apply(self, commit: dict) -> None:
         kind = commit.get("kind", "captures")
+        if kind == SNAPSHOT:  # the whole state as of this record: what came before is folded in it
+            self.parts = {p["path"]: p for p in commit["parts"]}
+            self.part_sources = {p["path"]: {(k, r) for k, r in p["sources"]} for p in commit["parts"]}
+            self.sources = {(s["kind"], s["rel"]): {k: v for k, v in s.items() if k != "kind"}
+                            for s in commit["sources"]}
+            return
         for path in commit.get("removes", []):
             self.parts.pop(path, None)
             self.part_sources.pop(path, None)
@@ -512,8 +521,9 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
         tmp = f"{entry['table']}-{name}"
         with out.fs.open(f"{out.meta}/tmp/{run_id}/{tmp}", "wb") as f:
             pq.write_table(kept, f, compression="zstd")
+            nbytes = f.tell()
         replacements.append({"table": entry["table"], "path": f"{folder}/{name}", "tmp": tmp,
-                             "rows": kept.num_rows, "columns": {c.name: str(c.type) for c in kept.schema},
+                             "rows": kept.num_rows, "bytes": nbytes, "columns": {c.name: str(c.type) for c in kept.schema},
                              "sources": sorted(rel for _, rel in remaining), "replaces": path})
     return replacements, removes
 
@@ -732,7 +742,7 @@ def _normalized(fs, path: str) -> str:
 
 def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = None,
            storage_options: dict | None = None, progress=None, by_hour: bool = True,
-           compression: str = "zstd") -> ExportSummary:
+           compression: str = "zstd", compact_after: int | None = None) -> ExportSummary:
     """Export ``tree`` (its window) to Parquet under ``out``; only new and changed source files
     are read.
 
@@ -742,6 +752,8 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
     ``by_hour=False`` writes one part per table, endpoint and batch instead of one per hour
     partition (:mod:`captureq.cache`'s layout: far fewer files to write and to open);
     ``compression`` is the parts' Parquet codec. Files that could not be read are not marked done, so the next run tries them again.
+    ``compact_after``: once the commit log holds more records than this, the run ends by folding
+    them into one ``snapshot`` record (:func:`compact`; the cache's log would otherwise only grow).
 
     >>> import captureq                                                       # doctest: +SKIP
     >>> so = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}     # doctest: +SKIP
@@ -798,7 +810,9 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
                 summary.label_files_exported += len(result.files)
 
         summary.seconds = time.monotonic() - started
-        _write_manifest(target, tree, summary)
+        commits = _write_manifest(target, tree, summary)
+        if compact_after is not None and commits > compact_after:
+            compact(target, summary.run_id, seq)
         with contextlib.suppress(FileNotFoundError):
             target.fs.rm(f"{target.meta}/tmp/{summary.run_id}", recursive=True)
         return summary
@@ -832,6 +846,45 @@ def _write_manifest(target: _Output, tree: CaptureTree, summary: ExportSummary) 
         "last_run": {k: _redact(v) if k == "out" else v for k, v in asdict(summary).items() if k != "counts"},
     }
     target.write_json(f"{target.meta}/manifest.json", manifest)
+    return len(commits)
+
+
+SNAPSHOT = "snapshot"
+
+
+def compact(target: _Output, run_id: str, seq: int) -> str:
+    """Fold the commit log into one ``snapshot`` record, then delete the records it folds.
+
+    The snapshot holds the live parts (each with its ``sources``, ``[kind, rel]`` pairs) and every
+    source's last entry (with its ``kind``); folding a log, a snapshot replaces whatever came
+    before it. It is published (atomically) before the older records are deleted, and its name
+    sorts after theirs: a reader that lists the log at any moment folds to the same state, or —
+    when a record it listed is gone by the time it reads it — sees an incomplete log, which
+    readers must treat as unreadable (the cache then reads the tree). Call it holding the
+    writer's lock. Returns the snapshot's path.
+    """
+    target.check_lease()
+    folder = f"{target.meta}/commits"
+    target.fs.invalidate_cache(folder)
+    paths = sorted(p for p in target.fs.ls(folder, detail=False) if p.endswith(".json"))
+    state = _State(target.commits())
+    name = f"{run_id}-{seq:05d}"
+    last = posixpath.basename(paths[-1])[: -len(".json")] if paths else ""
+    if last >= name:  # sort after every record folded, whatever their names
+        name = f"{last}-{SNAPSHOT}"
+    record = {
+        "version": FORMAT_VERSION, "run": run_id, "seq": seq, "kind": SNAPSHOT, "time": time.time(),
+        "parts": [{**p, "sources": sorted([k, r] for k, r in state.part_sources.get(path, ()))}
+                  for path, p in sorted(state.parts.items())],
+        "sources": [{"kind": k, **entry} for (k, _), entry in sorted(state.sources.items())],
+        "removes": [],
+    }
+    snapshot = f"{folder}/{name}.json"
+    target.write_json(snapshot, record)
+    for path in paths:
+        if posixpath.basename(path) < posixpath.basename(snapshot):
+            target.remove(path)
+    return snapshot
 
 
 def _dataset_schema(parts: list[dict], table: str) -> dict[str, str]:

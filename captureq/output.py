@@ -308,4 +308,12 @@ def _write_csv_polars(columns: list[_Column], stream: IO[bytes]) -> None:
                      names=[f"c{i}" for i in range(len(columns))])
     for start in range(0, table.num_rows, BATCH_ROWS):  # one batch in polars at a time
         part = pl.from_arrow(table.slice(start, BATCH_ROWS))
-        stream.write(part.write_csv(include_header=False, quote_style="never").encode())
+        # straight into the stream (half the time of building a str and encoding it); flushed
+        # first, since polars may write to the file descriptor underneath Python's buffer
+        stream.flush()
+        try:
+            part.write_csv(stream, include_header=False, quote_style="never")
+        except OSError as exc:  # polars reports a closed pipe as a plain OSError
+            if isinstance(exc, BrokenPipeError) or "os error 32" not in str(exc):
+                raise
+            raise BrokenPipeError(32, "Broken pipe") from exc

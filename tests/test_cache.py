@@ -226,3 +226,67 @@ def test_a_window_from_the_cache_is_exactly_the_window_read_cold(tmp_path, cache
     for q in queries:
         assert warm.sql(q).to_arrow().equals(expected[q]), q
     assert warm._cache["warm"] is not None
+
+
+def test_a_cache_part_overwritten_by_user_sql_is_never_served(tmp_path, cache_root):
+    """Warm views read their Parquet parts natively, so a locked-down connection may open those
+    exact files (and nothing else). SQL that overwrites one must not change a later answer: the
+    part no longer has the size it was committed with, so the cache is not used (and dropped)."""
+    from captureq.errors import QueryError
+
+    cap, gt = tree(tmp_path)
+    q = "select * from inputs order by capture_id, record_index"
+    expected = captureq.open(cap, labels=gt, cache=False).sql(q).to_arrow()
+    captureq.open(cap, labels=gt).sql("select 1")
+    cache.wait()
+    warm = captureq.open(cap, labels=gt)
+    assert warm.sql(q).to_arrow().equals(expected)
+    assert warm._cache["warm"] is not None
+    parts = sorted(cache_root.glob("*/inputs/**/*.parquet"))
+    assert parts
+    altered = False
+    for part in parts:
+        for options in ("FORMAT parquet", "FORMAT parquet, USE_TMP_FILE false"):
+            try:
+                warm.sql(f"COPY (select 'x' as capture_id, 0 as record_index) TO '{part}' ({options})")
+                altered = True
+            except QueryError:  # refused: then the part is as it was
+                pass
+    again = captureq.open(cap, labels=gt)
+    assert again.sql(q).to_arrow().equals(expected)
+    assert (again._cache["warm"] is None) == altered  # never answered from an altered part
+    captureq.open(cap, labels=gt).sql("select 1")
+    cache.wait()
+    healed = captureq.open(cap, labels=gt)
+    assert healed.sql(q).to_arrow().equals(expected)
+    assert healed._cache["warm"] is not None  # filled again, and used
+
+
+def test_the_commit_log_is_compacted_as_fills_add_to_it(tmp_path, cache_root, monkeypatch):
+    """Each fill of a growing tree adds commit records; folding a log that only grows would make
+    every warm lookup slower by the day. Past ``COMPACT_AFTER`` records the fill folds them into
+    one snapshot record, and the cache answers as before."""
+    monkeypatch.setattr(cache, "COMPACT_AFTER", 4)
+    cap, gt = tree(tmp_path)
+    commits = lambda: sorted(cache_root.glob("*/_captureq/commits/*.json"))  # noqa: E731
+    counts = []
+    for i in range(9):  # a new file each time, as an endpoint writes them
+        write_captures(cap, [capture(f"{i},1,1", "0.1", event_id=f"n{i}")], when=T0, name=None)
+        cache.refresh(captureq.open(cap, labels=gt))
+        counts.append(len(commits()))
+    assert max(counts) <= 4 + 2  # never more than the threshold and the last run's records
+    assert any(json.loads(p.read_text()).get("kind") == "snapshot" for p in commits())
+    for q in QUERIES:
+        cold = captureq.open(cap, labels=gt, cache=False).sql(q).to_arrow()
+        warm = captureq.open(cap, labels=gt)
+        assert warm.sql(q).to_arrow().equals(cold), q
+        assert warm._cache["warm"] is not None
+    # and the export keeps going on from the snapshot: a changed file replaces its rows
+    path = write_captures(cap, [capture("5,5,5", "0.1", event_id="c")], when=T0, name=None)
+    cache.refresh(captureq.open(cap, labels=gt))
+    path.write_bytes(json.dumps(capture("6,6,6", "0.1", event_id="c")).encode() + b"\n")
+    cache.refresh(captureq.open(cap, labels=gt))
+    q = "select _c0 from inputs where event_id = 'c'"
+    warm = captureq.open(cap, labels=gt)
+    assert warm.sql(q).to_pylist() == [{"_c0": 6}]
+    assert warm._cache["warm"] is not None

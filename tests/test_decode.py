@@ -455,6 +455,32 @@ def test_bad_payloads_are_quarantined(tmp_path, bad, reason):
     assert t.counts.payloads_quarantined == 1 and t.counts.reconciles
 
 
+def test_every_payload_base64_with_bad_and_binary_ones_among_them(tmp_path):
+    """A batch whose payloads are all base64 (no copy of them is made to decode them): bad ones
+    are still quarantined at their own line, and the others keep their rows and order."""
+    png = b"\x89PNG\r\n\x1a\n\x00"
+    good = lambda v: capture(raw_payload(base64.b64encode(v.encode()).decode(), "BASE64"), "0.5")  # noqa: E731
+    records = [
+        good("1,2"),
+        capture(raw_payload("not base64!", "BASE64"), "0.6"),
+        good("3,4"),
+        capture(raw_payload(base64.b64encode(b"1,\xff\xfe").decode(), "BASE64"), "0.7"),
+        good("5,6"),
+    ]
+    t = load(tmp_path, records).load()
+    assert [(r["line_number"], r["reason"]) for r in t.quarantine.to_pylist()] == [
+        (2, "invalid base64 data"), (4, "base64 payload declared 'text/csv' is not UTF-8 text")]
+    assert values(t.inputs) == [{"_c0": 1, "_c1": 2}, {"_c0": 3, "_c1": 4}, {"_c0": 5, "_c1": 6}]
+    assert t.inputs["capture_id"].to_pylist() == t.captures["capture_id"].take([0, 2, 4]).to_pylist()
+    assert t.counts.reconciles
+    # a binary payload among text ones, every one base64
+    mixed = [good("1,2"), capture(raw_payload(base64.b64encode(png).decode(), "BASE64", "image/png"), "0.6"),
+             good("3,4")]
+    t = only(load(tmp_path / "mixed", mixed).load())
+    assert [r.get(schema.PAYLOAD_BYTES) for r in values(t.inputs)] == [None, png, None]
+    assert [r.get("_c0") for r in values(t.inputs)] == [1, None, 3]
+
+
 def test_payload_encoding_and_content_type_are_case_insensitive(tmp_path):
     rec = capture(raw_payload("MSwy", "base64", "Text/CSV; charset=UTF-8"), "0.5")
     t = only(load(tmp_path, [rec]).load())

@@ -116,6 +116,14 @@ def _quarantine(
     )
 
 
+def _scatter(as_text: pa.Array, not_utf8: np.ndarray, target: np.ndarray, n: int) -> pa.Array:
+    """The good texts at their capture rows ``target`` (any text elsewhere: masked by the caller)."""
+    scatter = np.full(n, -1)
+    scatter[target] = np.arange(len(target))
+    good_text = as_text.filter(pa.array(~not_utf8)) if not_utf8.any() else as_text
+    return good_text.take(pa.array(np.where(scatter >= 0, scatter, 0)))
+
+
 def _groups(keys: np.ndarray) -> list[np.ndarray]:
     """Positions grouped by key, in order of first appearance."""
     if len(keys) == 0:
@@ -170,12 +178,14 @@ def decode_side(
     binary = None
     if is_b64.any():
         b64_rows = np.flatnonzero(is_b64)
-        decoded, invalid = base64_decode(data.take(pa.array(b64_rows)))
+        every = len(b64_rows) == n  # the usual case: no copy of the payloads to decode
+        decoded, invalid = base64_decode(data if every else data.take(pa.array(b64_rows)))
         for r in b64_rows[invalid]:
             failures.append((int(r), "invalid base64 data"))
         binary = decoded
         textual = (formats[b64_rows] != FORMATS.index("binary")) & ~invalid
-        as_text, not_utf8 = to_text(decoded.filter(pa.array(textual)))
+        all_text = bool(textual.all())
+        as_text, not_utf8 = to_text(decoded if all_text else decoded.filter(pa.array(textual)))
         for r in b64_rows[textual][not_utf8]:
             failures.append(
                 (int(r), f"base64 payload declared {ctype[int(r)].as_py()!r} is not UTF-8 text")
@@ -184,13 +194,12 @@ def decode_side(
         full_mask = np.zeros(n, dtype=bool)
         target = b64_rows[textual][~not_utf8]
         full_mask[target] = True
-        base = pc.if_else(pa.array(is_b64), pa.nulls(n, pa.string()), data)
-        if len(target):
-            scatter = np.full(n, -1)
-            scatter[target] = np.arange(len(target))
-            good_text = as_text.filter(pa.array(~not_utf8))
-            taken = good_text.take(pa.array(np.where(scatter >= 0, scatter, 0)))
-            text = pc.if_else(pa.array(full_mask), taken, base)
+        base = (pa.nulls(n, pa.string()) if every
+                else pc.if_else(pa.array(is_b64), pa.nulls(n, pa.string()), data))
+        if every and len(target) == n:  # every row decoded to text, in order: nothing to scatter
+            text = as_text
+        elif len(target):
+            text = pc.if_else(pa.array(full_mask), _scatter(as_text, not_utf8, target, n), base)
         else:
             text = base
     bad_rows = {r for r, _ in failures}
