@@ -236,6 +236,7 @@ class Scanner:
         self._seen = {"endpoint": set(), "variant": set()}
         self._folders: dict[str, tuple] = {}
         candidates = self._candidates(start_dt, end_dt, endpoints, variants)
+        first_hour = floor_hour(start_dt) if start_dt else None
         seen = set()
         for info in candidates:
             path = info["name"]
@@ -251,7 +252,7 @@ class Scanner:
             if not (_matches(f.endpoint, endpoints) and _matches(f.variant, variants)):
                 continue
             if f.hour is not None:
-                if start_dt and f.hour < floor_hour(start_dt):
+                if first_hour and f.hour < first_hour:
                     continue
                 if end_dt and f.hour >= end_dt:
                     continue
