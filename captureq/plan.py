@@ -27,7 +27,7 @@ False
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -239,6 +239,9 @@ class ScanPlan:
     cache: bool | None = None
     cache_max_bytes: int | None = None
     cache_fill_at_exit: bool = False  # start a cold query's cache fill when the process exits (CLI)
+    # called with each batch's Counts of every read that is not given a callback of its own (the
+    # CLI's progress display around ``sql``: it follows what the statement reads, and no more)
+    progress: Callable | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         w = self.window
@@ -345,7 +348,7 @@ class ScanPlan:
             return have
         if have is not None:
             needs = needs | have.needs
-        tables = self._read(needs, progress)
+        tables = self._read(needs, progress if progress is not None else self.progress)
         self._cache["tables"] = tables
         return tables
 

@@ -169,3 +169,54 @@ def test_a_local_uri_resolves_to_the_path_fsspec_gives(tmp_path, monkeypatch):
                 "c:/x", "data:,x"):
         assert _local_path(uri, None) is None, uri
     assert _local_path(str(tmp_path), {"auto_mkdir": True}) is None
+
+
+TTY_PROBE = r"""
+import json, sys
+seen = {}
+def hook(event, args):
+    if event == "open" and "first_read" not in seen and isinstance(args[0], str) \
+            and ".jsonl" in args[0]:
+        seen["first_read"] = [m for m in ("rich", "numpy", "pyarrow", "polars") if m in sys.modules]
+sys.addaudithook(hook)
+import captureq.plan as plan
+real = plan.ScanPlan._read
+def _read(self, needs, progress=None):
+    seen.setdefault("reads", []).append(sorted(needs.parts))
+    return real(self, needs, progress)
+plan.ScanPlan._read = _read
+sys.argv = ["captureq", *sys.argv[1:]]
+try:
+    from captureq.cli import main
+    main()
+except SystemExit:
+    pass
+sys.stdout.write("PROBE " + json.dumps(seen) + "\n")
+"""
+
+
+def test_on_a_terminal_the_query_reads_what_it_needs_before_importing_rich(tmp_path):
+    """With stderr a terminal the command draws a progress display: it follows the reads the
+    statement needs (``count(*)`` on captures decodes no payload there either), and rich is
+    imported for it only once a batch is in (the display shows after a second anyway)."""
+    import os
+    import pty
+
+    generate_tree(str(tmp_path / "capture"), hours=2, requests_per_hour=5)
+    import captureq
+
+    n = captureq.open(str(tmp_path / "capture"), cache=False).captures().num_rows
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([sys.executable, "-c", TTY_PROBE, "query", str(tmp_path / "capture"),
+                            "select count(*) as n from captures", "-f", "csv", "--no-cache"],
+                           stdout=subprocess.PIPE, stderr=slave, text=True, timeout=300,
+                           env={**os.environ, "CAPTUREQ_PROGRESS_AFTER": "0"})
+    finally:
+        os.close(slave)
+        os.close(master)
+    lines = r.stdout.splitlines()
+    assert lines[:2] == ["n", str(n)], r.stdout
+    seen = json.loads(lines[-1][len("PROBE "):])
+    assert seen["reads"] == [["captures"]]
+    assert seen["first_read"] == []
