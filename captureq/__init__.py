@@ -21,7 +21,7 @@ _LAZY = {
     "CaptureTree": "api",
     "Result": "api",
     "open": "api",
-    "DecodeOptions": "decode",
+    "DecodeOptions": "options",
     "CaptureqError": "errors",
     "ConfigError": "errors",
     "DecodeError": "errors",
@@ -34,7 +34,7 @@ __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import CaptureTree, Result, open
-    from .decode import DecodeOptions
+    from .options import DecodeOptions
     from .errors import CaptureqError, ConfigError, DecodeError, ExportError, ScanError
     from .scan import scan
 

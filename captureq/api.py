@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .decode import DecodeOptions
+from .options import DecodeOptions
 from .plan import Result, ScanPlan, Tables, Window, open_plan, to_arrow
 from .read import DEFAULT_BATCH_BYTES
 

@@ -44,8 +44,8 @@ from .cli_options import (
     file_progress,
     load,
     open_tree,
+    reading,
     rich_table,
-    show_progress,
     storage_options,
     write_result,
 )
@@ -320,9 +320,9 @@ def query(
     tree.cache = False if no_cache else None
     tree.cache_max_bytes = cache_max_bytes
     tree.cache_fill_at_exit = True  # the answer first: a cache fill starts (detached) at exit
-    if show_progress(quiet):
-        load(tree, "reading", quiet)
-    write_result(tree.sql(sql, allow_external_access=allow_external_access).to_arrow(), format)
+    with reading(tree, sql, "reading", quiet):  # a display of what the statement reads
+        result = tree.sql(sql, allow_external_access=allow_external_access)
+    write_result(result.to_arrow(), format)
     sys.stdout.flush()  # the answer is out; a cache refresh may still finish before exit
 
 

@@ -320,21 +320,28 @@ def _progress_after() -> float:
 
 
 class _Display:
-    """A rich progress display that appears only once the work has taken a while."""
+    """A rich progress display that appears only once the work has taken a while. rich is
+    imported at the first update (a batch is in), not before the first byte is read."""
 
-    def __init__(self, columns, total, **fields):
+    def __init__(self, columns: Callable[[], tuple], total, **fields):
         import time
-
-        from rich.progress import Progress
 
         self._clock = time.monotonic
         self._started_at = self._clock()
         self._after = _progress_after()
-        self._bar = Progress(*columns, console=err_console(), transient=True)
-        self._task = self._bar.add_task("", total=total or None, **fields)
+        self._columns, self._total, self._fields = columns, total, fields
+        self._bar = None
         self._live = False
 
     def update(self, **kw) -> None:
+        if self._bar is None:
+            from rich.progress import Progress
+
+            self._bar = Progress(*self._columns(), console=err_console(), transient=True,
+                                 get_time=self._clock)
+            self._task = self._bar.add_task("", total=self._total or None, **self._fields)
+            for task in self._bar.tasks:  # the work started with the display, not with rich
+                task.start_time = self._started_at
         self._bar.update(self._task, **kw)
         if not self._live and self._clock() - self._started_at >= self._after:
             self._bar.start()
@@ -358,22 +365,25 @@ def progress(
     if not show_progress(quiet):
         yield lambda counts: None
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
-    columns = (
-        TextColumn(what),
-        BarColumn(),
-        DownloadColumn(),
-        TextColumn("{task.fields[files]}/{task.fields[of]} files, {task.fields[records]:,} records"),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
+    def columns():
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        return (
+            TextColumn(what),
+            BarColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[files]}/{task.fields[of]} files, {task.fields[records]:,} records"),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
+
     display = _Display(columns, total_bytes, files=0, of=files, records=0)
     seen = {"files": 0, "records": 0}
 
@@ -394,21 +404,47 @@ def file_progress(what: str, total: int, quiet: bool = False) -> Iterator[Callab
     if not show_progress(quiet):
         yield lambda n: None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
-    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    def columns():
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        return (TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                TimeElapsedColumn(), TimeRemainingColumn())
+
     display = _Display(columns, total)
     try:
         yield lambda n: display.update(advance=n)
     finally:
         display.close()
+
+
+@contextmanager
+def reading(tree: CaptureTree, query: str, what: str = "reading", quiet: bool = False
+            ) -> Iterator[None]:
+    """Inside, a progress display for what ``tree.sql(query)`` reads: the window's files (and
+    the labels when the statement reads them), advanced by the reads the statement needs and
+    none other; nothing is drawn when the answer needs no read (the cache, tables in memory)."""
+    if not show_progress(quiet):
+        yield
+        return
+    from .plan import query_needs
+
+    scan = tree.scan()
+    labels = tree.scan_labels() if "labels" in query_needs(query).parts else None
+    files = len(scan.files) + (len(labels.files) if labels else 0)
+    total = scan.total_bytes + (labels.total_bytes if labels else 0)
+    with progress(what, files, total, quiet) as advance:
+        tree.progress = advance
+        try:
+            yield
+        finally:
+            tree.progress = None
 
 
 def load(tree: CaptureTree, what: str = "reading", quiet: bool = False):

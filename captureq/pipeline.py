@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 
@@ -23,8 +23,12 @@ from .decode import (DecodeOptions, SideResult, alignment_quarantine, conform, d
                      decode_side)
 from .pair import pair_records
 from .parse import parse_captures, parse_labels
-from .read import DEFAULT_BATCH_BYTES, FileBatch, fetch, plan_batches
+from .read import DEFAULT_BATCH_BYTES, FileBatch, Prefetch, fetch, plan_batches
 from .scan import CaptureFile
+from .views import PAYLOAD_TEXT
+
+if TYPE_CHECKING:  # pragma: no cover
+    import fsspec
 
 
 @dataclass
@@ -88,7 +92,6 @@ def _count_stage(q: pa.Table, stage: str) -> int:
 
 
 SIDES = ("input", "output")
-PAYLOAD_TEXT = ("input_data", "output_data")  # the raw payload text in ``captures``
 
 
 def _undecoded(captures: pa.Table) -> SideResult:
@@ -236,12 +239,13 @@ def default_workers() -> int:
 
 
 def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch_bytes: int,
-            workers: int | None = None) -> Iterator:
+            workers: int | None = None, first: Prefetch | None = None) -> Iterator:
     """Fetch and process batches on ``workers`` threads, yielding results in file order.
 
     pyarrow, polars and numpy release the GIL, but a batch also has single-threaded stretches
     (offsets, glue), so overlapping batches is what keeps every core busy. At most
-    ``workers + 1`` batches are in memory at once.
+    ``workers + 1`` batches are in memory at once. ``first``: the first batch, already being
+    read (:class:`~captureq.read.Prefetch`).
     """
     groups = plan_batches(files, batch_bytes)
     if not groups:
@@ -249,7 +253,8 @@ def _stream(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], work, batch
     workers = workers or default_workers()
 
     def task(group):
-        return work(fetch(fs, group))
+        batch = first.take(group) if first is not None else None
+        return work(batch if batch is not None else fetch(fs, group))
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captureq") as pool:
         pending = deque(pool.submit(task, g) for g in groups[: workers + 1])
@@ -266,15 +271,16 @@ def run_captures(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], option
                  *, batch_bytes: int = DEFAULT_BATCH_BYTES, pairs: bool = False,
                  workers: int | None = None, sides: tuple[str, ...] = SIDES,
                  drop: tuple[str, ...] = (), start=None, end=None,
-                 exclude: tuple = (), covered: tuple | None = None) -> Iterator[BatchResult]:
+                 exclude: tuple = (), covered: tuple | None = None,
+                 first: Prefetch | None = None) -> Iterator[BatchResult]:
     """Yield a :class:`BatchResult` per batch of ``files``, in file order, keeping the captures
     in ``[start, end)`` and outside the ``exclude`` intervals (``sides``, ``drop``: see
-    :func:`process_captures`)."""
+    :func:`process_captures`; ``first``: the first batch, already being read)."""
     yield from _stream(
         fs, files,
         lambda b: process_captures(b, options, pairs=pairs, sides=sides, drop=drop, start=start,
                                    end=end, exclude=exclude, covered=covered),
-        batch_bytes, workers,
+        batch_bytes, workers, first,
     )
 
 

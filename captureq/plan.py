@@ -27,24 +27,26 @@ False
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from . import schema, views
-from .decode import DecodeOptions
-from .decode.common import concat_tables
+from . import views
 from .errors import QueryError
-from .pipeline import PAYLOAD_TEXT, Counts, run_captures, run_labels, unify_types
-from .read import DEFAULT_BATCH_BYTES
+from .options import DecodeOptions
+from .read import DEFAULT_BATCH_BYTES, Prefetch
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
 from .timeutil import to_utc
+from .views import PAYLOAD_TEXT
 
+# numpy, pyarrow and what parses and decodes (captureq.pipeline, schema) are imported once a read
+# has started (see ScanPlan._read): opening, narrowing and listing a tree need none of them.
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
+
+    from .pipeline import Counts
 
 # What can be produced: the captures table, each decoded side, the pairs table, the labels, and
 # the quarantine (which holds every stage, so it needs everything).
@@ -210,6 +212,8 @@ class Tables:
     needs: Needs = EVERYTHING
 
     def as_dict(self) -> dict[str, pa.Table]:
+        from . import schema
+
         return {name: getattr(self, name) for name in (*schema.TABLES, "pairs")}
 
 
@@ -235,6 +239,9 @@ class ScanPlan:
     cache: bool | None = None
     cache_max_bytes: int | None = None
     cache_fill_at_exit: bool = False  # start a cold query's cache fill when the process exits (CLI)
+    # called with each batch's Counts of every read that is not given a callback of its own (the
+    # CLI's progress display around ``sql``: it follows what the statement reads, and no more)
+    progress: Callable | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         w = self.window
@@ -341,23 +348,32 @@ class ScanPlan:
             return have
         if have is not None:
             needs = needs | have.needs
-        tables = self._read(needs, progress)
+        tables = self._read(needs, progress if progress is not None else self.progress)
         self._cache["tables"] = tables
         return tables
 
     def _read(self, needs: Needs, progress=None) -> Tables:
         parts = needs.parts
         scan = self.scan()
+        # every part reads the capture files: labels too (ground truth embedded in merged records).
+        # The first batch is read (on a local disk) while what parses it is imported.
+        local = self._cache["scan"][0].local  # read with plain open: fsspec not needed yet
+        first = (Prefetch.start(None if local else self.fs, scan.files, self.batch_bytes)
+                 if parts else None)
+        import pyarrow as pa
+
+        from . import schema
+        from .pipeline import Counts, run_captures, run_labels, unify_types
+
         caps, ins, outs, pairs, qs, embedded = [], [], [], [], [], []
         counts = Counts()
-        # every part reads the capture files: labels too (ground truth embedded in merged records)
         if parts:
             sides = ("input", "output") if "outputs" in parts else ("input",) if "inputs" in parts else ()
             drop = () if "captures" in parts and needs.payload_text else PAYLOAD_TEXT
             w = self.window
             results = run_captures(self.fs, scan.files, self.options, batch_bytes=self.batch_bytes,
                                    pairs="pairs" in parts, sides=sides, drop=drop,
-                                   start=w.start, end=w.end)
+                                   start=w.start, end=w.end, first=first)
             if sides:  # one type per column per endpoint over the whole read
                 results = list(results)
                 unify_types(results, pairs="pairs" in parts)
@@ -497,9 +513,11 @@ class ScanPlan:
         self._connection()
 
     def _use_cache(self) -> bool:
+        if self.cache is not None:  # told: captureq.cache (pyarrow) is not even imported
+            return self.cache
         from .cache import default_enabled
 
-        return default_enabled() if self.cache is None else self.cache
+        return default_enabled()
 
     def _warm_connection(self, needs: Needs, allow_external_access: bool = False
                          ) -> duckdb.DuckDBPyConnection | None:
@@ -599,6 +617,9 @@ def to_arrow(rel) -> pa.Table:
 
 
 def _records(parts: list[pa.Table]) -> pa.Table:
+    from . import schema
+    from .decode.common import concat_tables
+
     parts = [p for p in parts if p.num_rows or p.num_columns > len(schema.RECORD_KEY_NAMES)]
     if not parts:
         return schema.RECORD_KEYS.empty_table()

@@ -28,15 +28,10 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
-
-import fsspec
-from fsspec.core import url_to_fs
-from fsspec.implementations.local import LocalFileSystem
+from typing import TYPE_CHECKING, Any
 
 from .errors import FilterWarning, ScanError
-from .timeutil import HOUR, UTC, floor_hour, to_utc
-from .window import listing_start
+from .timeutil import HOUR, UTC, floor_hour, listing_start, to_utc
 
 CAPTURE = "capture"
 LABELS = "labels"
@@ -52,6 +47,9 @@ NOT_IN_PARTITION = "not in a partition"
 _LOOSE_HOUR = re.compile(r"(?:^|/)(\d{4})/(\d{1,2})/(\d{1,2})/(\d{1,2})/(.+)$")
 _HOUR_TAIL = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/([^/]+)$")
 _GLOB_CHARS = set("*?[")
+
+if TYPE_CHECKING:  # pragma: no cover
+    import fsspec
 
 
 @dataclass(frozen=True)
@@ -132,20 +130,53 @@ class Scanner:
             raise ValueError(f"layout must be {CAPTURE!r} or {LABELS!r}")
         self.uri = uri
         self.layout = layout
-        if fs is None:
-            try:
-                fs, path = url_to_fs(uri, **(storage_options or {}))
-            except (ImportError, ValueError) as exc:
-                raise ScanError(f"cannot open {uri!r}: {exc}") from exc
+        path = _local_path(uri, storage_options) if fs is None else None
+        if path is not None:  # fsspec's local filesystem, imported when first asked for (fs)
+            self._fs = None
+            self._local = True
         else:
-            path = fs._strip_protocol(uri)
-        self.fs = fs
-        self.root = path.rstrip("/") or "/"
-        # local disks: list with os.scandir directly (fsspec's per-entry path normalising costs
+            if fs is None:
+                from fsspec.core import url_to_fs
+
+                try:
+                    fs, path = url_to_fs(uri, **(storage_options or {}))
+                except (ImportError, ValueError) as exc:
+                    raise ScanError(f"cannot open {uri!r}: {exc}") from exc
+            else:
+                path = fs._strip_protocol(uri)
+            from fsspec.implementations.local import LocalFileSystem
+
+            self._fs = fs
+            self._local = type(fs) is LocalFileSystem and os.sep == "/"
+        # local disks: list with os calls directly (fsspec's per-entry path normalising costs
         # more than the stat calls); same entries, same fields as LocalFileSystem.info
-        self._local = type(fs) is LocalFileSystem and os.sep == "/"
+        self.root = path.rstrip("/") or "/"
         self.list_calls = 0
         self._seen: dict[str, set[str]] = {"endpoint": set(), "variant": set()}
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The tree's fsspec filesystem (for a local path: ``fsspec.filesystem("file")``, the
+        one ``url_to_fs`` gives, imported on first use)."""
+        if self._fs is None:
+            import fsspec
+
+            self._fs = fsspec.filesystem("file")
+        return self._fs
+
+    @property
+    def local(self) -> bool:
+        """Whether the tree is on this machine's disk, listed and read with plain os calls."""
+        return self._local
+
+    def _isdir(self, path: str) -> bool:
+        return os.path.isdir(path) if self._local else self.fs.isdir(path)
+
+    def _isfile(self, path: str) -> bool:
+        return os.path.isfile(path) if self._local else self.fs.isfile(path)
+
+    def _exists(self, path: str) -> bool:
+        return os.path.exists(path) if self._local else self.fs.exists(path)
 
     # -- listing primitives (each is one LIST call on object stores) ------------------------
     def _ls(self, path: str) -> list[dict[str, Any]]:
@@ -205,6 +236,7 @@ class Scanner:
         self._seen = {"endpoint": set(), "variant": set()}
         self._folders: dict[str, tuple] = {}
         candidates = self._candidates(start_dt, end_dt, endpoints, variants)
+        first_hour = floor_hour(start_dt) if start_dt else None
         seen = set()
         for info in candidates:
             path = info["name"]
@@ -220,7 +252,7 @@ class Scanner:
             if not (_matches(f.endpoint, endpoints) and _matches(f.variant, variants)):
                 continue
             if f.hour is not None:
-                if start_dt and f.hour < floor_hour(start_dt):
+                if first_hour and f.hour < first_hour:
                     continue
                 if end_dt and f.hour >= end_dt:
                     continue
@@ -252,9 +284,10 @@ class Scanner:
         known = self._folders.get(folder)  # a folder whose files were classified before
         if known is not None and not info.get("islink") and base.lower().endswith(DATA_SUFFIXES):
             endpoint, variant, hour, prefix = known
+            mtime = _mtime(info)
             return CaptureFile(path=path, url=self._url(path), rel=prefix + base, endpoint=endpoint,
                                variant=variant, hour=hour, size=info.get("size"),
-                               mtime=_mtime(info), version=_version(info))
+                               mtime=mtime, version=_version(info, mtime))
         reason = skip_reason(path, info)
         if reason is not None:
             result.skipped.append((self._url(path), reason))
@@ -289,6 +322,7 @@ class Scanner:
             rel = "/".join([endpoint, variant, *path[m.start() :].lstrip("/").split("/")])
         if m and hour is not None and rel.endswith("/" + base):
             self._folders[folder] = (endpoint, variant, hour, rel[: len(rel) - len(base)])
+        mtime = _mtime(info)
         return CaptureFile(
             path=path,
             url=self._url(path),
@@ -297,15 +331,15 @@ class Scanner:
             variant=variant,
             hour=hour,
             size=info.get("size"),
-            mtime=_mtime(info),
-            version=_version(info),
+            mtime=mtime,
+            version=_version(info, mtime),
         )
 
     def _candidates(self, start: datetime | None, end: datetime | None, endpoints, variants):
         root = self.root
         # A path that exists is read literally (``pre[1]``, ``br[a]ck``); only a path that does
         # not exist and holds glob characters is a pattern (``tree/*/Canary``).
-        if _GLOB_CHARS & set(root) and not self.fs.exists(root):
+        if _GLOB_CHARS & set(root) and not self._exists(root):
             self.list_calls += 1
             matches = list(self.fs.glob(root, detail=True).values())
             files = [m for m in matches if m.get("type") != "directory"]
@@ -313,9 +347,9 @@ class Scanner:
                 if d.get("type") == "directory":
                     files += self._find(d["name"]).values()
             return files
-        if self.fs.isfile(root):
+        if self._isfile(root):
             return [self.fs.info(root)]
-        if not self.fs.isdir(root):
+        if not self._isdir(root):
             raise ScanError(
                 f"{self._url(root)} does not exist or is not readable; check the URI "
                 "(and storage_options, e.g. {'anon': True} for public buckets)"
@@ -406,6 +440,28 @@ class Scanner:
         return out
 
 
+def _local_path(uri: str, storage_options: dict | None) -> str | None:
+    """The path fsspec's local filesystem gives for ``uri`` (``url_to_fs(uri)[1]``) when ``uri``
+    is a plain POSIX path or a ``file://`` URL and no storage options are given; else None
+    (fsspec decides). Computed without importing fsspec (~0.07 s): listing a local tree
+    needs only os calls.
+
+    >>> _local_path("/data/capture/", None), _local_path("s3://bucket/capture", None)
+    ('/data/capture', None)
+    """
+    if storage_options or not isinstance(uri, str) or os.sep != "/":
+        return None
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    if ":" in path:  # another protocol, a chained URL, file:relative: as fsspec says
+        return None
+    if path.startswith("~"):
+        path = os.path.expanduser(path)
+    elif not path.startswith("/"):
+        path = path[2:] if path.startswith("./") else "" if path == "." else path
+        path = f"{os.getcwd()}/{path}"
+    return path.rstrip("/") if len(path) > 1 else path
+
+
 def _scandir(path: str) -> list[dict[str, Any]]:
     """``LocalFileSystem.ls(path, detail=True)`` for a folder, with the same fields per entry
     (a symbolic link: ``islink``, its target's size, its own type and times, ``destination``)."""
@@ -477,12 +533,14 @@ def _valid_hour(y: str, mo: str, d: str, h: str) -> bool:
     return True
 
 
-def _version(info: dict[str, Any]) -> str | None:
-    """``etag:…`` when the storage gives an ETag, else ``mtime:…``, else None."""
+def _version(info: dict[str, Any], mtime: float | None = None) -> str | None:
+    """``etag:…`` when the storage gives an ETag, else ``mtime:…``, else None (``mtime``:
+    :func:`_mtime` of ``info``, when the caller has it)."""
     etag = info.get("ETag") or info.get("etag")
     if etag:
         return f"etag:{str(etag).strip(chr(34))}"
-    mtime = _mtime(info)
+    if mtime is None:
+        mtime = _mtime(info)
     return None if mtime is None else f"mtime:{mtime!r}"
 
 

@@ -8,6 +8,9 @@ from .errors import ConfigError
 
 UTC = timezone.utc
 HOUR = timedelta(hours=1)
+#: Records are sometimes written into the previous hour's object: list one hour before ``start``
+#: (see :mod:`captureq.window`).
+SPILL = HOUR
 
 
 def to_utc(value: datetime | date | str | None) -> datetime | None:
@@ -57,3 +60,13 @@ def hours_between(start: datetime, end: datetime) -> list[datetime]:
         out.append(h)
         h += HOUR
     return out
+
+
+def listing_start(start: datetime | None) -> datetime | None:
+    """The first hour folder that can hold a row at or after ``start`` (the hour before its own:
+    see :data:`SPILL`).
+
+    >>> listing_start(to_utc("2026-01-01T06:30")).isoformat()
+    '2026-01-01T05:00:00+00:00'
+    """
+    return None if start is None else floor_hour(start) - SPILL

@@ -14,16 +14,16 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
-from . import schema
-from .pair import output_aliases, value_columns
-
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
+    import pyarrow as pa
+
+# schema and pair (pyarrow, numpy) are imported by the functions that use them: the plan reads
+# the view names and definitions below before the first byte of a capture file is read
 
 VIEWS = ("captures", "inputs", "outputs", "labels", "quarantine", "predictions")  # + captureq_pairs
 SOURCE_PREFIX = "captureq_"
+PAYLOAD_TEXT = ("input_data", "output_data")  # the raw payload text in ``captures``
 
 
 def quote_ident(name: str) -> str:
@@ -51,6 +51,8 @@ def view_sql(name: str) -> str:
 
 def output_columns_sql(columns: list[str], input_columns: list[str] = ()) -> str:
     """The ``{output_columns}`` part of pairs.sql for the outputs' value columns."""
+    from .pair import output_aliases
+
     aliases = output_aliases(columns, input_columns)
     parts = [f"o.{quote_ident(c)} AS {quote_ident(aliases[c])}" for c in columns]
     return "".join(",\n        " + p for p in parts)
@@ -82,6 +84,8 @@ def render_views(output_value_columns: list[str] | None = None,
 def register(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
     """Register Arrow ``tables`` (every table of :data:`schema.TABLES` plus ``pairs``) as
     ``captureq_<name>`` and create the views over them."""
+    from . import schema
+
     con.execute("SET TimeZone = 'UTC'")
     for name in (*schema.TABLES, "pairs"):
         con.register(SOURCE_PREFIX + name, case_unique(tables[name]))
@@ -106,6 +110,8 @@ def case_unique(table: pa.Table) -> pa.Table:
 
 def parquet_sources_sql(root: str, schemas: dict[str, pa.Schema], present: dict[str, bool]) -> str:
     """``captureq_<table>`` views over a Parquet export at ``root`` (local path)."""
+    from . import schema
+
     lines = ["SET TimeZone = 'UTC';"]
     for name in schema.TABLES:
         src = SOURCE_PREFIX + name

@@ -39,20 +39,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import schema
-from .timeutil import HOUR, floor_hour, to_utc
-
-#: Records are sometimes written into the previous hour's object: list one hour before ``start``.
-SPILL = HOUR
+# the listing half of the window (SPILL, listing_start) lives in timeutil: the scanner uses it
+# and imports no pyarrow; both are re-exported here
+from .timeutil import SPILL, listing_start, to_utc  # noqa: F401
 
 
 def bounds(start: Any, end: Any) -> tuple[datetime | None, datetime | None]:
     """``start``/``end`` as aware UTC datetimes (``None`` stays open)."""
     return to_utc(start), to_utc(end)
-
-
-def listing_start(start: datetime | None) -> datetime | None:
-    """The first hour folder that can hold a row at or after ``start``."""
-    return None if start is None else floor_hour(start) - SPILL
 
 
 Interval = tuple[datetime | None, datetime | None]

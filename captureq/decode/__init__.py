@@ -7,7 +7,7 @@ the content type says so), decodes each format in bulk and joins the capture key
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema
-from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables, max_columns_from_env
+from ..options import DecodeOptions
+from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables
 from .csv import decode_csv
 from .json import decode_json, decode_json_lines
 from .unify import Decision, Profile, conform, decide, profile
@@ -30,41 +31,6 @@ JSONLINES_TYPES = (
 )
 
 FORMATS = ("csv", "json", "jsonlines", "binary")
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """How to read payloads whose shape captureq cannot guess.
-
-    ``input_names`` / ``output_names``: feature/prediction names for CSV columns (and JSON
-    vectors) instead of ``_c0``, ``_c1``, …; ``input_path`` / ``output_path``: dotted path to the
-    records inside a JSON document (e.g. ``"payload.rows"``). Each may also be a mapping from
-    endpoint name to the value for that endpoint.
-
-    ``max_columns``: a record with more columns than this is refused (one quarantine row, the
-    capture is kept) before anything wide is built; default ``CAPTUREQ_MAX_COLUMNS`` or 10,000.
-
-    >>> DecodeOptions(max_columns=500).column_limit()
-    500
-    """
-
-    input_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
-    output_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
-    input_path: str | Mapping[str, str] | None = None
-    output_path: str | Mapping[str, str] | None = None
-    max_columns: int | None = None
-
-    def column_limit(self) -> int:
-        """Columns allowed per record: ``max_columns``, else ``CAPTUREQ_MAX_COLUMNS``, else 10,000."""
-        if self.max_columns is not None:
-            return int(self.max_columns)
-        return max_columns_from_env()
-
-    def get(self, what: str, side: str, endpoint: str | None):
-        value = getattr(self, f"{side}_{what}")
-        if isinstance(value, Mapping):
-            return value.get(endpoint)
-        return value
 
 
 def classify(encoding: pa.Array, content_type: pa.Array) -> tuple[np.ndarray, np.ndarray]:
