@@ -30,6 +30,7 @@ and to open.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -43,14 +44,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
-from . import schema, views
-from .decode import DecodeOptions
+from . import views
 from .errors import CaptureqError, ExportError
+from .options import DecodeOptions
 
-if TYPE_CHECKING:
-    import duckdb
+if TYPE_CHECKING:  # numpy/pyarrow are imported where used: a first query looks the cache up
+    import duckdb  # and starts reading before they are loaded
+    import pyarrow as pa
 
     from .plan import ScanPlan
 
@@ -64,10 +64,15 @@ def cache_root() -> Path:
     return Path(os.environ.get("CAPTUREQ_CACHE", Path.home() / ".cache" / "captureq"))
 
 
+@functools.cache
 def _layout() -> str:
-    """What the cached tables look like: a cache written with other schemas is another cache."""
-    text = "\0".join(str(s) for s in (schema.CAPTURES, schema.RECORD_KEYS, schema.LABELS, schema.QUARANTINE))
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
+    """What the cached tables look like: a cache written with other schemas is another cache.
+    The schemas are defined in ``schema.py``, so its text stands for them (hashed without
+    importing it: pyarrow is not needed to find a tree's cache folder)."""
+    from importlib import resources
+
+    text = resources.files(__package__).joinpath("schema.py").read_bytes()
+    return hashlib.sha1(text).hexdigest()[:8]
 
 
 def cache_dir(uri: str, labels: str | None, options: DecodeOptions | None = None) -> Path:
@@ -124,13 +129,14 @@ def lookup(plan: ScanPlan) -> Hit | None:
     parts only (a re-exported file's earlier parts are removed by the commit that replaced
     them), and a file is fresh when its size and ETag/mtime are those it was exported from.
     """
-    from .export import _State
-    from .parse import file_key
-
     root = cache_dir(plan.uri, plan.labels_uri, plan.options)
     commits = _commits(root)
     if not commits:
         return None
+    from . import schema
+    from .export import _State
+    from .parse import file_key
+
     state = _State(commits)
     wanted = {("captures", f.rel): f for f in plan.scan().files}
     label_scan = plan.scan_labels()
@@ -225,6 +231,8 @@ def _parquet_source(files: list[str], fields: list[pa.Field], uniform: bool) -> 
     """A ``read_parquet`` select of ``files`` with ``fields`` (each cast to its declared type;
     ``uniform``: every file has every field, else missing ones read as null), or None when a
     type has no DuckDB name (the parts are then read as an Arrow dataset)."""
+    from . import schema
+
     if any(set(f) & _GLOB_CHARS for f in files):  # DuckDB would read such a path as a pattern
         return None
     try:
@@ -254,7 +262,10 @@ def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> 
     (:mod:`captureq.window`): quarantine rows and embedded labels follow their capture, and
     ``line`` quarantine rows count in their file's hour.
     """
+    import pyarrow as pa
     import pyarrow.dataset as ds
+
+    from . import schema
 
     from . import window
     from .export import _arrow_type
@@ -306,6 +317,8 @@ def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> 
 
 def _window_views(con, raw: str, plan: ScanPlan, start, end, window) -> None:
     """The source views of a windowed hit: the raw views' rows of ``[start, end)``."""
+    import pyarrow as pa
+
     conds = []
     if start is not None:
         conds.append(f"inference_time >= TIMESTAMPTZ {views.quote_literal(start.isoformat())}")

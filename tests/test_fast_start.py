@@ -16,7 +16,7 @@ from captureq.generate import generate_tree
 PROBE = r"""
 import json, sys
 HEAVY = ("polars", "pandas", "duckdb", "pyarrow", "numpy", "rich", "fsspec", "pydantic",
-         "captureq.decode", "captureq.parse", "captureq.api", "captureq.monitor.baseline", "captureq.monitor.check", "captureq.report.build")
+         "captureq.decode", "captureq.parse", "captureq.api", "captureq.export", "captureq.pipeline", "captureq.monitor.baseline", "captureq.monitor.check", "captureq.report.build")
 seen = {}
 def hook(event, args):
     if event == "open" and "first_read" not in seen and isinstance(args[0], str) \
@@ -69,6 +69,19 @@ def test_query_reads_before_importing_numpy_pyarrow_or_the_decoders(tmp_path):
         assert not loaded & {"numpy", "pyarrow", "captureq.decode", "captureq.parse"}, (sql, loaded)
         assert "fsspec" not in loaded, sql  # a local tree is listed and read with os calls
         assert {"numpy", "pyarrow", "captureq.parse"} <= set(seen["at_exit"])  # it did parse
+
+
+def test_with_the_cache_on_a_first_query_reads_before_the_data_libraries_too(tmp_path, monkeypatch):
+    """The default path (cache on, nothing cached yet): looking the cache up costs no import of
+    numpy, pyarrow, fsspec or the export code before the first read."""
+    monkeypatch.setenv("CAPTUREQ_CACHE", str(tmp_path / "cache"))
+    generate_tree(str(tmp_path / "capture"), hours=2, requests_per_hour=5)
+    for sql in ("select count(*) from captures", "select * from predictions limit 5"):
+        seen = probe("query", str(tmp_path / "capture"), sql, "-f", "csv")
+        assert "first_read" in seen, sql
+        loaded = set(seen["first_read"])
+        assert not loaded & {"numpy", "pyarrow", "captureq.decode", "captureq.parse", "captureq.export",
+                             "captureq.pipeline", "fsspec"}, (sql, loaded)
 
 
 def test_options_are_parsed_without_pydantic(tmp_path):
