@@ -365,3 +365,25 @@ def test_report_section_shows_the_band_and_the_realized_line(calibrated, tmp_pat
              for layer in layers]
     assert marks[:3] == ["area", "line", "line"] and "rule" in marks
     assert "captureq estimate" in fig.reproduce and 'id="estimate"' in rep.to_html()
+
+
+def test_report_cli_adds_the_estimate_section_for_a_reference_window(calibrated, tmp_path):
+    """`captureq report … --reference-start/--reference-end`: the CLI's way to the same section
+    (both or neither: one alone is a mistake, exit 2)."""
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    runner = CliRunner()
+    calibrated.where(end="2026-01-02T00").baseline(str(tmp_path / "baseline"))
+    args = ["report", calibrated.uri, "--labels", calibrated.labels_uri, "--baseline",
+            str(tmp_path / "baseline"), "--end", "2026-01-03T00", "-o", str(tmp_path / "r.html")]
+    res = runner.invoke(app, [*args, "--reference-start", "2026-01-01T00",
+                              "--reference-end", "2026-01-02T00"])
+    assert res.exit_code == 0, res.output
+    assert 'id="estimate"' in (tmp_path / "r.html").read_text()
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert 'id="estimate"' not in (tmp_path / "r.html").read_text()
+    res = runner.invoke(app, [*args, "--reference-start", "2026-01-01T00"])
+    assert res.exit_code == 2 and "--reference-end" in res.output

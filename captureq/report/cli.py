@@ -34,7 +34,8 @@ app = typer.Typer()
 @app.command(
     epilog="\b\nExample:\n"
     "  captureq report demo-data/capture --baseline demo-data/baseline \\\n"
-    "      --labels demo-data/groundtruth --endpoint churn-xgb -o report.html"
+    "      --labels demo-data/groundtruth --endpoint churn-xgb -o report.html \\\n"
+    "      --reference-start 2026-01-01 --reference-end 2026-01-02"
 )
 def report(
     capture_uri: str = UriArg,
@@ -53,6 +54,15 @@ def report(
     out: str = typer.Option(
         "report.html", "--out", "-o", metavar="FILE", help="HTML file to write."
     ),
+    reference_start: str | None = typer.Option(
+        None, "--reference-start", metavar="TIME", show_default=False,
+        help="With --reference-end: a labelled window; adds the quality estimated without "
+             "labels (as `captureq estimate`).",
+    ),
+    reference_end: str | None = typer.Option(
+        None, "--reference-end", metavar="TIME", show_default=False,
+        help="End of that reference window, exclusive.",
+    ),
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -63,6 +73,9 @@ def report(
 
     if format not in FORMATS:
         _fail(CaptureqError(f"--format must be table, csv or json, got {format!r}"))
+    if (reference_start is None) != (reference_end is None):
+        _fail(CaptureqError("give both --reference-start and --reference-end (the labelled window "
+                            "the estimated-quality section is calibrated on), or neither"))
     try:
         tree = _open(capture_uri, labels, start, end, None, variant, storage_option)
         load(tree, "reading", quiet)
@@ -72,6 +85,7 @@ def report(
             endpoint=endpoint or None,
             prediction=prediction,
             baseline_label=baseline,
+            estimate_reference=(reference_start, reference_end) if reference_start else None,
         )
         path = rep.write(out)
     except CaptureqError as exc:
