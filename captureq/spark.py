@@ -88,6 +88,7 @@ DEFAULT_TASK_FILES = DEFAULT_BATCH_FILES
 _TASKS = "task int, files string"  # one row per file group
 _CHUNKS = "task int, tbl string, rows long, schema binary, data binary"  # decoded Arrow IPC
 _CHUNK_ROWS = 65_536
+SIDES = ("input", "output")
 
 
 def session(master: str | None = None, app_name: str = "captureq") -> SparkSession:
@@ -261,13 +262,20 @@ def read_tables(
     ``inputs``/``outputs`` have payload columns that depend on the data (``_c0``… for CSV,
     flattened names for JSON), and a DataFrame needs its schema up front. So this runs one Spark
     job that decodes every file group, keeps the decoded tables as Arrow IPC chunks in Spark's
-    cache (``MEMORY_AND_DISK``), and collects only their schemas (a few hundred bytes per task).
-    The driver unions those schemas in task order with the rule the local engine uses to
-    concatenate batches (:func:`captureq.decode.common.concat_tables`: columns in order of first
-    appearance, types promoted, conflicting types become strings). The returned DataFrames read
-    the cached chunks and convert each to that union schema; ``captures`` and ``quarantine`` have
+    cache (``MEMORY_AND_DISK``), and collects only their schemas and column profiles (a few
+    hundred bytes per task). As the local engine does over one read, the driver decides one type
+    per column per endpoint and side from every task's profile (:mod:`captureq.decode.unify`:
+    a stray text value among numbers does not make a column text; it becomes a ``value``
+    quarantine row), then unions the conformed schemas in task order with the local engine's
+    concatenation rule (:func:`captureq.decode.common.concat_tables`). The returned DataFrames
+    read the cached chunks, conform each task's records to the decision (its ``value`` rows join
+    ``quarantine``) and convert them to that union schema; ``captures`` and ``quarantine`` have
     fixed schemas. Call :meth:`SparkTables.unpersist` when done.
     """
+    import pickle
+
+    from .decode import conform, decide
+    from .decode.unify import conformed_schema
     from pyspark import StorageLevel
 
     files = _scan(uri, CAPTURE, storage_options, **_window(start, end, endpoint, variant))
@@ -279,6 +287,11 @@ def read_tables(
         fs = _fs(uri, so)
         for task, group in _tasks(batches):
             r = process_captures(fetch(fs, group), options, start=t0, end=t1)
+            yield pa.RecordBatch.from_pydict({  # the task's column profiles, for the decision
+                "task": pa.array([task], pa.int32()), "tbl": ["profile"],
+                "rows": pa.array([0], pa.int64()), "schema": pa.array([b""], pa.binary()),
+                "data": pa.array([pickle.dumps(r.profiles)], pa.binary()),
+            })
             for name, table in (
                 ("captures", r.captures),
                 ("inputs", r.inputs),
@@ -298,13 +311,19 @@ def read_tables(
                 )
 
     chunks = tasks.mapInArrow(decode, _CHUNKS).persist(StorageLevel.MEMORY_AND_DISK)
+    profiles = {row.task: pickle.loads(row.data)
+                for row in chunks.where(chunks.tbl == "profile").select("task", "data").collect()}
+    order = sorted(profiles)
+    decisions = {side: decide([profiles[t].get(side, {}) for t in order]) for side in SIDES}
     seen = chunks.select("task", "tbl", "rows", "schema").dropDuplicates(["task", "tbl"]).collect()
     per_table: dict[str, list[tuple[int, pa.Schema, int]]] = {"inputs": [], "outputs": []}
     for row in seen:
         if row.tbl in per_table:
-            per_table[row.tbl].append(
-                (row.task, pa.ipc.read_schema(pa.py_buffer(row.schema)), row.rows)
-            )
+            side = SIDES[("inputs", "outputs").index(row.tbl)]
+            raw = pa.ipc.read_schema(pa.py_buffer(row.schema))
+            endpoints = list(profiles.get(row.task, {}).get(side, {}))
+            conformed = conformed_schema(raw, endpoints, decisions[side]) if row.rows else raw
+            per_table[row.tbl].append((row.task, conformed, row.rows))
     schemas = {"captures": schema.CAPTURES, "quarantine": schema.QUARANTINE}
     for name, entries in per_table.items():
         schemas[name] = union_schema(
@@ -312,8 +331,15 @@ def read_tables(
             [n for _, _, n in sorted(entries, key=lambda e: e[0])],
         )
 
-    def table_frame(name: str) -> DataFrame:
-        target = schemas[name]
+    def task_tables(group: pa.Table) -> dict[str, pa.Table]:
+        """One task's cached tables, by name."""
+        parts: dict[str, list[pa.Table]] = {}
+        for tbl, data in zip(group.column("tbl").to_pylist(), group.column("data").to_pylist()):
+            parts.setdefault(tbl, []).append(_read_ipc(data))
+        return {tbl: pa.concat_tables(ts) for tbl, ts in parts.items()}
+
+    def captures_frame() -> DataFrame:
+        target = schemas["captures"]
 
         def convert(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for b in batches:
@@ -322,14 +348,35 @@ def read_tables(
                     if table.num_rows:
                         yield from _conform(table, target).to_batches()
 
-        return (
-            chunks.where(chunks.tbl == name)
-            .select("data")
-            .mapInArrow(convert, spark_schema(target))
-        )
+        return chunks.where(chunks.tbl == "captures").select("data").mapInArrow(convert, spark_schema(target))
+
+    def conformed_frame(name: str) -> DataFrame:
+        """``inputs``/``outputs`` (each task's records conformed to the decision), or
+        ``quarantine`` (each task's rows, then the ``value`` rows conforming produced)."""
+        target = schemas[name]
+        wanted = ["captures", "inputs", "outputs", "quarantine"] if name == "quarantine" else ["captures", name]
+
+        def convert(group: pa.Table) -> pa.Table:
+            t = task_tables(group)
+            caps = t["captures"]
+            out = []
+            if name == "quarantine":
+                out.append(t["quarantine"])
+            for side, tbl in zip(SIDES, ("inputs", "outputs")):
+                if tbl in t:
+                    records, q = conform(t[tbl], caps, decisions[side], side)
+                    out.append(q if name == "quarantine" else records)
+            out = [x for x in out if x.num_rows]
+            if not out:
+                return target.empty_table()
+            return pa.concat_tables([_conform(x, target) for x in out])
+
+        return (chunks.where(chunks.tbl.isin(wanted)).select("task", "tbl", "data")
+                .groupBy("task").applyInArrow(convert, spark_schema(target)))
 
     out = SparkTables(
-        *(table_frame(n) for n in ("captures", "inputs", "outputs", "quarantine")),
+        captures_frame(), conformed_frame("inputs"), conformed_frame("outputs"),
+        conformed_frame("quarantine"),
         tasks=len(groups),
         files=len(files),
     )

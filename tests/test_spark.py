@@ -299,3 +299,22 @@ def test_spark_export_of_merged_records_writes_their_labels(spark, tmp_path):
     spark_labels, local_labels = parquet(tmp_path / "spark", "labels"), parquet(tmp_path / "local", "labels")
     assert spark_labels.num_rows == 6
     assert spark_labels.equals(local_labels)
+
+
+def test_a_stray_text_value_types_a_column_as_the_local_engine_does(spark, tmp_path):
+    """One endpoint's ``_c0`` holds numbers in every file but one value ``abc``: locally the
+    column is numeric for the whole read and ``abc`` a ``value`` quarantine row (one rule per
+    endpoint over the read, :mod:`captureq.decode.unify`), whichever task decoded it. Spark
+    gives the same tables, though each task decodes its files alone."""
+    cap = tmp_path / "capture"
+    for h in range(4):
+        rows = [capture(f"{h * 50 + i},{i % 7}", "0.5", event_id=f"e{h}-{i}",
+                        when=T0 + timedelta(hours=h, seconds=i)) for i in range(50)]
+        if h == 2:
+            rows[7] = capture("abc,1", "0.5", event_id="stray", when=T0 + timedelta(hours=h, seconds=7))
+        write_captures(cap, rows, when=T0 + timedelta(hours=h))
+    local = captureq.open(str(cap), cache=False).load()
+    assert local.inputs.schema.field("_c0").type == pa.float64()
+    assert [r["reason"] for r in local.quarantine.to_pylist() if r["stage"] == "value"] != []
+    tables = assert_tables_equal(spark, str(cap))
+    assert tables.tasks > 1

@@ -158,6 +158,23 @@ def _as_text(col: pa.Array) -> pa.Array:
     return _convert(col, pa.string())[0]
 
 
+def conformed_schema(schema_: pa.Schema, endpoints: list, decision: Decision) -> pa.Schema:
+    """The schema :func:`conform` gives a table of ``schema_`` holding rows of ``endpoints``
+    (without ``exact``): what a reader that must declare its columns before it has the rows
+    (Spark) needs."""
+    fields = []
+    for f in schema_:
+        if f.name in schema.RECORD_KEY_NAMES:
+            fields.append(f)
+            continue
+        kinds = {decision[e][f.name] for e in endpoints if f.name in decision.get(e, {})}
+        if not kinds or kinds == {f.type}:
+            fields.append(f)
+        else:
+            fields.append(pa.field(f.name, next(iter(kinds)) if len(kinds) == 1 else pa.string()))
+    return pa.schema(fields)
+
+
 def conform(table: pa.Table, captures: pa.Table, decision: Decision, side: str, *,
             exact: bool = False) -> tuple[pa.Table, pa.Table]:
     """Convert ``table`` (decoded records of one batch) to the ``decision``'s column types.
