@@ -150,7 +150,7 @@ def run_extras(runner: Runner, args, csv: dict) -> dict:
     if args.engine_only:
         return extras
     log("[export] captureq export (JSONL → hive Parquet)")
-    out = os.path.join(args.data, "export-" + os.path.basename(tree))
+    out = os.path.join(args.scratch, "export-" + os.path.basename(tree))
     ejob = Job(tree, "CSV", files, stamp["captures"], stamp["bytes"], extra={"out": out, "threads": 2})
     r = runner("c_captureq:export", ejob, repeats=args.repeats, warmup="none", fresh_out=out)
     extras["export"] = Row("captureq export", r["times"], r["median"], r["peak_rss_mib"], job.records, job.nbytes,
@@ -174,7 +174,7 @@ def run_extras(runner: Runner, args, csv: dict) -> dict:
     for n in (args.records, 2 * args.records):
         t, st = data.ensure_tree(data.tree_params(n, "CSV", hours=args.hours, files_per_hour=args.files_per_hour),
                                  args.data)
-        o = os.path.join(args.data, "export-" + os.path.basename(t))
+        o = os.path.join(args.scratch, "export-" + os.path.basename(t))
         mj = Job(t, "CSV", [], st["captures"], st["bytes"], extra={"out": o})
         r = runner("c_captureq:export", mj, repeats=1, warmup="none", fresh_out=o)
         shutil.rmtree(o, ignore_errors=True)
@@ -198,14 +198,14 @@ def run_engine_extras(runner: Runner, args, csv: dict, job: Job, ref: dict) -> d
         log(f"  {name:<55} median {r['median']:.3f}s  n={r['summary'].get('value')}")
     out["count"] = count
     log("[warm] the same query again, from the Parquet cache")
-    cache_dir = os.path.join(args.data, "cache-" + os.path.basename(tree))
+    cache_dir = os.path.join(args.scratch, "cache-" + os.path.basename(tree))
     shutil.rmtree(cache_dir, ignore_errors=True)
     wjob = Job(tree, "CSV", job.files, job.records, job.nbytes, extra={"threads": 2, "cache": cache_dir})
     warm = {}
     # the warm-up run is the first query (it fills the cache); the timed runs are warm
     warm["job, warm"] = measure(runner, "captureq job, warm (Parquet cache)", "c_captureq:warm", wjob, ref,
                                 repeats=args.repeats)
-    first_cache = os.path.join(args.data, "cache-first-" + os.path.basename(tree))
+    first_cache = os.path.join(args.scratch, "cache-first-" + os.path.basename(tree))
     r = runner("c_captureq:first_hourly", Job(tree, "CSV", job.files, job.records, job.nbytes,
                                               extra={"threads": 2, "cache": first_cache}),
                repeats=args.repeats, check="rows", fresh_out=first_cache, settle="c_captureq:settle")
@@ -227,8 +227,8 @@ def run_engine_extras(runner: Runner, args, csv: dict, job: Job, ref: dict) -> d
         warm[k].agrees = warm[k].summary == first
     out["warm"] = warm
     log("[cli] whole process: captureq query … --format csv vs a DuckDB-alone script")
-    csv_out = os.path.join(args.data, "cli-out.csv")
-    cli_cache = os.path.join(args.data, "cli-cache")
+    csv_out = os.path.join(args.scratch, "cli-out.csv")
+    cli_cache = os.path.join(args.scratch, "cli-cache")
     cjob = Job(tree, "CSV", job.files, job.records, job.nbytes, extra={"csv_out": csv_out, "cache": cli_cache})
     cli = {}
     for name, task, fresh in [("DuckDB-alone script (python + duckdb, COPY to CSV)", "c_duckdb:cli_script", None),
@@ -530,6 +530,9 @@ def parse_args(argv: list[str]):
     p.add_argument("--engine-only", action="store_true",
                    help="of the extras, run only threads, count(*), the warm path and the whole-process CLI")
     p.add_argument("--data", default=data.DATA, help="where the generated trees live (reused when present)")
+    p.add_argument("--scratch", default=None,
+                   help="where caches, exports and CSV output go while contenders run (default: a "
+                        "temporary folder, removed at the end)")
     p.add_argument("--out", default=RESULTS, help="markdown file to write (default benchmarks/RESULTS.md)")
     p.add_argument("--no-write", action="store_true", help="print the table, do not write it")
     p.add_argument("--in-process", action="store_true", help="run contenders in this process (no per-contender RSS)")
@@ -560,12 +563,22 @@ def write(path: str, text: str) -> None:
 
 def run(args) -> tuple[list[dict], dict | None]:
     """Every dataset's contenders, then (on CSV) the extras; returns (results, extras)."""
+    import tempfile
+
     runner = Runner(in_process=args.in_process)
     results = [run_encoding(runner, args, enc) for enc in args.encodings]
     extras = None
     csv = next((r for r in results if r["encoding"] == "CSV"), None)
     if csv and not args.no_extras:
-        extras = run_extras(runner, args, csv)
+        own = args.scratch is None
+        if own:
+            args.scratch = tempfile.mkdtemp(prefix="captureq-bench-")
+        try:
+            extras = run_extras(runner, args, csv)
+        finally:
+            if own:
+                shutil.rmtree(args.scratch, ignore_errors=True)
+                args.scratch = None
     return results, extras
 
 

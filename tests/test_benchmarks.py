@@ -51,3 +51,5 @@ def test_engine_extras_run_and_agree(tmp_path):
     assert {n: r.agrees for n, r in extras["cli"].items()} == dict.fromkeys(extras["cli"], True)
     text = harness.render(args, results, extras, 1.0)
     assert "whole process" in text and "count(*)" in text and "warm" in text
+    # scratch (caches, CSV output) goes to a temporary folder, not into --data
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("csv-")) == []
