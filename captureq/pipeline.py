@@ -169,16 +169,19 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
 
 
 def unify_types(results: list[BatchResult], decisions: dict | None = None, *,
-                pairs: bool = False) -> dict:
+                pairs: bool = False, options: DecodeOptions | None = None) -> dict:
     """Give every batch of one read the same column types per endpoint and side.
 
-    The types are decided over all ``results`` with :func:`captureq.decode.decide` (or taken
-    from ``decisions``); values that do not fit become ``value`` quarantine rows, counted in
-    ``counts.values_quarantined``. Pairs are (re)built from the conformed records if asked.
+    The types are decided over all ``results`` with :func:`captureq.decode.decide`, the types
+    ``options`` declares winning (or taken from ``decisions``); values that do not fit a declared
+    type become ``value`` quarantine rows, counted in ``counts.values_quarantined``. Pairs are (re)built from the conformed records if asked.
     Returns the decisions, ``{"input": ..., "output": ...}``.
     """
     if decisions is None:
-        decisions = {side: decide([r.profiles.get(side, {}) for r in results]) for side in ("input", "output")}
+        from .decode.unify import declared_types
+
+        decisions = {side: decide([r.profiles.get(side, {}) for r in results], declared_types(options, side))
+                     for side in ("input", "output")}
     for r in results:
         qs = [r.quarantine]
         changed = False

@@ -210,6 +210,8 @@ class Tables:
     scan: ScanResult
     label_scan: ScanResult | None
     needs: Needs = EVERYTHING
+    #: the type decided for each endpoint's columns: ``{"input"|"output": {endpoint: {column: type}}}``
+    decisions: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, pa.Table]:
         from . import schema
@@ -366,6 +368,7 @@ class ScanPlan:
         from .pipeline import Counts, run_captures, run_labels, unify_types
 
         caps, ins, outs, pairs, qs, embedded = [], [], [], [], [], []
+        decisions: dict = {}
         counts = Counts()
         if parts:
             sides = ("input", "output") if "outputs" in parts else ("input",) if "inputs" in parts else ()
@@ -376,7 +379,7 @@ class ScanPlan:
                                    start=w.start, end=w.end, first=first)
             if sides:  # one type per column per endpoint over the whole read
                 results = list(results)
-                unify_types(results, pairs="pairs" in parts)
+                decisions = unify_types(results, pairs="pairs" in parts, options=self.options)
             for r in results:
                 if "captures" in parts:
                     caps.append(r.captures)
@@ -413,6 +416,7 @@ class ScanPlan:
             scan=scan,
             label_scan=label_scan,
             needs=needs,
+            decisions=decisions,
         )
 
     def captures(self, **window) -> pa.Table:
@@ -473,7 +477,7 @@ class ScanPlan:
         import duckdb  # imported once the files are read: reading starts sooner
 
         con = duckdb.connect()
-        views.register(con, tables)
+        views.register(con, tables, self.load().decisions)
         if not allow_external_access:
             lock_down(con)
         return con
@@ -492,7 +496,7 @@ class ScanPlan:
 
         if con is None:
             con = duckdb.connect()
-            views.register(con, tables.as_dict())
+            views.register(con, tables.as_dict(), tables.decisions)
             if not allow_external_access:
                 lock_down(con)
             for name, table in self._cache.get("extra_views", {}).items():  # drift, metrics
@@ -500,6 +504,8 @@ class ScanPlan:
         else:
             for name, table in tables.as_dict().items():
                 con.register(views.SOURCE_PREFIX + name, views.case_unique(table))
+            if tables.decisions:
+                con.execute(views.endpoint_views_sql(tables.decisions))
         self._cache[key] = con
         self._cache[key + "_needs"] = tables.needs
         return con

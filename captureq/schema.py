@@ -140,4 +140,9 @@ def duckdb_type(t: pa.DataType) -> str:
         return "BLOB"
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return duckdb_type(t.value_type) + "[]"
+    if pa.types.is_struct(t) and t.num_fields:
+        fields = ", ".join('"' + f.name.replace('"', '""') + '" ' + duckdb_type(f.type) for f in t)
+        return f"STRUCT({fields})"
+    if pa.types.is_null(t):
+        return '"NULL"'
     raise TypeError(f"no DuckDB type for {t}")

@@ -81,15 +81,79 @@ def render_views(output_value_columns: list[str] | None = None,
     return "\n\n".join(out) + "\n"
 
 
-def register(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
+def register(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table],
+             decisions: dict | None = None) -> None:
     """Register Arrow ``tables`` (every table of :data:`schema.TABLES` plus ``pairs``) as
-    ``captureq_<name>`` and create the views over them."""
+    ``captureq_<name>`` and create the views over them (and each endpoint's own typed views,
+    given the read's type ``decisions``)."""
     from . import schema
 
     con.execute("SET TimeZone = 'UTC'")
     for name in (*schema.TABLES, "pairs"):
         con.register(SOURCE_PREFIX + name, case_unique(tables[name]))
     con.execute(render_views())
+    if decisions:
+        con.execute(endpoint_views_sql(decisions))
+
+
+def _typed(column: str, source_type: pa.DataType | None, t: pa.DataType, alias: str | None = None) -> str:
+    """``column`` (of the union view's ``source_type``) as the endpoint's own type ``t``."""
+    from . import schema
+
+    q = quote_ident(column)
+    alias = quote_ident(alias or column)
+    if source_type is not None and source_type == t:
+        return f"{q} AS {alias}"
+    if pa.types.is_null(t):
+        return f"NULL AS {alias}"
+    target = schema.duckdb_type(t)
+    if source_type is not None and pa.types.is_string(source_type) and (
+            pa.types.is_struct(t) or pa.types.is_list(t)):
+        return f"CAST(CAST({q} AS JSON) AS {target}) AS {alias}"
+    return f"CAST({q} AS {target}) AS {alias}"
+
+
+def endpoint_views_sql(decisions: dict, *, source: str = "main", temp: bool = False) -> str:
+    """One DuckDB schema per endpoint with its own typed views: ``"<endpoint>".inputs``,
+    ``.outputs``, ``.predictions``, ``.captures``, ``.quarantine`` (the union views'
+    rows of that endpoint, each value column cast back to the type decided for the endpoint,
+    and only the endpoint's own columns).
+
+    ``decisions``: ``{"input": {endpoint: {column: Arrow type}}, "output": {...}}`` as the read
+    decided them; ``source``: the schema holding the union views (``temp.main`` for the warm
+    path's connection-local views).
+    """
+    from . import schema
+    from .decode.unify import union_type
+    from .pair import output_aliases
+
+    ins, outs = decisions.get("input", {}), decisions.get("output", {})
+    endpoints = sorted({e for e in (*ins, *outs) if e is not None})
+    union = {side: {} for side in ("input", "output")}
+    for side, dec in (("input", ins), ("output", outs)):
+        for cols in dec.values():
+            for c in cols:
+                union[side].setdefault(c, [])
+        for c in union[side]:
+            union[side][c] = union_type([cols[c] for cols in dec.values() if c in cols])
+    aliases = output_aliases(list(union["output"]), list(union["input"]))
+    keys = ", ".join(quote_ident(k) for k in schema.RECORD_KEY_NAMES)
+    out = []
+    for e in endpoints:
+        sch = quote_ident(e)
+        where = f"WHERE endpoint = {quote_literal(e)}"
+        out.append(f"CREATE SCHEMA IF NOT EXISTS {sch};")
+        for side, table in (("input", "inputs"), ("output", "outputs")):
+            cols = "".join(", " + _typed(c, union[side].get(c), t) for c, t in (ins if side == "input" else outs).get(e, {}).items())
+            out.append(f"CREATE OR REPLACE VIEW {sch}.{table} AS SELECT {keys}{cols} FROM {source}.{table} {where};")
+        cols = "".join(", " + _typed(c, union["input"].get(c), t) for c, t in ins.get(e, {}).items())
+        cols += "".join(", " + _typed(aliases[c], union["output"].get(c), t) for c, t in outs.get(e, {}).items())
+        out.append(f"CREATE OR REPLACE VIEW {sch}.predictions AS SELECT {keys}{cols}, ground_truth, "
+                   f"ground_truth_value, label_hour FROM {source}.predictions {where};")
+        out.append(f"CREATE OR REPLACE VIEW {sch}.captures AS SELECT * FROM {source}.captures {where};")
+        out.append(f"CREATE OR REPLACE VIEW {sch}.quarantine AS SELECT * FROM {source}.quarantine AS q "
+                   f"WHERE q.capture_id IN (SELECT capture_id FROM {source}.captures {where});")
+    return "\n".join(out) + ("\n" if out else "")
 
 
 def case_unique(table: pa.Table) -> pa.Table:

@@ -1,9 +1,11 @@
 """Round trip: random capture records → a tree written with ``captureq.records`` → ``captureq.open``
 gives every value back exactly.
 
-The rule for numbers (documented in the README): numeric features and predictions are stored as
-float64, so an int ``v`` comes back as ``float(v)``; floats come back bit for bit (CSV payloads
-are written with ``repr``).
+The rule for numbers (documented in the README, "Types"): a column is the narrowest type that holds
+every value it has: whole numbers (a float with no fraction, up to ±2**53) → BIGINT, numbers →
+DOUBLE (floats bit for bit: CSV payloads are written with ``repr``), and integers beyond ±2**53
+beside fractions → VARCHAR, each value as its canonical text. :func:`expected_column` is that rule
+written plainly, the oracle.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ UTC = timezone.utc
 FLOATS = st.floats(allow_nan=False, allow_infinity=False)
 INTS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 NUMBERS = FLOATS | INTS
+# pyarrow's JSON reader reads a column holding a fraction and an integer beyond ±2**53 as double,
+# rounding the integer before captureq sees it (README, "Types": a known limit of JSON payloads)
+JSON_NUMBERS = FLOATS | st.integers(min_value=-(2**53), max_value=2**53)
 NAMES = st.sampled_from(
     ["age", "income", "zip", "geo", "lat", "lon", "tenure", "x1", "x2", "churn_flag"]
 )
@@ -33,13 +38,48 @@ IDS = st.text(min_size=1, max_size=10)
 
 
 def num(v):
-    """What captureq stores for a number: float64."""
-    return float(v)
+    """A number as written (the column's type is decided over all its values: expected_column)."""
+    return v
+
+
+EXACT = 2**53
+
+
+def kind(v) -> str:
+    if not isinstance(v, (int, float)):
+        return "other"
+    if isinstance(v, int):
+        return "big" if abs(v) > EXACT else "int"
+    return "int" if v.is_integer() and abs(v) <= EXACT else "double"
+
+
+def canonical(v) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) <= EXACT:
+        return str(int(v))
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def expected_column(values: list) -> list:
+    """The oracle: what a column holding ``values`` (numbers, None) reads back as."""
+    kinds = {kind(v) for v in values if v is not None}
+    if "other" in kinds:
+        return values
+    if kinds <= {"int", "big"}:
+        return [None if v is None else int(v) for v in values]
+    if "big" not in kinds:
+        return [None if v is None else float(v) for v in values]
+    return [None if v is None else canonical(v) for v in values]
 
 
 def rows_of(width, min_rows=1, max_rows=4):
     return st.lists(
         st.lists(NUMBERS, min_size=width, max_size=width), min_size=min_rows, max_size=max_rows
+    )
+
+
+def json_rows_of(width, min_rows=1, max_rows=4):
+    return st.lists(
+        st.lists(JSON_NUMBERS, min_size=width, max_size=width), min_size=min_rows, max_size=max_rows
     )
 
 
@@ -77,21 +117,21 @@ def json_input(draw):
     )
     ctype = draw(st.sampled_from(["application/json", "application/json; charset=utf-8"]))
     if kind in ("instances-lists", "list-of-lists"):
-        rows = draw(st.integers(1, 4).flatmap(rows_of))
+        rows = draw(st.integers(1, 4).flatmap(json_rows_of))
         doc = {"instances": rows} if kind == "instances-lists" else rows
         return ctype, json.dumps(doc), [vector(r) for r in rows]
     if kind == "features":
-        row = draw(st.lists(NUMBERS, min_size=1, max_size=6))
+        row = draw(st.lists(JSON_NUMBERS, min_size=1, max_size=6))
         return ctype, json.dumps({"features": row}), [vector(row)]
     if kind == "instances-objects":
         keys = draw(st.lists(NAMES, min_size=1, max_size=4, unique=True))
         rows = draw(
-            st.lists(st.fixed_dictionaries({k: NUMBERS for k in keys}), min_size=1, max_size=4)
+            st.lists(st.fixed_dictionaries({k: JSON_NUMBERS for k in keys}), min_size=1, max_size=4)
         )
         return ctype, json.dumps({"instances": rows}), [flatten(r) for r in rows]
     named = st.dictionaries(
         NAMES,
-        NUMBERS | st.dictionaries(NAMES, NUMBERS, min_size=1, max_size=3),
+        JSON_NUMBERS | st.dictionaries(NAMES, JSON_NUMBERS, min_size=1, max_size=3),
         min_size=1,
         max_size=5,
     )
@@ -102,7 +142,7 @@ def json_input(draw):
 @st.composite
 def json_lines_input(draw):
     keys = draw(st.lists(NAMES, min_size=1, max_size=4, unique=True))
-    rows = draw(st.lists(st.fixed_dictionaries({k: NUMBERS for k in keys}), min_size=1, max_size=4))
+    rows = draw(st.lists(st.fixed_dictionaries({k: JSON_NUMBERS for k in keys}), min_size=1, max_size=4))
     text = "\n".join(json.dumps(r) for r in rows) + draw(st.sampled_from(["", "\n"]))
     return "application/jsonlines", text, [flatten(r) for r in rows]
 
@@ -132,7 +172,7 @@ def output_for(draw, n_inputs):
     if n_inputs == 1:
         kinds.append("label-score")
     kind = draw(st.sampled_from(kinds))
-    scores = draw(st.lists(NUMBERS, min_size=n, max_size=n))
+    scores = draw(st.lists(NUMBERS if kind.startswith("csv") else JSON_NUMBERS, min_size=n, max_size=n))
     if kind == "csv-lines":
         text = "\n".join(csv_line([s]) for s in scores) + draw(st.sampled_from(["", "\n"]))
         return "text/csv; charset=utf-8", text, [{"_c0": num(s)} for s in scores]
@@ -231,6 +271,9 @@ def check_records(table, expected, captures):
     rows = table.to_pylist()
     assert len(rows) == len(expected)
     value_cols = [c for c in table.column_names if c not in schema.RECORD_KEY_NAMES]
+    typed = {c: expected_column([values.get(c) for _, values in expected]) for c in value_cols}
+    expected = [(pos, {c: typed[c][i] for c in value_cols if c in values})
+                for i, (pos, values) in enumerate(expected)]
     index = {}
     for row, (pos, values) in zip(rows, expected, strict=True):
         cap = captures[pos]

@@ -240,7 +240,8 @@ def decode_side(
                         )
                         commas = pc.count_substring(sub, ",").to_numpy(zero_copy_only=False) + 1
                         split = one_line & (counts > 1) & (commas == counts)
-                    d = decode_csv(sub, names, split_single_line=split, max_columns=limit)
+                    d = decode_csv(sub, names, split_single_line=split, max_columns=limit,
+                                   text_columns=options.text_columns(side, endpoint))
                 elif fmt == "json":
                     d = decode_json(
                         sub,

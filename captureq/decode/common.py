@@ -141,7 +141,26 @@ def concat(parts: list[Decoded]) -> Decoded:
 
 
 def concat_tables(tables: list[pa.Table]) -> pa.Table:
-    """Concatenate, unioning columns by name; a column whose types disagree becomes a string."""
+    """Concatenate, unioning columns by name; a column whose types disagree becomes a string
+    (each value its canonical text), and integers meet doubles as doubles unless one is beyond
+    ±2**53 (then text too: a double cannot hold it)."""
+    from .unify import EXACT, canonical_text
+
+    types: dict[str, set] = {}
+    for t in tables:
+        for f in t.schema:
+            types.setdefault(f.name, set()).add(f.type)
+    wide = []
+    for name, ts in types.items():
+        if len(ts) > 1 and any(pa.types.is_integer(x) for x in ts):
+            for t in tables:
+                if name in t.column_names and pa.types.is_integer(t.schema.field(name).type):
+                    lo, hi = pc.min_max(t.column(name)).values()
+                    if hi.as_py() is not None and (hi.as_py() > EXACT or lo.as_py() < -EXACT):
+                        wide.append(name)
+                        break
+    if wide:
+        tables = [_texts(t, wide, canonical_text) for t in tables]
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -154,21 +173,24 @@ def concat_tables(tables: list[pa.Table]) -> pa.Table:
     for t in tables:
         for name, ts in types.items():
             if len(ts) > 1 and name in t.column_names:
-                col = t.column(name)
-                try:
-                    col = col.cast(pa.string())
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    col = pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+                col = canonical_text(t.column(name))
                 t = t.set_column(t.column_names.index(name), name, col)
         fixed.append(t)
     return pa.concat_tables(fixed, promote_options="permissive")
 
 
-def normalize_types(table: pa.Table) -> pa.Table:
-    """Make feature types stable across batches: integers and all-null columns become float64.
+def _texts(table: pa.Table, names: list[str], to_text) -> pa.Table:
+    for n in names:
+        if n in table.column_names:
+            table = table.set_column(table.column_names.index(n), n, to_text(table.column(n)))
+    return table
 
-    Stable types are what let Parquet exports of different batches be read as one dataset by
-    DuckDB, polars and Spark.
+
+def normalize_types(table: pa.Table) -> pa.Table:
+    """Make feature types stable across batches: integers of any width become int64, decimals
+    float64, and lists of integers lists of float64 (a list's type must not depend on whether a
+    batch happened to hold only whole numbers). Which of these a column finally is, is decided
+    over every batch (:mod:`captureq.decode.unify`).
     """
     cols = []
     changed = False
@@ -178,9 +200,10 @@ def normalize_types(table: pa.Table) -> pa.Table:
             cols.append(col)
             continue
         t = f.type
-        if pa.types.is_integer(t) or pa.types.is_null(t) or pa.types.is_decimal(t):
-            # safe=False: an int beyond 2**53 rounds to the nearest float64, as float(int) does,
-            # instead of failing the whole payload
+        if pa.types.is_integer(t) and t != pa.int64():
+            col = col.cast(pa.int64(), safe=False) if not pa.types.is_uint64(t) else col.cast(pa.float64())
+            changed = True
+        elif pa.types.is_decimal(t):
             col = col.cast(pa.float64(), safe=False)
             changed = True
         elif (pa.types.is_list(t) or pa.types.is_large_list(t)) and (

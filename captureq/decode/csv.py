@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from .unify import canonicalize_csv_text
 from .common import (
     RECORD_INDEX,
     ROW,
@@ -33,7 +34,11 @@ from .common import (
     widest_lines,
 )
 
-_CONVERT = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True, timestamp_parsers=[])
+#: ``1``/``0`` are numbers, not booleans (pyarrow's default reads a column of ``True`` and ``1`` as
+#: booleans, and ``1`` alone as an integer: the type would depend on the batch).
+_TRUE, _FALSE = ["true", "True", "TRUE"], ["false", "False", "FALSE"]
+_CONVERT = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True, timestamp_parsers=[],
+                               true_values=_TRUE, false_values=_FALSE)
 
 
 def column_names(width: int, names: Sequence[str] | None) -> list[str]:
@@ -92,9 +97,18 @@ def _newlines(texts: pa.Array) -> np.ndarray:
     return np.diff(np.searchsorted(at, offsets)).astype(np.int64)
 
 
-def _float64_options(names: list[str]) -> pcsv.ConvertOptions:
+def _float64_options(names: list[str], text: frozenset = frozenset()) -> pcsv.ConvertOptions:
     return pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True, timestamp_parsers=[],
-                               column_types={n: pa.float64() for n in names})
+                               column_types={n: pa.string() if n in text else pa.float64() for n in names})
+
+
+def _text_options(text: frozenset) -> pcsv.ConvertOptions:
+    """Inference, with the columns in ``text`` (generated names ``f0``…) read as text as written."""
+    if not text:
+        return _CONVERT
+    return pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True, timestamp_parsers=[],
+                               true_values=_TRUE, false_values=_FALSE,
+                               column_types={n: pa.string() for n in text})
 
 
 _NEGATIVE_ZERO = np.float64(-0.0).view(np.int64)
@@ -107,6 +121,8 @@ def _same_as_inferred(table: pa.Table) -> bool:
     the integer ``-0`` (inferred 0, read -0.0); such rare tables take the inference path.
     """
     for col in table.columns:
+        if pa.types.is_string(col.type):  # declared text
+            continue
         if not pa.types.is_float64(col.type):  # a column past the first 64 KB was inferred
             return False
         for chunk in col.chunks:
@@ -122,8 +138,13 @@ def _same_as_inferred(table: pa.Table) -> bool:
     return True
 
 
+def _beyond_exact(col: pa.ChunkedArray) -> bool:
+    lo, hi = pc.min_max(col).values()
+    return hi.as_py() is not None and max(abs(lo.as_py()), abs(hi.as_py())) >= 2.0**53
+
+
 def _read(texts: pa.Array, names: Sequence[str] | None, terminated: bool = False,
-          infer: bool = True) -> Decoded:
+          infer: bool = True, text_columns: frozenset = frozenset()) -> Decoded:
     """Parse ``texts`` (one CSV payload each) in one call; ``infer=False``: only the float64 read
     (a payload it cannot vouch for raises :class:`NotFloat64`)."""
     if terminated:  # the values' buffer is the document already (see _terminated)
@@ -141,11 +162,13 @@ def _read(texts: pa.Array, names: Sequence[str] | None, terminated: bool = False
     # Fast path: all-numeric payloads (the common case) parse straight to float64, skipping type
     # inference (about 3x the parse). Anything else fails the fast path and is inferred as before.
     width = _first_line(data).count(b",") + 1
+    final = column_names(width, names)
+    text = frozenset(f"f{i}" for i, n in enumerate(final) if n in text_columns)
     table = None
     try:
         table = pcsv.read_csv(pa.BufferReader(data), read_options=_fixed_block(read_options),
                               parse_options=parse_options, convert_options=_float64_options(
-                                  [f"f{i}" for i in range(width)]))
+                                  [f"f{i}" for i in range(width)], text))
         if not _same_as_inferred(table):
             table = None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -154,10 +177,21 @@ def _read(texts: pa.Array, names: Sequence[str] | None, terminated: bool = False
         raise NotFloat64("not all values read as float64 equal to what inference reads")
     if table is None:
         table = pcsv.read_csv(pa.BufferReader(data), read_options=read_options, parse_options=parse_options,
-                              convert_options=_CONVERT)
+                              convert_options=_text_options(text))
+        huge = frozenset(f.name for f, col in zip(table.schema, table.columns)
+                         if pa.types.is_floating(f.type) and _beyond_exact(col))
+        if huge:  # an integer a double rounds, beside fractions: read as text, written canonically
+            table = pcsv.read_csv(pa.BufferReader(data), read_options=read_options,
+                                  parse_options=parse_options, convert_options=_text_options(text | huge))
+            for name in huge:
+                i = table.column_names.index(name)
+                table = table.set_column(i, name, canonicalize_csv_text(table.column(i).combine_chunks()))
     if table.num_rows != counts.sum():
         raise ValueError(f"CSV payload has {counts.sum()} lines but {table.num_rows} records (quoted newline?)")
     table = table.rename_columns(column_names(table.num_columns, names))
+    for i, f in enumerate(table.schema):
+        if pa.types.is_string(f.type) and f.name not in text_columns:  # a word beside numbers: the numbers as their canonical text
+            table = table.set_column(i, f.name, canonicalize_csv_text(table.column(i).combine_chunks()))
     parent, index = repeat_index(counts)
     table = table.add_column(0, ROW, pa.array(parent, pa.int64()))
     table = table.add_column(1, RECORD_INDEX, pa.array(index, pa.int32()))
@@ -183,7 +217,7 @@ def _first_line(data: pa.Buffer) -> bytes:
 
 
 def decode_csv(texts: pa.Array, names: Sequence[str] | None = None, *, split_single_line: np.ndarray | None = None,
-               max_columns: int | None = None) -> Decoded:
+               max_columns: int | None = None, text_columns: frozenset = frozenset()) -> Decoded:
     """Decode CSV payloads (one string each, any number of rows) into records.
 
     ``_row`` is the payload's position in ``texts``. ``split_single_line`` marks payloads whose
@@ -205,7 +239,8 @@ def decode_csv(texts: pa.Array, names: Sequence[str] | None = None, *, split_sin
         widths = widest_lines(texts, max_columns)
         if widths.any():  # refuse before the parser builds millions of columns
             keep = np.flatnonzero(widths == 0)
-            d = decode_csv(texts.take(pa.array(keep)), names, max_columns=None) if len(keep) else Decoded.empty()
+            d = (decode_csv(texts.take(pa.array(keep)), names, max_columns=None, text_columns=text_columns)
+                 if len(keep) else Decoded.empty())
             d.table = d.table.set_column(0, ROW, pa.array(keep, pa.int64()).take(d.table.column(ROW)))
             wide = [(int(r), too_wide_reason(int(widths[r]), max_columns)) for r in np.flatnonzero(widths)]
             d.failures = sorted([(int(keep[i]), m) for i, m in d.failures] + wide)
@@ -214,7 +249,7 @@ def decode_csv(texts: pa.Array, names: Sequence[str] | None = None, *, split_sin
     def attempt(idx: np.ndarray) -> Decoded:
         whole = len(idx) == len(texts)
         sub = texts if whole else texts.take(pa.array(idx))
-        d = _read(sub, names, terminated)
+        d = _read(sub, names, terminated, text_columns=text_columns)
         if not whole:
             rows = pa.array(idx, pa.int64()).take(d.table.column(ROW))
             d.table = d.table.set_column(0, ROW, rows)
