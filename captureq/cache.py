@@ -228,7 +228,8 @@ def _connection(locked: bool, parts: frozenset = frozenset()) -> duckdb.DuckDBPy
 
 
 def _parquet_source(files: list[str], fields: list[pa.Field], uniform: bool) -> str | None:
-    """A ``read_parquet`` select of ``files`` with ``fields`` (each cast to its declared type;
+    """A ``read_parquet`` select of ``files`` with ``fields`` (endpoint and variant from the
+    parts' ``endpoint=E/variant=V`` folders; each cast to its declared type;
     ``uniform``: every file has every field, else missing ones read as null), or None when a
     type has no DuckDB name (the parts are then read as an Arrow dataset)."""
     from . import schema
@@ -242,7 +243,7 @@ def _parquet_source(files: list[str], fields: list[pa.Field], uniform: bool) -> 
         return None
     paths = ", ".join(views.quote_literal(f) for f in files)
     union = "" if uniform else ", union_by_name = true"
-    return f"SELECT {cols} FROM read_parquet([{paths}], hive_partitioning = false{union})"
+    return f"SELECT {cols} FROM read_parquet([{paths}], {views.HIVE_OPTIONS}{union})"
 
 
 def temp(sql: str) -> str:
@@ -295,7 +296,8 @@ def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> 
             if native is not None:  # DuckDB's own reader: about twice an Arrow dataset's speed
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {raw}{name}_parts AS {native}")
             else:
-                dataset = ds.dataset(hit.parts[name], schema=pa.schema(fields), format="parquet")
+                dataset = ds.dataset(hit.parts[name], schema=pa.schema(fields), format="parquet",
+                                     partitioning="hive", partition_base_dir=str(hit.root / name))
                 con.register(raw + name + "_parts", dataset)
             where = ""
             if hit.file_keys is not None:  # some parts also hold rows of files outside the window

@@ -92,7 +92,9 @@ if TYPE_CHECKING:
     from .plan import ScanPlan as CaptureTree
 
 META = "_captureq"
-FORMAT_VERSION = 2  # 2: commits may remove parts (changed source files), sources carry versions
+# 3: parts under endpoint=/variant= folders do not hold those columns (2: they did; commits may
+# remove parts, sources carry versions)
+FORMAT_VERSION = 3
 LEASES = "lease"  # _captureq/lease/<generation>.json: the writer lease on object stores
 DEFAULT_LEASE_SECONDS = 600.0
 
@@ -112,6 +114,26 @@ class ExportSummary:
     counts: Counts = field(default_factory=Counts)
     recovered_commits: int = 0
     seconds: float = 0.0
+
+
+# Columns whose values the partition folders hold (``endpoint=E/variant=V``). Parts do not
+# repeat them: a key both in the path and in the file reads as two types (pyarrow and pandas
+# infer a dictionary from the path; the file says string) and pq.read_table / pd.read_parquet
+# refuse the folder. Readers take them from the path (DuckDB ``hive_partitioning``, Spark,
+# polars ``hive_partitioning=True``, pyarrow datasets with ``partitioning="hive"``).
+FOLDER_KEYS = ("endpoint", "variant")
+
+
+def folder_keys(partition: str) -> list[str]:
+    """The :data:`FOLDER_KEYS` a partition path names (``endpoint=a/variant=b/…`` → both)."""
+    names = {segment.split("=", 1)[0] for segment in partition.split("/") if "=" in segment}
+    return [k for k in FOLDER_KEYS if k in names]
+
+
+def file_table(partition: str, rows: pa.Table) -> pa.Table:
+    """``rows`` as a part under ``partition`` stores them: without the columns its folders name."""
+    drop = [k for k in folder_keys(partition) if k in rows.column_names]
+    return rows.drop_columns(drop) if drop else rows
 
 
 def _partition_path(endpoint: str | None, variant: str | None, hour, by_hour: bool = True) -> str:
@@ -375,6 +397,7 @@ def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tup
             n += 1
             rel = f"{table_name}/{partition}/{name}" if partition else f"{table_name}/{name}"
             tmp = f"{table_name}-{name}"
+            rows = file_table(partition, rows)
             with out.fs.open(f"{run_dir}/{tmp}", "wb") as f:
                 pq.write_table(rows, f, compression=compression)
                 nbytes = f.tell()
@@ -515,8 +538,8 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
         removes.append(path)
         if dropped == table.num_rows:
             continue
-        kept = table.filter(pc.invert(drop))
         folder, base = posixpath.split(path)
+        kept = file_table(posixpath.relpath(folder, entry["table"]), table.filter(pc.invert(drop)))
         name = f"part-{run_id}-{seq:05d}-r{i:03d}.parquet"
         tmp = f"{entry['table']}-{name}"
         with out.fs.open(f"{out.meta}/tmp/{run_id}/{tmp}", "wb") as f:
