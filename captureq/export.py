@@ -114,6 +114,32 @@ class ExportSummary:
     counts: Counts = field(default_factory=Counts)
     recovered_commits: int = 0
     seconds: float = 0.0
+    # endpoint → why its export stopped (an unexpected error: its files stay for the next run,
+    # the other endpoints are committed); ``LABELS_FAILED`` for the label tree
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+LABELS_FAILED = "(labels)"  # the key of a label tree's failure in ExportSummary.failed
+
+
+def _by_endpoint(work: list[tuple[Spec, list[CaptureFile]]]) -> list[tuple[str | None, list]]:
+    """``capture_work``'s groups split per endpoint (first seen first): one endpoint's failure
+    must not stop the others, so batches never mix endpoints."""
+    out: dict[str | None, dict[Spec, list[CaptureFile]]] = {}
+    for spec, files in work:
+        for f in files:
+            out.setdefault(f.endpoint, {}).setdefault(spec, []).append(f)
+    return [(endpoint, list(groups.items())) for endpoint, groups in out.items()]
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for ``ExportSummary.failed``; the traceback on stderr with ``CAPTUREQ_DEBUG``."""
+    if os.environ.get("CAPTUREQ_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 # Columns whose values the partition folders hold (``endpoint=E/variant=V``). Parts do not
@@ -777,6 +803,9 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
     ``compression`` is the parts' Parquet codec. Files that could not be read are not marked done, so the next run tries them again.
     ``compact_after``: once the commit log holds more records than this, the run ends by folding
     them into one ``snapshot`` record (:func:`compact`; the cache's log would otherwise only grow).
+    Batches hold one endpoint each: an unexpected error on one endpoint (a bug, a value no
+    writer can store) stops that endpoint only — its files are not marked done, the others are
+    committed — and is returned in ``summary.failed`` (endpoint → ``"Type: message"``).
 
     >>> import captureq                                                       # doctest: +SKIP
     >>> so = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}     # doctest: +SKIP
@@ -797,40 +826,52 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
         work = capture_work(tree, state, scan.files)
         summary.files_skipped = len(scan.files) - sum(len(files) for _, files in work)
         registry = Registry(target)
-        for spec, todo in work:
-            start, end, exclude, covered = spec
-            for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes,
-                                       start=start, end=end, exclude=exclude, covered=covered):
-                records, quarantine = conform_batch(
-                    registry, result, lambda t: _split(t, "inference_time", True, by_hour), summary.run_id)
-                groups = {
-                    "captures": _split(result.captures, "inference_time", True, by_hour),
-                    **records,
-                    "quarantine": _unpartitioned(quarantine),
-                }
-                if result.labels.num_rows:  # ground truth inside merged capture records
-                    groups["labels"] = _split(result.labels, "label_hour", False, by_hour)
-                _commit_batch(target, state, summary, seq, groups, result, "captures", spec,
-                              compression)
-                seq += 1
-                summary.files_exported += len(result.files)  # failed files are not here
-                summary.counts.add(result.counts)
-                if progress:
-                    progress(len(result.files) + len(result.failed_files))
+        for endpoint, endpoint_work in _by_endpoint(work):
+            try:
+                for spec, todo in endpoint_work:
+                    start, end, exclude, covered = spec
+                    for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes,
+                                               start=start, end=end, exclude=exclude, covered=covered):
+                        records, quarantine = conform_batch(
+                            registry, result, lambda t: _split(t, "inference_time", True, by_hour),
+                            summary.run_id)
+                        groups = {
+                            "captures": _split(result.captures, "inference_time", True, by_hour),
+                            **records,
+                            "quarantine": _unpartitioned(quarantine),
+                        }
+                        if result.labels.num_rows:  # ground truth inside merged capture records
+                            groups["labels"] = _split(result.labels, "label_hour", False, by_hour)
+                        _commit_batch(target, state, summary, seq, groups, result, "captures", spec,
+                                      compression)
+                        seq += 1
+                        summary.files_exported += len(result.files)  # failed files are not here
+                        summary.counts.add(result.counts)
+                        if progress:
+                            progress(len(result.files) + len(result.failed_files))
+            except ExportError:
+                raise  # the lock or lease is lost: no endpoint may commit
+            except Exception as exc:  # noqa: BLE001 - this endpoint's files wait for the next run
+                summary.failed[endpoint or ""] = _reason(exc)
 
         label_scan = tree.scan_labels()
         if label_scan is not None:
             lfs = tree.label_fs
             todo = [f for f in label_scan.files if state.status("labels", f) != "done"]
-            for result in run_labels(lfs, todo, batch_bytes=tree.batch_bytes):
-                groups = {
-                    "labels": _split(result.labels, "label_hour", False, by_hour),
-                    "quarantine": _unpartitioned(result.quarantine),
-                }
-                _commit_batch(target, state, summary, seq, groups, result, "labels",
-                              compression=compression)
-                seq += 1
-                summary.label_files_exported += len(result.files)
+            try:
+                for result in run_labels(lfs, todo, batch_bytes=tree.batch_bytes):
+                    groups = {
+                        "labels": _split(result.labels, "label_hour", False, by_hour),
+                        "quarantine": _unpartitioned(result.quarantine),
+                    }
+                    _commit_batch(target, state, summary, seq, groups, result, "labels",
+                                  compression=compression)
+                    seq += 1
+                    summary.label_files_exported += len(result.files)
+            except ExportError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                summary.failed[LABELS_FAILED] = _reason(exc)
 
         summary.seconds = time.monotonic() - started
         commits = _write_manifest(target, tree, summary)

@@ -158,14 +158,52 @@ def concat_tables(tables: list[pa.Table]) -> pa.Table:
                 try:
                     col = col.cast(pa.string())
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    col = pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+                    col = json_text(col)
                 t = t.set_column(t.column_names.index(name), name, col)
         fixed.append(t)
     return pa.concat_tables(fixed, promote_options="permissive")
 
 
+def holds_empty_struct(t: pa.DataType) -> bool:
+    """Whether ``t`` is, or holds, a struct with no fields (an empty JSON object ``{}``), which
+    Parquet cannot store."""
+    if pa.types.is_struct(t):
+        return t.num_fields == 0 or any(holds_empty_struct(f.type) for f in t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return holds_empty_struct(t.value_type)
+    if pa.types.is_map(t):
+        return holds_empty_struct(t.key_type) or holds_empty_struct(t.item_type)
+    return False
+
+
+def json_text(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Each value of ``col`` as JSON text (null stays null): ``{}`` → ``'{}'``,
+    ``[1, 2]`` → ``'[1, 2]'``; scalars as ``cast(string)`` writes them.
+
+    A column of empty objects is converted without a Python loop; other nested values (rare:
+    only columns Parquet cannot hold, or whose types disagree between batches) go through
+    :func:`json.dumps` one by one.
+    """
+    import json
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    t = col.type
+    if pa.types.is_struct(t) and t.num_fields == 0:
+        return pc.if_else(pc.is_valid(col), pa.scalar("{}"), pa.scalar(None, pa.string()))
+    if not pa.types.is_nested(t):
+        try:
+            return col.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=str)
+                     for v in col.to_pylist()], pa.string())
+
+
 def normalize_types(table: pa.Table) -> pa.Table:
     """Make feature types stable across batches: integers and all-null columns become float64.
+    A column Parquet cannot store as it is (one holding an empty object ``{}``) becomes its
+    JSON text.
 
     Stable types are what let Parquet exports of different batches be read as one dataset by
     DuckDB, polars and Spark.
@@ -178,7 +216,10 @@ def normalize_types(table: pa.Table) -> pa.Table:
             cols.append(col)
             continue
         t = f.type
-        if pa.types.is_integer(t) or pa.types.is_null(t) or pa.types.is_decimal(t):
+        if holds_empty_struct(t):
+            col = json_text(col)
+            changed = True
+        elif pa.types.is_integer(t) or pa.types.is_null(t) or pa.types.is_decimal(t):
             # safe=False: an int beyond 2**53 rounds to the nearest float64, as float(int) does,
             # instead of failing the whole payload
             col = col.cast(pa.float64(), safe=False)
