@@ -188,3 +188,5 @@ def test_a_failed_cache_fill_is_logged_and_reported_by_the_next_query(tmp_path, 
     captureq.open(cap).sql("select count(*) from inputs")
     err = capsys.readouterr().err
     assert "could not fill the query cache" in err and "cannot write here" in err and str(log) in err
+    monkeypatch.undo()
+    cache.wait(root)
