@@ -190,3 +190,26 @@ def test_a_failed_cache_fill_is_logged_and_reported_by_the_next_query(tmp_path, 
     assert "could not fill the query cache" in err and "cannot write here" in err and str(log) in err
     monkeypatch.undo()
     cache.wait(root)
+
+
+@pytest.mark.spark
+def test_spark_reads_and_exports_poison_payloads(tmp_path, no_cache):
+    pytest.importorskip("pyspark")
+    import os
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    import captureq.spark as cqs
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (SparkSession.builder.master("local[1]").appName("captureq-tests")
+             .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+             .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+             .getOrCreate())
+    cap = str(poison_tree(tmp_path / "cap"))
+    tables = cqs.read_tables(spark, cap)
+    assert poison_values([r.asDict() for r in tables.inputs.collect()]) == EXPECTED
+    summary = cqs.export_parquet(spark, cap, str(tmp_path / "out"))
+    assert summary.rows["inputs"] == 5
+    assert poison_values(pq.read_table(tmp_path / "out" / "inputs").to_pylist()) == EXPECTED
