@@ -228,7 +228,8 @@ def _connection(locked: bool, parts: frozenset = frozenset()) -> duckdb.DuckDBPy
 
 
 def _parquet_source(files: list[str], fields: list[pa.Field], uniform: bool) -> str | None:
-    """A ``read_parquet`` select of ``files`` with ``fields`` (each cast to its declared type;
+    """A ``read_parquet`` select of ``files`` with ``fields`` (endpoint and variant from the
+    parts' ``endpoint=E/variant=V`` folders; each cast to its declared type;
     ``uniform``: every file has every field, else missing ones read as null), or None when a
     type has no DuckDB name (the parts are then read as an Arrow dataset)."""
     from . import schema
@@ -242,7 +243,7 @@ def _parquet_source(files: list[str], fields: list[pa.Field], uniform: bool) -> 
         return None
     paths = ", ".join(views.quote_literal(f) for f in files)
     union = "" if uniform else ", union_by_name = true"
-    return f"SELECT {cols} FROM read_parquet([{paths}], hive_partitioning = false{union})"
+    return f"SELECT {cols} FROM read_parquet([{paths}], {views.HIVE_OPTIONS}{union})"
 
 
 def temp(sql: str) -> str:
@@ -295,7 +296,8 @@ def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> 
             if native is not None:  # DuckDB's own reader: about twice an Arrow dataset's speed
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {raw}{name}_parts AS {native}")
             else:
-                dataset = ds.dataset(hit.parts[name], schema=pa.schema(fields), format="parquet")
+                dataset = ds.dataset(hit.parts[name], schema=pa.schema(fields), format="parquet",
+                                     partitioning="hive", partition_base_dir=str(hit.root / name))
                 con.register(raw + name + "_parts", dataset)
             where = ""
             if hit.file_keys is not None:  # some parts also hold rows of files outside the window
@@ -426,11 +428,13 @@ def refresh(plan: ScanPlan, max_bytes: int | None = None) -> Path | None:
                       plan.options, plan.window, plan.batch_bytes)
     source._cache.update({k: plan._cache[k] for k in ("scan", "label_scan") if k in plan._cache})
     try:
-        export(source, str(root), by_hour=False, compression=CODEC, compact_after=COMPACT_AFTER)
+        summary = export(source, str(root), by_hour=False, compression=CODEC, compact_after=COMPACT_AFTER)
     except ExportError as exc:
         if "another captureq export is writing" in str(exc):
             return None  # another process is writing this cache
         raise
+    if summary.failed:  # the other endpoints are cached; queries on these read the tree
+        raise ExportError("; ".join(f"endpoint {e}: {r}" for e, r in summary.failed.items()))
     touch(root)
     evict(max_bytes if max_bytes is not None else max_bytes_default(), keep=root)
     return root
@@ -489,6 +493,7 @@ def refresh_later(plan: ScanPlan, max_bytes: int | None = None, *, at_exit: bool
     interpreter waits for at exit. ``at_exit``: the process starts when this interpreter exits
     (or at :func:`wait`), so that a CLI writes its answer without a fill competing for the CPU."""
     _children[:] = [p for p in _children if p.poll() is None]  # reap the fills that ended
+    warn_failed_fill(plan)
     spec = _spec(plan, max_bytes)
     if spec is not None and sys.executable:
         if at_exit:
@@ -505,10 +510,10 @@ def refresh_later(plan: ScanPlan, max_bytes: int | None = None, *, at_exit: bool
         try:
             refresh(plan, max_bytes)
         except Exception as exc:  # a cache that cannot be written is only a slower query
-            if os.environ.get("CAPTUREQ_DEBUG"):
-                import traceback
-
-                traceback.print_exception(exc)
+            _failed(plan.uri, cache_dir(plan.uri, plan.labels_uri, plan.options), cache_root(), exc)
+            warn_failed_fill(plan)
+        else:
+            _cleared(cache_dir(plan.uri, plan.labels_uri, plan.options), cache_root())
 
     t = threading.Thread(target=run, name="captureq-cache", daemon=False)
     t.start()
@@ -566,19 +571,83 @@ def _fill_main() -> None:
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)  # the caller's next work goes first
     try:
-        os.environ["CAPTUREQ_CACHE"] = spec["cache_root"]
+        _fill(spec)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(spec["marker"])
+
+
+def _fill(spec: dict) -> None:
+    """Refresh the cache ``spec`` describes; a failure is logged (:func:`_failed`), not raised."""
+    os.environ["CAPTUREQ_CACHE"] = spec["cache_root"]
+    root = cache_dir(spec["uri"], spec["labels"], DecodeOptions(**spec["options"]))
+    try:
         plan = _plan_of(spec)
         deadline = time.monotonic() + FILL_WAIT_SECONDS
         while refresh(plan, spec["max_bytes"]) is None and time.monotonic() < deadline:
             time.sleep(0.1)  # another process is writing this tree's cache: our turn comes next
     except Exception as exc:  # a cache that cannot be written is only a slower query
-        if os.environ.get("CAPTUREQ_DEBUG"):
-            import traceback
+        _failed(spec["uri"], root, Path(spec["cache_root"]), exc)
+    else:
+        _cleared(root, Path(spec["cache_root"]))
 
-            traceback.print_exception(exc)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(spec["marker"])
+
+# -- fills that failed ---------------------------------------------------------------------------
+# A fill runs where nobody sees its stderr, so a failure is appended to ``<cache root>/fill-errors.log``
+# and kept as ``<cache root>/_fills/<tree cache>.failed.json`` until a fill of that tree succeeds;
+# the next query of the tree (the one that would start another fill) says so on stderr.
+FILL_LOG = "fill-errors.log"
+_warned: set[str] = set()
+
+
+def _failure_path(root: Path, base: Path) -> Path:
+    return base / FILLS / f"{root.name}.failed.json"
+
+
+def _failed(uri: str, root: Path, base: Path, exc: BaseException) -> None:
+    import traceback
+
+    from .export import _redact
+
+    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with contextlib.suppress(OSError):
+        (base / FILLS).mkdir(parents=True, exist_ok=True)
+        _failure_path(root, base).write_text(json.dumps(
+            {"uri": _redact(uri), "cache": str(root), "time": when, "reason": reason}))
+        with open(base / FILL_LOG, "a") as log:
+            log.write(f"{when} fill of {_redact(uri)} into {root} failed: {reason}\n")
+            if os.environ.get("CAPTUREQ_DEBUG"):
+                log.write("".join(traceback.format_exception(exc)))
+    if os.environ.get("CAPTUREQ_DEBUG"):
+        traceback.print_exception(exc)
+
+
+def _cleared(root: Path, base: Path) -> None:
+    with contextlib.suppress(OSError):
+        _failure_path(root, base).unlink()
+
+
+def fill_failure(plan: ScanPlan) -> dict | None:
+    """The last failed fill of ``plan``'s tree cache (``uri``, ``time``, ``reason``), or None
+    when its last fill succeeded (or none ran)."""
+    path = _failure_path(cache_dir(plan.uri, plan.labels_uri, plan.options), cache_root())
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def warn_failed_fill(plan: ScanPlan) -> None:
+    """Say on stderr (once per process and tree) that the tree's last cache fill failed."""
+    failure = fill_failure(plan)
+    if failure is None or failure["cache"] in _warned:
+        return
+    _warned.add(failure["cache"])
+    sys.stderr.write(
+        f"captureq: warning: could not fill the query cache of {failure['uri']} "
+        f"({failure['time']}): {failure['reason']}; queries of it read the capture files "
+        f"(slower). Details: {cache_root() / FILL_LOG}\n")
 
 
 def pending(root: Path | str | None = None) -> list[Path]:

@@ -409,6 +409,17 @@ def export(
             f"{summary.files_changed} changed files re-exported (their earlier rows replaced)"
         )
     console().print(f"manifest: {out.rstrip('/')}/_captureq/manifest.json", highlight=False)
+    if summary.failed:  # the other endpoints are committed; these files wait for the next run
+        for endpoint, reason in summary.failed.items():
+            from rich.markup import escape
+
+            err_console().print(f"[bold red]error:[/] endpoint {escape(endpoint)} failed: {escape(reason)}",
+                                soft_wrap=True, highlight=False)
+        err_console().print(
+            f"{len(summary.failed)} endpoint(s) not exported (the others are committed); rerun the "
+            "export to retry them, with CAPTUREQ_DEBUG=1 for the traceback",
+            soft_wrap=True, highlight=False)
+        raise typer.Exit(1)
 
 
 def _cache_dir(uri: str, labels: str | None) -> Path:

@@ -92,7 +92,9 @@ if TYPE_CHECKING:
     from .plan import ScanPlan as CaptureTree
 
 META = "_captureq"
-FORMAT_VERSION = 2  # 2: commits may remove parts (changed source files), sources carry versions
+# 3: parts under endpoint=/variant= folders do not hold those columns (2: they did; commits may
+# remove parts, sources carry versions)
+FORMAT_VERSION = 3
 LEASES = "lease"  # _captureq/lease/<generation>.json: the writer lease on object stores
 DEFAULT_LEASE_SECONDS = 600.0
 
@@ -112,6 +114,52 @@ class ExportSummary:
     counts: Counts = field(default_factory=Counts)
     recovered_commits: int = 0
     seconds: float = 0.0
+    # endpoint → why its export stopped (an unexpected error: its files stay for the next run,
+    # the other endpoints are committed); ``LABELS_FAILED`` for the label tree
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+LABELS_FAILED = "(labels)"  # the key of a label tree's failure in ExportSummary.failed
+
+
+def _by_endpoint(work: list[tuple[Spec, list[CaptureFile]]]) -> list[tuple[str | None, list]]:
+    """``capture_work``'s groups split per endpoint (first seen first): one endpoint's failure
+    must not stop the others, so batches never mix endpoints."""
+    out: dict[str | None, dict[Spec, list[CaptureFile]]] = {}
+    for spec, files in work:
+        for f in files:
+            out.setdefault(f.endpoint, {}).setdefault(spec, []).append(f)
+    return [(endpoint, list(groups.items())) for endpoint, groups in out.items()]
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for ``ExportSummary.failed``; the traceback on stderr with ``CAPTUREQ_DEBUG``."""
+    if os.environ.get("CAPTUREQ_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# Columns whose values the partition folders hold (``endpoint=E/variant=V``). Parts do not
+# repeat them: a key both in the path and in the file reads as two types (pyarrow and pandas
+# infer a dictionary from the path; the file says string) and pq.read_table / pd.read_parquet
+# refuse the folder. Readers take them from the path (DuckDB ``hive_partitioning``, Spark,
+# polars ``hive_partitioning=True``, pyarrow datasets with ``partitioning="hive"``).
+FOLDER_KEYS = ("endpoint", "variant")
+
+
+def folder_keys(partition: str) -> list[str]:
+    """The :data:`FOLDER_KEYS` a partition path names (``endpoint=a/variant=b/…`` → both)."""
+    names = {segment.split("=", 1)[0] for segment in partition.split("/") if "=" in segment}
+    return [k for k in FOLDER_KEYS if k in names]
+
+
+def file_table(partition: str, rows: pa.Table) -> pa.Table:
+    """``rows`` as a part under ``partition`` stores them: without the columns its folders name."""
+    drop = [k for k in folder_keys(partition) if k in rows.column_names]
+    return rows.drop_columns(drop) if drop else rows
 
 
 def _partition_path(endpoint: str | None, variant: str | None, hour, by_hour: bool = True) -> str:
@@ -375,6 +423,7 @@ def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tup
             n += 1
             rel = f"{table_name}/{partition}/{name}" if partition else f"{table_name}/{name}"
             tmp = f"{table_name}-{name}"
+            rows = file_table(partition, rows)
             with out.fs.open(f"{run_dir}/{tmp}", "wb") as f:
                 pq.write_table(rows, f, compression=compression)
                 nbytes = f.tell()
@@ -515,8 +564,8 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
         removes.append(path)
         if dropped == table.num_rows:
             continue
-        kept = table.filter(pc.invert(drop))
         folder, base = posixpath.split(path)
+        kept = file_table(posixpath.relpath(folder, entry["table"]), table.filter(pc.invert(drop)))
         name = f"part-{run_id}-{seq:05d}-r{i:03d}.parquet"
         tmp = f"{entry['table']}-{name}"
         with out.fs.open(f"{out.meta}/tmp/{run_id}/{tmp}", "wb") as f:
@@ -754,6 +803,9 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
     ``compression`` is the parts' Parquet codec. Files that could not be read are not marked done, so the next run tries them again.
     ``compact_after``: once the commit log holds more records than this, the run ends by folding
     them into one ``snapshot`` record (:func:`compact`; the cache's log would otherwise only grow).
+    Batches hold one endpoint each: an unexpected error on one endpoint (a bug, a value no
+    writer can store) stops that endpoint only — its files are not marked done, the others are
+    committed — and is returned in ``summary.failed`` (endpoint → ``"Type: message"``).
 
     >>> import captureq                                                       # doctest: +SKIP
     >>> so = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}     # doctest: +SKIP
@@ -774,40 +826,52 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
         work = capture_work(tree, state, scan.files)
         summary.files_skipped = len(scan.files) - sum(len(files) for _, files in work)
         registry = Registry(target)
-        for spec, todo in work:
-            start, end, exclude, covered = spec
-            for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes,
-                                       start=start, end=end, exclude=exclude, covered=covered):
-                records, quarantine = conform_batch(
-                    registry, result, lambda t: _split(t, "inference_time", True, by_hour), summary.run_id)
-                groups = {
-                    "captures": _split(result.captures, "inference_time", True, by_hour),
-                    **records,
-                    "quarantine": _unpartitioned(quarantine),
-                }
-                if result.labels.num_rows:  # ground truth inside merged capture records
-                    groups["labels"] = _split(result.labels, "label_hour", False, by_hour)
-                _commit_batch(target, state, summary, seq, groups, result, "captures", spec,
-                              compression)
-                seq += 1
-                summary.files_exported += len(result.files)  # failed files are not here
-                summary.counts.add(result.counts)
-                if progress:
-                    progress(len(result.files) + len(result.failed_files))
+        for endpoint, endpoint_work in _by_endpoint(work):
+            try:
+                for spec, todo in endpoint_work:
+                    start, end, exclude, covered = spec
+                    for result in run_captures(fs, todo, tree.options, batch_bytes=tree.batch_bytes,
+                                               start=start, end=end, exclude=exclude, covered=covered):
+                        records, quarantine = conform_batch(
+                            registry, result, lambda t: _split(t, "inference_time", True, by_hour),
+                            summary.run_id)
+                        groups = {
+                            "captures": _split(result.captures, "inference_time", True, by_hour),
+                            **records,
+                            "quarantine": _unpartitioned(quarantine),
+                        }
+                        if result.labels.num_rows:  # ground truth inside merged capture records
+                            groups["labels"] = _split(result.labels, "label_hour", False, by_hour)
+                        _commit_batch(target, state, summary, seq, groups, result, "captures", spec,
+                                      compression)
+                        seq += 1
+                        summary.files_exported += len(result.files)  # failed files are not here
+                        summary.counts.add(result.counts)
+                        if progress:
+                            progress(len(result.files) + len(result.failed_files))
+            except ExportError:
+                raise  # the lock or lease is lost: no endpoint may commit
+            except Exception as exc:  # noqa: BLE001 - this endpoint's files wait for the next run
+                summary.failed[endpoint or ""] = _reason(exc)
 
         label_scan = tree.scan_labels()
         if label_scan is not None:
             lfs = tree.label_fs
             todo = [f for f in label_scan.files if state.status("labels", f) != "done"]
-            for result in run_labels(lfs, todo, batch_bytes=tree.batch_bytes):
-                groups = {
-                    "labels": _split(result.labels, "label_hour", False, by_hour),
-                    "quarantine": _unpartitioned(result.quarantine),
-                }
-                _commit_batch(target, state, summary, seq, groups, result, "labels",
-                              compression=compression)
-                seq += 1
-                summary.label_files_exported += len(result.files)
+            try:
+                for result in run_labels(lfs, todo, batch_bytes=tree.batch_bytes):
+                    groups = {
+                        "labels": _split(result.labels, "label_hour", False, by_hour),
+                        "quarantine": _unpartitioned(result.quarantine),
+                    }
+                    _commit_batch(target, state, summary, seq, groups, result, "labels",
+                                  compression=compression)
+                    seq += 1
+                    summary.label_files_exported += len(result.files)
+            except ExportError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                summary.failed[LABELS_FAILED] = _reason(exc)
 
         summary.seconds = time.monotonic() - started
         commits = _write_manifest(target, tree, summary)

@@ -172,8 +172,15 @@ def case_unique(table: pa.Table) -> pa.Table:
     return table if names == table.column_names else table.rename_columns(names)
 
 
+# read_parquet's options for captureq's Parquet parts: endpoint and variant come from the
+# ``endpoint=E/variant=V`` folders (the parts do not hold them), as text whatever they look like
+# (autocast would read an endpoint named ``2024`` as a number)
+HIVE_OPTIONS = "hive_partitioning = true, hive_types_autocast = false"
+
+
 def parquet_sources_sql(root: str, schemas: dict[str, pa.Schema], present: dict[str, bool]) -> str:
-    """``captureq_<table>`` views over a Parquet export at ``root`` (local path)."""
+    """``captureq_<table>`` views over a Parquet export at ``root`` (local path); each selects
+    exactly its table's columns, so the ``date``/``hour`` folder keys are not among them."""
     from . import schema
 
     lines = ["SET TimeZone = 'UTC';"]
@@ -185,7 +192,7 @@ def parquet_sources_sql(root: str, schemas: dict[str, pa.Schema], present: dict[
             cols = ", ".join(quote_ident(c) for c in table_schema.names)
             lines.append(
                 f"CREATE OR REPLACE VIEW {src} AS SELECT {cols} FROM read_parquet({glob}, "
-                "hive_partitioning = true, union_by_name = true);"
+                f"{HIVE_OPTIONS}, union_by_name = true);"
             )
         else:
             cols = ", ".join(

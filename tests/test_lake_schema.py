@@ -21,10 +21,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from trees import T0, capture, write_captures
+from trees import T0, capture, label, write_captures, write_labels
 
 import captureq
 from captureq.decode import DecodeOptions
+from captureq.export import read_manifest
 
 H = [T0 + timedelta(hours=i) for i in range(4)]  # the records' times (xx:30:15)
 HOUR = [T0.replace(minute=0, second=0) + timedelta(hours=i) for i in range(5)]  # hour bounds
@@ -159,6 +160,84 @@ def test_the_whole_export_reads_with_polars_duckdb_and_no_options(tree, tmp_path
     assert avg is not None
 
 
+def _export_with_labels(tree: Path, out: Path, **kw) -> Path:
+    labels = tree.parent / "labels"
+    write_labels(labels, [label("ep-0-0", "1"), label("ep-1-2", "0")], when=H[1])
+    captureq.open(str(tree), labels=str(labels), batch_bytes=1, **kw).export(str(out))
+    return labels
+
+
+TABLE_FOLDERS = ("captures", "inputs", "outputs", "labels", "quarantine")
+
+
+def test_every_reader_opens_each_table_folder_with_its_defaults(tree, tmp_path):
+    """Partition keys live in the folder names only, so pandas, pyarrow, polars and DuckDB open
+    each table folder with their defaults and read endpoint/variant back from the path."""
+    import pandas as pd
+
+    out = tmp_path / "out"
+    _export_with_labels(tree, out, endpoint="ep")
+    rows = read_manifest(str(out))["tables"]
+    for table in TABLE_FOLDERS:
+        folder = out / table
+        arrow = pq.read_table(folder)
+        frame = pd.read_parquet(folder)
+        polars = pl.scan_parquet(folder, hive_partitioning=True).collect()
+        duck = sql(f"select * from read_parquet('{folder}/**/*.parquet')")
+        n = rows[table]["rows"]
+        assert arrow.num_rows == len(frame) == polars.height == len(duck) == n > 0, table
+        if table in ("captures", "inputs", "outputs"):
+            assert set(arrow.column("endpoint").to_pylist()) == {"ep"}
+            assert set(frame["endpoint"].astype(str)) == {"ep"} == set(polars["endpoint"])
+            assert set(polars["variant"]) == {"AllTraffic"}
+            for part in folder.glob("**/*.parquet"):  # the keys are in the path, not the file
+                assert not {"endpoint", "variant", "date", "hour"} & set(pq.read_schema(part).names)
+    # across endpoints (different columns) pandas and pyarrow open the folders too
+    both = tmp_path / "both"
+    captureq.open(str(tree)).export(str(both))
+    for table in ("captures", "inputs", "outputs"):
+        assert set(pq.read_table(both / table).column("endpoint").to_pylist()) == {"ep", "js"}
+        assert set(pd.read_parquet(both / table)["endpoint"].astype(str)) == {"ep", "js"}
+
+
+def test_the_shell_views_over_an_export_keep_their_columns_and_types(tree, tmp_path):
+    """``captureq sql``'s views read endpoint/variant from the folders, as VARCHAR, and expose no
+    date/hour columns: the same columns and types as the views over the tables in memory."""
+    from captureq.export import shell_sql
+
+    out = tmp_path / "out"
+    labels = _export_with_labels(tree, out)
+    cq = captureq.open(str(tree), labels=str(labels))
+    with duckdb.connect() as con:
+        con.execute(shell_sql(str(out)))
+        for view in ("captures", "inputs", "outputs", "labels", "quarantine", "predictions"):
+            shell = con.execute(f"describe select * from {view}").fetchall()
+            memory = cq.sql(f"describe select * from {view}").to_pylist()
+            assert [(r[0], r[1]) for r in shell] == [(r["column_name"], r["column_type"]) for r in memory], view
+        got = con.execute("select endpoint, variant, count(*) from inputs group by all order by all").fetchall()
+    memory = cq.sql("select endpoint, variant, count(*) as n from inputs group by all order by all")
+    assert got == [tuple(r.values()) for r in memory.to_pylist()]
+
+
+@pytest.mark.parametrize("reader", ["duckdb", "arrow"])
+def test_the_warm_cache_reads_endpoint_and_variant_from_its_folders(tree, tmp_path, monkeypatch, reader):
+    from captureq import cache
+
+    if reader == "arrow":  # the parts read as an Arrow dataset (DuckDB cannot name a type)
+        monkeypatch.setattr(cache, "_parquet_source", lambda *a: None)
+    monkeypatch.setenv("CAPTUREQ_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CAPTUREQ_NO_CACHE", raising=False)
+    query = "select endpoint, variant, typeof(endpoint) t, count(*) n from {} group by all order by all"
+    cold = captureq.open(str(tree))
+    expected = {t: cold.sql(query.format(t)).to_pylist() for t in ("captures", "inputs", "outputs")}
+    cache.refresh(cold)
+    warm = captureq.open(str(tree))
+    for t, rows in expected.items():
+        assert warm.sql(query.format(t)).to_pylist() == rows
+    assert warm._cache["warm"] is not None
+    assert rows[0]["t"] == "VARCHAR" and {r["endpoint"] for r in rows} == {"ep", "js"}
+
+
 def test_a_recorded_numeric_column_stays_numeric_and_a_new_column_is_added(tree, tmp_path):
     out = tmp_path / "out"
     _export_in_windows(tree, out, endpoint="ep")
@@ -211,6 +290,20 @@ def test_spark_reads_the_whole_export(tree, tmp_path, spark):
     assert types["_c0"] == "double" and types["_c1"] == "double" and types["_c2"] == "string"
     assert df.count() == ROWS
     assert df.selectExpr("avg(_c0) as m").collect()[0]["m"] is not None
+
+
+@pytest.mark.spark
+def test_spark_opens_each_table_folder_with_its_defaults(tree, tmp_path, spark):
+    out = tmp_path / "out"
+    _export_with_labels(tree, out)
+    rows = read_manifest(str(out))["tables"]
+    for table in TABLE_FOLDERS:
+        df = spark.read.parquet(str(out / table))
+        assert df.count() == rows[table]["rows"], table
+        if table in ("captures", "inputs", "outputs"):
+            types = dict(df.dtypes)
+            assert types["endpoint"] == "string" and types["variant"] == "string"
+            assert {r[0] for r in df.select("endpoint").distinct().collect()} == {"ep", "js"}
 
 
 @pytest.mark.spark

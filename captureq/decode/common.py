@@ -186,6 +186,42 @@ def _texts(table: pa.Table, names: list[str], to_text) -> pa.Table:
     return table
 
 
+def holds_empty_struct(t: pa.DataType) -> bool:
+    """Whether ``t`` is, or holds, a struct with no fields (an empty JSON object ``{}``), which
+    Parquet cannot store."""
+    if pa.types.is_struct(t):
+        return t.num_fields == 0 or any(holds_empty_struct(f.type) for f in t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return holds_empty_struct(t.value_type)
+    if pa.types.is_map(t):
+        return holds_empty_struct(t.key_type) or holds_empty_struct(t.item_type)
+    return False
+
+
+def json_text(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Each value of ``col`` as JSON text (null stays null): ``{}`` → ``'{}'``,
+    ``[1, 2]`` → ``'[1, 2]'``; scalars as ``cast(string)`` writes them.
+
+    A column of empty objects is converted without a Python loop; other nested values (rare:
+    only columns Parquet cannot hold, or whose types disagree between batches) go through
+    :func:`json.dumps` one by one.
+    """
+    import json
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    t = col.type
+    if pa.types.is_struct(t) and t.num_fields == 0:
+        return pc.if_else(pc.is_valid(col), pa.scalar("{}"), pa.scalar(None, pa.string()))
+    if not pa.types.is_nested(t):
+        try:
+            return col.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=str)
+                     for v in col.to_pylist()], pa.string())
+
+
 def normalize_types(table: pa.Table) -> pa.Table:
     """Make feature types stable across batches: integers of any width become int64, decimals
     float64, and lists of integers lists of float64 (a list's type must not depend on whether a
@@ -200,7 +236,10 @@ def normalize_types(table: pa.Table) -> pa.Table:
             cols.append(col)
             continue
         t = f.type
-        if pa.types.is_integer(t) and t != pa.int64():
+        if holds_empty_struct(t):
+            col = json_text(col)
+            changed = True
+        elif pa.types.is_integer(t) and t != pa.int64():
             col = col.cast(pa.int64(), safe=False) if not pa.types.is_uint64(t) else col.cast(pa.float64())
             changed = True
         elif pa.types.is_decimal(t):

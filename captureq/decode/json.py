@@ -184,9 +184,23 @@ def _parse_slowly(text: str) -> pa.Array:
     if value is None:
         raise ValueError("payload is JSON null")
     try:
-        return pa.array([value])
+        return pa.array([_storable(value)])
     except (pa.ArrowException, OverflowError, TypeError) as exc:
         raise ValueError(f"payload mixes types Arrow cannot hold in one column: {exc}") from None
+
+
+def _storable(value):
+    """``value`` with each part Arrow cannot type — a list mixing numbers and text (``[1, "a"]``),
+    an integer beyond 64 bits — replaced by its JSON text; an object's other fields stay as
+    they are."""
+    try:
+        pa.array([value])
+        return value
+    except (pa.ArrowException, OverflowError, TypeError):
+        pass
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _longest(texts: pa.Array) -> int:
