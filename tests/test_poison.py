@@ -35,10 +35,10 @@ POISON = {
 # what each record's poison column reads as (JSON text; null where the payload lacks it)
 EXPECTED = {
     "e0": {"amount": 1.5, "context": "{}", "tags": None, "nested.e": None},
-    "e1": {"amount": 2.5, "context": None, "tags": '[1, "a"]', "nested.e": None},
+    "e1": {"amount": 2.5, "context": None, "tags": '[1,"a"]', "nested.e": None},
     "e2": {"amount": 3.5, "context": None, "tags": None, "nested.e": "{}"},
     # a list of numbers beside a mixed one: the column is text, each value its JSON
-    "e3": {"amount": 4.5, "context": "{}", "tags": "[2.0, 3.0]", "nested.e": None},
+    "e3": {"amount": 4.5, "context": "{}", "tags": "[2.0,3.0]", "nested.e": None},
 }
 
 

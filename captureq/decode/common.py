@@ -218,7 +218,7 @@ def json_text(col: pa.Array | pa.ChunkedArray) -> pa.Array:
             return col.cast(pa.string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
-    return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=str)
+    return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=str, separators=(",", ":"))
                      for v in col.to_pylist()], pa.string())
 
 
