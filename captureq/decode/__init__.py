@@ -19,6 +19,7 @@ from ..options import DecodeOptions
 from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables
 from .csv import decode_csv
 from .json import decode_json, decode_json_lines
+from .names import column_name, key_path
 from .unify import Decision, Profile, conform, decide, profile
 
 CSV_TYPES = ("text/csv", "text/x-csv", "application/csv")
@@ -497,10 +498,12 @@ __all__ = [
     "conform",
     "decide",
     "classify",
+    "column_name",
     "decode_csv",
     "decode_json",
     "decode_json_lines",
     "decode_labels",
     "decode_side",
+    "key_path",
     "concat_tables",
 ]
