@@ -48,7 +48,10 @@ def ascii_lower(text: str) -> str:
         (("a\\b",), "a\\\\b"),
         (("",), "\\_"),
         (("user", ""), "user.\\_"),
-        (("UPPER",), "\\U\\P\\P\\E\\R"),
+        (("UPPER",), "\\{UPPER}"),
+        (("userID", "Ab"), "user\\{ID}.\\Ab"),
+        (("ÄÖx",), "\\{ÄÖ}x"),
+        (("\u212a",), "\\#212a;"),
         (("predictedLabel",), "predicted\\Label"),
         (("event_id",), "\\_event_id"),
         (("_c0",), "\\__c0"),
@@ -62,7 +65,7 @@ def test_column_name_examples(path, name):
     assert key_path(name) == path
 
 
-@pytest.mark.parametrize("name", ["_c0", "event_id", "record_index", "\\_abc", "a\\", "\\q", "a.", ""])
+@pytest.mark.parametrize("name", ["_c0", "event_id", "record_index", "\\_abc", "a\\", "\\q", "\\A\\B", "\\{A}", "\\#41;", "a.", ""])
 def test_names_no_key_path_gives_have_no_key_path(name):
     assert key_path(name) is None
 
@@ -110,7 +113,7 @@ def test_keys_that_differ_only_by_case_keep_their_values_in_sql(tmp_path):
     write_captures(tmp_path, lines[:1], endpoint="ep", when=T0, name="a.jsonl")
     write_captures(tmp_path, lines[1:], endpoint="ep", when=T0 + timedelta(hours=1), name="b.jsonl")
     cq = captureq.open(str(tmp_path))
-    got = cq.sql('select avg("upper") as lower_, avg("\\UPPER") as upper_ from inputs')
+    got = cq.sql('select avg("upper") as lower_, avg("\\{UPPER}") as upper_ from inputs')
     assert got.to_pylist() == [{"lower_": 3.0, "upper_": 10.0}]
 
 

@@ -53,6 +53,7 @@ from .common import (
     unique_names,
     values_buffer,
 )
+from .names import column_name
 
 CONTAINER_KEYS = (
     "instances",
@@ -232,28 +233,28 @@ def _record_columns(values: pa.Array, names: Sequence[str] | None) -> dict[str, 
     t = values.type
     if pa.types.is_struct(t):
         pairs: list[tuple[str, pa.Array]] = []
-        stack = [("", values)]
+        stack: list[tuple[tuple[str, ...], pa.Array]] = [((), values)]
         while stack:
             prefix, arr = stack.pop(0)
             for i, f in enumerate(arr.type):
                 child = arr.field(i)
-                name = f"{prefix}{f.name}"
+                path = (*prefix, f.name)
                 if not prefix and f.name in VECTOR_KEYS and _is_list(f.type) \
                         and not _is_nested(f.type.value_type):
                     # {"instances": [{"features": [...]}]} (Clarify): the same _c0… columns
                     # as a top-level {"features": [...]}
                     pairs += _named(list(_vector_columns(child).items()), names)
                 elif pa.types.is_struct(f.type) and f.type.num_fields:
-                    stack.append((name + ".", child))
+                    stack.append((path, child))
                 else:
-                    pairs.append((name, child))
+                    pairs.append((column_name(path), child))
     else:
         if _is_list(t) and not _is_nested(t.value_type):
             pairs = list(_vector_columns(values).items())
         else:
             pairs = [("_c0", values)]
         pairs = _named(pairs, names)
-    # a payload field named like a key column ("_row", "event_id") must never overwrite it
+    # names from DecodeOptions(names=…) may repeat a key's name or a key column's: suffixed
     return dict(zip(unique_names([n for n, _ in pairs]), [c for _, c in pairs]))
 
 

@@ -7,9 +7,10 @@ another column:
 - keys are joined with ``.``: ``{"user": {"age": 20}}`` → ``user.age``;
 - inside a key, ``\`` is written ``\\`` and ``.`` is written ``\.``: the literal key
   ``"user.age"`` → ``user\.age``, never the nested ``user.age``;
-- an upper-case letter gets a ``\`` in front (``UPPER`` → ``\U\P\P\E\R``, ``predictedLabel`` →
-  ``predicted\Label``): DuckDB and Spark compare names case-insensitively, and this keeps
-  ``upper``, ``Upper`` and ``UPPER`` three columns in every engine;
+- an upper-case letter gets a ``\`` in front, a run of them is wrapped in ``\{…}``
+  (``predictedLabel`` → ``predicted\Label``, ``userID`` → ``user\{ID}``): DuckDB and Spark
+  compare names case-insensitively, and this keeps ``upper``, ``Upper`` and ``UPPER`` three
+  columns in every engine;
 - an empty key is ``\_``, and a top-level key that is a name captureq gives columns itself
   (``capture_id``, ``record_index``, ``event_id``, … ``_row``, ``_c0``, ``_c1``, …) gets ``\_``
   in front: ``event_id`` → ``\_event_id``, ``_c0`` → ``\__c0``;
@@ -42,24 +43,40 @@ def _generated(key: str) -> bool:
     return key in GENERATED or _VECTOR.fullmatch(key) is not None
 
 
+def _upper(c: str) -> bool:
+    """An upper-case character that its lower case maps back to (``A``, ``Ä``; not ``K``)."""
+    low = c.lower()
+    return low != c and len(low) == 1 and low.upper() == c
+
+
 def _char(c: str) -> str:
     if c in "\\.":
         return "\\" + c
-    low = c.lower()
-    if c == "\x00":
-        pass
-    elif low == c:
+    if c != "\x00" and c.lower() == c:
         return c
-    elif len(low) == 1 and low.upper() == c:
+    if _upper(c):
         return "\\" + c
     return f"\\#{ord(c):x};"
 
 
+def _escaped(key: str) -> str:
+    out, run = [], []
+    for c in (*key, ""):
+        if c and _upper(c):
+            run.append(c)
+            continue
+        if len(run) > 1:
+            out.append("\\{" + "".join(run) + "}")
+        elif run:
+            out.append("\\" + run[0])
+        run = []
+        if c:
+            out.append(_char(c))
+    return "".join(out)
+
+
 def _segment(key: str, top: bool) -> str:
-    if _PLAIN.fullmatch(key) is not None and key:
-        text = key
-    else:
-        text = "".join(map(_char, key))
+    text = key if _PLAIN.fullmatch(key) is not None else _escaped(key)
     if not key or (top and _generated(key)):
         return "\\_" + text
     return text
@@ -67,7 +84,7 @@ def _segment(key: str, top: bool) -> str:
 
 @lru_cache(maxsize=65536)
 def column_name(path: tuple[str, ...]) -> str:
-    """The column name of the JSON key path ``path`` (keys from the record down to the value).
+    r"""The column name of the JSON key path ``path`` (keys from the record down to the value).
 
     >>> column_name(("inputs", "")), column_name(("event_id",))
     ('inputs.\\_', '\\_event_id')
@@ -78,12 +95,12 @@ def column_name(path: tuple[str, ...]) -> str:
     return ".".join(_segment(k, only) for k in path)
 
 
-_TOKEN = re.compile(r"\\#([0-9a-f]+);|\\(.)|([^\\])", re.S)
+_TOKEN = re.compile(r"\\#([0-9a-f]+);|\\\{([^}]*)\}|\\(.)|([^\\])", re.S)
 
 
 @lru_cache(maxsize=65536)
 def key_path(name: str) -> tuple[str, ...] | None:
-    """The JSON key path whose column is ``name``, or None when no key path is named so (a CSV
+    r"""The JSON key path whose column is ``name``, or None when no key path is named so (a CSV
     or vector column such as ``_c0``, a key column, a name from ``DecodeOptions(names=…)``).
 
     >>> key_path("user.age"), key_path("\\_"), key_path("_c0")
@@ -94,7 +111,7 @@ def key_path(name: str) -> tuple[str, ...] | None:
         if m.start() != pos:
             return None
         pos = m.end()
-        code, escaped, plain = m.groups()
+        code, run, escaped, plain = m.groups()
         if plain == ".":
             keys.append("".join(key))
             key = []
@@ -104,6 +121,8 @@ def key_path(name: str) -> tuple[str, ...] | None:
             if int(code, 16) > 0x10FFFF:
                 return None
             key.append(chr(int(code, 16)))
+        elif run is not None:
+            key.append(run)
         elif escaped == "_":
             if key:
                 return None
