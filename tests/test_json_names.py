@@ -209,3 +209,11 @@ def test_column_wise_inputs_align_with_their_predictions(tmp_path):
         {"age": 5.0, "city": "z", "output_c0": 0.1},
         {"age": 6.0, "city": "w", "output_c0": 0.9},
     ]
+
+
+def test_a_null_list_in_a_column_wise_document_is_an_absent_name_alone_or_in_a_batch():
+    odd = json.dumps({"inputs": {"age": [5, 6], "city": None}})
+    other = json.dumps({"inputs": {"age": [7], "city": ["w"]}})
+    alone = records(decode_json(pa.array([odd])))
+    assert alone == [{"age": 5.0}, {"age": 6.0}]
+    assert records(decode_json(pa.array([odd, other]))) == [*alone, {"age": 7.0, "city": "w"}]
