@@ -217,3 +217,12 @@ def test_a_null_list_in_a_column_wise_document_is_an_absent_name_alone_or_in_a_b
     alone = records(decode_json(pa.array([odd])))
     assert alone == [{"age": 5.0}, {"age": 6.0}]
     assert records(decode_json(pa.array([odd, other]))) == [*alone, {"age": 7.0, "city": "w"}]
+
+
+def test_a_json_label_in_a_camel_case_field_is_found_by_its_key(tmp_path):
+    from trees import label, write_labels
+
+    write_captures(tmp_path / "capture", [capture("1", "0.5", event_id="e1")])
+    write_labels(tmp_path / "labels", [label("e1", '{"aaa": "x", "groundTruth": 1}', "JSON")])
+    t = captureq.open(str(tmp_path / "capture"), labels=str(tmp_path / "labels")).load()
+    assert [r["ground_truth"] for r in t.labels.to_pylist()] == ["1"]

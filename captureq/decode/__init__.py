@@ -451,7 +451,11 @@ def _csv_label_text(
     return pc.if_else(use, first, decoded)
 
 
-_LABEL_FIELDS = ("ground_truth", "groundTruth", "label", "target", "y", "value", "_c0")
+# label-like JSON keys by their column names, then a vector's or CSV line's first value
+_LABEL_FIELDS = (
+    *(column_name((k,)) for k in ("ground_truth", "groundTruth", "label", "target", "y", "value")),
+    "_c0",
+)
 
 
 def _label_text(rec: pa.Table, value_cols: list[str]) -> pa.Array:
