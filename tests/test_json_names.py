@@ -226,3 +226,33 @@ def test_a_json_label_in_a_camel_case_field_is_found_by_its_key(tmp_path):
     write_labels(tmp_path / "labels", [label("e1", '{"aaa": "x", "groundTruth": 1}', "JSON")])
     t = captureq.open(str(tmp_path / "capture"), labels=str(tmp_path / "labels")).load()
     assert [r["ground_truth"] for r in t.labels.to_pylist()] == ["1"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.dictionaries(st.sampled_from(["age", "City", "a.b", ""]), st.just(0), max_size=4),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from(["inputs", "instances"]),
+)
+def test_column_wise_gives_the_records_of_the_row_wise_document(shapes, key):
+    """{"inputs": {name: [v0, v1]}} decodes as {"instances": [{name: v0}, {name: v1}]} does."""
+    column_docs, row_docs = [], []
+    for p, (rows, names) in enumerate(shapes):
+        cols = {n: [p * 100 + r * 10 + j for r in range(rows)] for j, n in enumerate(names)}
+        if not cols:
+            continue
+        column_docs.append(json.dumps({key: cols}))
+        rows_ = [{n: v[r] for n, v in cols.items()} for r in range(rows)]
+        row_docs.append(json.dumps({"instances": rows_}))
+    if not column_docs:
+        return
+    got, want = decode_json(pa.array(column_docs)), decode_json(pa.array(row_docs))
+    assert got.failures == want.failures == []
+    assert got.table.column("_row").to_pylist() == want.table.column("_row").to_pylist()
+    assert records(got) == records(want)
