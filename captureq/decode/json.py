@@ -14,13 +14,17 @@ Which part of a document holds the records:
 - a record that is an object with a ``features`` list of scalars (Clarify's
   ``{"instances": [{"features": [...]}]}``): that list becomes ``_c0``, ``_c1``, … like a
   top-level ``{"features": [...]}``, its other fields stay named columns;
+- ``inputs``, ``instances`` or ``outputs`` holding an object whose values are all lists
+  (TF-Serving's columnar form, ``{"inputs": {"age": [5, 6], "city": ["z", "w"]}}``): one record
+  per list position, the object's keys as columns; lists of different lengths fail the payload;
 - a bare list of lists or of objects: one record per element;
 - a bare list of scalars: one feature vector (inputs); for outputs, one prediction per element
   when its length equals the number of input records (else one vector);
 - any other object or scalar: one record.
 
-A record that is an object becomes named columns (nested objects joined with ``.``); a list of
-scalars becomes ``_c0``, ``_c1``, …; a scalar becomes ``_c0``.
+A record that is an object becomes one column per leaf, named from its key path alone by
+:func:`captureq.decode.names.column_name` (nested objects joined with ``.``); a list of scalars
+becomes ``_c0``, ``_c1``, …; a scalar becomes ``_c0``.
 
 >>> import pyarrow as pa
 >>> d = decode_json(pa.array(['{"instances": [[1, 2], [3, 4]]}', '{"instances": [[5, 6]]}']))

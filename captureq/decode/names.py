@@ -44,7 +44,7 @@ def _generated(key: str) -> bool:
 
 
 def _upper(c: str) -> bool:
-    """An upper-case character that its lower case maps back to (``A``, ``Ä``; not ``K``)."""
+    """An upper-case character that its lower case maps back to (``A``, ``Ä``; not the Kelvin sign)."""
     low = c.lower()
     return low != c and len(low) == 1 and low.upper() == c
 
