@@ -589,7 +589,7 @@ def test_predictions_use_the_latest_label(tmp_path):
 
 def test_payload_fields_named_like_key_columns_never_move_a_record(tmp_path):
     # a "_row" field used to overwrite the decoder's own row index and attach the record to
-    # another capture (or crash); key-like names are kept with a suffix instead
+    # another capture (or crash); a key named like a key column gets \_ in front instead
     doc = {"_row": 1, "record_index": 7, "capture_id": "x", "event_id": "y", "": 3}
     records = [
         capture(json.dumps(doc), "0.1", input_type=JSON_T, event_id="first"),
@@ -600,25 +600,25 @@ def test_payload_fields_named_like_key_columns_never_move_a_record(tmp_path):
     assert values(t.inputs, keep_index=True) == [
         {
             "record_index": 0,
-            "_row_1": 1.0,
-            "record_index_1": 7.0,
-            "capture_id_1": "x",
-            "event_id_1": "y",
-            "_1": 3.0,
+            "\\__row": 1.0,
+            "\\_record_index": 7.0,
+            "\\_capture_id": "x",
+            "\\_event_id": "y",
+            "\\_": 3.0,
             "a": None,
         },
         {
             "record_index": 0,
-            "_row_1": None,
-            "record_index_1": None,
-            "capture_id_1": None,
-            "event_id_1": None,
-            "_1": None,
+            "\\__row": None,
+            "\\_record_index": None,
+            "\\_capture_id": None,
+            "\\_event_id": None,
+            "\\_": None,
             "a": 2.0,
         },
     ]
     assert t.inputs["event_id"].to_pylist() == ["first", "second"]
-    assert [r["event_id_1"] for r in cq.predictions().to_pylist()] == ["y", None]
+    assert [r["\\_event_id"] for r in cq.predictions().to_pylist()] == ["y", None]
 
 
 def test_csv_names_from_the_user_that_clash_are_made_unique(tmp_path):
@@ -629,7 +629,7 @@ def test_csv_names_from_the_user_that_clash_are_made_unique(tmp_path):
 
 def test_nested_name_that_equals_a_dotted_key_is_kept(tmp_path):
     t = only(load(tmp_path, [capture('{"a.b": 1, "a": {"b": 2}}', None, input_type=JSON_T)]).load())
-    assert values(t.inputs) == [{"a.b": 1.0, "a.b_1": 2.0}]
+    assert values(t.inputs) == [{"a\\.b": 1.0, "a.b": 2.0}]
 
 
 def test_lists_starting_with_null(tmp_path):
@@ -668,9 +668,10 @@ def test_names_that_differ_only_by_case_keep_their_values_in_sql(tmp_path):
         tmp_path,
         [capture('{"a": 1, "A": 2}', '{"b": 3, "B": 4}', input_type=JSON_T, output_type=JSON_T)],
     )
-    assert values(only(cq.load()).outputs) == [{"b": 3.0, "B": 4.0}]
+    assert values(only(cq.load()).outputs) == [{"b": 3.0, "\\B": 4.0}]
     [row] = cq.predictions().to_pylist()
-    assert (row["a"], row["A_1"], row["output_b"], row["output_B_1"]) == (1.0, 2.0, 3.0, 4.0)
+    assert (row["a"], row["\\A"], row["output_b"], row["output_\\B"]) == (1.0, 2.0, 3.0, 4.0)
+    assert cq.sql('select "A" + "\\A" as s from inputs').to_pylist() == [{"s": 3.0}]
 
 
 @settings(

@@ -19,6 +19,7 @@ from ..options import DecodeOptions
 from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables
 from .csv import decode_csv
 from .json import decode_json, decode_json_lines
+from .names import column_name, key_path
 from .unify import Decision, Profile, conform, decide, profile
 
 CSV_TYPES = ("text/csv", "text/x-csv", "application/csv")
@@ -451,7 +452,11 @@ def _csv_label_text(
     return pc.if_else(use, first, decoded)
 
 
-_LABEL_FIELDS = ("ground_truth", "groundTruth", "label", "target", "y", "value", "_c0")
+# label-like JSON keys by their column names, then a vector's or CSV line's first value
+_LABEL_FIELDS = (
+    *(column_name((k,)) for k in ("ground_truth", "groundTruth", "label", "target", "y", "value")),
+    "_c0",
+)
 
 
 def _label_text(rec: pa.Table, value_cols: list[str]) -> pa.Array:
@@ -498,10 +503,12 @@ __all__ = [
     "conform",
     "decide",
     "classify",
+    "column_name",
     "decode_csv",
     "decode_json",
     "decode_json_lines",
     "decode_labels",
     "decode_side",
+    "key_path",
     "concat_tables",
 ]

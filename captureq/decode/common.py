@@ -95,9 +95,10 @@ def widest_lines(texts: pa.Array, limit: int, sep: str = ",") -> np.ndarray:
 
 
 def unique_names(names: list[str]) -> list[str]:
-    """Value-column names that are safe to use: a name that is empty, reserved
-    (``capture_id``, ``_row``, …) or already taken gets a ``_1``, ``_2``, … suffix, and a NUL
-    character becomes U+FFFD.
+    """Value-column names that are safe to use (CSV and vector columns, named ``_c0…`` or by
+    ``DecodeOptions(names=…)``; JSON keys are named by :mod:`.names` instead): a name that is
+    empty, reserved (``capture_id``, ``_row``, …) or already taken gets a ``_1``, ``_2``, …
+    suffix, and a NUL character becomes U+FFFD.
 
     >>> unique_names(["a", "event_id", "a", ""])
     ['a', 'event_id_1', 'a_1', '_1']

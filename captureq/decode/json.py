@@ -14,13 +14,17 @@ Which part of a document holds the records:
 - a record that is an object with a ``features`` list of scalars (Clarify's
   ``{"instances": [{"features": [...]}]}``): that list becomes ``_c0``, ``_c1``, … like a
   top-level ``{"features": [...]}``, its other fields stay named columns;
+- ``inputs``, ``instances`` or ``outputs`` holding an object whose values are all lists
+  (TF-Serving's columnar form, ``{"inputs": {"age": [5, 6], "city": ["z", "w"]}}``): one record
+  per list position, the object's keys as columns; lists of different lengths fail the payload;
 - a bare list of lists or of objects: one record per element;
 - a bare list of scalars: one feature vector (inputs); for outputs, one prediction per element
   when its length equals the number of input records (else one vector);
 - any other object or scalar: one record.
 
-A record that is an object becomes named columns (nested objects joined with ``.``); a list of
-scalars becomes ``_c0``, ``_c1``, …; a scalar becomes ``_c0``.
+A record that is an object becomes one column per leaf, named from its key path alone by
+:func:`captureq.decode.names.column_name` (nested objects joined with ``.``); a list of scalars
+becomes ``_c0``, ``_c1``, …; a scalar becomes ``_c0``.
 
 >>> import pyarrow as pa
 >>> d = decode_json(pa.array(['{"instances": [[1, 2], [3, 4]]}', '{"instances": [[5, 6]]}']))
@@ -53,6 +57,7 @@ from .common import (
     unique_names,
     values_buffer,
 )
+from .names import column_name
 
 CONTAINER_KEYS = (
     "instances",
@@ -64,6 +69,8 @@ CONTAINER_KEYS = (
     "data",
 )
 VECTOR_KEYS = ("features",)
+#: Container keys whose value may be TF-Serving's columnar form: an object of equal-length lists.
+COLUMN_WISE_KEYS = ("inputs", "instances", "outputs")
 
 
 # -- one numeric-vector shape: the CSV reader's speed ------------------------------------------
@@ -246,28 +253,28 @@ def _record_columns(values: pa.Array, names: Sequence[str] | None) -> dict[str, 
     t = values.type
     if pa.types.is_struct(t):
         pairs: list[tuple[str, pa.Array]] = []
-        stack = [("", values)]
+        stack: list[tuple[tuple[str, ...], pa.Array]] = [((), values)]
         while stack:
             prefix, arr = stack.pop(0)
             for i, f in enumerate(arr.type):
                 child = arr.field(i)
-                name = f"{prefix}{f.name}"
+                path = (*prefix, f.name)
                 if not prefix and f.name in VECTOR_KEYS and _is_list(f.type) \
                         and not _is_nested(f.type.value_type):
                     # {"instances": [{"features": [...]}]} (Clarify): the same _c0… columns
                     # as a top-level {"features": [...]}
                     pairs += _named(list(_vector_columns(child).items()), names)
                 elif pa.types.is_struct(f.type) and f.type.num_fields:
-                    stack.append((name + ".", child))
+                    stack.append((path, child))
                 else:
-                    pairs.append((name, child))
+                    pairs.append((column_name(path), child))
     else:
         if _is_list(t) and not _is_nested(t.value_type):
             pairs = list(_vector_columns(values).items())
         else:
             pairs = [("_c0", values)]
         pairs = _named(pairs, names)
-    # a payload field named like a key column ("_row", "event_id") must never overwrite it
+    # names from DecodeOptions(names=…) may repeat a key's name or a key column's: suffixed
     return dict(zip(unique_names([n for n, _ in pairs]), [c for _, c in pairs]))
 
 
@@ -303,6 +310,50 @@ def _lengths(v: pa.Array) -> np.ndarray:
     return pc.fill_null(pc.list_value_length(v), 0).to_numpy(zero_copy_only=False)
 
 
+def _column_wise(t: pa.DataType) -> bool:
+    """An object whose every value is a list (or null): TF-Serving's columnar
+    ``{"inputs": {name: [...]}}``."""
+    return (pa.types.is_struct(t) and any(_is_list(f.type) for f in t)
+            and all(_is_list(f.type) or pa.types.is_null(f.type) for f in t))
+
+
+def _rows_of_columns(v: pa.StructArray) -> tuple[list, dict[int, str]]:
+    """Column-wise objects → one record per list position, named by the object's keys.
+
+    A name absent from a payload (null here) is null in its records; a payload whose lists
+    differ in length is a failure. Returns the parts and {payload position: reason}."""
+    fields = [v.field(i) for i in range(v.type.num_fields)]
+    lengths = np.stack(
+        [np.full(len(v), -1) if pa.types.is_null(f.type)
+         else np.where(f.is_null().to_numpy(zero_copy_only=False), -1, _lengths(f))
+         for f in fields],
+        axis=1,
+    )
+    counts = lengths.max(axis=1)
+    bad = ((lengths >= 0) & (lengths != counts[:, None])).any(axis=1)
+    failures = {}
+    for p in np.flatnonzero(bad):  # error path: only the payloads that fail
+        sizes = ", ".join(
+            f"{f.name}: {int(n)}" for f, n in zip(v.type, lengths[p]) if n >= 0
+        )
+        failures[int(p)] = (
+            "column-wise JSON (an object of lists, one value per record) with lists of "
+            f"different lengths ({sizes}); every list must hold one value per record"
+        )
+    parent, index = repeat_index(np.where(bad, 0, np.maximum(counts, 0)))
+    children = []
+    for j, f in enumerate(fields):
+        if pa.types.is_null(f.type):
+            children.append(pa.nulls(len(parent)))
+            continue
+        starts = np.concatenate([[0], np.cumsum(np.maximum(lengths[:, j], 0))[:-1]])
+        absent = lengths[parent, j] < 0
+        take = np.where(absent, 0, starts[parent] + index)
+        children.append(pc.list_flatten(f).take(pa.array(take, mask=absent)))
+    records = pa.StructArray.from_arrays(children, names=[f.name for f in v.type])
+    return [(parent, index, records)], failures
+
+
 def _records(
     v: pa.Array,
     *,
@@ -310,37 +361,45 @@ def _records(
     path: str | None,
     input_counts: np.ndarray | None,
     lists_are_records: bool = False,
-) -> list[tuple[np.ndarray, np.ndarray, pa.Array]]:
-    """Cut records out of parsed documents: parts of (parent, record_index, record values)."""
+) -> tuple[list[tuple[np.ndarray, np.ndarray, pa.Array]], dict[int, str]]:
+    """Cut records out of parsed documents: parts of (parent, record_index, record values), and
+    {payload position: reason} for payloads that hold no valid records."""
     n = len(v)
     if path:
         v = _field_path(v, path)
-        return [_explode(v)] if _is_list(v.type) else _one_each(n, v)
+        return ([_explode(v)] if _is_list(v.type) else _one_each(n, v)), {}
     t = v.type
     if pa.types.is_struct(t):
         for key in CONTAINER_KEYS + VECTOR_KEYS:
             idx = t.get_field_index(key)
+            if idx >= 0 and key in COLUMN_WISE_KEYS and _column_wise(t.field(idx).type):
+                inner = v.field(idx)
+                if inner.null_count:
+                    raise ValueError(f"some payloads lack the {key!r} object the others have")
+                return _rows_of_columns(inner)
             if idx >= 0 and _is_list(t.field(idx).type):
                 inner = v.field(idx)
                 if inner.null_count:
                     raise ValueError(f"some payloads lack the {key!r} list the others have")
                 if key in VECTOR_KEYS and not _is_nested(inner.type.value_type):
-                    return _one_each(n, inner)
+                    return _one_each(n, inner), {}
                 if (
                     side == "output"
                     and input_counts is not None
                     and not _is_nested(inner.type.value_type)
                 ):
                     # {"probabilities": [0.2, 0.8]} answering ONE input record is one vector
-                    return _explode_some(inner, ~((input_counts == 1) & (_lengths(inner) > 1)))
-                return [_explode(inner)]
-        return _one_each(n, v)
+                    return _explode_some(
+                        inner, ~((input_counts == 1) & (_lengths(inner) > 1))
+                    ), {}
+                return [_explode(inner)], {}
+        return _one_each(n, v), {}
     if _is_list(t) and (lists_are_records or _is_nested(t.value_type)):
-        return [_explode(v)]
+        return [_explode(v)], {}
     if _is_list(t) and side == "output" and input_counts is not None:
         # one prediction per input record when the lengths agree; otherwise one vector
-        return _explode_some(v, (_lengths(v) == input_counts) & (input_counts > 1))
-    return _one_each(n, v)
+        return _explode_some(v, (_lengths(v) == input_counts) & (input_counts > 1)), {}
+    return _one_each(n, v), {}
 
 
 def _leaves(t: pa.DataType) -> int:
@@ -405,14 +464,15 @@ def decode_json(
         sub = texts if whole else texts.take(pa.array(idx))
         counts = None if input_counts is None else input_counts[idx]
         v = _parse(sub)
-        parts = _records(
+        parts, refused = _records(
             v, side=side, path=path, input_counts=counts, lists_are_records=lists_are_records
         )
         wide = {}
         if check_width:
             parts, wide = _refuse_wide(parts, max_columns)
         d = concat([Decoded(_build(p, i, vals, names)) for p, i, vals in parts if len(p)])
-        d.failures = [(p, too_wide_reason(w, max_columns)) for p, w in sorted(wide.items())]
+        refused |= {p: too_wide_reason(w, max_columns) for p, w in wide.items()}
+        d.failures = sorted(refused.items())
         if not whole:
             d.failures = [(int(idx[p]), m) for p, m in d.failures]
             d.table = d.table.set_column(
