@@ -505,7 +505,7 @@ class ScanPlan:
             for name, table in tables.as_dict().items():
                 con.register(views.SOURCE_PREFIX + name, views.case_unique(table))
             if tables.decisions:
-                con.execute(views.endpoint_views_sql(tables.decisions))
+                con.execute(views.endpoint_views_sql(tables.decisions, columns=views.union_columns(tables.as_dict())))
         self._cache[key] = con
         self._cache[key + "_needs"] = tables.needs
         return con

@@ -93,7 +93,11 @@ def register(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table],
         con.register(SOURCE_PREFIX + name, case_unique(tables[name]))
     con.execute(render_views())
     if decisions:
-        con.execute(endpoint_views_sql(decisions))
+        con.execute(endpoint_views_sql(decisions, columns=union_columns(tables)))
+
+
+def union_columns(tables: dict) -> dict:
+    return {name: set(case_unique(tables[name]).column_names) for name in ("inputs", "outputs", "pairs")}
 
 
 def _typed(column: str, source_type: pa.DataType | None, t: pa.DataType, alias: str | None = None) -> str:
@@ -113,7 +117,7 @@ def _typed(column: str, source_type: pa.DataType | None, t: pa.DataType, alias: 
     return f"CAST({q} AS {target}) AS {alias}"
 
 
-def endpoint_views_sql(decisions: dict, *, source: str = "main", temp: bool = False) -> str:
+def endpoint_views_sql(decisions: dict, *, source: str = "main", columns: dict | None = None) -> str:
     """One DuckDB schema per endpoint with its own typed views: ``"<endpoint>".inputs``,
     ``.outputs``, ``.predictions``, ``.captures``, ``.quarantine`` (the union views'
     rows of that endpoint, each value column cast back to the type decided for the endpoint,
@@ -121,13 +125,17 @@ def endpoint_views_sql(decisions: dict, *, source: str = "main", temp: bool = Fa
 
     ``decisions``: ``{"input": {endpoint: {column: Arrow type}}, "output": {...}}`` as the read
     decided them; ``source``: the schema holding the union views (``temp.main`` for the warm
-    path's connection-local views).
+    path's connection-local views); ``columns``: ``{"inputs"|"outputs"|"pairs": names}`` the
+    union views have (a column they lack is left out).
     """
     from . import schema
     from .decode.unify import union_type
     from .pair import output_aliases
 
     ins, outs = decisions.get("input", {}), decisions.get("output", {})
+    if columns is not None:
+        ins = {e: {c: t for c, t in cols.items() if c in columns.get("inputs", ())} for e, cols in ins.items()}
+        outs = {e: {c: t for c, t in cols.items() if c in columns.get("outputs", ())} for e, cols in outs.items()}
     endpoints = sorted({e for e in (*ins, *outs) if e is not None})
     union = {side: {} for side in ("input", "output")}
     for side, dec in (("input", ins), ("output", outs)):
@@ -146,8 +154,11 @@ def endpoint_views_sql(decisions: dict, *, source: str = "main", temp: bool = Fa
         for side, table in (("input", "inputs"), ("output", "outputs")):
             cols = "".join(", " + _typed(c, union[side].get(c), t) for c, t in (ins if side == "input" else outs).get(e, {}).items())
             out.append(f"CREATE OR REPLACE VIEW {sch}.{table} AS SELECT {keys}{cols} FROM {source}.{table} {where};")
-        cols = "".join(", " + _typed(c, union["input"].get(c), t) for c, t in ins.get(e, {}).items())
-        cols += "".join(", " + _typed(aliases[c], union["output"].get(c), t) for c, t in outs.get(e, {}).items())
+        pair_cols = set(columns.get("pairs", ())) if columns is not None else None
+        cols = "".join(", " + _typed(c, union["input"].get(c), t) for c, t in ins.get(e, {}).items()
+                       if pair_cols is None or c in pair_cols)
+        cols += "".join(", " + _typed(aliases[c], union["output"].get(c), t, aliases[c])
+                        for c, t in outs.get(e, {}).items() if pair_cols is None or aliases[c] in pair_cols)
         out.append(f"CREATE OR REPLACE VIEW {sch}.predictions AS SELECT {keys}{cols}, ground_truth, "
                    f"ground_truth_value, label_hour FROM {source}.predictions {where};")
         out.append(f"CREATE OR REPLACE VIEW {sch}.captures AS SELECT * FROM {source}.captures {where};")

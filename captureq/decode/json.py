@@ -207,7 +207,7 @@ def _storable(value):
         pass
     if isinstance(value, dict):
         return {k: _storable(v) for k, v in value.items()}
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _longest(texts: pa.Array) -> int:
