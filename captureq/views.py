@@ -100,8 +100,10 @@ def union_columns(tables: dict) -> dict:
     return {name: set(case_unique(tables[name]).column_names) for name in ("inputs", "outputs", "pairs")}
 
 
-def _typed(column: str, source_type: pa.DataType | None, t: pa.DataType, alias: str | None = None) -> str:
+def _typed(column: str, source_type, t, alias: str | None = None) -> str:
     """``column`` (of the union view's ``source_type``) as the endpoint's own type ``t``."""
+    import pyarrow as pa
+
     from . import schema
 
     q = quote_ident(column)
