@@ -8,6 +8,7 @@ bounded. What cannot be read is reported (a ``file`` quarantine row with the rea
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -197,3 +198,78 @@ def test_local_transient_errors_are_retried_with_backoff(tmp_path, corpus):
     batch = fetch(Flaky(skip_instance_cache=True), files, backoff=0.01)
     assert Flaky.calls == -96 and len(batch.failed) == 2
     assert all("ConnectionResetError" in reason for _, reason in batch.failed)
+
+
+# -- what could not be read is said, everywhere --------------------------------------------------
+QUICK = {"retries": 1, "timeout": 2, "deadline": 5}  # captureq's retry policy, kept short
+
+
+def cli_options(server, **extra) -> list[str]:
+    args = ["--storage-option", "key=testing", "--storage-option", "secret=testing",
+            "--storage-option", f"client_kwargs.endpoint_url={server.endpoint_url}",
+            "--storage-option", "use_listings_cache=false"]
+    for k, v in extra.items():
+        args += ["--storage-option", f"{k}={v}"]
+    return args
+
+
+def test_a_permanently_failing_object_is_reported_by_the_python_api(tree, faults, s3_options):
+    url, keys = tree
+    faults.error(keys["seed-churn"], 500)
+    cq = captureq.open(url, storage_options={**s3_options, **QUICK}, cache=False)
+    with pytest.warns(captureq.UnreadableWarning, match="1 object could not be read"):
+        result = cq.sql("select endpoint, count(*) as n from captures group by 1")
+    assert result.to_pylist() == [{"endpoint": "ll-housing", "n": 1}]
+    [lost] = result.unreadable
+    assert isinstance(lost, captureq.Unreadable)
+    assert lost.path == f"s3://{keys['seed-churn']}" and "500" in lost.reason
+    assert faults.gets[keys["seed-churn"]] == 2  # retries=1: two attempts, no more
+    with pytest.warns(captureq.UnreadableWarning):
+        assert cq.load().counts.unreadable == [lost]
+
+    strict = captureq.open(url, storage_options={**s3_options, **QUICK}, cache=False, strict=True)
+    with pytest.raises(captureq.UnreadableError, match=keys["seed-churn"]):
+        strict.sql("select count(*) from captures")
+
+
+def test_the_cli_says_what_it_could_not_read_and_strict_fails(tree, faults, s3_server):
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    url, keys = tree
+    faults.error(keys["seed-churn"], 500)
+    runner = CliRunner()
+    query = ["query", url, "select endpoint, count(*) as n from captures group by 1", "-f", "json",
+             *cli_options(s3_server, **QUICK)]
+    for cache in (["--no-cache"], []):  # the cached path says it too
+        r = runner.invoke(app, query + cache)
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout) == [{"endpoint": "ll-housing", "n": 1}]
+        assert "1 object could not be read" in r.stderr and keys["seed-churn"] in r.stderr
+        assert "500" in r.stderr
+    r = runner.invoke(app, query + ["--strict"])
+    assert r.exit_code == 2 and keys["seed-churn"] in r.stderr and r.stdout == ""
+
+    r = runner.invoke(app, ["scan", url, "-f", "json", *cli_options(s3_server, **QUICK)])
+    doc = json.loads(r.stdout)
+    assert [u["path"] for u in doc["unreadable"]] == [f"s3://{keys['seed-churn']}"]
+    assert "500" in doc["unreadable"][0]["reason"]
+    r = runner.invoke(app, ["scan", url, *cli_options(s3_server, **QUICK)])
+    assert "1 unreadable" in r.stdout and keys["seed-churn"] in r.stdout
+
+
+def test_export_names_what_it_could_not_read(tree, faults, s3_server, tmp_path):
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    url, keys = tree
+    faults.error(keys["seed-churn"], 500)
+    out = str(tmp_path / "out")
+    r = CliRunner().invoke(app, ["export", url, out, *cli_options(s3_server, **QUICK)])
+    assert r.exit_code == 0, r.output
+    assert "exported 1 new files" in r.stdout
+    assert "1 object could not be read" in r.stderr and keys["seed-churn"] in r.stderr
+    r = CliRunner().invoke(app, ["export", url, out, "--strict", *cli_options(s3_server, **QUICK)])
+    assert r.exit_code == 2 and keys["seed-churn"] in r.stderr
