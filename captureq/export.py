@@ -83,7 +83,7 @@ from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol
 
 from . import schema, window
-from .errors import ConfigError, ExportError
+from .errors import ConfigError, ExportError, UnreadableError
 from .pipeline import Counts, run_captures, run_labels
 from .registry import Registry, conform_batch
 from .scan import CaptureFile
@@ -112,6 +112,13 @@ class ExportSummary:
     counts: Counts = field(default_factory=Counts)
     recovered_commits: int = 0
     seconds: float = 0.0
+    label_counts: Counts = field(default_factory=Counts)
+
+    @property
+    def unreadable(self) -> list:
+        """The source objects this run could not read (not marked done: the next run tries
+        them again); :class:`captureq.Unreadable` values."""
+        return self.counts.unreadable + self.label_counts.unreadable
 
 
 def _partition_path(endpoint: str | None, variant: str | None, hour, by_hour: bool = True) -> str:
@@ -808,6 +815,7 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
                               compression=compression)
                 seq += 1
                 summary.label_files_exported += len(result.files)
+                summary.label_counts.add(result.counts)
 
         summary.seconds = time.monotonic() - started
         commits = _write_manifest(target, tree, summary)
@@ -815,6 +823,12 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
             compact(target, summary.run_id, seq)
         with contextlib.suppress(FileNotFoundError):
             target.fs.rm(f"{target.meta}/tmp/{summary.run_id}", recursive=True)
+        if summary.unreadable and getattr(tree, "strict", False):
+            from .read import unreadable_summary
+
+            raise UnreadableError(unreadable_summary(summary.unreadable, strict=True) +
+                                  " (what could be read is exported; the next run tries the rest)",
+                                  summary.unreadable)
         return summary
     finally:
         target.unlock()
@@ -843,7 +857,9 @@ def _write_manifest(target: _Output, tree: CaptureTree, summary: ExportSummary) 
         "tables": tables,
         "columns": schemas,
         "parts": {name: sorted(paths) for name, paths in parts.items()},
-        "last_run": {k: _redact(v) if k == "out" else v for k, v in asdict(summary).items() if k != "counts"},
+        "last_run": {**{k: _redact(v) if k == "out" else v for k, v in asdict(summary).items()
+                        if k not in ("counts", "label_counts")},
+                     "unreadable": [{"path": _redact(u.path), "reason": u.reason} for u in summary.unreadable]},
     }
     target.write_json(f"{target.meta}/manifest.json", manifest)
     return len(commits)

@@ -167,8 +167,8 @@ def status_of(exc: BaseException) -> tuple[int | None, str | None]:
             if status is None and isinstance(code, str) and code.isdigit():
                 status = int(code)
             return (int(status) if status is not None else None), code
-        status = getattr(e, "status", None) or getattr(e, "code", None)
-        if isinstance(status, int) and 400 <= status < 600:
+        status = getattr(e, "status", None)  # aiohttp's answer to an HTTP request (http://)
+        if type(e).__name__ == "ClientResponseError" and isinstance(status, int):
             return status, None
     return None, None
 

@@ -1,9 +1,11 @@
 """Flaky storage: the loopback S3 server (s3util.py) with faults injected at the server.
 
-captureq reads through s3fs, which retries throttling and dropped connections itself (around
-botocore's own retries); ``read.fetch`` then adds no retries of its own, so the attempts stay
-bounded. What cannot be read is reported (a ``file`` quarantine row with the reason,
-``Counts.files_failed``), never read half, and an export does not mark it done.
+captureq reads through s3fs with one retry policy of its own (:mod:`captureq.storage`): s3fs
+and botocore make one attempt per call, and ``read.fetch`` retries transient errors (throttling,
+dropped connections, 5xx, timeouts) within a per-object deadline, so the attempts and the time
+stay bounded. What cannot be read is reported (``Result.unreadable``, a warning, a ``file``
+quarantine row with the reason, ``Counts.files_failed``), never read half, and an export does
+not mark it done.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import captureq
 from captureq.export import read_manifest
 from captureq.read import fetch
 
-# botocore's own retries off, so a test counts s3fs's attempts only (its default is 5).
-FAST = {"config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}}
+# captureq's retry policy with quick pauses: a test counts its attempts (s3fs and botocore
+# make one attempt per call under it).
+FAST = {"retries": 2, "deadline": 10}
 
 
 @pytest.fixture
@@ -34,11 +37,8 @@ def tree(s3_fs, s3_bucket, corpus) -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture
-def faults(s3_server, monkeypatch):
-    """Faults at the server; s3fs retries twice (its default is 5) to keep the tests quick."""
-    import s3fs
-
-    monkeypatch.setattr(s3fs.S3FileSystem, "retries", 2)
+def faults(s3_server):
+    """Faults at the server, removed (and every stalled request released) at the end."""
     f = FaultyS3(s3_server)
     with f.installed():
         yield f
@@ -66,8 +66,8 @@ def test_endless_slowdown_gives_up_after_bounded_attempts_and_says_so(tree, faul
     faults.slowdown(keys["seed-churn"])
     started = time.monotonic()
     t = open_tree(url, s3_options).load()
-    # s3fs's 2 tries x botocore's (1 here); captureq adds none on top of a retrying filesystem
-    assert faults.gets[keys["seed-churn"]] <= 4
+    # captureq's 3 attempts (retries=2), and no retries of s3fs's or botocore's under them
+    assert faults.gets[keys["seed-churn"]] == 3
     assert time.monotonic() - started < 10
     [(src, reason)] = file_rows(t)
     assert src.endswith(keys["seed-churn"]) and "reduce your request rate" in reason
@@ -87,7 +87,7 @@ def test_connection_reset_every_time_is_a_failed_file_not_half_a_file(tree, faul
     url, keys = tree
     faults.reset(keys["seed-churn"])
     t = open_tree(url, s3_options).load()
-    assert faults.gets[keys["seed-churn"]] <= 4
+    assert faults.gets[keys["seed-churn"]] == 3
     [(src, reason)] = file_rows(t)
     assert src.endswith(keys["seed-churn"]) and "could not read file" in reason
     # not one line of the half body became a row or a quarantined line
@@ -153,25 +153,25 @@ def test_export_does_not_mark_a_changing_file_done(tree, s3_fs, s3_options, tmp_
     assert read_manifest(out)["tables"]["captures"]["rows"] == 1 + 6
 
 
-def test_fetch_on_a_retrying_filesystem_adds_no_retries(tree, faults, s3_options):
-    """s3fs x botocore x captureq's own 4 tries made 100 GETs (3 minutes) of one throttled object."""
+def test_fetch_follows_one_retry_policy_not_stacked_ones(tree, faults, s3_options):
+    """s3fs x botocore x captureq's own tries made 100 GETs (3 minutes) of one throttled object:
+    under the policy, ``retries`` is the whole story."""
     url, keys = tree
     cq = open_tree(url, s3_options)
     files, fs = cq.scan().files, cq.scanner().fs
     faults.slowdown(keys["book-housing"])
-    gets = []
-    for retries in (None, 0, 1):
+    for retries in (0, 1, 3):
         faults.gets.clear()
         batch = fetch(fs, files, retries=retries, backoff=0.01)
         assert [f.rel.split("/")[0] for f, _ in batch.failed] == ["ll-housing"]
         assert [f.rel.split("/")[0] for f in batch.files] == ["xgb-churn-prediction-model"]
-        gets.append(faults.gets[keys["book-housing"]])
-    default, none, one = gets
-    assert default == none and one == 2 * none and none <= 4
+        assert faults.gets[keys["book-housing"]] == retries + 1
+        assert batch.retries == retries
 
 
 def test_local_transient_errors_are_retried_with_backoff(tmp_path, corpus):
-    """A filesystem without retries of its own gets captureq's: 3 retries, backoff doubling."""
+    """A filesystem that is not async (read in rounds) follows the same policy: 2 retries by
+    default, pauses doubling."""
     import shutil
 
     from fsspec.implementations.local import LocalFileSystem
@@ -194,9 +194,9 @@ def test_local_transient_errors_are_retried_with_backoff(tmp_path, corpus):
     assert (Flaky.calls, len(batch.files), batch.failed) == (3, 2, [])
     assert time.monotonic() - started >= 0.05 + 0.1  # slept 0.05, then 0.1
 
-    Flaky.calls = -100  # fails every time: 1 + 3 retries, then reported
+    Flaky.calls = -100  # fails every time: 1 + 2 retries, then reported
     batch = fetch(Flaky(skip_instance_cache=True), files, backoff=0.01)
-    assert Flaky.calls == -96 and len(batch.failed) == 2
+    assert Flaky.calls == -97 and len(batch.failed) == 2
     assert all("ConnectionResetError" in reason for _, reason in batch.failed)
 
 
