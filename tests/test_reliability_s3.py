@@ -273,3 +273,49 @@ def test_export_names_what_it_could_not_read(tree, faults, s3_server, tmp_path):
     assert "1 object could not be read" in r.stderr and keys["seed-churn"] in r.stderr
     r = CliRunner().invoke(app, ["export", url, out, "--strict", *cli_options(s3_server, **QUICK)])
     assert r.exit_code == 2 and keys["seed-churn"] in r.stderr
+
+
+def test_a_stalled_object_ends_within_the_deadline_as_timed_out(tree, faults, s3_options):
+    url, keys = tree
+    faults.stall(keys["seed-churn"], seconds=60)
+    policy = {"retries": 10, "timeout": 0.5, "deadline": 2}
+    cq = captureq.open(url, storage_options={**s3_options, **policy}, cache=False)
+    cq.scan()
+    import duckdb  # noqa: F401 - imported before the clock starts
+    started = time.monotonic()
+    with pytest.warns(captureq.UnreadableWarning):
+        r = cq.sql("select count(*) as n from captures")
+    took = time.monotonic() - started
+    assert r.to_pylist() == [{"n": 1}]
+    [lost] = r.unreadable
+    assert lost.reason.startswith("unreadable: timed out after") and "deadline 2s" in lost.reason
+    assert took < 2 + 1.5  # the deadline, plus reading the other object
+    assert 2 <= faults.gets[keys["seed-churn"]] <= 5  # attempts of 0.5 s within 2 s
+
+
+def test_botocores_own_timeout_is_honoured_and_bounded(tree, faults, s3_options):
+    """``config_kwargs.read_timeout`` reaches botocore; one attempt and the object is reported."""
+    url, keys = tree
+    faults.stall(keys["seed-churn"], seconds=60)
+    opts = {**s3_options, "retries": 0, "config_kwargs": {"read_timeout": 1}}
+    started = time.monotonic()
+    with pytest.warns(captureq.UnreadableWarning):
+        r = captureq.open(url, storage_options=opts, cache=False).sql("select count(*) as n from captures")
+    assert time.monotonic() - started < 6
+    [lost] = r.unreadable
+    assert "Timeout" in lost.reason or "timed out" in lost.reason
+    assert faults.gets[keys["seed-churn"]] == 1
+
+
+def test_storage_option_retries_is_taken_by_the_cli(tree, faults, s3_server):
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    url, keys = tree
+    faults.error(keys["seed-churn"], 503)
+    r = CliRunner().invoke(app, ["query", url, "select count(*) as n from captures", "--no-cache", "-f", "csv",
+                                 *cli_options(s3_server, retries=3, deadline=20)])
+    assert r.exit_code == 0, r.output
+    assert faults.gets[keys["seed-churn"]] == 4
+    assert "could not be read" in r.stderr
