@@ -53,8 +53,12 @@ once across any sequence of windowed and unwindowed runs.
 
 One writer at a time: ``fcntl.flock`` on local disks; on object stores a lease object created
 with a conditional put (``If-None-Match: *``, fsspec's ``pipe_file(mode="create")``). Leases are
-numbered; a writer creates lease ``n+1`` only if lease ``n`` was released or expired, so two
-writers racing for it cannot both win. A lease lasts ``CAPTUREQ_LEASE_SECONDS`` (600) and is
+numbered; a writer creates lease ``n+1`` only if lease ``n`` was released or expired (or its
+writer ran on this host and its process is gone), so two writers racing for it cannot both win.
+A lease holds ``token`` (the writer's own random id), ``host``, ``pid``, ``acquired``, ``expires``
+and, once given up, ``released``; a put whose answer was lost and whose retry is refused
+(412) reads the lease back and holds it when the token is its own. The lease is released on
+every way out of a run: success, an error, SIGTERM. A lease lasts ``CAPTUREQ_LEASE_SECONDS`` (600) and is
 renewed at each commit; before each commit the writer checks that its lease is still the newest,
 so a writer that stalled past its expiry and was taken over stops instead of committing. Expiry
 is judged by the writers' clocks: keep them within a fraction of the lease time.
@@ -79,14 +83,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol
 
 from . import schema, window
-from .errors import ConfigError, ExportError, UnreadableError
+from .errors import CaptureqError, ConfigError, ExportError, UnreadableError
 from .pipeline import Counts, run_captures, run_labels
 from .registry import Registry, conform_batch
 from .scan import CaptureFile
+from .storage import filesystem, policy_of
 
 if TYPE_CHECKING:
     from .plan import ScanPlan as CaptureTree
@@ -183,13 +187,22 @@ class _Output:
     """
 
     def __init__(self, out: str, storage_options: dict | None):
-        self.fs, path = url_to_fs(out, **(storage_options or {}))
+        self.fs, path = filesystem(out, storage_options)
+        self.policy = policy_of(self.fs)
         self.root = path.rstrip("/")
         self.local = _is_local(self.fs)
         self.meta = f"{self.root}/{META}"
         self._lock_file = None
         self._lease: str | None = None  # the lease object this writer holds (object stores)
         self._lease_body: dict = {}
+
+    def call(self, op: str, path: str, fn, *args, **kwargs):
+        """A storage request under the destination's retry policy (:mod:`captureq.storage`); a
+        failure that outlives it is a StorageError naming ``op`` and the object."""
+        return self.policy.call(op, self.url(path), fn, *args, **kwargs)
+
+    def url(self, path: str) -> str:
+        return path if self.local else _redact(self.fs.unstrip_protocol(path))
 
     # -- one writer at a time ---------------------------------------------------------------
     def lock(self) -> None:
@@ -212,11 +225,13 @@ class _Output:
             ) from None
 
     def unlock(self) -> None:
+        """Give the lock up; a lease is marked released (tried under the retry policy: a
+        storage that keeps failing leaves it to expire)."""
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
         if self._lease is not None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, CaptureqError):
                 self._write_lease({**self._lease_body, "released": time.time()})
             self._lease = None
 
@@ -224,43 +239,55 @@ class _Output:
         folder = f"{self.meta}/{LEASES}"
         self.fs.invalidate_cache(folder)
         try:
-            names = self.fs.ls(folder, detail=False)
+            names = self.call("LIST", folder, self.fs.ls, folder, detail=False)
         except FileNotFoundError:
             return []
         return sorted(p for p in names if re.fullmatch(r"\d{12}\.json", posixpath.basename(p)))
 
+    def _read_lease(self, path: str) -> dict | None:
+        """A lease's body, or None when it is gone (deleted by the writer that took over)."""
+        try:
+            return self.call("GET", path, self.read_json, path)
+        except FileNotFoundError:
+            return None
+
     def _acquire_lease(self) -> None:
         """Create lease ``n+1`` with a conditional put (``If-None-Match: *``), if lease ``n``
-        (the newest) was released or has expired; see the module docstring."""
+        (the newest) is no longer held (:func:`_held`); see the module docstring. The lease
+        carries a token of this writer's own: when the put's answer is lost and its retry is
+        refused (412, the object exists), the lease is read back and is ours if the token is."""
         leases = self._leases()
         if leases:
-            newest = self.read_json(leases[-1])
-            if not newest.get("released") and newest.get("expires", 0) > time.time():
+            newest = self._read_lease(leases[-1])
+            if newest is not None and _held(newest):
                 raise ExportError(self._busy(newest))
             gen = int(posixpath.basename(leases[-1])[:12]) + 1
         else:
             gen = 1
         path = f"{self.meta}/{LEASES}/{gen:012d}.json"
-        self._lease_body = {"owner": uuid.uuid4().hex, "host": _host(), "pid": os.getpid(),
+        self._lease_body = {"token": uuid.uuid4().hex, "host": _host(), "pid": os.getpid(),
                             "acquired": time.time(), "expires": time.time() + lease_seconds()}
         try:
-            self.fs.pipe_file(path, json.dumps(self._lease_body).encode(), mode="create")
+            self.call("PUT", path, self.fs.pipe_file, path, json.dumps(self._lease_body).encode(),
+                      mode="create")
         except FileExistsError:
-            raise ExportError(self._busy(self.read_json(path))) from None
+            theirs = self._read_lease(path)
+            if theirs is None or theirs.get("token") != self._lease_body["token"]:
+                raise ExportError(self._busy(theirs or {})) from None
         self._lease = path
         for old in leases[:-1]:  # keep the previous one: it shows who wrote last
             with contextlib.suppress(FileNotFoundError):
-                self.fs.rm_file(old)
+                self.call("DELETE", old, self.fs.rm_file, old)
 
     def _busy(self, lease: dict) -> str:
         left = max(0, lease.get("expires", 0) - time.time())
         return (f"another captureq export is writing to {self.root} (its lease, held by "
                 f"{lease.get('host')} pid {lease.get('pid')}, expires in {left:.0f}s); wait for it to "
-                "finish — a crashed export's lease is taken over once it expires "
-                "(two exports into one output at once would duplicate rows)")
+                "finish — a crashed export's lease is taken over once it expires, at once when it "
+                "ran on this host (two exports into one output at once would duplicate rows)")
 
     def _write_lease(self, body: dict) -> None:
-        self.fs.pipe_file(self._lease, json.dumps(body).encode())
+        self.call("PUT", self._lease, self.fs.pipe_file, self._lease, json.dumps(body).encode())
 
     def check_lease(self) -> None:
         """Before a commit: this writer's lease is still the newest one (nobody took over after
@@ -280,12 +307,21 @@ class _Output:
         """Write ``path`` whole or not at all: a PUT on object stores, write + rename on disk."""
         data = json.dumps(obj, indent=1, default=str).encode()
         if not self.local:
-            self.fs.pipe_file(path, data)
+            self.call("PUT", path, self.fs.pipe_file, path, data)
             return
         self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, path)
+
+    def write_parquet(self, path: str, table: pa.Table, compression: str = "zstd") -> int:
+        """Write ``table`` as one Parquet object at ``path`` (retried whole); returns its bytes."""
+        def put() -> int:
+            with self.fs.open(path, "wb") as f:
+                pq.write_table(table, f, compression=compression)
+                return f.tell()
+
+        return self.call("PUT", path, put)
 
     def read_json(self, path: str):
         with self.fs.open(path, "r") as f:
@@ -296,13 +332,13 @@ class _Output:
         folder = f"{self.meta}/commits"
         self.fs.invalidate_cache(folder)
         try:
-            names = self.fs.ls(folder, detail=False)
+            names = self.call("LIST", folder, self.fs.ls, folder, detail=False)
         except FileNotFoundError:
             return []
         paths = sorted(p for p in names if p.endswith(".json"))
         if not paths:
             return []
-        blobs = self.fs.cat(paths)  # concurrent GETs on object stores
+        blobs = self.call("GET", folder, self.fs.cat, paths)  # concurrent GETs on object stores
         blobs = blobs if isinstance(blobs, dict) else {paths[0]: blobs}
         return [json.loads(blobs[p]) for p in paths]
 
@@ -314,13 +350,13 @@ class _Output:
             self.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
             self.fs.mv(src, dst)
         else:
-            self.fs.cp_file(src, dst)
-            self.fs.rm_file(src)
+            self.call("COPY", dst, self.fs.cp_file, src, dst)
+            self.call("DELETE", src, self.fs.rm_file, src)
 
     def remove(self, path: str) -> None:
         """Delete a superseded part (already gone: fine, a rolled-forward commit did it)."""
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(path)
+            self.call("DELETE", path, self.fs.rm_file, path)
 
     def recover(self) -> int:
         """Roll forward commits staged by a run that died; drop its unstaged temp files."""
@@ -328,7 +364,7 @@ class _Output:
         tmp_root = f"{self.meta}/tmp"
         self.fs.invalidate_cache(tmp_root)
         try:
-            run_dirs = self.fs.ls(tmp_root, detail=False)
+            run_dirs = self.call("LIST", tmp_root, self.fs.ls, tmp_root, detail=False)
         except FileNotFoundError:
             return 0
         for run_dir in run_dirs:
@@ -358,6 +394,46 @@ def _host() -> str:
     return socket.gethostname()
 
 
+def _held(lease: dict) -> bool:
+    """Whether a lease still holds: not released, not expired, and — when its writer ran on
+    this host — that process is alive (a dead local writer's lease is broken at once)."""
+    if lease.get("released") or lease.get("expires", 0) <= time.time():
+        return False
+    if lease.get("host") == _host() and isinstance(lease.get("pid"), int):
+        try:
+            os.kill(lease["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # alive, another user's
+            return True
+    return True
+
+
+@contextlib.contextmanager
+def released_on_sigterm():
+    """Inside, SIGTERM ends the process through ``SystemExit`` (exit status 143), so the
+    ``finally`` blocks that release the writer's lock run; only in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _roll_forward(out: _Output, run_dir: str, name: str, record: dict, staged: str) -> None:
     """Make a staged commit true: parts into place, superseded parts deleted, record published.
     Every step may already be done (a crash mid-way): each is skipped then, so this can run any
@@ -382,9 +458,7 @@ def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tup
             n += 1
             rel = f"{table_name}/{partition}/{name}" if partition else f"{table_name}/{name}"
             tmp = f"{table_name}-{name}"
-            with out.fs.open(f"{run_dir}/{tmp}", "wb") as f:
-                pq.write_table(rows, f, compression=compression)
-                nbytes = f.tell()
+            nbytes = out.write_parquet(f"{run_dir}/{tmp}", rows, compression)
             parts.append({"table": table_name, "path": rel, "tmp": tmp, "rows": rows.num_rows,
                           "bytes": nbytes, "columns": {f.name: str(f.type) for f in rows.schema}})
     return parts
@@ -526,9 +600,7 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
         folder, base = posixpath.split(path)
         name = f"part-{run_id}-{seq:05d}-r{i:03d}.parquet"
         tmp = f"{entry['table']}-{name}"
-        with out.fs.open(f"{out.meta}/tmp/{run_id}/{tmp}", "wb") as f:
-            pq.write_table(kept, f, compression="zstd")
-            nbytes = f.tell()
+        nbytes = out.write_parquet(f"{out.meta}/tmp/{run_id}/{tmp}", kept)
         replacements.append({"table": entry["table"], "path": f"{folder}/{name}", "tmp": tmp,
                              "rows": kept.num_rows, "bytes": nbytes, "columns": {c.name: str(c.type) for c in kept.schema},
                              "sources": sorted(rel for _, rel in remaining), "replaces": path})
@@ -720,7 +792,7 @@ def refuse_inside_source(tree: CaptureTree, target: _Output) -> None:
         if not uri or get_protocol(uri) not in _protocols(target.fs):
             continue  # another filesystem
         try:
-            fs, path = url_to_fs(uri, **(so or {}))
+            fs, path = filesystem(uri, so)
         except (ValueError, ImportError):
             continue
         if type(fs) is not type(target.fs):
@@ -771,6 +843,12 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
     so = destination_options(tree, out, out_storage_options if out_storage_options is not None else storage_options)
     target = _Output(out, so)
     refuse_inside_source(tree, target)
+    with released_on_sigterm():
+        return _export(tree, target, out, started, progress, by_hour, compression, compact_after)
+
+
+def _export(tree: CaptureTree, target: _Output, out: str, started: float, progress, by_hour: bool,
+            compression: str, compact_after: int | None) -> ExportSummary:
     target.lock()
     try:
         summary, state = start_run(target, out)
@@ -928,7 +1006,7 @@ def _redact(uri: str | None) -> str | None:
 
 def read_manifest(out: str, storage_options: dict | None = None) -> dict:
     """The manifest of an export folder."""
-    fs, path = url_to_fs(out, **(storage_options or {}))
+    fs, path = filesystem(out, storage_options)
     with fs.open(f"{path.rstrip('/')}/{META}/manifest.json") as f:
         return json.load(f)
 
@@ -941,7 +1019,7 @@ def shell_sql(out: str, storage_options: dict | None = None) -> str:
     from . import views
 
     manifest = read_manifest(out, storage_options)
-    fs, path = url_to_fs(out, **(storage_options or {}))
+    fs, path = filesystem(out, storage_options)
     root = os.path.abspath(path) if _is_local(fs) else fs.unstrip_protocol(path.rstrip("/"))
     present = {name: name in manifest["tables"] for name in schema.TABLES}
     schemas = {
