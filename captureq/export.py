@@ -19,7 +19,9 @@ A commit record holds ``version``, ``run``, ``seq``, ``kind`` (``captures``/``la
 ``sources`` (each file read: ``rel``, ``size``, ``version`` = ``etag:…``/``mtime:…``,
 ``url``, and ``window`` — a list of ``[start, end]`` ISO pairs, ``null`` open — when the file has
 lines outside the time windows it was exported for), ``parts`` (``table``, ``path``, ``rows``, ``columns``; optionally ``sources``, the
-files a rewritten part still holds) and ``removes`` (part paths this commit supersedes).
+files a rewritten part still holds), ``removes`` (part paths this commit supersedes) and
+``unreadable`` (``rel``, ``url`` of files the batch could not read, whose ``file`` quarantine rows
+its parts hold: removed by the commit that reads the file, or that fails on it again).
 Folding the log in name order (run ids sort in time order) gives the live parts and, per source
 file, the version last exported. A ``snapshot`` record (``kind``; written by :func:`compact`,
 which the cache asks for once its log is long) holds that folded state whole and replaces every
@@ -86,7 +88,7 @@ import pyarrow.parquet as pq
 from fsspec.utils import get_protocol
 
 from . import schema, window
-from .errors import CaptureqError, ConfigError, ExportError, UnreadableError
+from .errors import CaptureqError, ConfigError, ExportError, UnreadableError, UnreadableWarning
 from .pipeline import Counts, run_captures, run_labels
 from .registry import Registry, conform_batch
 from .scan import CaptureFile
@@ -465,12 +467,14 @@ def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tup
 
 
 def _commit(out: _Output, run_id: str, seq: int, parts: list[dict], sources: list[dict], kind: str,
-            removes: list[str] = ()) -> dict:
+            removes: list[str] = (), unreadable: list[dict] = ()) -> dict:
     """Stage the commit record, then roll it forward; returns the record."""
     out.check_lease()
     run_dir = f"{out.meta}/tmp/{run_id}"
     record = {"version": FORMAT_VERSION, "run": run_id, "seq": seq, "kind": kind, "time": time.time(),
               "sources": sources, "parts": parts, "removes": list(removes)}
+    if unreadable:
+        record["unreadable"] = list(unreadable)
     name = f"{run_id}-{seq:05d}"
     staged = f"{run_dir}/{name}.commit.json"
     out.write_json(staged, record)
@@ -506,6 +510,8 @@ class _State:
         self.parts: dict[str, dict] = {}
         self.part_sources: dict[str, set[tuple[str, str]]] = {}
         self.sources: dict[tuple[str, str], dict] = {}
+        # files whose last read failed: (kind, rel) → the url of their ``file`` quarantine rows
+        self.lost: dict[tuple[str, str], str] = {}
         self.lock = threading.Lock()
         for c in commits:
             self.apply(c)
@@ -517,16 +523,20 @@ class _State:
             self.part_sources = {p["path"]: {(k, r) for k, r in p["sources"]} for p in commit["parts"]}
             self.sources = {(s["kind"], s["rel"]): {k: v for k, v in s.items() if k != "kind"}
                             for s in commit["sources"]}
+            self.lost = {(u["kind"], u["rel"]): u["url"] for u in commit.get("unreadable", [])}
             return
         for path in commit.get("removes", []):
             self.parts.pop(path, None)
             self.part_sources.pop(path, None)
-        default = {(kind, s["rel"]) for s in commit["sources"]}
+        lost = {(kind, u["rel"]): u["url"] for u in commit.get("unreadable", [])}
+        default = {(kind, s["rel"]) for s in commit["sources"]} | set(lost)
         for p in commit["parts"]:
             self.parts[p["path"]] = p
             self.part_sources[p["path"]] = {(kind, r) for r in p["sources"]} if "sources" in p else default
         for s in commit["sources"]:
             self.sources[(kind, s["rel"])] = s
+            self.lost.pop((kind, s["rel"]), None)
+        self.lost.update(lost)
 
     def status(self, kind: str, f: CaptureFile, span: tuple = (None, None)) -> str:
         """``new``, ``changed``, ``partial`` or ``done`` for a run over the time window ``span``
@@ -574,21 +584,32 @@ def _rows_of(table: pa.Table, rels: list[str], urls: list[str]) -> pa.Array:
 
 
 def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
-               files: list[CaptureFile]) -> tuple[list[dict], list[str]]:
+               files: list[CaptureFile], failed: list[CaptureFile] = ()) -> tuple[list[dict], list[str]]:
     """For source files exported before and now exported again: the live parts holding their
     earlier rows are rewritten without them (into this run's temp folder) and listed as
-    removed, so the commit that adds the new rows also swaps out the old ones."""
+    removed, so the commit that adds the new rows also swaps out the old ones. Files with a
+    loss record (``file`` quarantine rows of an earlier failed read) that are now read, or
+    failed again (``failed``), lose those rows the same way: a loss record lasts as long as
+    the loss, and there is one per file."""
     keys = {(kind, f.rel) for f in files if state.status(kind, f) == "changed"}
-    if not keys:
+    healed = {(kind, f.rel) for f in [*files, *failed] if (kind, f.rel) in state.lost}
+    if not keys and not healed:
         return [], []
     rels = [rel for _, rel in keys]
     urls = sorted({state.sources[k].get("url") for k in keys} - {None}
                   | {f.url for f in files if (kind, f.rel) in keys})
+    lost_urls = sorted({state.lost[k] for k in healed}
+                       | {f.url for f in [*files, *failed] if (kind, f.rel) in healed})
+    keys |= healed
     replacements, removes = [], []
     for i, path in enumerate(sorted(state.holding(keys))):
         entry = state.parts[path]
         table = pq.read_table(f"{out.root}/{path}", filesystem=out.fs)
-        drop = _rows_of(table, rels, urls)
+        drop = _rows_of(table, rels, urls) if rels else pa.array(np.zeros(table.num_rows, dtype=bool))
+        if lost_urls and entry["table"] == "quarantine":
+            file_rows = pc.and_(pc.equal(table.column("stage"), "file"),
+                                pc.is_in(table.column("source_file"), value_set=pa.array(lost_urls, pa.string())))
+            drop = pc.or_(drop, pc.fill_null(file_rows, False))
         dropped = pc.sum(drop).as_py() or 0
         remaining = state.part_sources[path] - keys
         if not dropped:
@@ -608,19 +629,24 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
 
 
 def commit_files(target: _Output, state: _State, run_id: str, seq: int, parts: list[dict],
-                 files: list[CaptureFile], kind: str, windows: dict[str, tuple] | None = None) -> dict:
+                 files: list[CaptureFile], kind: str, windows: dict[str, tuple] | None = None,
+                 failed: list[CaptureFile] = ()) -> dict:
     """Commit the parts written for ``files`` (the ones read); for files changed since they were
     exported, the earlier rows are replaced in the same commit. ``windows``: ``rel`` → the
     windows a file read only in part is now exported for (its source entry's ``window``).
-    Returns the commit record."""
+    ``failed``: the files of the batch that could not be read; the commit records them
+    (``unreadable``) with its parts, which hold their ``file`` quarantine rows, so that those
+    rows are removed once the file is read (:func:`_supersede`). Returns the commit record."""
     sources = [_source_entry(f, (windows or {}).get(f.rel)) for f in files]
-    if any(state.status(kind, f) == "changed" for f in files):
+    lost = [{"rel": f.rel, "url": f.url} for f in failed]
+    if any(state.status(kind, f) == "changed" for f in files) \
+            or any((kind, f.rel) in state.lost for f in [*files, *failed]):
         with state.lock:  # rewrites of one part must not interleave
-            extra, removes = _supersede(target, state, run_id, seq, kind, files)
-            record = _commit(target, run_id, seq, parts + extra, sources, kind, removes)
+            extra, removes = _supersede(target, state, run_id, seq, kind, files, failed)
+            record = _commit(target, run_id, seq, parts + extra, sources, kind, removes, lost)
             state.apply(record)
         return record
-    record = _commit(target, run_id, seq, parts, sources, kind)
+    record = _commit(target, run_id, seq, parts, sources, kind, unreadable=lost)
     with state.lock:
         state.apply(record)
     return record
@@ -714,7 +740,8 @@ def _commit_batch(target: _Output, state: _State, summary: ExportSummary, seq: i
     files = _read_whole(result.files, result.failed_files)
     summary.files_changed += sum(state.status(kind, f) == "changed" for f in files)
     windows = _partial_windows(files, getattr(result, "partial", ()), spec)
-    record = commit_files(target, state, summary.run_id, seq, parts, files, kind, windows)
+    record = commit_files(target, state, summary.run_id, seq, parts, files, kind, windows,
+                          result.failed_files)
     for p in record["parts"]:
         if "replaces" not in p:
             summary.rows[p["table"]] += p["rows"]
@@ -901,12 +928,18 @@ def _export(tree: CaptureTree, target: _Output, out: str, started: float, progre
             compact(target, summary.run_id, seq)
         with contextlib.suppress(FileNotFoundError):
             target.fs.rm(f"{target.meta}/tmp/{summary.run_id}", recursive=True)
-        if summary.unreadable and getattr(tree, "strict", False):
+        if summary.unreadable:
             from .read import unreadable_summary
 
-            raise UnreadableError(unreadable_summary(summary.unreadable, strict=True) +
-                                  " (what could be read is exported; the next run tries the rest)",
-                                  summary.unreadable)
+            if getattr(tree, "strict", False):
+                raise UnreadableError(unreadable_summary(summary.unreadable, strict=True) +
+                                      " (what could be read is exported; the next run tries the rest)",
+                                      summary.unreadable)
+            import warnings
+
+            warnings.warn(unreadable_summary(summary.unreadable,
+                                             left="not exported (the next run tries again)"),
+                          UnreadableWarning, stacklevel=3)
         return summary
     finally:
         target.unlock()
@@ -971,6 +1004,7 @@ def compact(target: _Output, run_id: str, seq: int) -> str:
         "parts": [{**p, "sources": sorted([k, r] for k, r in state.part_sources.get(path, ()))}
                   for path, p in sorted(state.parts.items())],
         "sources": [{"kind": k, **entry} for (k, _), entry in sorted(state.sources.items())],
+        "unreadable": [{"kind": k, "rel": r, "url": u} for (k, r), u in sorted(state.lost.items())],
         "removes": [],
     }
     snapshot = f"{folder}/{name}.json"

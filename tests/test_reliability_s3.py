@@ -319,3 +319,47 @@ def test_storage_option_retries_is_taken_by_the_cli(tree, faults, s3_server):
     assert r.exit_code == 0, r.output
     assert faults.gets[keys["seed-churn"]] == 4
     assert "could not be read" in r.stderr
+
+
+def export_file_rows(out: str) -> list[str]:
+    """The ``file`` quarantine rows a reader of the export's live parts sees (their sources)."""
+    import pyarrow.parquet as pq
+
+    manifest = read_manifest(out)
+    paths = manifest["parts"].get("quarantine", [])
+    rows = [r for p in paths for r in pq.read_table(f"{out}/{p}").to_pylist()]
+    return [r["source_file"] for r in rows if r["stage"] == "file"]
+
+
+def test_a_loss_record_heals_once_the_object_is_read(tree, faults, s3_options, tmp_path):
+    """Fault, fault again, recover: one ``file`` row while the object is unreadable, none after;
+    in an export and in the query cache (which is an export), through the warm path too."""
+    from captureq import cache
+
+    url, keys = tree
+    key = keys["seed-churn"]
+    out = str(tmp_path / "out")
+    opts = {**s3_options, **QUICK}
+
+    def file_row_count(cq) -> int:
+        return cq.sql("select count(*) as n from quarantine where stage = 'file'").to_pylist()[0]["n"]
+
+    for attempt in range(2):  # unreadable twice: still one loss record, not two
+        faults.error(key, 500)
+        with pytest.warns(captureq.UnreadableWarning):
+            summary = captureq.open(url, storage_options=opts).export(out)
+        assert [u.path for u in summary.unreadable] == [f"s3://{key}"]
+        assert export_file_rows(out) == [f"s3://{key}"]
+        with pytest.warns(captureq.UnreadableWarning):
+            cache.refresh(captureq.open(url, storage_options=opts, cache=True))
+        faults.rules.clear()
+    summary = captureq.open(url, storage_options=opts).export(out)
+    assert (summary.files_exported, summary.unreadable) == (1, [])
+    assert export_file_rows(out) == []
+    assert read_manifest(out)["tables"]["captures"]["rows"] == 4
+
+    cq = captureq.open(url, storage_options=opts, cache=True)
+    cache.refresh(cq)
+    assert cache.lookup(cq) is not None  # the warm path answers
+    assert file_row_count(captureq.open(url, storage_options=opts, cache=True)) == 0
+    assert file_row_count(captureq.open(url, storage_options=opts, cache=False)) == 0
