@@ -363,3 +363,11 @@ def test_a_loss_record_heals_once_the_object_is_read(tree, faults, s3_options, t
     assert cache.lookup(cq) is not None  # the warm path answers
     assert file_row_count(captureq.open(url, storage_options=opts, cache=True)) == 0
     assert file_row_count(captureq.open(url, storage_options=opts, cache=False)) == 0
+
+
+def test_an_unwrapped_storage_failure_is_explained_as_storage_not_a_bug():
+    from captureq.cli_errors import explain
+
+    message = explain(OSError(121, "We encountered an internal error. Please try again."))
+    assert message is not None and message.startswith("storage error:") and "try again later" in message
+    assert explain(ValueError("a real bug")) is None
