@@ -27,6 +27,10 @@ _LAZY = {
     "DecodeError": "errors",
     "ExportError": "errors",
     "ScanError": "errors",
+    "StorageError": "errors",
+    "Unreadable": "read",
+    "UnreadableError": "errors",
+    "UnreadableWarning": "errors",
     "scan": "scan",
 }
 
@@ -35,7 +39,9 @@ __all__ = sorted(_LAZY)
 if TYPE_CHECKING:  # pragma: no cover
     from .api import CaptureTree, Result, open
     from .options import DecodeOptions
-    from .errors import CaptureqError, ConfigError, DecodeError, ExportError, ScanError
+    from .errors import (CaptureqError, ConfigError, DecodeError, ExportError, ScanError,
+                         StorageError, UnreadableError, UnreadableWarning)
+    from .read import Unreadable
     from .scan import scan
 
 

@@ -105,6 +105,7 @@ def open(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     cache: bool | None = None,
     cache_max_bytes: int | None = None,
+    strict: bool = False,
 ) -> CaptureTree:
     """Open a capture tree (local path, ``s3://bucket/prefix`` or any fsspec URL).
 
@@ -113,6 +114,12 @@ def open(
     answer :meth:`~captureq.plan.ScanPlan.sql` from the tree's Parquet cache when it is fresh,
     and fill it in the background otherwise (default on, ``CAPTUREQ_NO_CACHE=1`` turns it off);
     ``cache_max_bytes`` bounds all caches together (least recently used out).
+
+    An object that cannot be read (a storage error or a timeout that outlived the retry policy
+    of :mod:`captureq.storage`, an object deleted or changing while read) is left out, with an
+    :class:`~captureq.errors.UnreadableWarning` and in ``Result.unreadable``; ``strict=True``
+    raises :class:`~captureq.errors.UnreadableError` instead (and an export, once it has
+    committed what it could read).
     """
     return open_plan(
         uri,
@@ -127,5 +134,6 @@ def open(
         batch_bytes=batch_bytes,
         cache=cache,
         cache_max_bytes=cache_max_bytes,
+        strict=strict,
         cls=CaptureTree,
     )

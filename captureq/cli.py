@@ -36,6 +36,7 @@ from .cli_options import (
     QuietOpt,
     StartOpt,
     StorageOpt,
+    StrictOpt,
     UriArg,
     VariantOpt,
     console,
@@ -45,6 +46,7 @@ from .cli_options import (
     load,
     open_tree,
     reading,
+    report_unreadable,
     rich_table,
     storage_options,
     write_result,
@@ -203,11 +205,13 @@ def scan(
     storage_option: Optional[list[str]] = StorageOpt,
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
+    strict: bool = StrictOpt,
 ) -> None:
-    """Partitions, file and record counts, time span, and what was quarantined or skipped."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
+    """Partitions, file and record counts, time span, and what was quarantined, skipped or unreadable."""
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict)
     files = tree.scan()
     tables = load(tree, "scanning", quiet)
+    report_unreadable(tables.unreadable, left="left out of these counts")
     unmatched = tree.unmatched_labels() if tables.label_scan is not None else 0
     summary = tree.sql(
         "select endpoint, variant, count(*) as captures, min(inference_time) as first, "
@@ -231,6 +235,7 @@ def scan(
             "reconciles": c.reconciles,
             "skipped": dict(skipped),
             "quarantine_rows": tables.quarantine.num_rows,
+            "unreadable": [asdict(u) for u in tables.unreadable],
         }
         if tables.label_scan is not None:
             doc["labels"] = {"rows": tables.labels.num_rows, "unmatched": unmatched,
@@ -280,6 +285,8 @@ def scan(
     out.print(grid)
     for path, reason in files.skipped[:20]:
         out.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+    for u in tables.unreadable[:20]:
+        out.print(f"[red]unreadable[/] {u.path}: {u.reason}", soft_wrap=True, highlight=False)
     if tables.quarantine.num_rows:
         q = tables.quarantine.select(["stage", "source_file", "line_number", "reason"])
         out.print(rich_table(q, title="quarantine", limit=20))
@@ -314,9 +321,10 @@ def query(
         help="Let the SQL read and write files and the network (COPY … TO, read_csv, ATTACH…); "
         "off by default: the views are in memory.",
     ),
+    strict: bool = StrictOpt,
 ) -> None:
     """Run SQL over the views: captures, inputs, outputs, labels, quarantine, predictions."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict)
     tree.cache = False if no_cache else None
     tree.cache_max_bytes = cache_max_bytes
     tree.cache_fill_at_exit = True  # the answer first: a cache fill starts (detached) at exit
@@ -324,6 +332,7 @@ def query(
         result = tree.sql(sql, allow_external_access=allow_external_access)
     write_result(result.to_arrow(), format)
     sys.stdout.flush()  # the answer is out; a cache refresh may still finish before exit
+    report_unreadable(result.unreadable)
 
 
 class Engine(str, Enum):
@@ -363,9 +372,10 @@ def export(
         False, "--dry-run", help="List the new, changed and partly exported source files; export nothing."
     ),
     quiet: bool = QuietOpt,
+    strict: bool = StrictOpt,
 ) -> None:
     """Export to hive-partitioned Parquet under OUT; later runs add only new and changed files."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict)
     out_options = storage_options(out_storage_option, "--out-storage-option")
     if dry_run:
         from .export import plan
@@ -408,6 +418,7 @@ def export(
         console().print(
             f"{summary.files_changed} changed files re-exported (their earlier rows replaced)"
         )
+    report_unreadable(summary.unreadable, left="not exported (the next run tries again)")
     console().print(f"manifest: {out.rstrip('/')}/_captureq/manifest.json", highlight=False)
     if summary.failed:  # the other endpoints are committed; these files wait for the next run
         for endpoint, reason in summary.failed.items():

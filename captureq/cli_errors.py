@@ -15,6 +15,7 @@ import json
 import os
 
 from .errors import CaptureqError
+from .storage import describe, is_storage_failure
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -138,4 +139,9 @@ def explain(exc: BaseException) -> str | None:
                 f"cannot reach the storage endpoint ({e}); check the URL in "
                 "--storage-option client_kwargs.endpoint_url and that the server is running"
             )
+    for e in chain:  # the storage failing on a request captureq did not name (a StorageError does)
+        if isinstance(e, Exception) and is_storage_failure(e):
+            return (f"storage error: {describe(e)}; the storage is failing, not captureq — try "
+                    "again later, or allow more time with --storage-option retries=N / "
+                    "deadline=SECONDS")
     return None

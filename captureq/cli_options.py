@@ -82,6 +82,10 @@ FormatOpt = typer.Option(
 QuietOpt = typer.Option(
     False, "--quiet", "-q", help="No progress display on stderr (it is off when stderr is piped)."
 )
+StrictOpt = typer.Option(
+    False, "--strict",
+    help="Fail (exit 2) when an object cannot be read, instead of answering without it.",
+)
 CacheOpt = typer.Option(
     None, "--cache", metavar="DIR", show_default=False,
     help="Where to keep the Parquet the views read (a folder, or any fsspec URL).",
@@ -126,13 +130,18 @@ def open_tree(
     endpoint: list[str] | None = None,
     variant: list[str] | None = None,
     options: list[str] | None = None,
+    strict: bool = False,
 ) -> CaptureTree:
     """``captureq.open`` with the shared options as the CLI receives them. An ``--endpoint`` /
-    ``--variant`` filter that matches nothing is said on stderr, with what the tree has."""
+    ``--variant`` filter that matches nothing is said on stderr, with what the tree has.
+    Objects that cannot be read are said by the command (:func:`report_unreadable`), not as
+    Python warnings."""
     import warnings
 
     from . import api
-    from .errors import FilterWarning
+    from .errors import FilterWarning, UnreadableWarning
+
+    warnings.filterwarnings("ignore", category=UnreadableWarning)
 
     tree = api.open(
         uri,
@@ -142,6 +151,7 @@ def open_tree(
         endpoint=endpoint or None,
         variant=variant or None,
         storage_options=storage_options(options),
+        strict=strict,
     )
     if endpoint or variant:
         with warnings.catch_warnings():
@@ -192,6 +202,16 @@ def fail(message: str | BaseException) -> None:
     """Print ``error: message`` on stderr and exit with status 2 (a user mistake)."""
     err_console().print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
+
+
+def report_unreadable(unreadable: list, left: str = "left out of the answer") -> None:
+    """``warning: N objects could not be read …`` on stderr (the first few, with reasons)."""
+    if not unreadable:
+        return
+    from .read import unreadable_summary
+
+    err_console().print(f"[yellow]warning:[/] {unreadable_summary(unreadable, left=left)}",
+                        soft_wrap=True, highlight=False)
 
 
 def fmt(v) -> str:
@@ -379,18 +399,25 @@ def progress(
             TextColumn(what),
             BarColumn(),
             DownloadColumn(),
-            TextColumn("{task.fields[files]}/{task.fields[of]} files, {task.fields[records]:,} records"),
+            TextColumn("{task.fields[files]}/{task.fields[of]} files, {task.fields[records]:,} records"
+                       "{task.fields[retried]}"),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
         )
 
-    display = _Display(columns, total_bytes, files=0, of=files, records=0)
-    seen = {"files": 0, "records": 0}
+    display = _Display(columns, total_bytes, files=0, of=files, records=0, retried="")
+    seen = {"files": 0, "records": 0, "retries": 0, "failed": 0}
 
     def advance(counts) -> None:
         seen["files"] += counts.files + counts.files_failed
         seen["records"] += counts.rows
-        display.update(advance=counts.bytes_read, files=seen["files"], records=seen["records"])
+        seen["retries"] += counts.retries
+        seen["failed"] += counts.files_failed
+        retried = f", {seen['retries']:,} retries" if seen["retries"] else ""
+        if seen["failed"]:
+            retried += f", {seen['failed']:,} unreadable"
+        display.update(advance=counts.bytes_read, files=seen["files"], records=seen["records"],
+                       retried=retried)
 
     try:
         yield advance

@@ -33,3 +33,43 @@ class QueryError(CaptureqError):
 
 class FilterWarning(UserWarning):
     """An endpoint/variant filter matched nothing in the tree (the message lists what exists)."""
+
+
+class StorageError(CaptureqError):
+    """The storage failed (an error status, a timeout, a dropped connection) on an operation
+    that outlived the retry policy; the message names the operation, the object or prefix, the
+    status code and what to try."""
+
+    def __init__(self, message: str, *, op: str = "", target: str = "", status: int | None = None):
+        super().__init__(message)
+        self.op, self.target, self.status = op, target, status
+
+    @classmethod
+    def of(cls, op: str, target: str, exc: BaseException, *, attempts: int | None = None,
+           seconds: float | None = None) -> StorageError:
+        from .storage import describe, status_of
+
+        status, _ = status_of(exc)
+        tries = ""
+        if attempts is not None:
+            tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}"
+            if seconds is not None:
+                tries += f" in {seconds:.1f}s"
+        return cls(
+            f"storage error: {op} {target} failed{tries}: {describe(exc)}; the storage is "
+            "failing, not captureq — try again later, or allow more time with --storage-option "
+            "retries=N / deadline=SECONDS (storage_options in Python)",
+            op=op, target=target, status=status,
+        )
+
+
+class UnreadableError(CaptureqError):
+    """A strict read (``strict=True``, ``--strict``) met objects it could not read."""
+
+    def __init__(self, message: str, unreadable: list | None = None):
+        super().__init__(message)
+        self.unreadable = list(unreadable or [])
+
+
+class UnreadableWarning(UserWarning):
+    """A read left out objects it could not read (``Result.unreadable`` lists them)."""

@@ -19,7 +19,9 @@ A commit record holds ``version``, ``run``, ``seq``, ``kind`` (``captures``/``la
 ``sources`` (each file read: ``rel``, ``size``, ``version`` = ``etag:…``/``mtime:…``,
 ``url``, and ``window`` — a list of ``[start, end]`` ISO pairs, ``null`` open — when the file has
 lines outside the time windows it was exported for), ``parts`` (``table``, ``path``, ``rows``, ``columns``; optionally ``sources``, the
-files a rewritten part still holds) and ``removes`` (part paths this commit supersedes).
+files a rewritten part still holds), ``removes`` (part paths this commit supersedes) and
+``unreadable`` (``rel``, ``url`` of files the batch could not read, whose ``file`` quarantine rows
+its parts hold: removed by the commit that reads the file, or that fails on it again).
 Folding the log in name order (run ids sort in time order) gives the live parts and, per source
 file, the version last exported. A ``snapshot`` record (``kind``; written by :func:`compact`,
 which the cache asks for once its log is long) holds that folded state whole and replaces every
@@ -53,8 +55,12 @@ once across any sequence of windowed and unwindowed runs.
 
 One writer at a time: ``fcntl.flock`` on local disks; on object stores a lease object created
 with a conditional put (``If-None-Match: *``, fsspec's ``pipe_file(mode="create")``). Leases are
-numbered; a writer creates lease ``n+1`` only if lease ``n`` was released or expired, so two
-writers racing for it cannot both win. A lease lasts ``CAPTUREQ_LEASE_SECONDS`` (600) and is
+numbered; a writer creates lease ``n+1`` only if lease ``n`` was released or expired (or its
+writer ran on this host and its process is gone), so two writers racing for it cannot both win.
+A lease holds ``token`` (the writer's own random id), ``host``, ``pid``, ``acquired``, ``expires``
+and, once given up, ``released``; a put whose answer was lost and whose retry is refused
+(412) reads the lease back and holds it when the token is its own. The lease is released on
+every way out of a run: success, an error, SIGTERM. A lease lasts ``CAPTUREQ_LEASE_SECONDS`` (600) and is
 renewed at each commit; before each commit the writer checks that its lease is still the newest,
 so a writer that stalled past its expiry and was taken over stops instead of committing. Expiry
 is judged by the writers' clocks: keep them within a fraction of the lease time.
@@ -79,14 +85,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol
 
 from . import schema, window
-from .errors import ConfigError, ExportError
+from .errors import CaptureqError, ConfigError, ExportError, UnreadableError, UnreadableWarning
 from .pipeline import Counts, run_captures, run_labels
 from .registry import Registry, conform_batch
 from .scan import CaptureFile
+from .storage import filesystem, policy_of
 
 if TYPE_CHECKING:
     from .plan import ScanPlan as CaptureTree
@@ -117,6 +123,14 @@ class ExportSummary:
     # endpoint → why its export stopped (an unexpected error: its files stay for the next run,
     # the other endpoints are committed); ``LABELS_FAILED`` for the label tree
     failed: dict[str, str] = field(default_factory=dict)
+
+    label_counts: Counts = field(default_factory=Counts)
+
+    @property
+    def unreadable(self) -> list:
+        """The source objects this run could not read (not marked done: the next run tries
+        them again); :class:`captureq.Unreadable` values."""
+        return self.counts.unreadable + self.label_counts.unreadable
 
 
 LABELS_FAILED = "(labels)"  # the key of a label tree's failure in ExportSummary.failed
@@ -224,13 +238,22 @@ class _Output:
     """
 
     def __init__(self, out: str, storage_options: dict | None):
-        self.fs, path = url_to_fs(out, **(storage_options or {}))
+        self.fs, path = filesystem(out, storage_options)
+        self.policy = policy_of(self.fs)
         self.root = path.rstrip("/")
         self.local = _is_local(self.fs)
         self.meta = f"{self.root}/{META}"
         self._lock_file = None
         self._lease: str | None = None  # the lease object this writer holds (object stores)
         self._lease_body: dict = {}
+
+    def call(self, op: str, path: str, fn, *args, **kwargs):
+        """A storage request under the destination's retry policy (:mod:`captureq.storage`); a
+        failure that outlives it is a StorageError naming ``op`` and the object."""
+        return self.policy.call(op, self.url(path), fn, *args, **kwargs)
+
+    def url(self, path: str) -> str:
+        return path if self.local else _redact(self.fs.unstrip_protocol(path))
 
     # -- one writer at a time ---------------------------------------------------------------
     def lock(self) -> None:
@@ -253,11 +276,13 @@ class _Output:
             ) from None
 
     def unlock(self) -> None:
+        """Give the lock up; a lease is marked released (tried under the retry policy: a
+        storage that keeps failing leaves it to expire)."""
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
         if self._lease is not None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, CaptureqError):
                 self._write_lease({**self._lease_body, "released": time.time()})
             self._lease = None
 
@@ -265,43 +290,55 @@ class _Output:
         folder = f"{self.meta}/{LEASES}"
         self.fs.invalidate_cache(folder)
         try:
-            names = self.fs.ls(folder, detail=False)
+            names = self.call("LIST", folder, self.fs.ls, folder, detail=False)
         except FileNotFoundError:
             return []
         return sorted(p for p in names if re.fullmatch(r"\d{12}\.json", posixpath.basename(p)))
 
+    def _read_lease(self, path: str) -> dict | None:
+        """A lease's body, or None when it is gone (deleted by the writer that took over)."""
+        try:
+            return self.call("GET", path, self.read_json, path)
+        except FileNotFoundError:
+            return None
+
     def _acquire_lease(self) -> None:
         """Create lease ``n+1`` with a conditional put (``If-None-Match: *``), if lease ``n``
-        (the newest) was released or has expired; see the module docstring."""
+        (the newest) is no longer held (:func:`_held`); see the module docstring. The lease
+        carries a token of this writer's own: when the put's answer is lost and its retry is
+        refused (412, the object exists), the lease is read back and is ours if the token is."""
         leases = self._leases()
         if leases:
-            newest = self.read_json(leases[-1])
-            if not newest.get("released") and newest.get("expires", 0) > time.time():
+            newest = self._read_lease(leases[-1])
+            if newest is not None and _held(newest):
                 raise ExportError(self._busy(newest))
             gen = int(posixpath.basename(leases[-1])[:12]) + 1
         else:
             gen = 1
         path = f"{self.meta}/{LEASES}/{gen:012d}.json"
-        self._lease_body = {"owner": uuid.uuid4().hex, "host": _host(), "pid": os.getpid(),
+        self._lease_body = {"token": uuid.uuid4().hex, "host": _host(), "pid": os.getpid(),
                             "acquired": time.time(), "expires": time.time() + lease_seconds()}
         try:
-            self.fs.pipe_file(path, json.dumps(self._lease_body).encode(), mode="create")
+            self.call("PUT", path, self.fs.pipe_file, path, json.dumps(self._lease_body).encode(),
+                      mode="create")
         except FileExistsError:
-            raise ExportError(self._busy(self.read_json(path))) from None
+            theirs = self._read_lease(path)
+            if theirs is None or theirs.get("token") != self._lease_body["token"]:
+                raise ExportError(self._busy(theirs or {})) from None
         self._lease = path
         for old in leases[:-1]:  # keep the previous one: it shows who wrote last
             with contextlib.suppress(FileNotFoundError):
-                self.fs.rm_file(old)
+                self.call("DELETE", old, self.fs.rm_file, old)
 
     def _busy(self, lease: dict) -> str:
         left = max(0, lease.get("expires", 0) - time.time())
         return (f"another captureq export is writing to {self.root} (its lease, held by "
                 f"{lease.get('host')} pid {lease.get('pid')}, expires in {left:.0f}s); wait for it to "
-                "finish — a crashed export's lease is taken over once it expires "
-                "(two exports into one output at once would duplicate rows)")
+                "finish — a crashed export's lease is taken over once it expires, at once when it "
+                "ran on this host (two exports into one output at once would duplicate rows)")
 
     def _write_lease(self, body: dict) -> None:
-        self.fs.pipe_file(self._lease, json.dumps(body).encode())
+        self.call("PUT", self._lease, self.fs.pipe_file, self._lease, json.dumps(body).encode())
 
     def check_lease(self) -> None:
         """Before a commit: this writer's lease is still the newest one (nobody took over after
@@ -321,12 +358,21 @@ class _Output:
         """Write ``path`` whole or not at all: a PUT on object stores, write + rename on disk."""
         data = json.dumps(obj, indent=1, default=str).encode()
         if not self.local:
-            self.fs.pipe_file(path, data)
+            self.call("PUT", path, self.fs.pipe_file, path, data)
             return
         self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, path)
+
+    def write_parquet(self, path: str, table: pa.Table, compression: str = "zstd") -> int:
+        """Write ``table`` as one Parquet object at ``path`` (retried whole); returns its bytes."""
+        def put() -> int:
+            with self.fs.open(path, "wb") as f:
+                pq.write_table(table, f, compression=compression)
+                return f.tell()
+
+        return self.call("PUT", path, put)
 
     def read_json(self, path: str):
         with self.fs.open(path, "r") as f:
@@ -337,13 +383,13 @@ class _Output:
         folder = f"{self.meta}/commits"
         self.fs.invalidate_cache(folder)
         try:
-            names = self.fs.ls(folder, detail=False)
+            names = self.call("LIST", folder, self.fs.ls, folder, detail=False)
         except FileNotFoundError:
             return []
         paths = sorted(p for p in names if p.endswith(".json"))
         if not paths:
             return []
-        blobs = self.fs.cat(paths)  # concurrent GETs on object stores
+        blobs = self.call("GET", folder, self.fs.cat, paths)  # concurrent GETs on object stores
         blobs = blobs if isinstance(blobs, dict) else {paths[0]: blobs}
         return [json.loads(blobs[p]) for p in paths]
 
@@ -355,13 +401,13 @@ class _Output:
             self.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
             self.fs.mv(src, dst)
         else:
-            self.fs.cp_file(src, dst)
-            self.fs.rm_file(src)
+            self.call("COPY", dst, self.fs.cp_file, src, dst)
+            self.call("DELETE", src, self.fs.rm_file, src)
 
     def remove(self, path: str) -> None:
         """Delete a superseded part (already gone: fine, a rolled-forward commit did it)."""
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(path)
+            self.call("DELETE", path, self.fs.rm_file, path)
 
     def recover(self) -> int:
         """Roll forward commits staged by a run that died; drop its unstaged temp files."""
@@ -369,7 +415,7 @@ class _Output:
         tmp_root = f"{self.meta}/tmp"
         self.fs.invalidate_cache(tmp_root)
         try:
-            run_dirs = self.fs.ls(tmp_root, detail=False)
+            run_dirs = self.call("LIST", tmp_root, self.fs.ls, tmp_root, detail=False)
         except FileNotFoundError:
             return 0
         for run_dir in run_dirs:
@@ -399,6 +445,46 @@ def _host() -> str:
     return socket.gethostname()
 
 
+def _held(lease: dict) -> bool:
+    """Whether a lease still holds: not released, not expired, and — when its writer ran on
+    this host — that process is alive (a dead local writer's lease is broken at once)."""
+    if lease.get("released") or lease.get("expires", 0) <= time.time():
+        return False
+    if lease.get("host") == _host() and isinstance(lease.get("pid"), int):
+        try:
+            os.kill(lease["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # alive, another user's
+            return True
+    return True
+
+
+@contextlib.contextmanager
+def released_on_sigterm():
+    """Inside, SIGTERM ends the process through ``SystemExit`` (exit status 143), so the
+    ``finally`` blocks that release the writer's lock run; only in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _roll_forward(out: _Output, run_dir: str, name: str, record: dict, staged: str) -> None:
     """Make a staged commit true: parts into place, superseded parts deleted, record published.
     Every step may already be done (a crash mid-way): each is skipped then, so this can run any
@@ -424,21 +510,21 @@ def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tup
             rel = f"{table_name}/{partition}/{name}" if partition else f"{table_name}/{name}"
             tmp = f"{table_name}-{name}"
             rows = file_table(partition, rows)
-            with out.fs.open(f"{run_dir}/{tmp}", "wb") as f:
-                pq.write_table(rows, f, compression=compression)
-                nbytes = f.tell()
+            nbytes = out.write_parquet(f"{run_dir}/{tmp}", rows, compression)
             parts.append({"table": table_name, "path": rel, "tmp": tmp, "rows": rows.num_rows,
                           "bytes": nbytes, "columns": {f.name: str(f.type) for f in rows.schema}})
     return parts
 
 
 def _commit(out: _Output, run_id: str, seq: int, parts: list[dict], sources: list[dict], kind: str,
-            removes: list[str] = ()) -> dict:
+            removes: list[str] = (), unreadable: list[dict] = ()) -> dict:
     """Stage the commit record, then roll it forward; returns the record."""
     out.check_lease()
     run_dir = f"{out.meta}/tmp/{run_id}"
     record = {"version": FORMAT_VERSION, "run": run_id, "seq": seq, "kind": kind, "time": time.time(),
               "sources": sources, "parts": parts, "removes": list(removes)}
+    if unreadable:
+        record["unreadable"] = list(unreadable)
     name = f"{run_id}-{seq:05d}"
     staged = f"{run_dir}/{name}.commit.json"
     out.write_json(staged, record)
@@ -474,6 +560,8 @@ class _State:
         self.parts: dict[str, dict] = {}
         self.part_sources: dict[str, set[tuple[str, str]]] = {}
         self.sources: dict[tuple[str, str], dict] = {}
+        # files whose last read failed: (kind, rel) → the url of their ``file`` quarantine rows
+        self.lost: dict[tuple[str, str], str] = {}
         self.lock = threading.Lock()
         for c in commits:
             self.apply(c)
@@ -485,16 +573,20 @@ class _State:
             self.part_sources = {p["path"]: {(k, r) for k, r in p["sources"]} for p in commit["parts"]}
             self.sources = {(s["kind"], s["rel"]): {k: v for k, v in s.items() if k != "kind"}
                             for s in commit["sources"]}
+            self.lost = {(u["kind"], u["rel"]): u["url"] for u in commit.get("unreadable", [])}
             return
         for path in commit.get("removes", []):
             self.parts.pop(path, None)
             self.part_sources.pop(path, None)
-        default = {(kind, s["rel"]) for s in commit["sources"]}
+        lost = {(kind, u["rel"]): u["url"] for u in commit.get("unreadable", [])}
+        default = {(kind, s["rel"]) for s in commit["sources"]} | set(lost)
         for p in commit["parts"]:
             self.parts[p["path"]] = p
             self.part_sources[p["path"]] = {(kind, r) for r in p["sources"]} if "sources" in p else default
         for s in commit["sources"]:
             self.sources[(kind, s["rel"])] = s
+            self.lost.pop((kind, s["rel"]), None)
+        self.lost.update(lost)
 
     def status(self, kind: str, f: CaptureFile, span: tuple = (None, None)) -> str:
         """``new``, ``changed``, ``partial`` or ``done`` for a run over the time window ``span``
@@ -542,21 +634,32 @@ def _rows_of(table: pa.Table, rels: list[str], urls: list[str]) -> pa.Array:
 
 
 def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
-               files: list[CaptureFile]) -> tuple[list[dict], list[str]]:
+               files: list[CaptureFile], failed: list[CaptureFile] = ()) -> tuple[list[dict], list[str]]:
     """For source files exported before and now exported again: the live parts holding their
     earlier rows are rewritten without them (into this run's temp folder) and listed as
-    removed, so the commit that adds the new rows also swaps out the old ones."""
+    removed, so the commit that adds the new rows also swaps out the old ones. Files with a
+    loss record (``file`` quarantine rows of an earlier failed read) that are now read, or
+    failed again (``failed``), lose those rows the same way: a loss record lasts as long as
+    the loss, and there is one per file."""
     keys = {(kind, f.rel) for f in files if state.status(kind, f) == "changed"}
-    if not keys:
+    healed = {(kind, f.rel) for f in [*files, *failed] if (kind, f.rel) in state.lost}
+    if not keys and not healed:
         return [], []
     rels = [rel for _, rel in keys]
     urls = sorted({state.sources[k].get("url") for k in keys} - {None}
                   | {f.url for f in files if (kind, f.rel) in keys})
+    lost_urls = sorted({state.lost[k] for k in healed}
+                       | {f.url for f in [*files, *failed] if (kind, f.rel) in healed})
+    keys |= healed
     replacements, removes = [], []
     for i, path in enumerate(sorted(state.holding(keys))):
         entry = state.parts[path]
         table = pq.read_table(f"{out.root}/{path}", filesystem=out.fs)
-        drop = _rows_of(table, rels, urls)
+        drop = _rows_of(table, rels, urls) if rels else pa.array(np.zeros(table.num_rows, dtype=bool))
+        if lost_urls and entry["table"] == "quarantine":
+            file_rows = pc.and_(pc.equal(table.column("stage"), "file"),
+                                pc.is_in(table.column("source_file"), value_set=pa.array(lost_urls, pa.string())))
+            drop = pc.or_(drop, pc.fill_null(file_rows, False))
         dropped = pc.sum(drop).as_py() or 0
         remaining = state.part_sources[path] - keys
         if not dropped:
@@ -568,9 +671,7 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
         kept = file_table(posixpath.relpath(folder, entry["table"]), table.filter(pc.invert(drop)))
         name = f"part-{run_id}-{seq:05d}-r{i:03d}.parquet"
         tmp = f"{entry['table']}-{name}"
-        with out.fs.open(f"{out.meta}/tmp/{run_id}/{tmp}", "wb") as f:
-            pq.write_table(kept, f, compression="zstd")
-            nbytes = f.tell()
+        nbytes = out.write_parquet(f"{out.meta}/tmp/{run_id}/{tmp}", kept)
         replacements.append({"table": entry["table"], "path": f"{folder}/{name}", "tmp": tmp,
                              "rows": kept.num_rows, "bytes": nbytes, "columns": {c.name: str(c.type) for c in kept.schema},
                              "sources": sorted(rel for _, rel in remaining), "replaces": path})
@@ -578,19 +679,24 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
 
 
 def commit_files(target: _Output, state: _State, run_id: str, seq: int, parts: list[dict],
-                 files: list[CaptureFile], kind: str, windows: dict[str, tuple] | None = None) -> dict:
+                 files: list[CaptureFile], kind: str, windows: dict[str, tuple] | None = None,
+                 failed: list[CaptureFile] = ()) -> dict:
     """Commit the parts written for ``files`` (the ones read); for files changed since they were
     exported, the earlier rows are replaced in the same commit. ``windows``: ``rel`` → the
     windows a file read only in part is now exported for (its source entry's ``window``).
-    Returns the commit record."""
+    ``failed``: the files of the batch that could not be read; the commit records them
+    (``unreadable``) with its parts, which hold their ``file`` quarantine rows, so that those
+    rows are removed once the file is read (:func:`_supersede`). Returns the commit record."""
     sources = [_source_entry(f, (windows or {}).get(f.rel)) for f in files]
-    if any(state.status(kind, f) == "changed" for f in files):
+    lost = [{"rel": f.rel, "url": f.url} for f in failed]
+    if any(state.status(kind, f) == "changed" for f in files) \
+            or any((kind, f.rel) in state.lost for f in [*files, *failed]):
         with state.lock:  # rewrites of one part must not interleave
-            extra, removes = _supersede(target, state, run_id, seq, kind, files)
-            record = _commit(target, run_id, seq, parts + extra, sources, kind, removes)
+            extra, removes = _supersede(target, state, run_id, seq, kind, files, failed)
+            record = _commit(target, run_id, seq, parts + extra, sources, kind, removes, lost)
             state.apply(record)
         return record
-    record = _commit(target, run_id, seq, parts, sources, kind)
+    record = _commit(target, run_id, seq, parts, sources, kind, unreadable=lost)
     with state.lock:
         state.apply(record)
     return record
@@ -684,7 +790,8 @@ def _commit_batch(target: _Output, state: _State, summary: ExportSummary, seq: i
     files = _read_whole(result.files, result.failed_files)
     summary.files_changed += sum(state.status(kind, f) == "changed" for f in files)
     windows = _partial_windows(files, getattr(result, "partial", ()), spec)
-    record = commit_files(target, state, summary.run_id, seq, parts, files, kind, windows)
+    record = commit_files(target, state, summary.run_id, seq, parts, files, kind, windows,
+                          result.failed_files)
     for p in record["parts"]:
         if "replaces" not in p:
             summary.rows[p["table"]] += p["rows"]
@@ -762,7 +869,7 @@ def refuse_inside_source(tree: CaptureTree, target: _Output) -> None:
         if not uri or get_protocol(uri) not in _protocols(target.fs):
             continue  # another filesystem
         try:
-            fs, path = url_to_fs(uri, **(so or {}))
+            fs, path = filesystem(uri, so)
         except (ValueError, ImportError):
             continue
         if type(fs) is not type(target.fs):
@@ -816,6 +923,12 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
     so = destination_options(tree, out, out_storage_options if out_storage_options is not None else storage_options)
     target = _Output(out, so)
     refuse_inside_source(tree, target)
+    with released_on_sigterm():
+        return _export(tree, target, out, started, progress, by_hour, compression, compact_after)
+
+
+def _export(tree: CaptureTree, target: _Output, out: str, started: float, progress, by_hour: bool,
+            compression: str, compact_after: int | None) -> ExportSummary:
     target.lock()
     try:
         summary, state = start_run(target, out)
@@ -868,6 +981,7 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
                                   compression=compression)
                     seq += 1
                     summary.label_files_exported += len(result.files)
+                    summary.label_counts.add(result.counts)
             except ExportError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -879,6 +993,18 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
             compact(target, summary.run_id, seq)
         with contextlib.suppress(FileNotFoundError):
             target.fs.rm(f"{target.meta}/tmp/{summary.run_id}", recursive=True)
+        if summary.unreadable:
+            from .read import unreadable_summary
+
+            if getattr(tree, "strict", False):
+                raise UnreadableError(unreadable_summary(summary.unreadable, strict=True) +
+                                      " (what could be read is exported; the next run tries the rest)",
+                                      summary.unreadable)
+            import warnings
+
+            warnings.warn(unreadable_summary(summary.unreadable,
+                                             left="not exported (the next run tries again)"),
+                          UnreadableWarning, stacklevel=3)
         return summary
     finally:
         target.unlock()
@@ -907,7 +1033,9 @@ def _write_manifest(target: _Output, tree: CaptureTree, summary: ExportSummary) 
         "tables": tables,
         "columns": schemas,
         "parts": {name: sorted(paths) for name, paths in parts.items()},
-        "last_run": {k: _redact(v) if k == "out" else v for k, v in asdict(summary).items() if k != "counts"},
+        "last_run": {**{k: _redact(v) if k == "out" else v for k, v in asdict(summary).items()
+                        if k not in ("counts", "label_counts")},
+                     "unreadable": [{"path": _redact(u.path), "reason": u.reason} for u in summary.unreadable]},
     }
     target.write_json(f"{target.meta}/manifest.json", manifest)
     return len(commits)
@@ -941,6 +1069,7 @@ def compact(target: _Output, run_id: str, seq: int) -> str:
         "parts": [{**p, "sources": sorted([k, r] for k, r in state.part_sources.get(path, ()))}
                   for path, p in sorted(state.parts.items())],
         "sources": [{"kind": k, **entry} for (k, _), entry in sorted(state.sources.items())],
+        "unreadable": [{"kind": k, "rel": r, "url": u} for (k, r), u in sorted(state.lost.items())],
         "removes": [],
     }
     snapshot = f"{folder}/{name}.json"
@@ -976,7 +1105,7 @@ def _redact(uri: str | None) -> str | None:
 
 def read_manifest(out: str, storage_options: dict | None = None) -> dict:
     """The manifest of an export folder."""
-    fs, path = url_to_fs(out, **(storage_options or {}))
+    fs, path = filesystem(out, storage_options)
     with fs.open(f"{path.rstrip('/')}/{META}/manifest.json") as f:
         return json.load(f)
 
@@ -989,7 +1118,7 @@ def shell_sql(out: str, storage_options: dict | None = None) -> str:
     from . import views
 
     manifest = read_manifest(out, storage_options)
-    fs, path = url_to_fs(out, **(storage_options or {}))
+    fs, path = filesystem(out, storage_options)
     root = os.path.abspath(path) if _is_local(fs) else fs.unstrip_protocol(path.rstrip("/"))
     present = {name: name in manifest["tables"] for name in schema.TABLES}
     schemas = {

@@ -23,7 +23,7 @@ from .decode import (DecodeOptions, SideResult, alignment_quarantine, conform, d
                      decode_side)
 from .pair import pair_records
 from .parse import parse_captures, parse_labels
-from .read import DEFAULT_BATCH_BYTES, FileBatch, Prefetch, fetch, plan_batches
+from .read import DEFAULT_BATCH_BYTES, FileBatch, Prefetch, Unreadable, fetch, plan_batches
 from .scan import CaptureFile
 from .views import PAYLOAD_TEXT
 
@@ -37,7 +37,8 @@ class Counts:
 
     ``outside_window`` counts lines of the objects read whose capture falls outside the time
     window (and ``line`` quarantine rows of objects read only as the window's one-hour margin):
-    see :mod:`captureq.window`.
+    see :mod:`captureq.window`. ``unreadable`` lists the objects that could not be read (their
+    count is ``files_failed``); ``retries``, the requests made again after a transient error.
     """
 
     files: int = 0
@@ -53,6 +54,11 @@ class Counts:
     values_quarantined: int = 0  # values that did not fit their column's type (stage 'value')
     embedded_labels: int = 0  # label rows from groundTruthData inside capture lines
     outside_window: int = 0
+    retries: int = 0
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+    def __post_init__(self) -> None:  # from JSON (Spark tasks): dicts back into values
+        self.unreadable = [u if isinstance(u, Unreadable) else Unreadable(**u) for u in self.unreadable]
 
     def add(self, other: Counts) -> None:
         for name in self.__dataclass_fields__:
@@ -159,6 +165,8 @@ def process_captures(batch: FileBatch, options: DecodeOptions | None = None, *,
         payloads_quarantined=inputs.quarantine.num_rows + outputs.quarantine.num_rows,
         embedded_labels=labels.num_rows,
         outside_window=outside + outside_lines,
+        retries=batch.retries,
+        unreadable=batch.unreadable,
     )
     if drop:
         captures = captures.drop_columns([c for c in drop if c in captures.column_names])
@@ -224,6 +232,8 @@ def process_labels(batch: FileBatch) -> LabelBatchResult:
         rows=parsed.table.num_rows,
         quarantined_lines=_count_stage(parsed.quarantine, "line"),
         payloads_quarantined=q.num_rows,
+        retries=batch.retries,
+        unreadable=batch.unreadable,
     )
     return LabelBatchResult(batch.files, labels, pa.concat_tables([parsed.quarantine, q]), counts,
                             [f for f, _ in batch.failed])

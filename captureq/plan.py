@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from . import views
 from .errors import QueryError
 from .options import DecodeOptions
-from .read import DEFAULT_BATCH_BYTES, Prefetch
+from .read import DEFAULT_BATCH_BYTES, Prefetch, Unreadable, unreadable_summary
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
 from .timeutil import to_utc
 from .views import PAYLOAD_TEXT
@@ -140,10 +140,15 @@ def query_needs(query: str) -> Needs:
 
 
 class Result:
-    """The answer to a query: convert it with ``to_arrow()``, ``to_polars()``, ``to_pandas()``."""
+    """The answer to a query: convert it with ``to_arrow()``, ``to_polars()``, ``to_pandas()``.
 
-    def __init__(self, table: pa.Table):
+    ``unreadable`` lists the objects the answer leaves out because they could not be read
+    (:class:`captureq.Unreadable`: path and reason); empty when every object was read.
+    """
+
+    def __init__(self, table: pa.Table, unreadable: list[Unreadable] | None = None):
         self._table = table
+        self.unreadable: list[Unreadable] = list(unreadable or [])
 
     def to_arrow(self) -> pa.Table:
         return self._table
@@ -213,6 +218,11 @@ class Tables:
     #: the type decided for each endpoint's columns: ``{"input"|"output": {endpoint: {column: type}}}``
     decisions: dict = field(default_factory=dict)
 
+    @property
+    def unreadable(self) -> list[Unreadable]:
+        """The capture and ground-truth objects this read could not read (left out)."""
+        return self.counts.unreadable + self.label_counts.unreadable
+
     def as_dict(self) -> dict[str, pa.Table]:
         from . import schema
 
@@ -244,6 +254,8 @@ class ScanPlan:
     # called with each batch's Counts of every read that is not given a callback of its own (the
     # CLI's progress display around ``sql``: it follows what the statement reads, and no more)
     progress: Callable | None = field(default=None, repr=False, compare=False)
+    # an object that cannot be read fails the read (UnreadableError) instead of being left out
+    strict: bool = False
 
     def __repr__(self) -> str:
         w = self.window
@@ -352,7 +364,21 @@ class ScanPlan:
             needs = needs | have.needs
         tables = self._read(needs, progress if progress is not None else self.progress)
         self._cache["tables"] = tables
+        self._report(tables.unreadable)
         return tables
+
+    def _report(self, unreadable: list[Unreadable]) -> None:
+        """A read that left objects out says so: an :class:`~captureq.errors.UnreadableWarning`,
+        or with ``strict`` an :class:`~captureq.errors.UnreadableError`."""
+        if not unreadable:
+            return
+        from .errors import UnreadableError, UnreadableWarning
+
+        if self.strict:
+            raise UnreadableError(unreadable_summary(unreadable, strict=True), unreadable)
+        import warnings
+
+        warnings.warn(unreadable_summary(unreadable), UnreadableWarning, stacklevel=4)
 
     def _read(self, needs: Needs, progress=None) -> Tables:
         parts = needs.parts
@@ -575,11 +601,13 @@ class ScanPlan:
             con = self._connection(needs, allow_external_access)
         import duckdb  # already loaded by the connection: costs nothing here
 
+        have = self._cache.get("tables")
+        lost = have.unreadable if cold and have is not None else []
         try:
             if params is not None:
-                result = Result(to_arrow(con.sql(query, params=params)))  # a relation: no copy
+                result = Result(to_arrow(con.sql(query, params=params)), lost)  # a relation: no copy
             else:
-                result = Result(to_arrow(con.sql(query)))
+                result = Result(to_arrow(con.sql(query)), lost)
         except (duckdb.PermissionException, duckdb.InvalidInputException) as exc:
             if allow_external_access or not _is_lockdown(exc):
                 raise
@@ -646,6 +674,7 @@ def open_plan(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     cache: bool | None = None,
     cache_max_bytes: int | None = None,
+    strict: bool = False,
     cls: type[ScanPlan] = ScanPlan,
 ) -> ScanPlan:
     """A plan over a capture tree (see :func:`captureq.open`, which returns a CaptureTree)."""
@@ -658,5 +687,6 @@ def open_plan(
         batch_bytes=batch_bytes,
         cache=cache,
         cache_max_bytes=cache_max_bytes,
+        strict=strict,
     )
     return plan._narrow({"start": start, "end": end, "endpoint": endpoint, "variant": variant})

@@ -4,7 +4,8 @@ Files are grouped into batches of about ``batch_bytes`` so that memory stays bou
 large the tree is; each batch is fetched with one ``fs.cat_ranges`` call (concurrent on object stores;
 local files are read with plain ``open``).
 A file that cannot be read (deleted between LIST and GET, a corrupt gzip member, a storage
-error that outlived the retries) is reported, never silently dropped.
+error or a timeout that outlived the retry policy of :mod:`captureq.storage`) is reported as an
+:class:`Unreadable`, never silently dropped.
 
 Nothing here imports numpy, pyarrow or fsspec: on a local disk, :class:`Prefetch` reads a read's
 first batch on a thread of its own while the caller imports what parsing needs.
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import fsspec
 
     from .scan import CaptureFile
+    from .storage import RetryPolicy
 
 # Bytes of capture files per batch (about 10-20x that in memory while it is decoded).
 DEFAULT_BATCH_BYTES = int(os.environ.get("CAPTUREQ_BATCH_BYTES", 16 * 1024 * 1024))
@@ -38,6 +40,11 @@ class FileBatch:
     files: list[CaptureFile] = field(default_factory=list)
     blobs: list[bytes] = field(default_factory=list)
     failed: list[tuple[CaptureFile, str]] = field(default_factory=list)
+    retries: int = 0  # requests made again after a transient error
+
+    @property
+    def unreadable(self) -> list[Unreadable]:
+        return [Unreadable(f.url, reason) for f, reason in self.failed]
 
     @property
     def nbytes(self) -> int:
@@ -67,16 +74,32 @@ def _decompress(raw: bytes) -> bytes:
     return gzip.decompress(raw)
 
 
-_TRANSIENT = (ConnectionError, TimeoutError, OSError)
+@dataclass(frozen=True)
+class Unreadable:
+    """An object a read could not use, and why (a storage error that outlived the retries, a
+    timeout, an object deleted or changing while read, a corrupt gzip). Reads list them in
+    ``Result.unreadable`` and ``Counts.unreadable``; they are also ``file`` quarantine rows."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
-def _own_retries(fs: fsspec.AbstractFileSystem) -> bool:
-    """Whether ``fs`` retries failed requests itself (s3fs, gcsfs: a ``retries`` attribute).
-
-    Retrying on top of such a filesystem multiplies the attempts (s3fs × botocore × ours: 100
-    GETs and three minutes for one throttled object), so captureq then leaves retries to it.
-    """
-    return isinstance(getattr(fs, "retries", None), int)
+def unreadable_summary(unreadable: list[Unreadable], *, strict: bool = False, limit: int = 5,
+                       left: str = "left out of the answer") -> str:
+    """One message for what a read could not read: the count, the first ``limit`` objects with
+    their reasons, and what to do."""
+    n = len(unreadable)
+    head = f"{n} object{'s' if n != 1 else ''} could not be read"
+    shown = "; ".join(str(u) for u in unreadable[:limit])
+    more = f"; and {n - limit} more" if n > limit else ""
+    if strict:
+        return (f"{head} (strict: nothing is left out silently): {shown}{more}. Try again later, or "
+                "give the storage more time (--storage-option retries=N / deadline=SECONDS)")
+    return (f"{head} and {'is' if n == 1 else 'are'} {left}: {shown}{more}. The quarantine view "
+            "lists them (stage 'file'); --strict (strict=True) makes this an error")
 
 
 def _plain_local(fs: fsspec.AbstractFileSystem | None) -> bool:
@@ -88,6 +111,16 @@ def _plain_local(fs: fsspec.AbstractFileSystem | None) -> bool:
 
     return isinstance(fs, LocalFileSystem) and type(fs).cat_ranges is LocalFileSystem.cat_ranges \
         and type(fs).cat_file is LocalFileSystem.cat_file
+
+
+@dataclass
+class _Failed:
+    """Why reading one object failed in the end: the last error, after how many attempts."""
+
+    error: BaseException
+    attempts: int = 1
+    seconds: float = 0.0
+    timed_out: bool = False
 
 
 def _cat(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[bytes | BaseException]:
@@ -104,47 +137,125 @@ def _cat(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[bytes | BaseEx
                 out.append(exc)
         return out
     none = [None] * len(paths)
+    # cat_ranges, not cat: cat expands its paths as glob patterns, so an object named
+    # ``f[0].jsonl`` (or under ``br[a]ck/``) would be "not found". Paths here are literal.
     return fs.cat_ranges(paths, none, none, on_error="return")
 
 
-def fetch(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *, retries: int | None = None,
-          backoff: float = 0.2) -> FileBatch:
-    """Read ``files`` into a FileBatch. Transient errors are retried with exponential backoff.
+def _cat_async(fs, paths: list[str], policy: RetryPolicy) -> tuple[list, int]:
+    """Each object of an async filesystem (s3fs, gcsfs, http) read on its own: every attempt
+    bounded by ``policy.timeout``, retried on transient errors, all within ``policy.deadline``
+    from its first attempt. Returns bytes or a :class:`_Failed` per path, and the retries made."""
+    import asyncio
 
-    ``retries`` defaults to 3, or 0 when the filesystem retries by itself (see
-    :func:`_own_retries`). A file whose size is not the size it was listed with changed while
-    being read (still being written, or replaced): it is reported as failed, never read half.
-    """
-    if retries is None:
-        retries = 0 if _own_retries(fs) else 3
-    batch = FileBatch()
-    pending = list(files)
-    results: dict[str, bytes | BaseException] = {}
-    for attempt in range(retries + 1):
+    from fsspec.asyn import sync
+
+    from .storage import is_transient
+
+    retries = 0
+    config = getattr(fs, "config_kwargs", None) or {}
+    width = int(config.get("max_pool_connections", 10)) if isinstance(config, dict) else 10
+
+    async def one(path: str, gate: asyncio.Semaphore):
+        nonlocal retries
+        async with gate:
+            started = time.monotonic()
+            attempt = 0
+            while True:
+                left = policy.deadline - (time.monotonic() - started)
+                timed_out = False
+                try:
+                    return await asyncio.wait_for(fs._cat_file(path), timeout=min(policy.timeout, left))
+                except asyncio.TimeoutError as exc:
+                    error, timed_out = exc, True
+                except Exception as exc:  # noqa: BLE001 - returned, judged by the caller
+                    error = exc
+                attempt += 1
+                elapsed = time.monotonic() - started
+                pause = policy.pause(attempt - 1)
+                if not (timed_out or is_transient(error)) or attempt >= policy.attempts \
+                        or elapsed + pause >= policy.deadline:
+                    return _Failed(error, attempt, elapsed, timed_out)
+                retries += 1
+                await asyncio.sleep(pause)
+
+    async def every():
+        gate = asyncio.Semaphore(max(1, width))
+        return await asyncio.gather(*(one(p, gate) for p in paths))
+
+    return list(sync(fs.loop, every)), retries
+
+
+def _cat_retrying(fs, paths: list[str], policy: RetryPolicy) -> tuple[list, int]:
+    """:func:`_cat` with the policy's retries of transient errors (whole rounds, pausing between
+    them), within its deadline. Returns bytes or a :class:`_Failed` per path, and the retries."""
+    from .storage import is_transient
+
+    started = time.monotonic()
+    results: dict[str, bytes | _Failed] = {}
+    pending = list(paths)
+    retries = 0
+    for attempt in range(policy.attempts):
+        got = dict(zip(pending, _cat(fs, pending)))
+        elapsed = time.monotonic() - started
+        last = attempt + 1 >= policy.attempts or elapsed + policy.pause(attempt) >= policy.deadline
+        retry = []
+        for path in pending:
+            value = got.get(path, FileNotFoundError(path))
+            if isinstance(value, BaseException):
+                if not last and is_transient(value):
+                    retry.append(path)
+                results[path] = _Failed(value, attempt + 1, elapsed)
+            else:
+                results[path] = value
+        pending = retry
         if not pending:
             break
-        # cat_ranges, not cat: cat expands its paths as glob patterns, so an object named
-        # ``f[0].jsonl`` (or under ``br[a]ck/``) would be "not found". Paths here are literal.
-        paths = [f.path for f in pending]
-        got = dict(zip(paths, _cat(fs, paths)))
-        retry = []
-        for f in pending:
-            value = got.get(f.path, FileNotFoundError(f.path))
-            results[f.path] = value
-            if isinstance(value, BaseException) and not isinstance(value, FileNotFoundError) \
-                    and isinstance(value, _TRANSIENT) and attempt < retries:
-                retry.append(f)
-        pending = retry
-        if pending:
-            time.sleep(backoff * (2**attempt))
-    for f in files:
-        value = results[f.path]
-        if isinstance(value, BaseException):
-            if isinstance(value, FileNotFoundError):
-                reason = "file disappeared between listing and reading"
-            else:
-                reason = f"could not read file: {type(value).__name__}: {value}"
-            batch.failed.append((f, reason))
+        retries += len(pending)
+        time.sleep(policy.pause(attempt))
+    return [results[p] for p in paths], retries
+
+
+def _reason(failed: _Failed, policy: RetryPolicy) -> str:
+    from .storage import describe
+
+    if isinstance(failed.error, FileNotFoundError):
+        return "file disappeared between listing and reading"
+    tries = f"{failed.attempts} attempt{'s' if failed.attempts != 1 else ''}"
+    if failed.timed_out:
+        return (f"unreadable: timed out after {failed.seconds:.1f}s ({tries}, each at most "
+                f"{policy.timeout:g}s, deadline {policy.deadline:g}s per object)")
+    return f"could not read file ({tries}): {type(failed.error).__name__}: {describe(failed.error)}"
+
+
+def fetch(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *, retries: int | None = None,
+          backoff: float | None = None, policy: RetryPolicy | None = None) -> FileBatch:
+    """Read ``files`` into a FileBatch, following the filesystem's retry policy
+    (:func:`captureq.storage.policy_of`; ``retries``/``backoff`` override it): transient errors
+    are retried, each object within the policy's deadline. A file whose size is not the size
+    it was listed with changed while being read (still being written, or replaced): it is
+    reported as failed, never read half.
+    """
+    from dataclasses import replace
+
+    from .storage import RetryPolicy, policy_of
+
+    policy = policy or (policy_of(fs) if fs is not None else RetryPolicy())
+    if retries is not None:
+        policy = replace(policy, retries=retries)
+    if backoff is not None:
+        policy = replace(policy, backoff=backoff)
+    batch = FileBatch()
+    if not files:
+        return batch
+    paths = [f.path for f in files]
+    if fs is not None and getattr(fs, "async_impl", False) and hasattr(fs, "_cat_file"):
+        values, batch.retries = _cat_async(fs, paths, policy)
+    else:
+        values, batch.retries = _cat_retrying(fs, paths, policy)
+    for f, value in zip(files, values):
+        if isinstance(value, _Failed):
+            batch.failed.append((f, _reason(value, policy)))
             continue
         if f.size is not None and len(value) != f.size:
             word = "short read" if len(value) < f.size else "file grew"
@@ -212,7 +323,7 @@ class Prefetch:
             self._head_in.set()
             rest = fetch(self.fs, self.group[1:])
             self._batch = FileBatch(head.files + rest.files, head.blobs + rest.blobs,
-                                    head.failed + rest.failed)
+                                    head.failed + rest.failed, head.retries + rest.retries)
         except BaseException as exc:  # noqa: BLE001 - raised again by take(), in the reader
             self._error = exc
         finally:

@@ -136,10 +136,10 @@ class Scanner:
             self._local = True
         else:
             if fs is None:
-                from fsspec.core import url_to_fs
+                from .storage import filesystem
 
                 try:
-                    fs, path = url_to_fs(uri, **(storage_options or {}))
+                    fs, path = filesystem(uri, storage_options)
                 except (ImportError, ValueError) as exc:
                     raise ScanError(f"cannot open {uri!r}: {exc}") from exc
             else:
@@ -170,13 +170,20 @@ class Scanner:
         return self._local
 
     def _isdir(self, path: str) -> bool:
-        return os.path.isdir(path) if self._local else self.fs.isdir(path)
+        return os.path.isdir(path) if self._local else self._call("HEAD", path, self.fs.isdir, path)
 
     def _isfile(self, path: str) -> bool:
-        return os.path.isfile(path) if self._local else self.fs.isfile(path)
+        return os.path.isfile(path) if self._local else self._call("HEAD", path, self.fs.isfile, path)
 
     def _exists(self, path: str) -> bool:
-        return os.path.exists(path) if self._local else self.fs.exists(path)
+        return os.path.exists(path) if self._local else self._call("HEAD", path, self.fs.exists, path)
+
+    def _call(self, op: str, path: str, fn, *args, **kwargs):
+        """A storage request under the filesystem's retry policy (:mod:`captureq.storage`); a
+        failure that outlives it is a StorageError naming ``op`` and the prefix."""
+        from .storage import policy_of
+
+        return policy_of(self.fs).call(op, self._url(path), fn, *args, **kwargs)
 
     # -- listing primitives (each is one LIST call on object stores) ------------------------
     def _ls(self, path: str) -> list[dict[str, Any]]:
@@ -184,7 +191,7 @@ class Scanner:
         if self._local and os.path.isdir(path):
             return _scandir(path)
         try:
-            return self.fs.ls(path, detail=True)
+            return self._call("LIST", path, self.fs.ls, path, detail=True)
         except FileNotFoundError:
             return []
 
@@ -201,7 +208,7 @@ class Scanner:
                         out[info["name"]] = info
             return {name: out[name] for name in sorted(out)}
         try:
-            return self.fs.find(path, detail=True)
+            return self._call("LIST", path, self.fs.find, path, detail=True)
         except FileNotFoundError:
             return {}
 

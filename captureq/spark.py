@@ -146,9 +146,9 @@ def _scan(uri: str, layout: str, storage_options: dict | None, **window) -> list
 
 
 def _fs(uri: str, storage_options: dict | None):
-    from fsspec.core import url_to_fs
+    from .storage import filesystem
 
-    return url_to_fs(uri, **(storage_options or {}))[0]
+    return filesystem(uri, storage_options)[0]
 
 
 def _tasks(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[int, list[CaptureFile]]]:

@@ -3,7 +3,11 @@
 :func:`mutations` turns one real capture file into many hostile variants (each a name and the
 bytes of a whole file). :class:`FaultyS3` wraps the loopback S3 server's WSGI app (the same
 server, the same HTTP, see ``s3util.py``) and misbehaves on GETs of chosen keys: 503 SlowDown,
-connection resets mid-body, slow answers, a different object than the one listed.
+connection resets mid-body, slow answers, a different object than the one listed, any error
+status (a permanent 500), a stalled answer (released when the proxy is removed, so a test stays
+bounded), and a request that is carried out but whose response is lost (the connection drops).
+Rules name a key (``bucket/key``, or a shell pattern such as ``bucket/out/_captureq/lease/*``)
+and an HTTP method (GET by default); :meth:`FaultyS3.list_error` breaks the LISTs of a bucket.
 
 >>> faults = FaultyS3(server)                                  # doctest: +SKIP
 >>> with faults.installed():                                   # doctest: +SKIP
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fnmatch
 import gzip
+import socket
 import json
 import threading
 import time
@@ -177,28 +183,37 @@ def gzip_variants(name: str, blob: bytes) -> Iterator[tuple[str, bytes]]:
 
 SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
             b"<Message>Please reduce your request rate.</Message></Error>")
+INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+            b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+_REASONS = {500: "Internal Server Error", 503: "Service Unavailable", 403: "Forbidden"}
 
 
 @dataclass
 class _Rule:
-    kind: str  # slowdown | reset | slow | swap
-    times: int  # how many GETs it hits (-1: all)
+    kind: str  # slowdown | reset | slow | swap | status | stall | lose
+    times: int  # how many requests it hits (-1: all)
     seconds: float = 0.0
     body: bytes = b""
+    method: str = "GET"
+    status: int = 0
 
 
 class FaultyS3:
     """WSGI middleware over the loopback S3 server that breaks GETs of chosen keys.
 
-    ``gets`` counts the GETs of each ``bucket/key`` that reached the server (faulty or not).
-    Only object GETs are touched; LIST, HEAD and PUT pass through.
+    ``gets`` counts the GETs of each ``bucket/key`` that reached the server (faulty or not),
+    ``requests`` every request by ``(method, bucket/key)``. Only requests a rule names are
+    touched; the others pass through.
     """
 
     def __init__(self, server):
         self.server = server
         self.rules: dict[str, list[_Rule]] = {}
+        self.list_rules: dict[str, list[_Rule]] = {}
         self.gets: Counter[str] = Counter()
+        self.requests: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
+        self._release = threading.Event()  # ends every stall
         self.app = None
 
     @contextlib.contextmanager
@@ -206,9 +221,11 @@ class FaultyS3:
         wsgi = self.server._server._server
         self.app = wsgi.app
         wsgi.app = self
+        self._release.clear()
         try:
             yield self
         finally:
+            self._release.set()
             wsgi.app = self.app
 
     # -- rules -------------------------------------------------------------------------------
@@ -228,23 +245,72 @@ class FaultyS3:
         """Answer with ``body`` (another size than listed: an object rewritten since the LIST)."""
         self.rules.setdefault(key, []).append(_Rule("swap", times, body=body))
 
-    def _rule(self, key: str) -> _Rule | None:
+    def error(self, key: str, status: int = 500, times: int = -1, method: str = "GET") -> None:
+        """Answer ``status`` (an S3 error document) to the first ``times`` requests."""
+        self.rules.setdefault(key, []).append(_Rule("status", times, method=method, status=status))
+
+    def stall(self, key: str, seconds: float = 60.0, times: int = -1, method: str = "GET") -> None:
+        """Hold the request for ``seconds`` (or until the proxy is removed), then answer it."""
+        self.rules.setdefault(key, []).append(_Rule("stall", times, seconds=seconds, method=method))
+
+    def lose(self, key: str, times: int = 1, method: str = "PUT") -> None:
+        """Carry the request out, then drop the connection instead of answering (the client
+        never learns that it succeeded)."""
+        self.rules.setdefault(key, []).append(_Rule("lose", times, method=method))
+
+    def list_error(self, bucket: str, status: int = 500, times: int = -1) -> None:
+        """Answer ``status`` to the first ``times`` LISTs of ``bucket``."""
+        self.list_rules.setdefault(bucket, []).append(_Rule("status", times, status=status))
+
+    @staticmethod
+    def _take(rules: list[_Rule], method: str) -> _Rule | None:
+        for rule in rules:
+            if rule.method == method and rule.times != 0:
+                rule.times -= 1 if rule.times > 0 else 0
+                return rule
+        return None
+
+    def _rule(self, key: str, method: str = "GET") -> _Rule | None:
         with self._lock:
-            self.gets[key] += 1
-            for rule in self.rules.get(key, []):
-                if rule.times != 0:
-                    rule.times -= 1 if rule.times > 0 else 0
-                    return rule
+            if method == "GET":
+                self.gets[key] += 1
+            self.requests[(method, key)] += 1
+            for pattern, rules in self.rules.items():
+                if pattern == key or fnmatch.fnmatchcase(key, pattern):
+                    rule = self._take(rules, method)
+                    if rule is not None:
+                        return rule
         return None
 
     # -- WSGI --------------------------------------------------------------------------------
     def __call__(self, environ, start_response):
         path = unquote(environ.get("PATH_INFO", "")).lstrip("/")
-        if environ["REQUEST_METHOD"] != "GET" or "/" not in path or path.endswith("/"):
+        method = environ["REQUEST_METHOD"]
+        if "/" not in path.rstrip("/"):  # a bucket: LIST (and bucket operations)
+            bucket = path.rstrip("/")
+            with self._lock:
+                rule = self._take(self.list_rules.get(bucket, []), "GET") if method == "GET" else None
+            if rule is None:
+                return self.app(environ, start_response)
+            return self._status(rule.status, start_response)
+        if path.endswith("/"):
             return self.app(environ, start_response)
-        rule = self._rule(path)
+        rule = self._rule(path, method)
         if rule is None:
             return self.app(environ, start_response)
+        if rule.kind == "status":
+            return self._status(rule.status, start_response)
+        if rule.kind == "stall":
+            self._release.wait(rule.seconds)
+            return self.app(environ, start_response)
+        if rule.kind == "lose":
+            for _ in self.app(environ, lambda *a, **k: lambda data: None):
+                pass  # carried out: the object is stored
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            raise ConnectionResetError("injected: response lost")
         if rule.kind == "slowdown":
             start_response("503 Slow Down", [("Content-Type", "application/xml"),
                                              ("Content-Length", str(len(SLOWDOWN)))])
@@ -267,6 +333,13 @@ class FaultyS3:
         # reset: promise the whole body, deliver half, then break the connection
         start_response(captured["status"], [*headers, ("Content-Length", str(len(body)))])
         return _Broken(body[: len(body) // 2])
+
+    @staticmethod
+    def _status(status: int, start_response):
+        body = SLOWDOWN if status == 503 else INTERNAL
+        start_response(f"{status} {_REASONS.get(status, 'Error')}",
+                       [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+        return [body]
 
 
 class _Broken:

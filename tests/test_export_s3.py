@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -387,3 +388,101 @@ def test_spark_export_to_s3_continues_a_local_one(small_tree, s3_options, s3_fs,
     assert len(now) == len(expected) - 1
     assert_exactly_once(s3_fs, f"{s3_bucket}/export", now)
     assert_manifest_matches_storage(s3_fs, f"{s3_bucket}/export")
+
+
+# -- storage that fails: leases that know their owner, storage errors named ---------------------
+@pytest.fixture
+def faults(s3_server):
+    from faults import FaultyS3
+
+    f = FaultyS3(s3_server)
+    with f.installed():
+        yield f
+
+
+QUICK = ["--out-storage-option", "retries=1", "--out-storage-option", "deadline=10"]
+
+
+def newest_lease(s3_fs, bucket: str) -> dict:
+    s3_fs.invalidate_cache()
+    return json.loads(s3_fs.cat(max(s3_fs.ls(f"{bucket}/export/{META}/lease"))))
+
+
+@pytest.mark.parametrize("earlier_runs", [0, 2])
+def test_a_lost_response_to_the_lease_put_is_our_own_lease(small_tree, s3_server, s3_fs, s3_bucket, faults,
+                                                          earlier_runs):
+    out = f"s3://{s3_bucket}/export"
+    args = ["export", str(small_tree[0]), out, *cli_options(s3_server, "--out-storage-option"), *QUICK]
+    for _ in range(earlier_runs):
+        assert CliRunner().invoke(app, args).exit_code == 0
+    faults.lose(f"{s3_bucket}/export/{META}/lease/*", times=1, method="PUT")
+    r = CliRunner().invoke(app, args)
+    assert faults.requests[("PUT", f"{s3_bucket}/export/{META}/lease/{earlier_runs + 1:012d}.json")] >= 2
+    assert r.exit_code == 0, r.output
+    lease = newest_lease(s3_fs, s3_bucket)
+    assert lease["released"] and lease["token"]
+
+
+def test_a_persistent_500_on_export_writes_is_a_storage_error_naming_the_object(small_tree, s3_server, s3_fs,
+                                                                               s3_bucket, faults):
+    out = f"s3://{s3_bucket}/export"
+    faults.error(f"{s3_bucket}/export/{META}/tmp/*", 500, method="PUT")
+    r = CliRunner().invoke(app, ["export", str(small_tree[0]), out,
+                                 *cli_options(s3_server, "--out-storage-option"), *QUICK])
+    assert r.exit_code == 2, r.output
+    assert "bug in captureq" not in r.output
+    assert "storage error: PUT" in r.stderr and f"s3://{s3_bucket}/export/{META}/tmp/" in r.stderr
+    assert "500" in r.stderr and "try again later" in r.stderr
+    assert newest_lease(s3_fs, s3_bucket)["released"], "a failed export releases its lease"
+
+
+def test_a_persistent_500_on_listing_is_a_storage_error_naming_the_prefix(small_tree, s3_server, s3_fs,
+                                                                         s3_bucket, faults):
+    upload_tree(s3_fs, small_tree[0], f"s3://{s3_bucket}/capture")
+    faults.list_error(s3_bucket, 500)
+    r = CliRunner().invoke(app, ["query", f"s3://{s3_bucket}/capture", "select count(*) from captures",
+                                 *cli_options(s3_server), "--storage-option", "retries=1"])
+    assert r.exit_code == 2, r.output
+    assert "bug in captureq" not in r.output
+    assert re.search(r"storage error: (LIST|HEAD) s3://" + s3_bucket + "/capture", r.stderr), r.stderr
+    assert "500" in r.stderr
+
+
+def test_a_dead_local_holders_lease_is_broken_at_once(small_tree, s3_options, s3_fs, s3_bucket):
+    import socket
+
+    out = f"s3://{s3_bucket}/export"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lease = {"token": "x" * 32, "host": socket.gethostname(), "pid": dead.pid,
+             "acquired": time.time(), "expires": time.time() + 600}
+    s3_fs.pipe(f"{s3_bucket}/export/{META}/lease/000000000001.json", json.dumps(lease).encode())
+    summary = captureq.open(str(small_tree[0])).export(out, out_storage_options=s3_options)
+    assert summary.files_exported > 0
+    # a holder on another host (or alive here) is waited for
+    lease = {**lease, "host": "another-host", "pid": dead.pid, "expires": time.time() + 600}
+    s3_fs.pipe(f"{s3_bucket}/export/{META}/lease/000000000009.json", json.dumps(lease).encode())
+    with pytest.raises(ExportError, match="another captureq export is writing to"):
+        captureq.open(str(small_tree[0])).export(out, out_storage_options=s3_options)
+
+
+def test_sigterm_releases_the_lease(mid_tree, s3_server, s3_fs, s3_bucket):
+    out = f"s3://{s3_bucket}/export"
+    env = {**os.environ, "CAPTUREQ_BATCH_BYTES": str(48 * 1024), "CAPTUREQ_WORKERS": "1"}
+    proc = subprocess.Popen([*CLI, "export", str(mid_tree), out, *cli_options(s3_server, "--out-storage-option")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 40
+    while proc.poll() is None and time.monotonic() < deadline:  # until it has committed something
+        s3_fs.invalidate_cache()
+        if s3_fs.exists(f"{s3_bucket}/export/{META}/commits"):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the export should still be running"
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode != 0
+    lease = newest_lease(s3_fs, s3_bucket)
+    assert lease["released"], stderr
+    # and the next run starts at once, finishing the job
+    summary = captureq.open(str(mid_tree)).export(out, out_storage_options=s3_server.storage_options())
+    assert summary.files_exported > 0

@@ -1,13 +1,16 @@
 """Flaky storage: the loopback S3 server (s3util.py) with faults injected at the server.
 
-captureq reads through s3fs, which retries throttling and dropped connections itself (around
-botocore's own retries); ``read.fetch`` then adds no retries of its own, so the attempts stay
-bounded. What cannot be read is reported (a ``file`` quarantine row with the reason,
-``Counts.files_failed``), never read half, and an export does not mark it done.
+captureq reads through s3fs with one retry policy of its own (:mod:`captureq.storage`): s3fs
+and botocore make one attempt per call, and ``read.fetch`` retries transient errors (throttling,
+dropped connections, 5xx, timeouts) within a per-object deadline, so the attempts and the time
+stay bounded. What cannot be read is reported (``Result.unreadable``, a warning, a ``file``
+quarantine row with the reason, ``Counts.files_failed``), never read half, and an export does
+not mark it done.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -18,8 +21,9 @@ import captureq
 from captureq.export import read_manifest
 from captureq.read import fetch
 
-# botocore's own retries off, so a test counts s3fs's attempts only (its default is 5).
-FAST = {"config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}}
+# captureq's retry policy with quick pauses: a test counts its attempts (s3fs and botocore
+# make one attempt per call under it).
+FAST = {"retries": 2, "deadline": 10}
 
 
 @pytest.fixture
@@ -33,11 +37,8 @@ def tree(s3_fs, s3_bucket, corpus) -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture
-def faults(s3_server, monkeypatch):
-    """Faults at the server; s3fs retries twice (its default is 5) to keep the tests quick."""
-    import s3fs
-
-    monkeypatch.setattr(s3fs.S3FileSystem, "retries", 2)
+def faults(s3_server):
+    """Faults at the server, removed (and every stalled request released) at the end."""
     f = FaultyS3(s3_server)
     with f.installed():
         yield f
@@ -65,8 +66,8 @@ def test_endless_slowdown_gives_up_after_bounded_attempts_and_says_so(tree, faul
     faults.slowdown(keys["seed-churn"])
     started = time.monotonic()
     t = open_tree(url, s3_options).load()
-    # s3fs's 2 tries x botocore's (1 here); captureq adds none on top of a retrying filesystem
-    assert faults.gets[keys["seed-churn"]] <= 4
+    # captureq's 3 attempts (retries=2), and no retries of s3fs's or botocore's under them
+    assert faults.gets[keys["seed-churn"]] == 3
     assert time.monotonic() - started < 10
     [(src, reason)] = file_rows(t)
     assert src.endswith(keys["seed-churn"]) and "reduce your request rate" in reason
@@ -86,7 +87,7 @@ def test_connection_reset_every_time_is_a_failed_file_not_half_a_file(tree, faul
     url, keys = tree
     faults.reset(keys["seed-churn"])
     t = open_tree(url, s3_options).load()
-    assert faults.gets[keys["seed-churn"]] <= 4
+    assert faults.gets[keys["seed-churn"]] == 3
     [(src, reason)] = file_rows(t)
     assert src.endswith(keys["seed-churn"]) and "could not read file" in reason
     # not one line of the half body became a row or a quarantined line
@@ -152,25 +153,25 @@ def test_export_does_not_mark_a_changing_file_done(tree, s3_fs, s3_options, tmp_
     assert read_manifest(out)["tables"]["captures"]["rows"] == 1 + 6
 
 
-def test_fetch_on_a_retrying_filesystem_adds_no_retries(tree, faults, s3_options):
-    """s3fs x botocore x captureq's own 4 tries made 100 GETs (3 minutes) of one throttled object."""
+def test_fetch_follows_one_retry_policy_not_stacked_ones(tree, faults, s3_options):
+    """s3fs x botocore x captureq's own tries made 100 GETs (3 minutes) of one throttled object:
+    under the policy, ``retries`` is the whole story."""
     url, keys = tree
     cq = open_tree(url, s3_options)
     files, fs = cq.scan().files, cq.scanner().fs
     faults.slowdown(keys["book-housing"])
-    gets = []
-    for retries in (None, 0, 1):
+    for retries in (0, 1, 3):
         faults.gets.clear()
         batch = fetch(fs, files, retries=retries, backoff=0.01)
         assert [f.rel.split("/")[0] for f, _ in batch.failed] == ["ll-housing"]
         assert [f.rel.split("/")[0] for f in batch.files] == ["xgb-churn-prediction-model"]
-        gets.append(faults.gets[keys["book-housing"]])
-    default, none, one = gets
-    assert default == none and one == 2 * none and none <= 4
+        assert faults.gets[keys["book-housing"]] == retries + 1
+        assert batch.retries == retries
 
 
 def test_local_transient_errors_are_retried_with_backoff(tmp_path, corpus):
-    """A filesystem without retries of its own gets captureq's: 3 retries, backoff doubling."""
+    """A filesystem that is not async (read in rounds) follows the same policy: 2 retries by
+    default, pauses doubling."""
     import shutil
 
     from fsspec.implementations.local import LocalFileSystem
@@ -193,7 +194,180 @@ def test_local_transient_errors_are_retried_with_backoff(tmp_path, corpus):
     assert (Flaky.calls, len(batch.files), batch.failed) == (3, 2, [])
     assert time.monotonic() - started >= 0.05 + 0.1  # slept 0.05, then 0.1
 
-    Flaky.calls = -100  # fails every time: 1 + 3 retries, then reported
+    Flaky.calls = -100  # fails every time: 1 + 2 retries, then reported
     batch = fetch(Flaky(skip_instance_cache=True), files, backoff=0.01)
-    assert Flaky.calls == -96 and len(batch.failed) == 2
+    assert Flaky.calls == -97 and len(batch.failed) == 2
     assert all("ConnectionResetError" in reason for _, reason in batch.failed)
+
+
+# -- what could not be read is said, everywhere --------------------------------------------------
+QUICK = {"retries": 1, "timeout": 2, "deadline": 5}  # captureq's retry policy, kept short
+
+
+def cli_options(server, **extra) -> list[str]:
+    args = ["--storage-option", "key=testing", "--storage-option", "secret=testing",
+            "--storage-option", f"client_kwargs.endpoint_url={server.endpoint_url}",
+            "--storage-option", "use_listings_cache=false"]
+    for k, v in extra.items():
+        args += ["--storage-option", f"{k}={v}"]
+    return args
+
+
+def test_a_permanently_failing_object_is_reported_by_the_python_api(tree, faults, s3_options):
+    url, keys = tree
+    faults.error(keys["seed-churn"], 500)
+    cq = captureq.open(url, storage_options={**s3_options, **QUICK}, cache=False)
+    with pytest.warns(captureq.UnreadableWarning, match="1 object could not be read"):
+        result = cq.sql("select endpoint, count(*) as n from captures group by 1")
+    assert result.to_pylist() == [{"endpoint": "ll-housing", "n": 1}]
+    [lost] = result.unreadable
+    assert isinstance(lost, captureq.Unreadable)
+    assert lost.path == f"s3://{keys['seed-churn']}" and "500" in lost.reason
+    assert faults.gets[keys["seed-churn"]] == 2  # retries=1: two attempts, no more
+    with pytest.warns(captureq.UnreadableWarning):
+        assert cq.load().counts.unreadable == [lost]
+
+    strict = captureq.open(url, storage_options={**s3_options, **QUICK}, cache=False, strict=True)
+    with pytest.raises(captureq.UnreadableError, match=keys["seed-churn"]):
+        strict.sql("select count(*) from captures")
+
+
+def test_the_cli_says_what_it_could_not_read_and_strict_fails(tree, faults, s3_server):
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    url, keys = tree
+    faults.error(keys["seed-churn"], 500)
+    runner = CliRunner()
+    query = ["query", url, "select endpoint, count(*) as n from captures group by 1", "-f", "json",
+             *cli_options(s3_server, **QUICK)]
+    for cache in (["--no-cache"], []):  # the cached path says it too
+        r = runner.invoke(app, query + cache)
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout) == [{"endpoint": "ll-housing", "n": 1}]
+        assert "1 object could not be read" in r.stderr and keys["seed-churn"] in r.stderr
+        assert "500" in r.stderr
+    r = runner.invoke(app, query + ["--strict"])
+    assert r.exit_code == 2 and keys["seed-churn"] in r.stderr and r.stdout == ""
+
+    r = runner.invoke(app, ["scan", url, "-f", "json", *cli_options(s3_server, **QUICK)])
+    doc = json.loads(r.stdout)
+    assert [u["path"] for u in doc["unreadable"]] == [f"s3://{keys['seed-churn']}"]
+    assert "500" in doc["unreadable"][0]["reason"]
+    r = runner.invoke(app, ["scan", url, *cli_options(s3_server, **QUICK)])
+    assert "1 unreadable" in r.stdout and keys["seed-churn"] in r.stdout
+
+
+def test_export_names_what_it_could_not_read(tree, faults, s3_server, tmp_path):
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    url, keys = tree
+    faults.error(keys["seed-churn"], 500)
+    out = str(tmp_path / "out")
+    r = CliRunner().invoke(app, ["export", url, out, *cli_options(s3_server, **QUICK)])
+    assert r.exit_code == 0, r.output
+    assert "exported 1 new files" in r.stdout
+    assert "1 object could not be read" in r.stderr and keys["seed-churn"] in r.stderr
+    r = CliRunner().invoke(app, ["export", url, out, "--strict", *cli_options(s3_server, **QUICK)])
+    assert r.exit_code == 2 and keys["seed-churn"] in r.stderr
+
+
+def test_a_stalled_object_ends_within_the_deadline_as_timed_out(tree, faults, s3_options):
+    url, keys = tree
+    faults.stall(keys["seed-churn"], seconds=60)
+    policy = {"retries": 10, "timeout": 0.5, "deadline": 2}
+    cq = captureq.open(url, storage_options={**s3_options, **policy}, cache=False)
+    cq.scan()
+    import duckdb  # noqa: F401 - imported before the clock starts
+    started = time.monotonic()
+    with pytest.warns(captureq.UnreadableWarning):
+        r = cq.sql("select count(*) as n from captures")
+    took = time.monotonic() - started
+    assert r.to_pylist() == [{"n": 1}]
+    [lost] = r.unreadable
+    assert lost.reason.startswith("unreadable: timed out after") and "deadline 2s" in lost.reason
+    assert took < 2 + 1.5  # the deadline, plus reading the other object
+    assert 2 <= faults.gets[keys["seed-churn"]] <= 5  # attempts of 0.5 s within 2 s
+
+
+def test_botocores_own_timeout_is_honoured_and_bounded(tree, faults, s3_options):
+    """``config_kwargs.read_timeout`` reaches botocore; one attempt and the object is reported."""
+    url, keys = tree
+    faults.stall(keys["seed-churn"], seconds=60)
+    opts = {**s3_options, "retries": 0, "config_kwargs": {"read_timeout": 1}}
+    started = time.monotonic()
+    with pytest.warns(captureq.UnreadableWarning):
+        r = captureq.open(url, storage_options=opts, cache=False).sql("select count(*) as n from captures")
+    assert time.monotonic() - started < 6
+    [lost] = r.unreadable
+    assert "Timeout" in lost.reason or "timed out" in lost.reason
+    assert faults.gets[keys["seed-churn"]] == 1
+
+
+def test_storage_option_retries_is_taken_by_the_cli(tree, faults, s3_server):
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    url, keys = tree
+    faults.error(keys["seed-churn"], 503)
+    r = CliRunner().invoke(app, ["query", url, "select count(*) as n from captures", "--no-cache", "-f", "csv",
+                                 *cli_options(s3_server, retries=3, deadline=20)])
+    assert r.exit_code == 0, r.output
+    assert faults.gets[keys["seed-churn"]] == 4
+    assert "could not be read" in r.stderr
+
+
+def export_file_rows(out: str) -> list[str]:
+    """The ``file`` quarantine rows a reader of the export's live parts sees (their sources)."""
+    import pyarrow.parquet as pq
+
+    manifest = read_manifest(out)
+    paths = manifest["parts"].get("quarantine", [])
+    rows = [r for p in paths for r in pq.read_table(f"{out}/{p}").to_pylist()]
+    return [r["source_file"] for r in rows if r["stage"] == "file"]
+
+
+def test_a_loss_record_heals_once_the_object_is_read(tree, faults, s3_options, tmp_path):
+    """Fault, fault again, recover: one ``file`` row while the object is unreadable, none after;
+    in an export and in the query cache (which is an export), through the warm path too."""
+    from captureq import cache
+
+    url, keys = tree
+    key = keys["seed-churn"]
+    out = str(tmp_path / "out")
+    opts = {**s3_options, **QUICK}
+
+    def file_row_count(cq) -> int:
+        return cq.sql("select count(*) as n from quarantine where stage = 'file'").to_pylist()[0]["n"]
+
+    for attempt in range(2):  # unreadable twice: still one loss record, not two
+        faults.error(key, 500)
+        with pytest.warns(captureq.UnreadableWarning):
+            summary = captureq.open(url, storage_options=opts).export(out)
+        assert [u.path for u in summary.unreadable] == [f"s3://{key}"]
+        assert export_file_rows(out) == [f"s3://{key}"]
+        with pytest.warns(captureq.UnreadableWarning):
+            cache.refresh(captureq.open(url, storage_options=opts, cache=True))
+        faults.rules.clear()
+    summary = captureq.open(url, storage_options=opts).export(out)
+    assert (summary.files_exported, summary.unreadable) == (1, [])
+    assert export_file_rows(out) == []
+    assert read_manifest(out)["tables"]["captures"]["rows"] == 4
+
+    cq = captureq.open(url, storage_options=opts, cache=True)
+    cache.refresh(cq)
+    assert cache.lookup(cq) is not None  # the warm path answers
+    assert file_row_count(captureq.open(url, storage_options=opts, cache=True)) == 0
+    assert file_row_count(captureq.open(url, storage_options=opts, cache=False)) == 0
+
+
+def test_an_unwrapped_storage_failure_is_explained_as_storage_not_a_bug():
+    from captureq.cli_errors import explain
+
+    message = explain(OSError(121, "We encountered an internal error. Please try again."))
+    assert message is not None and message.startswith("storage error:") and "try again later" in message
+    assert explain(ValueError("a real bug")) is None
