@@ -28,6 +28,7 @@ from .cli_errors import debug, explain
 from .cli_options import (
     CacheOpt,
     EndOpt,
+    LatenessOpt,
     EndpointOpt,
     Format,
     FormatOpt,
@@ -198,6 +199,7 @@ def scan(
     labels: Optional[str] = LabelsOpt,
     start: Optional[str] = StartOpt,
     end: Optional[str] = EndOpt,
+    lateness: Optional[str] = LatenessOpt,
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
@@ -205,7 +207,7 @@ def scan(
     quiet: bool = QuietOpt,
 ) -> None:
     """Partitions, file and record counts, time span, and what was quarantined or skipped."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, lateness=lateness)
     files = tree.scan()
     tables = load(tree, "scanning", quiet)
     unmatched = tree.unmatched_labels() if tables.label_scan is not None else 0
@@ -297,6 +299,7 @@ def query(
     labels: Optional[str] = LabelsOpt,
     start: Optional[str] = StartOpt,
     end: Optional[str] = EndOpt,
+    lateness: Optional[str] = LatenessOpt,
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
@@ -316,7 +319,7 @@ def query(
     ),
 ) -> None:
     """Run SQL over the views: captures, inputs, outputs, labels, quarantine, predictions."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, lateness=lateness)
     tree.cache = False if no_cache else None
     tree.cache_max_bytes = cache_max_bytes
     tree.cache_fill_at_exit = True  # the answer first: a cache fill starts (detached) at exit
@@ -350,6 +353,7 @@ def export(
     labels: Optional[str] = LabelsOpt,
     start: Optional[str] = StartOpt,
     end: Optional[str] = EndOpt,
+    lateness: Optional[str] = LatenessOpt,
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
@@ -365,7 +369,7 @@ def export(
     quiet: bool = QuietOpt,
 ) -> None:
     """Export to hive-partitioned Parquet under OUT; later runs add only new and changed files."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, lateness=lateness)
     out_options = storage_options(out_storage_option, "--out-storage-option")
     if dry_run:
         from .export import plan
@@ -391,7 +395,7 @@ def export(
 
             summary = cqs.export_parquet(
                 cqs.session(master), uri, out, labels, start=start, end=end,
-                endpoint=endpoint or None, variant=variant or None,
+                endpoint=endpoint or None, variant=variant or None, lateness=lateness,
                 storage_options=storage_options(storage_option),
                 out_storage_options=out_options,
                 progress=advance,
