@@ -36,7 +36,8 @@ class Counts:
     """Counts that must reconcile: ``lines_read == rows + quarantined_lines + outside_window``.
 
     ``outside_window`` counts lines of the objects read whose capture falls outside the time
-    window (and ``line`` quarantine rows of objects read only as the window's one-hour margin):
+    window (and ``line`` quarantine rows of objects read only as the window's margin, whose
+    hour folder starts outside it):
     see :mod:`captureq.window`.
     """
 

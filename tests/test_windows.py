@@ -234,7 +234,7 @@ def test_a_file_wholly_inside_an_export_window_is_done_for_good(wtree, tmp_path)
     sources = [s for p in sorted((out / "_captureq" / "commits").glob("*.json"))
                for s in json.loads(p.read_text())["sources"]]
     windowed = {s["rel"].split("/")[5] for s in sources if "window" in s}  # the hour folder
-    assert windowed == {"06"}  # the margin hour: read only for its spilled rows (none here)
+    assert windowed == {"06"}  # the margin hour: read only for rows of the window (none here)
     assert {s["rel"].split("/")[5] for s in sources if "window" not in s} == {"07"}
 
 
