@@ -17,6 +17,7 @@ HOUR = timedelta(hours=1)
 #: (see :mod:`captureq.window`). ``CAPTUREQ_LATENESS`` overrides it.
 LATENESS = HOUR
 LATENESS_ENV = "CAPTUREQ_LATENESS"
+MAX_LATENESS = timedelta(days=365)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", re.I)
 
@@ -84,17 +85,24 @@ def to_lateness(value: timedelta | float | int | str | None) -> timedelta:
         source = LATENESS_ENV
     if isinstance(value, timedelta):
         out = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        out = timedelta(hours=value)
-    elif isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
-        out = timedelta(seconds=float(m.group(1)) * _UNITS[(m.group(2) or "h").lower()])
     else:
-        raise ConfigError(
-            f"{source} {value!r} is not a duration; give hours (2, 1.5) or a number with a unit "
-            "(90m, 2h, 1d, 30s), e.g. --lateness 2h"
-        )
+        seconds = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value) * 3600
+        elif isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
+            seconds = float(m.group(1)) * _UNITS[(m.group(2) or "h").lower()]
+        if seconds is None or seconds != seconds:  # not a duration, or NaN
+            raise ConfigError(
+                f"{source} {value!r} is not a duration; give hours (2, 1.5) or a number with a "
+                "unit (90m, 2h, 1d, 30s), e.g. --lateness 2h"
+            )
+        # clamped first: a timedelta of a huge number overflows
+        out = timedelta(seconds=max(-1.0, min(seconds, MAX_LATENESS.total_seconds() + 1)))
     if out < timedelta(0):
         raise ConfigError(f"{source} {value!r} is negative; give 0 or more (e.g. 1h)")
+    if out > MAX_LATENESS:
+        raise ConfigError(f"{source} {value!r} is more than a year; give at most 365d, or "
+                          "no --start/--end to read the whole tree")
     return out
 
 

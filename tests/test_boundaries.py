@@ -206,3 +206,50 @@ def test_any_sequence_of_windowed_exports_holds_each_record_at_most_once_and_all
         got = _exported(out)
         assert len(got) == len(set(got)), "a record exported twice"
         assert set(got) == covered
+
+
+# -- the lateness setting ---------------------------------------------------------------------
+@given(n=st.integers(0, 10_000), unit=st.sampled_from(["s", "m", "h", "d", "H", ""]),
+       space=st.sampled_from(["", " "]))
+def test_lateness_text_is_a_number_and_a_unit(n, unit, space):
+    from captureq.errors import ConfigError
+    from captureq.timeutil import MAX_LATENESS, to_lateness
+
+    for text, want in ((f"{n}{space}{unit}", timedelta(seconds=n * {"s": 1, "m": 60, "h": 3600,
+                        "d": 86400, "": 3600}[unit.lower()])), (n, timedelta(hours=n))):
+        if want <= MAX_LATENESS:
+            assert to_lateness(text) == want
+        else:
+            with pytest.raises(ConfigError, match="365d"):
+                to_lateness(text)
+
+
+@given(text=st.text(max_size=12))
+def test_lateness_junk_is_a_config_error_that_says_what_to_give(text):
+    from captureq.errors import ConfigError
+    from captureq.timeutil import to_lateness
+
+    try:
+        got = to_lateness(text)
+    except ConfigError as exc:
+        assert any(hint in str(exc) for hint in ("2h", "0 or more", "365d"))
+    else:
+        assert got >= timedelta(0)
+
+
+def test_lateness_defaults_to_one_hour_or_the_environment(btree, monkeypatch):
+    from captureq.errors import ConfigError
+
+    cq = captureq.open(str(btree), start="2026-01-01T04", end="2026-01-01T05")
+    assert cq.lateness == timedelta(hours=1)
+    monkeypatch.setenv("CAPTUREQ_LATENESS", "0")
+    assert cq.lateness == timedelta(0)
+    assert {f.hour for f in cq.scan().files} == {t("2026-01-01T04")}
+    monkeypatch.setenv("CAPTUREQ_LATENESS", "-1h")
+    with pytest.raises(ConfigError, match="CAPTUREQ_LATENESS"):
+        captureq.open(str(btree), start="2026-01-01T04", end="2026-01-01T05").scan()
+    with pytest.raises(ConfigError, match="negative"):
+        captureq.open(str(btree), lateness=timedelta(hours=-1))
+    for huge in ("999999999999", "1e400", 10**30, float("inf"), timedelta(days=400)):
+        with pytest.raises(ConfigError, match="365d|not a duration"):
+            captureq.open(str(btree), lateness=huge)
