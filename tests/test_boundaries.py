@@ -52,20 +52,26 @@ def ident(folder: str, when: str) -> str:
     return f"{folder}|{when}"
 
 
-def build(root: Path, records=RECORDS) -> Path:
+def build(root: Path, records=RECORDS, bad_lines: bool = False) -> Path:
+    """The records in their folders; ``bad_lines``: one line without a time in each folder."""
     by_folder: dict[str, list] = {}
     for folder, when in records:
         rec = capture("1,2\n", "0.5", event_id=ident(folder, when), when=t(when))
         rec["eventMetadata"]["inferenceTime"] = when + "Z"
         by_folder.setdefault(folder, []).append(rec)
     for folder, lines in by_folder.items():
+        if bad_lines:
+            lines.append('{"eventMetadata": {"eventId": "x"}, "captureData": {}}')
         write_captures(root, lines, when=t(folder), name="f.jsonl")
     return root
 
 
 @pytest.fixture(scope="module")
 def btree(tmp_path_factory) -> Path:
-    return build(tmp_path_factory.mktemp("boundaries") / "capture")
+    return build(tmp_path_factory.mktemp("boundaries") / "capture", bad_lines=True)
+
+
+FOLDERS = sorted({f for f, _ in RECORDS})  # each holds one line without a time
 
 
 def expected(start: str | None, end: str | None, records=RECORDS) -> set[str]:
@@ -130,15 +136,28 @@ def _exported(out: Path, table: str = "captures") -> list[str]:
     return sorted(r[0] for r in rows)
 
 
+def _bad_lines(out: Path) -> list[str]:
+    """The hour folders of the exported ``line`` quarantine rows."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        rows = con.sql(f"select source_file from read_parquet('{out}/quarantine/**/*.parquet') "
+                       "where stage = 'line'").fetchall()
+    return sorted(r[0].split("/")[-2] for r in rows)
+
+
 def test_hourly_exports_hold_each_record_exactly_once(btree, tmp_path):
     out = tmp_path / "out"
     for start, end in zip(HOURS, HOURS[1:]):
         captureq.open(str(btree), start=start, end=end).export(str(out))
         assert _exported(out) == sorted(expected(HOURS[0], end))
+        # a line without a time counts at the start of its folder's hour: once, in that window
+        assert _bad_lines(out) == [f[-2:] for f in FOLDERS if HOURS[0] <= f < end]
     assert _exported(out, "inputs") == sorted(expected(HOURS[0], HOURS[-1]))
     # an unwindowed run adds exactly the records outside T03..T08, then nothing is left
     captureq.open(str(btree)).export(str(out))
     assert _exported(out) == sorted(ident(f, w) for f, w in RECORDS)
+    assert _bad_lines(out) == [f[-2:] for f in FOLDERS]
     last = captureq.open(str(btree)).export(str(out))
     assert last.files_exported == 0 and last.rows["captures"] == 0
 
@@ -196,9 +215,10 @@ def test_any_sequence_of_windowed_exports_holds_each_record_at_most_once_and_all
         tmp_path_factory, case):
     records, windows = case
     base = tmp_path_factory.mktemp("seq")
-    root, out = build(base / "capture", records), base / "out"
+    root, out = build(base / "capture", records, bad_lines=True), base / "out"
     covered: set[str] = set()
-    for start, end in windows:
+    folders = sorted({t(f) for f, _ in records})
+    for i, (start, end) in enumerate(windows):
         cq = captureq.open(str(root), start=start, end=end, cache=False)
         cq.export(str(out))
         covered |= expected(start and start.isoformat()[:19], end and end.isoformat()[:19],
@@ -206,6 +226,10 @@ def test_any_sequence_of_windowed_exports_holds_each_record_at_most_once_and_all
         got = _exported(out)
         assert len(got) == len(set(got)), "a record exported twice"
         assert set(got) == covered
+        # each folder's timeless line: once, when a window held the start of its hour
+        lines = _bad_lines(out) if list(out.glob("quarantine/**/*.parquet")) else []
+        assert lines == sorted(f"{h:%H}" for h in folders if any(
+            (s is None or s <= h) and (e is None or h < e) for s, e in windows[: i + 1]))
 
 
 # -- the lateness setting ---------------------------------------------------------------------
