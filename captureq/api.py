@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from .options import DecodeOptions
@@ -102,6 +103,7 @@ def open(
     end: Any = None,
     endpoint: str | Iterable[str] | None = None,
     variant: str | Iterable[str] | None = None,
+    lateness: timedelta | float | str | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     cache: bool | None = None,
     cache_max_bytes: int | None = None,
@@ -120,6 +122,10 @@ def open(
     :class:`~captureq.errors.UnreadableWarning` and in ``Result.unreadable``; ``strict=True``
     raises :class:`~captureq.errors.UnreadableError` instead (and an export, once it has
     committed what it could read).
+    ``start``/``end`` keep the rows with ``start ≤ inference_time < end``; ``lateness`` (a
+    ``timedelta``, hours, or ``"90m"``; default one hour, or ``CAPTUREQ_LATENESS``) is how far an
+    object's hour folder may lie from its records' hours, so the listing covers the folders
+    ``[start - lateness, end + lateness)``.
     """
     return open_plan(
         uri,
@@ -131,6 +137,7 @@ def open(
         end=end,
         endpoint=endpoint,
         variant=variant,
+        lateness=lateness,
         batch_bytes=batch_bytes,
         cache=cache,
         cache_max_bytes=cache_max_bytes,

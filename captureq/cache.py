@@ -41,6 +41,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -465,6 +466,7 @@ def _spec(plan: ScanPlan, max_bytes: int | None) -> dict | None:
         "start": w.start.isoformat() if w.start is not None else None,
         "end": w.end.isoformat() if w.end is not None else None,
         "endpoint": w.endpoint, "variant": w.variant, "batch_bytes": plan.batch_bytes,
+        "lateness": w.lateness.total_seconds() if w.lateness is not None else None,
         "max_bytes": max_bytes, "cache_root": str(cache_root()),
     }
     try:
@@ -480,7 +482,9 @@ def _plan_of(spec: dict) -> ScanPlan:
     return open_plan(spec["uri"], labels=spec["labels"], storage_options=spec["storage_options"],
                      label_storage_options=spec["label_storage_options"],
                      options=DecodeOptions(**spec["options"]), start=spec["start"], end=spec["end"],
-                     endpoint=spec["endpoint"], variant=spec["variant"], batch_bytes=spec["batch_bytes"])
+                     endpoint=spec["endpoint"], variant=spec["variant"], batch_bytes=spec["batch_bytes"],
+                     lateness=(None if spec.get("lateness") is None
+                               else timedelta(seconds=spec["lateness"])))
 
 
 _deferred: list[dict] = []

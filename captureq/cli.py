@@ -28,6 +28,7 @@ from .cli_errors import debug, explain
 from .cli_options import (
     CacheOpt,
     EndOpt,
+    LatenessOpt,
     EndpointOpt,
     Format,
     FormatOpt,
@@ -200,6 +201,7 @@ def scan(
     labels: Optional[str] = LabelsOpt,
     start: Optional[str] = StartOpt,
     end: Optional[str] = EndOpt,
+    lateness: Optional[str] = LatenessOpt,
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
@@ -208,7 +210,7 @@ def scan(
     strict: bool = StrictOpt,
 ) -> None:
     """Partitions, file and record counts, time span, and what was quarantined, skipped or unreadable."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict, lateness=lateness)
     files = tree.scan()
     tables = load(tree, "scanning", quiet)
     report_unreadable(tables.unreadable, left="left out of these counts")
@@ -304,6 +306,7 @@ def query(
     labels: Optional[str] = LabelsOpt,
     start: Optional[str] = StartOpt,
     end: Optional[str] = EndOpt,
+    lateness: Optional[str] = LatenessOpt,
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
@@ -324,7 +327,7 @@ def query(
     strict: bool = StrictOpt,
 ) -> None:
     """Run SQL over the views: captures, inputs, outputs, labels, quarantine, predictions."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict, lateness=lateness)
     tree.cache = False if no_cache else None
     tree.cache_max_bytes = cache_max_bytes
     tree.cache_fill_at_exit = True  # the answer first: a cache fill starts (detached) at exit
@@ -359,6 +362,7 @@ def export(
     labels: Optional[str] = LabelsOpt,
     start: Optional[str] = StartOpt,
     end: Optional[str] = EndOpt,
+    lateness: Optional[str] = LatenessOpt,
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
@@ -375,7 +379,7 @@ def export(
     strict: bool = StrictOpt,
 ) -> None:
     """Export to hive-partitioned Parquet under OUT; later runs add only new and changed files."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict, lateness=lateness)
     out_options = storage_options(out_storage_option, "--out-storage-option")
     if dry_run:
         from .export import plan
@@ -401,7 +405,7 @@ def export(
 
             summary = cqs.export_parquet(
                 cqs.session(master), uri, out, labels, start=start, end=end,
-                endpoint=endpoint or None, variant=variant or None,
+                endpoint=endpoint or None, variant=variant or None, lateness=lateness,
                 storage_options=storage_options(storage_option),
                 out_storage_options=out_options,
                 progress=advance,

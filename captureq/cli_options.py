@@ -51,6 +51,12 @@ StartOpt = typer.Option(
 EndOpt = typer.Option(
     None, "--end", metavar="TIME", help="End, exclusive, ISO 8601 UTC (e.g. 2026-01-02).", show_default=False
 )
+LatenessOpt = typer.Option(
+    None, "--lateness", metavar="DURATION", show_default=False,
+    help="How far an object's hour folder may lie from its records' times, either way: the "
+    "window lists the folders [start - lateness, end + lateness) (e.g. 2h, 90m; default 1h, "
+    "or CAPTUREQ_LATENESS).",
+)
 EndpointOpt = typer.Option(
     None, "--endpoint", metavar="NAME", help="Endpoint name or pattern, e.g. 'churn-*' (repeatable).",
     show_default=False,
@@ -131,6 +137,7 @@ def open_tree(
     variant: list[str] | None = None,
     options: list[str] | None = None,
     strict: bool = False,
+    lateness: str | None = None,
 ) -> CaptureTree:
     """``captureq.open`` with the shared options as the CLI receives them. An ``--endpoint`` /
     ``--variant`` filter that matches nothing is said on stderr, with what the tree has.
@@ -150,6 +157,7 @@ def open_tree(
         end=end,
         endpoint=endpoint or None,
         variant=variant or None,
+        lateness=lateness,
         storage_options=storage_options(options),
         strict=strict,
     )

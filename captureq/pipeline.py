@@ -36,9 +36,10 @@ class Counts:
     """Counts that must reconcile: ``lines_read == rows + quarantined_lines + outside_window``.
 
     ``outside_window`` counts lines of the objects read whose capture falls outside the time
-    window (and ``line`` quarantine rows of objects read only as the window's one-hour margin):
-    see :mod:`captureq.window`. ``unreadable`` lists the objects that could not be read (their
-    count is ``files_failed``); ``retries``, the requests made again after a transient error.
+    window (and ``line`` quarantine rows of objects read only as the window's margin, whose
+    hour folder starts outside it): see :mod:`captureq.window`. ``unreadable`` lists the objects
+    that could not be read (their count is ``files_failed``); ``retries``, the requests made
+    again after a transient error.
     """
 
     files: int = 0

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ from .errors import QueryError
 from .options import DecodeOptions
 from .read import DEFAULT_BATCH_BYTES, Prefetch, Unreadable, unreadable_summary
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
-from .timeutil import to_utc
+from .timeutil import to_lateness, to_utc
 from .views import PAYLOAD_TEXT
 
 # numpy, pyarrow and what parses and decodes (captureq.pipeline, schema) are imported once a read
@@ -188,6 +189,9 @@ class Window:
     end: Any = None
     endpoint: tuple[str, ...] | None = None
     variant: tuple[str, ...] | None = None
+    #: how far an object's hour folder may lie from its records' hours (None: the default,
+    #: :func:`captureq.timeutil.to_lateness`)
+    lateness: timedelta | None = None
 
 
 def _tuple(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
@@ -262,7 +266,7 @@ class ScanPlan:
         parts = [f"uri={self.uri!r}"]
         if self.labels_uri:
             parts.append(f"labels={self.labels_uri!r}")
-        for name in ("start", "end", "endpoint", "variant"):
+        for name in ("start", "end", "endpoint", "variant", "lateness"):
             value = getattr(w, name)
             if value is not None:
                 parts.append(f"{name}={value!r}")
@@ -279,9 +283,14 @@ class ScanPlan:
         end: Any = None,
         endpoint: str | Iterable[str] | None = None,
         variant: str | Iterable[str] | None = None,
+        lateness: timedelta | float | str | None = None,
     ):
         """A plan narrowed to the rows with ``start ≤ inference_time < end`` (UTC, exact to the
         microsecond) and the given endpoints/variants (names or shell-style patterns).
+
+        ``lateness`` bounds how far an object's hour folder may lie from its records' hours
+        (a ``timedelta``, hours, or ``"90m"``; default one hour or ``CAPTUREQ_LATENESS``): the
+        listing covers the folders ``[start - lateness, end + lateness)``.
 
         >>> captureq.open("capture").where(start="2026-01-01T06:30", end="2026-01-01T07")  # doctest: +SKIP
         CaptureTree(uri='capture', start=datetime.datetime(2026, 1, 1, 6, 30, ...), ...)
@@ -292,6 +301,7 @@ class ScanPlan:
             end=to_utc(end) if end is not None else w.end,
             endpoint=_tuple(endpoint) if endpoint is not None else w.endpoint,
             variant=_tuple(variant) if variant is not None else w.variant,
+            lateness=to_lateness(lateness) if lateness is not None else w.lateness,
         )
         return replace(self, window=new, _cache={})
 
@@ -305,8 +315,8 @@ class ScanPlan:
     def scan(self) -> ScanResult:
         """List the capture files that can hold rows of this plan's window (one listing per plan).
 
-        The hour folders overlapping ``[start, end)`` and the hour before ``start``, whose
-        objects may hold records of ``start``'s hour; reading keeps exactly the rows with
+        The hour folders ``[start - lateness, end + lateness)`` (:attr:`lateness`): objects
+        may lie in a neighbouring hour's folder either way; reading keeps exactly the rows with
         ``start ≤ inference_time < end`` (:mod:`captureq.window`).
         """
         if "scan" not in self._cache:
@@ -315,9 +325,16 @@ class ScanPlan:
             self._cache["scan"] = (
                 s,
                 s.scan(start=w.start, end=w.end, endpoint=w.endpoint, variant=w.variant,
-                       spill=True),
+                       lateness=self.lateness),
             )
         return self._cache["scan"][1]
+
+    @property
+    def lateness(self) -> timedelta:
+        """How far the listing reaches beyond the window on each side (``where(lateness=)``,
+        else ``CAPTUREQ_LATENESS``, else one hour)."""
+        w = self.window
+        return w.lateness if w.lateness is not None else to_lateness(None)
 
     @property
     def fs(self):
@@ -671,6 +688,7 @@ def open_plan(
     end: Any = None,
     endpoint: str | Iterable[str] | None = None,
     variant: str | Iterable[str] | None = None,
+    lateness: timedelta | float | str | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     cache: bool | None = None,
     cache_max_bytes: int | None = None,
@@ -689,4 +707,5 @@ def open_plan(
         cache_max_bytes=cache_max_bytes,
         strict=strict,
     )
-    return plan._narrow({"start": start, "end": end, "endpoint": endpoint, "variant": variant})
+    return plan._narrow({"start": start, "end": end, "endpoint": endpoint, "variant": variant,
+                         "lateness": lateness})

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .errors import FilterWarning, ScanError
-from .timeutil import HOUR, UTC, floor_hour, listing_start, to_utc
+from .timeutil import HOUR, UTC, floor_hour, listing_bounds, to_utc
 
 CAPTURE = "capture"
 LABELS = "labels"
@@ -225,19 +225,20 @@ class Scanner:
         end: Any = None,
         endpoint: str | Iterable[str] | None = None,
         variant: str | Iterable[str] | None = None,
-        spill: bool = False,
+        lateness: timedelta | None = None,
     ) -> ScanResult:
         """List the data files of the hours overlapping ``[start, end)`` for the endpoints/variants
-        asked for. ``spill=True`` also lists the hour before ``start``, whose objects may hold
-        records of ``start``'s hour (what a reader that keeps exact times needs, see
+        asked for. ``lateness`` widens the listing to the folders ``[start - lateness, end +
+        lateness)``, which can hold records of the window when objects lie up to ``lateness``
+        from their records' hours either way (what a reader that keeps exact times needs, see
         :mod:`captureq.window`)."""
         start_dt, end_dt = to_utc(start), to_utc(end)
         if start_dt and end_dt and end_dt <= start_dt:
             raise ScanError(
                 f"end ({end_dt.isoformat()}) must be after start ({start_dt.isoformat()})"
             )
-        if spill and self.layout == CAPTURE:
-            start_dt = listing_start(start_dt)
+        if lateness and self.layout == CAPTURE:
+            start_dt, end_dt = listing_bounds(start_dt, end_dt, lateness)
         endpoints, variants = _as_list(endpoint), _as_list(variant)
         result = ScanResult()
         self._seen = {"endpoint": set(), "variant": set()}
@@ -603,14 +604,14 @@ def scan(
     end: Any = None,
     endpoint: str | Iterable[str] | None = None,
     variant: str | Iterable[str] | None = None,
-    spill: bool = False,
+    lateness: timedelta | None = None,
 ) -> ScanResult:
     """List the files of a capture tree (or a ground-truth tree with ``layout="labels"``).
 
-    Lists the hour folders overlapping ``[start, end)`` (UTC; ``spill=True`` adds the hour
-    before ``start``); readers keep exact times (:mod:`captureq.window`). ``endpoint``/``variant``
-    take names or shell-style patterns.
+    Lists the hour folders overlapping ``[start, end)`` (UTC; with ``lateness``, the folders
+    ``[start - lateness, end + lateness)``); readers keep exact times (:mod:`captureq.window`).
+    ``endpoint``/``variant`` take names or shell-style patterns.
     """
     return Scanner(uri, layout=layout, storage_options=storage_options).scan(
-        start=start, end=end, endpoint=endpoint, variant=variant, spill=spill
+        start=start, end=end, endpoint=endpoint, variant=variant, lateness=lateness
     )

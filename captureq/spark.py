@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -75,7 +75,7 @@ from .pipeline import Counts, process_captures, process_labels
 from .read import DEFAULT_BATCH_FILES, fetch, plan_batches
 from .registry import Registry
 from .scan import CAPTURE, LABELS, CaptureFile, Scanner
-from .timeutil import to_utc
+from .timeutil import to_lateness, to_utc
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -206,11 +206,12 @@ class SparkTables:
         self._cache.unpersist()
 
 
-def _window(start, end, endpoint, variant) -> dict:
-    # spill: the hour before start may hold records of start's hour; rows are then kept exactly
-    # in [start, end) by process_captures (captureq.window), on the executors.
+def _window(start, end, endpoint, variant, lateness) -> dict:
+    # the folders [start - lateness, end + lateness) may hold records of the window, as the
+    # local plan lists them; rows are kept exactly in [start, end) by process_captures
+    # (captureq.window), on the executors.
     return {"start": to_utc(start), "end": to_utc(end), "endpoint": endpoint, "variant": variant,
-            "spill": True}
+            "lateness": to_lateness(lateness)}
 
 
 def read_captures(
@@ -221,6 +222,7 @@ def read_captures(
     end: Any = None,
     endpoint: str | Iterable[str] | None = None,
     variant: str | Iterable[str] | None = None,
+    lateness: timedelta | float | str | None = None,
     storage_options: dict | None = None,
     options: DecodeOptions | None = None,
     task_bytes: int = DEFAULT_TASK_BYTES,
@@ -228,10 +230,12 @@ def read_captures(
 ) -> DataFrame:
     """The ``captures`` table (schema :data:`captureq.schema.CAPTURES`) as a lazy DataFrame.
 
-    The driver lists only the hours that can hold rows of ``[start, end)``; executors parse one
-    file group each and keep exactly the rows with ``start ≤ inference_time < end``.
+    The driver lists only the hour folders that can hold rows of ``[start, end)`` (those of
+    ``[start - lateness, end + lateness)``, as :meth:`captureq.plan.ScanPlan.scan`); executors
+    parse one file group each and keep exactly the rows with ``start ≤ inference_time < end``.
     """
-    files = _scan(uri, CAPTURE, storage_options, **_window(start, end, endpoint, variant))
+    window = _window(start, end, endpoint, variant, lateness)
+    files = _scan(uri, CAPTURE, storage_options, **window)
     tasks = _task_frame(spark, _groups(files, task_bytes, task_files))
     so, t0, t1 = storage_options, to_utc(start), to_utc(end)
 
@@ -252,6 +256,7 @@ def read_tables(
     end: Any = None,
     endpoint: str | Iterable[str] | None = None,
     variant: str | Iterable[str] | None = None,
+    lateness: timedelta | float | str | None = None,
     storage_options: dict | None = None,
     options: DecodeOptions | None = None,
     task_bytes: int = DEFAULT_TASK_BYTES,
@@ -278,7 +283,8 @@ def read_tables(
     from .decode.unify import conformed_schema
     from pyspark import StorageLevel
 
-    files = _scan(uri, CAPTURE, storage_options, **_window(start, end, endpoint, variant))
+    window = _window(start, end, endpoint, variant, lateness)
+    files = _scan(uri, CAPTURE, storage_options, **window)
     groups = _groups(files, task_bytes, task_files)
     tasks = _task_frame(spark, groups)
     so, t0, t1 = storage_options, to_utc(start), to_utc(end)
@@ -442,6 +448,7 @@ def export_parquet(
     end: Any = None,
     endpoint: str | Iterable[str] | None = None,
     variant: str | Iterable[str] | None = None,
+    lateness: timedelta | float | str | None = None,
     storage_options: dict | None = None,
     out_storage_options: dict | None = None,
     options: DecodeOptions | None = None,
@@ -481,6 +488,7 @@ def export_parquet(
         end=end,
         endpoint=endpoint,
         variant=variant,
+        lateness=lateness,
     )
     out_storage_options = destination_options(tree, out, out_storage_options)
     target = _Output(out, out_storage_options)

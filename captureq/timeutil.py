@@ -1,16 +1,25 @@
-"""Parsing of user-supplied times: everything becomes an aware UTC ``datetime``."""
+"""Parsing of user-supplied times: everything becomes an aware UTC ``datetime``; and which hour
+folders a time window lists."""
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import date, datetime, timedelta, timezone
 
 from .errors import ConfigError
 
 UTC = timezone.utc
 HOUR = timedelta(hours=1)
-#: Records are sometimes written into the previous hour's object: list one hour before ``start``
-#: (see :mod:`captureq.window`).
-SPILL = HOUR
+#: How far an object's hour folder may lie from its records' own hours, either way (a buffer
+#: flushed after the hour turned; an object named for its first record): the window
+#: ``[start, end)`` lists the folders ``[start - lateness, end + lateness)``
+#: (see :mod:`captureq.window`). ``CAPTUREQ_LATENESS`` overrides it.
+LATENESS = HOUR
+LATENESS_ENV = "CAPTUREQ_LATENESS"
+MAX_LATENESS = timedelta(days=365)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", re.I)
 
 
 def to_utc(value: datetime | date | str | None) -> datetime | None:
@@ -62,11 +71,51 @@ def hours_between(start: datetime, end: datetime) -> list[datetime]:
     return out
 
 
-def listing_start(start: datetime | None) -> datetime | None:
-    """The first hour folder that can hold a row at or after ``start`` (the hour before its own:
-    see :data:`SPILL`).
+def to_lateness(value: timedelta | float | int | str | None) -> timedelta:
+    """How late an object may be written, as a ``timedelta``: a ``timedelta``, a number of hours,
+    or text such as ``"90m"``, ``"2h"``, ``"1d"``, ``"30s"`` or ``"1.5"`` (hours). ``None`` is
+    ``CAPTUREQ_LATENESS`` when set, else :data:`LATENESS` (one hour).
 
-    >>> listing_start(to_utc("2026-01-01T06:30")).isoformat()
-    '2026-01-01T05:00:00+00:00'
+    >>> to_lateness("90m"), to_lateness(2), to_lateness("0")
+    (datetime.timedelta(seconds=5400), datetime.timedelta(seconds=7200), datetime.timedelta(0))
     """
-    return None if start is None else floor_hour(start) - SPILL
+    source = "lateness"
+    if value is None:
+        value = os.environ.get(LATENESS_ENV, "").strip() or LATENESS
+        source = LATENESS_ENV
+    if isinstance(value, timedelta):
+        out = value
+    else:
+        seconds = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value) * 3600
+        elif isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
+            seconds = float(m.group(1)) * _UNITS[(m.group(2) or "h").lower()]
+        if seconds is None or seconds != seconds:  # not a duration, or NaN
+            raise ConfigError(
+                f"{source} {value!r} is not a duration; give hours (2, 1.5) or a number with a "
+                "unit (90m, 2h, 1d, 30s), e.g. --lateness 2h"
+            )
+        # clamped first: a timedelta of a huge number overflows
+        out = timedelta(seconds=max(-1.0, min(seconds, MAX_LATENESS.total_seconds() + 1)))
+    if out < timedelta(0):
+        raise ConfigError(f"{source} {value!r} is negative; give 0 or more (e.g. 1h)")
+    if out > MAX_LATENESS:
+        raise ConfigError(f"{source} {value!r} is more than a year; give at most 365d, or "
+                          "no --start/--end to read the whole tree")
+    return out
+
+
+def listing_bounds(start: datetime | None, end: datetime | None, lateness: timedelta
+                   ) -> tuple[datetime | None, datetime | None]:
+    """The hour folders ``h`` with ``first <= h < stop`` that can hold a row of ``[start, end)``
+    when objects lie up to ``lateness`` from their records' hours, either way: ``first`` is the
+    hour of ``start - lateness``, ``stop`` is ``end + lateness`` (``None`` stays open).
+
+    >>> a, b = listing_bounds(to_utc("2026-01-01T04"), to_utc("2026-01-01T05"), HOUR)
+    >>> a.hour, b.hour
+    (3, 6)
+    """
+    first = None if start is None else floor_hour(start - lateness)
+    stop = None if end is None else end + lateness
+    return first, stop

@@ -1,11 +1,14 @@
 """The time window ``start ≤ inference_time < end``: which hour folders to list, which rows to keep.
 
-A window is exact to the microsecond. Hour folders only narrow the listing: the scanner lists
-every hour folder that can hold a row of the window, i.e. the hours from ``floor(start) - 1 h``
-(SageMaker sometimes writes a record into the object of the hour before its own) up to ``end``;
-:func:`filter_captures` then keeps exactly the rows inside the window. Every reader (Python API,
-CLI, monitor, report, Spark) goes through :func:`filter_captures`, called by
-:func:`captureq.pipeline.process_captures`.
+A window is exact to the microsecond. Hour folders only narrow the listing: an object's folder
+and its records' times may differ either way (a buffer flushed after the hour turned lands in
+the next hour's folder; an object named for its first record holds later records), by at most
+the *lateness* (default one hour, :func:`captureq.timeutil.to_lateness`). So the scanner lists
+the hour folders ``[start - lateness, end + lateness)``
+(:func:`captureq.timeutil.listing_bounds`), and :func:`filter_captures` keeps exactly the rows
+inside the window. Every reader (Python API, CLI, cache, export, monitor, report, Spark) lists
+through :meth:`captureq.plan.ScanPlan.scan` or the same bounds, and goes through
+:func:`filter_captures`, called by :func:`captureq.pipeline.process_captures`.
 
 What follows a capture that falls outside the window:
 
@@ -39,9 +42,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import schema
-# the listing half of the window (SPILL, listing_start) lives in timeutil: the scanner uses it
-# and imports no pyarrow; both are re-exported here
-from .timeutil import SPILL, listing_start, to_utc  # noqa: F401
+# the listing half of the window (LATENESS, listing_bounds) lives in timeutil: the scanner uses
+# it and imports no pyarrow; both are re-exported here
+from .timeutil import LATENESS, listing_bounds, to_lateness, to_utc  # noqa: F401
 
 
 def bounds(start: Any, end: Any) -> tuple[datetime | None, datetime | None]:

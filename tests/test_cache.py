@@ -188,6 +188,8 @@ def windowed_tree(root):
         ("2026-01-01T06", "2026-01-01T06:40:00"),
         ("2026-01-01T06", "2026-01-01T06:59:59.999999"),
         ("2026-01-01T07", "2026-01-01T07:00:00"),
+        ("2026-01-01T07", "2026-01-01T06:59:58"),  # flushed after the hour turned
+        ("2026-01-01T08", "2026-01-01T07:59:59.5"),  # likewise, into the last listed folder
     ]):
         rec = capture(f"{i},2,3", "0.5", event_id=f"e{i}", when=_at(when))
         rec["eventMetadata"]["inferenceTime"] = when + "Z"
@@ -226,6 +228,30 @@ def test_a_window_from_the_cache_is_exactly_the_window_read_cold(tmp_path, cache
     for q in queries:
         assert warm.sql(q).to_arrow().equals(expected[q]), q
     assert warm._cache["warm"] is not None
+
+
+def test_hourly_windows_filled_one_by_one_answer_warm_as_cold(tmp_path, cache_root, monkeypatch):
+    """Each hourly window's cold query fills the cache for that window only (its neighbouring
+    folders read in part); a later warm query of each window gives the cold rows, records in a
+    neighbouring hour's folder included."""
+    cap, gt = windowed_tree(tmp_path)
+    hours = ["2026-01-01T05", "2026-01-01T06", "2026-01-01T07", "2026-01-01T08"]
+    queries = [*QUERIES, "select stage, capture_id from quarantine order by all"]
+    expected = {}
+    for start, end in zip(hours, hours[1:]):
+        captureq.open(cap, labels=gt, start=start, end=end).sql("select 1")  # fills behind
+        cache.wait()
+        expected[start] = {q: captureq.open(cap, labels=gt, cache=False, start=start, end=end)
+                           .sql(q).to_arrow() for q in queries}
+    late = expected["2026-01-01T06"][QUERIES[0]].column("event_id").to_pylist()
+    assert "e6" in late  # 06:59:58, in the 07 folder
+    assert "e7" in expected["2026-01-01T07"][QUERIES[0]].column("event_id").to_pylist()
+    refuse_reading(monkeypatch)
+    for start, end in zip(hours, hours[1:]):
+        warm = captureq.open(cap, labels=gt, start=start, end=end)
+        for q in queries:
+            assert warm.sql(q).to_arrow().equals(expected[start][q]), (start, q)
+        assert warm._cache["warm"] is not None
 
 
 def test_a_cache_part_overwritten_by_user_sql_is_never_served(tmp_path, cache_root):
@@ -290,3 +316,14 @@ def test_the_commit_log_is_compacted_as_fills_add_to_it(tmp_path, cache_root, mo
     warm = captureq.open(cap, labels=gt)
     assert warm.sql(q).to_pylist() == [{"_c0": 6}]
     assert warm._cache["warm"] is not None
+
+
+def test_a_fill_process_lists_with_the_querys_lateness(tmp_path, cache_root):
+    """The detached fill rebuilds the plan from JSON: same window, same lateness, same files."""
+    cap, gt = windowed_tree(tmp_path)
+    for lateness in (None, timedelta(0), timedelta(hours=2)):
+        plan = captureq.open(cap, labels=gt, start="2026-01-01T06", end="2026-01-01T07",
+                             lateness=lateness)
+        again = cache._plan_of(json.loads(json.dumps(cache._spec(plan, None))))
+        assert again.window == plan.window and again.lateness == plan.lateness
+        assert [f.rel for f in again.scan().files] == [f.rel for f in plan.scan().files]

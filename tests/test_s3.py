@@ -307,6 +307,26 @@ def test_three_hours_list_each_hour_folder_of_each_variant_once(s3_server, hourl
     assert len(hour_lists) <= result.list_calls <= len(lists)  # the scanner's own count agrees
 
 
+def test_a_windows_lateness_lists_one_hour_folder_more_on_each_side(s3_server, hourly_bucket):
+    """What every reader lists for an hourly window (lateness one hour): the hour folder
+    before, the window's own, and the one after: one LIST each, nothing else."""
+    result, lists = listed(s3_server, hourly_bucket, start="2026-01-05T10:00Z",
+                           end="2026-01-05T11:00Z", lateness=timedelta(hours=1))
+    hour_lists = sorted(r.prefix for r in lists if HOUR_PREFIX.fullmatch(r.prefix))
+    assert hour_lists == sorted(f"capture/{e}/{v}/2026/01/05/{h}/"
+                                for e in ENDPOINTS for v in VARIANTS for h in ("09", "10", "11"))
+    assert all(is_discovery(r) for r in lists if not HOUR_PREFIX.fullmatch(r.prefix))
+    assert len(lists) <= MAX_DISCOVERY + 3 * len(ENDPOINTS) * len(VARIANTS)
+    assert sum(r.contents for r in lists) == len(result.files) == 3 * len(ENDPOINTS) * len(VARIANTS)
+    # the plan (Python API, CLI, cache, export) lists exactly the same
+    s3_server.log.clear()
+    tree = captureq.open(f"s3://{hourly_bucket}/capture", storage_options=s3_server.storage_options(),
+                         start="2026-01-05T10:00Z", end="2026-01-05T11:00Z")
+    assert [f.rel for f in tree.scan().files] == [f.rel for f in result.files]
+    assert sorted(r.prefix for r in s3_server.log.lists(hourly_bucket)
+                  if HOUR_PREFIX.fullmatch(r.prefix)) == hour_lists
+
+
 def test_one_day_lists_nothing_from_other_days(s3_server, hourly_bucket):
     result, lists = listed(s3_server, hourly_bucket, start="2026-01-05", end="2026-01-06")
     assert {f.hour.date() for f in result.files} == {datetime(2026, 1, 5).date()}

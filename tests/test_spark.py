@@ -242,8 +242,9 @@ def test_cli_exports_with_spark(spark, tmp_path):
 
 
 def test_spark_windows_keep_exact_times_like_the_local_engine(spark, tmp_path):
-    """[06:30, 07): a record in the 05 object (written into the previous hour's) is in; the
-    06:00–06:29 records of the 06 object are out, on the executors as locally."""
+    """[06:30, 07): a record in the 05 object (written into the previous hour's) and one in the
+    07 object (flushed after the hour turned) are in; the 06:00–06:29 records of the 06 object
+    are out, on the executors as locally."""
     from datetime import datetime, timezone
 
     def at(h, m, s=0):
@@ -256,12 +257,15 @@ def test_spark_windows_keep_exact_times_like_the_local_engine(spark, tmp_path):
     write_captures(root, [capture("1\n", "0", event_id=e, when=w) for e, w in
                           [("b", at(6, 0, 4)), ("c", at(6, 30)), ("d", at(6, 59, 59))]]
                    + ['{"not": "a capture"}'], when=at(6, 0), name="f.jsonl")
-    write_captures(root, [capture("1\n", "0", event_id="e", when=at(7, 0))], when=at(7, 0),
-                   name="f.jsonl")
+    write_captures(root, [capture("1\n", "0", event_id="e", when=at(7, 0)),
+                          capture("1\n", "0", event_id="late", when=at(6, 59, 58))],
+                   when=at(7, 0), name="f.jsonl")
     window = {"start": "2026-01-01T06:30", "end": "2026-01-01T07"}
     assert_tables_equal(spark, str(root), **window)
     got = cqs.read_captures(spark, str(root), **window).select("event_id").collect()
-    assert sorted(r.event_id for r in got) == ["c", "d", "spill"]
+    assert sorted(r.event_id for r in got) == ["c", "d", "late", "spill"]
+    got = cqs.read_captures(spark, str(root), lateness=0, **window).select("event_id").collect()
+    assert sorted(r.event_id for r in got) == ["c", "d"]  # the 06 folder only
     # a windowed Spark export writes exactly the window; a later local run adds the rest once
     out = tmp_path / "out"
     cqs.export_parquet(spark, str(root), str(out), task_bytes=TINY_TASKS, **window)
@@ -271,7 +275,7 @@ def test_spark_windows_keep_exact_times_like_the_local_engine(spark, tmp_path):
             return sorted(r[0] for r in con.sql(
                 f"select event_id from read_parquet('{out}/captures/**/*.parquet')").fetchall())
 
-    assert exported() == ["c", "d", "spill"]
+    assert exported() == ["c", "d", "late", "spill"]
     # the 06 object changes: a Spark run over [06:00, 06:10) replaces its rows for both windows
     write_captures(root, [capture("1\n", "0", event_id=e, when=w) for e, w in
                           [("b", at(6, 0, 4)), ("b2", at(6, 5)), ("c", at(6, 30)),
@@ -280,9 +284,9 @@ def test_spark_windows_keep_exact_times_like_the_local_engine(spark, tmp_path):
     s = cqs.export_parquet(spark, str(root), str(out), task_bytes=TINY_TASKS,
                            start="2026-01-01T06", end="2026-01-01T06:10")
     assert s.files_changed == 1
-    assert exported() == ["b", "b2", "c", "c2", "d", "spill"]
+    assert exported() == ["b", "b2", "c", "c2", "d", "late", "spill"]
     captureq.open(str(root)).export(str(out))
-    assert exported() == ["a", "b", "b2", "c", "c2", "d", "e", "spill", "x"]
+    assert exported() == ["a", "b", "b2", "c", "c2", "d", "e", "late", "spill", "x"]
 
 
 def test_spark_export_of_merged_records_writes_their_labels(spark, tmp_path):

@@ -139,8 +139,9 @@ def test_cli_windows_are_exact_and_scan_prints_rows_outside_the_window(wtree):
                               "--end", "2026-01-01T07"])
     assert res.exit_code == 0, res.output
     assert "outside the window" in res.stdout
-    # the 05 and 06 objects: 7 records and 06's bad line (which counts at 06:00), 4 in the window
-    n_out = 2 + 5 + 1 - len(expected("2026-01-01T06:30", "2026-01-01T07"))
+    # the 05, 06 and 07 objects (one hour of lateness either way): 9 records and 06's bad line
+    # (which counts at 06:00), 4 in the window
+    n_out = 2 + 5 + 2 + 1 - len(expected("2026-01-01T06:30", "2026-01-01T07"))
     assert f"{n_out} outside the window" in res.stdout
 
 
@@ -233,7 +234,7 @@ def test_a_file_wholly_inside_an_export_window_is_done_for_good(wtree, tmp_path)
     sources = [s for p in sorted((out / "_captureq" / "commits").glob("*.json"))
                for s in json.loads(p.read_text())["sources"]]
     windowed = {s["rel"].split("/")[5] for s in sources if "window" in s}  # the hour folder
-    assert windowed == {"06"}  # the margin hour: read only for its spilled rows (none here)
+    assert windowed == {"06"}  # the margin hour: read only for rows of the window (none here)
     assert {s["rel"].split("/")[5] for s in sources if "window" not in s} == {"07"}
 
 

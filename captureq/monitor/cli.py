@@ -16,6 +16,7 @@ import typer
 from ..cli_options import (
     pipe_safe,
     EndOpt,
+    LatenessOpt,
     EndpointOpt,
     Format,
     FormatOpt,
@@ -92,6 +93,7 @@ def baseline(
     ),
     start: str | None = StartOpt,
     end: str | None = EndOpt,
+    lateness: str | None = LatenessOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
     header: bool | None = typer.Option(
@@ -114,7 +116,7 @@ def baseline(
             )
         else:  # a capture tree, narrowed and read here so that the reading shows progress
             tree = _open(training_data, None, start, end, [endpoint] if endpoint else None,
-                         variant, storage_option)
+                         variant, storage_option, lateness=lateness)
             load(tree, "reading", quiet)
             result = make_baseline(tree, out)
     except CaptureqError as exc:
@@ -150,6 +152,7 @@ def monitor(
     ),
     start: str | None = StartOpt,
     end: str | None = EndOpt,
+    lateness: str | None = LatenessOpt,
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
@@ -165,7 +168,8 @@ def monitor(
     _check_format(format)
     try:
         base = Baseline.load(baseline)  # a wrong baseline fails before anything is read
-        tree = _open(capture_uri, None, start, end, endpoint, variant, storage_option)
+        tree = _open(capture_uri, None, start, end, endpoint, variant, storage_option,
+                      lateness=lateness)
         load(tree, "reading", quiet)
         result = run_monitor(tree, base, out, hourly=hourly)
     except CaptureqError as exc:
@@ -228,6 +232,7 @@ def quality(
     labels: str | None = LabelsOpt,
     start: str | None = StartOpt,
     end: str | None = EndOpt,
+    lateness: str | None = LatenessOpt,
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
@@ -270,7 +275,8 @@ def quality(
     Model Monitor's model-quality files with --baseline-out / --constraints / --out."""
     _check_format(format)
     try:
-        tree = _open(capture_uri, labels, start, end, endpoint, variant, storage_option)
+        tree = _open(capture_uri, labels, start, end, endpoint, variant, storage_option,
+                      lateness=lateness)
         load(tree, "reading", quiet)
         result = tree.model_quality(
             problem_type=problem_type,

@@ -7,6 +7,7 @@ import typer
 
 from ..cli_options import (
     EndOpt,
+    LatenessOpt,
     EndpointOpt,
     Format,
     FormatOpt,
@@ -43,6 +44,7 @@ def estimate(
     threshold: float = typer.Option(0.5, help="Probability cut-off for the predicted label."),
     start: str | None = StartOpt,
     end: str | None = EndOpt,
+    lateness: str | None = LatenessOpt,
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     metric: list[str] | None = typer.Option(
@@ -71,7 +73,8 @@ def estimate(
 
     _check_format(format)
     try:
-        tree = _open(capture_uri, labels, start, end, endpoint, variant, storage_option)
+        tree = _open(capture_uri, labels, start, end, endpoint, variant, storage_option,
+                      lateness=lateness)
         load(tree, "reading", quiet)
         result = tree.estimate_quality(
             reference_start=reference_start,

@@ -12,6 +12,7 @@ import typer
 
 from ..cli_options import (
     EndOpt,
+    LatenessOpt,
     EndpointOpt,
     Format,
     FormatOpt,
@@ -45,6 +46,7 @@ def report(
     labels: str | None = LabelsOpt,
     start: str | None = StartOpt,
     end: str | None = EndOpt,
+    lateness: str | None = LatenessOpt,
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
@@ -77,7 +79,8 @@ def report(
         _fail(CaptureqError("give both --reference-start and --reference-end (the labelled window "
                             "the estimated-quality section is calibrated on), or neither"))
     try:
-        tree = _open(capture_uri, labels, start, end, None, variant, storage_option)
+        tree = _open(capture_uri, labels, start, end, None, variant, storage_option,
+                      lateness=lateness)
         load(tree, "reading", quiet)
         rep = build_report(
             tree,
