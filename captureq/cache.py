@@ -121,6 +121,9 @@ class Hit:
     file_keys: list[str] | None  # capture_id / label_id prefixes to keep (None: every row belongs)
     file_urls: list[str] | None = None  # source files to keep (quarantine rows without an id)
     uniform: set[str] = field(default_factory=set)  # tables whose parts all have every column
+    #: the parts' own types per endpoint, joined: ``{"input"|"output": {endpoint: {column: type}}}``
+    decisions: dict = field(default_factory=dict)
+    stored: dict = field(default_factory=dict)  # part path → column → the type it is stored as
 
 
 def lookup(plan: ScanPlan) -> Hit | None:
@@ -147,8 +150,13 @@ def lookup(plan: ScanPlan) -> Hit | None:
     for key, f in wanted.items():  # fresh, and exported for (at least) this window
         if state.status(key[0], f, span if key[0] == "captures" else (None, None)) != "done":
             return None
+    from .decode.unify import arrow_type, join, kind_of_type, union_type
+    from .export import _arrow_type
+
     parts: dict[str, list[str]] = {name: [] for name in schema.TABLES}
     columns: dict[str, dict[str, str]] = {name: {} for name in schema.TABLES}
+    own: dict[str, dict] = {"inputs": {}, "outputs": {}}  # table → endpoint → column → type
+    stored: dict[str, dict[str, str]] = {}
     common: dict[str, set[str]] = {}
     extra = False
     for path, p in sorted(state.parts.items()):
@@ -162,14 +170,38 @@ def lookup(plan: ScanPlan) -> Hit | None:
             return None
         parts[p["table"]].append(str(full))
         cols = p.get("columns", {})
-        for name, typ in cols.items():
-            columns[p["table"]].setdefault(name, typ)
+        stored[str(full)] = cols
+        if p["table"] in ("inputs", "outputs"):
+            endpoint = _endpoint_of(path)
+            mine = own[p["table"]].setdefault(endpoint, {})
+            for name, typ in (p.get("types") or cols).items():
+                t = _arrow_type(typ)
+                mine[name] = t if name not in mine else arrow_type(join(kind_of_type(mine[name]), kind_of_type(t)))
+            for name in cols:
+                columns[p["table"]].setdefault(name, None)
+        else:
+            for name, typ in cols.items():
+                columns[p["table"]].setdefault(name, typ)
         common[p["table"]] = common.get(p["table"], set(cols)) & set(cols)
+    for table in ("inputs", "outputs"):  # the union view's type: the join over endpoints
+        for name in columns[table]:
+            ts = [cols[name] for cols in own[table].values() if name in cols]
+            columns[table][name] = str(union_type(ts)) if ts else "null"
+    decisions = {"input": own["inputs"], "output": own["outputs"]}
     uniform = {t for t in parts if parts[t] and common.get(t, set()) == set(columns[t])}
     if not extra:
-        return Hit(root, parts, columns, None, uniform=uniform)
+        return Hit(root, parts, columns, None, uniform=uniform, decisions=decisions, stored=stored)
     return Hit(root, parts, columns, [file_key(f.rel) for f in wanted.values()],
-               [f.url for f in wanted.values()], uniform=uniform)
+               [f.url for f in wanted.values()], uniform=uniform, decisions=decisions, stored=stored)
+
+
+def _endpoint_of(path: str) -> str | None:
+    from urllib.parse import unquote
+
+    for segment in path.split("/"):
+        if segment.startswith("endpoint="):
+            return unquote(segment[len("endpoint="):])
+    return None
 
 
 def _intact(path: Path, part: dict) -> bool:
@@ -228,23 +260,50 @@ def _connection(locked: bool, parts: frozenset = frozenset()) -> duckdb.DuckDBPy
         return db.cursor()
 
 
-def _parquet_source(files: list[str], fields: list[pa.Field], uniform: bool) -> str | None:
+def _parquet_source(files: list[str], fields: list[pa.Field], uniform: bool,
+                    stored: dict | None = None) -> str | None:
     """A ``read_parquet`` select of ``files`` with ``fields`` (endpoint and variant from the
     parts' ``endpoint=E/variant=V`` folders; each cast to its declared type;
     ``uniform``: every file has every field, else missing ones read as null), or None when a
-    type has no DuckDB name (the parts are then read as an Arrow dataset)."""
+    type has no DuckDB name (the parts are then read as an Arrow dataset).
+
+    Parts stored with different types (a column widened after they were written) are read in
+    groups of one stored schema each, a number that becomes text written as its canonical text
+    (:func:`captureq.decode.unify.text_sql`), as the in-memory path writes it."""
     from . import schema
+    import pyarrow as pa
+
+    from .decode.unify import text_sql
+    from .export import _arrow_type
 
     if any(set(f) & _GLOB_CHARS for f in files):  # DuckDB would read such a path as a pattern
         return None
+    groups: dict[tuple, list[str]] = {}
+    for f in files:
+        key = tuple(sorted((stored or {}).get(f, {}).items()))
+        groups.setdefault(key, []).append(f)
+    selects = []
     try:
-        cols = ", ".join(f"CAST({views.quote_ident(f.name)} AS {schema.duckdb_type(f.type)}) AS "
-                         f"{views.quote_ident(f.name)}" for f in fields)
+        for key, group in groups.items():
+            have = dict(key)
+            cols = []
+            for fld in fields:
+                name = views.quote_ident(fld.name)
+                typ = have.get(fld.name)
+                if stored and fld.name not in have and fld.name not in ("endpoint", "variant"):
+                    cols.append(f"CAST(NULL AS {schema.duckdb_type(fld.type)}) AS {name}")
+                elif typ is not None and pa.types.is_string(fld.type) and typ not in ("string", "large_string"):
+                    cols.append(f"{text_sql(name, _arrow_type(typ))} AS {name}")
+                elif pa.types.is_null(fld.type):
+                    cols.append(f"NULL AS {name}")
+                else:
+                    cols.append(f"CAST({name} AS {schema.duckdb_type(fld.type)}) AS {name}")
+            paths = ", ".join(views.quote_literal(f) for f in group)
+            union = "" if uniform and len(groups) == 1 else ", union_by_name = true"
+            selects.append(f"SELECT {', '.join(cols)} FROM read_parquet([{paths}], {views.HIVE_OPTIONS}{union})")
     except TypeError:
         return None
-    paths = ", ".join(views.quote_literal(f) for f in files)
-    union = "" if uniform else ", union_by_name = true"
-    return f"SELECT {cols} FROM read_parquet([{paths}], {views.HIVE_OPTIONS}{union})"
+    return " UNION ALL ".join(selects)
 
 
 def temp(sql: str) -> str:
@@ -293,7 +352,8 @@ def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> 
         src = (raw if windowed else views.SOURCE_PREFIX) + name
         cols = ", ".join(views.quote_ident(f.name) for f in fields)
         if hit.parts[name]:
-            native = _parquet_source(hit.parts[name], fields, name in hit.uniform)
+            native = _parquet_source(hit.parts[name], fields, name in hit.uniform,
+                                     hit.stored if name in ("inputs", "outputs") else None)
             if native is not None:  # DuckDB's own reader: about twice an Arrow dataset's speed
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {raw}{name}_parts AS {native}")
             else:
@@ -312,14 +372,110 @@ def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> 
                               for f in fields)
             con.execute(f"CREATE OR REPLACE TEMP VIEW {src} AS SELECT {nulls} WHERE false")
     if windowed:
-        _window_views(con, raw, plan, start, end, window)
+        _window_views(con, raw, plan, start, end, window, hit.decisions)
     con.execute(temp(views.render_views(value_cols["outputs"], value_cols["inputs"])))
+    if hit.decisions:  # each endpoint's own typed views, over this connection's TEMP views
+        pair_cols = set(schema.RECORD_KEY_NAMES) | set(value_cols["inputs"]) | set(
+            views.output_aliases_for(value_cols["outputs"], value_cols["inputs"]))
+        con.execute(views.endpoint_views_sql(hit.decisions, source="temp.main", columns={
+            "inputs": set(value_cols["inputs"]), "outputs": set(value_cols["outputs"]), "pairs": pair_cols}))
     touch(hit.root)
     return con
 
 
-def _window_views(con, raw: str, plan: ScanPlan, start, end, window) -> None:
+_INT_RE = r"-?(0|[1-9][0-9]{0,18})"
+
+
+def _kind_sql(q: str, t) -> list[str]:
+    """Aggregates telling the kind of column ``q`` (stored as Arrow type ``t``) over a group of
+    rows, as :func:`captureq.decode.unify.column_kind` tells it (values in canonical text)."""
+    import pyarrow as pa
+
+    from .decode.unify import EXACT, text_sql
+
+    present = f"count({q})"
+    if pa.types.is_string(t):
+        as_double = f"TRY_CAST({q} AS DOUBLE)"
+        return [present, f"bool_and({q} IN ('true', 'false'))",
+                f"bool_and(regexp_full_match({q}, '{_INT_RE}') AND TRY_CAST({q} AS BIGINT) IS NOT NULL)",
+                f"coalesce(max(abs(TRY_CAST({q} AS HUGEINT))) > {EXACT}, false)",
+                f"bool_and({as_double} IS NOT NULL AND {text_sql(as_double, pa.float64())} = {q})"]
+    if pa.types.is_floating(t):
+        return [present, "false", f"bool_and({q} = trunc({q}) AND abs({q}) <= {EXACT})", "false", "true"]
+    if pa.types.is_integer(t):
+        return [present, "false", "true", f"coalesce(max(abs(CAST({q} AS HUGEINT))) > {EXACT}, false)", "true"]
+    if pa.types.is_boolean(t):
+        return [present, "true", "false", "false", "false"]
+    return [present, "false", "false", "false", "false"]
+
+
+def _window_types(con, source: str, inside: str, decisions: dict, side: str) -> str:
+    """The select list of a windowed ``inputs``/``outputs`` view: each value column cast to the
+    narrowest type of the window's own values (parts that also hold rows outside the window
+    may be stored wider), as a cold read of the window decides it. Updates ``decisions``."""
+    import pyarrow as pa
+
+    from . import schema
+    from .decode.unify import (BIGINT, BOOLEAN, DOUBLE, NULL, VARCHAR, arrow_type, join,
+                               kind_of_type, union_type)
+
+    described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    types = {row[0]: row[1] for row in described}
+    from .export import _arrow_type
+
+    by_name = {"VARCHAR": pa.string(), "DOUBLE": pa.float64(), "BIGINT": pa.int64(),
+               "BOOLEAN": pa.bool_(), "INTEGER": pa.int32(), "\"NULL\"": pa.null()}
+    value = [c for c in types if c not in schema.RECORD_KEY_NAMES]
+    keys = ", ".join(views.quote_ident(k) for k in schema.RECORD_KEY_NAMES)
+    plain = {c: by_name.get(types[c]) for c in value}
+    simple = [c for c in value if plain[c] is not None and not pa.types.is_null(plain[c])]
+    if not simple:
+        return "*"
+    aggs = []
+    for c in simple:
+        aggs += _kind_sql(views.quote_ident(c), plain[c])
+    rows = con.execute(f"SELECT endpoint, {', '.join(aggs)} FROM {source} WHERE {inside} "
+                       f"GROUP BY endpoint").fetchall()
+    own: dict = {}
+    for row in rows:
+        endpoint, flags = row[0], row[1:]
+        mine = own.setdefault(endpoint, {})
+        for i, c in enumerate(simple):
+            n, is_bool, is_int, big, is_num = flags[i * 5: i * 5 + 5]
+            if not n:
+                kind = NULL
+            elif is_bool:
+                kind = BOOLEAN
+            elif is_int:
+                kind = BIGINT
+            elif is_num and not big:
+                kind = DOUBLE
+            else:
+                kind = VARCHAR if pa.types.is_string(plain[c]) or big else kind_of_type(plain[c])
+            if c in decisions.get(side, {}).get(endpoint, {}):
+                mine[c] = arrow_type(kind)
+    for endpoint, cols in own.items():
+        decisions.setdefault(side, {}).setdefault(endpoint, {}).update(cols)
+    out = [keys]
+    for c in value:
+        q = views.quote_ident(c)
+        ts = [cols[c] for cols in own.values() if c in cols]
+        if c not in simple or not ts:
+            out.append(q if c in simple or not ts else q)
+            continue
+        t = union_type(ts)
+        if t == plain[c]:
+            out.append(q)
+        elif pa.types.is_null(t):
+            out.append(f"NULL AS {q}")
+        else:
+            out.append(f"CAST({q} AS {schema.duckdb_type(t)}) AS {q}")
+    return ", ".join(out)
+
+
+def _window_views(con, raw: str, plan: ScanPlan, start, end, window, decisions: dict | None = None) -> None:
     """The source views of a windowed hit: the raw views' rows of ``[start, end)``."""
+    decisions = {} if decisions is None else decisions
     import pyarrow as pa
 
     conds = []
@@ -328,9 +484,12 @@ def _window_views(con, raw: str, plan: ScanPlan, start, end, window) -> None:
     if end is not None:
         conds.append(f"inference_time < TIMESTAMPTZ {views.quote_literal(end.isoformat())}")
     inside = " AND ".join(conds)
-    for name in ("captures", "inputs", "outputs"):
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {views.SOURCE_PREFIX}captures AS "
+                f"SELECT * FROM {raw}captures WHERE {inside}")
+    for name, side in (("inputs", "input"), ("outputs", "output")):
+        cols = _window_types(con, f"{raw}{name}", inside, decisions, side)
         con.execute(f"CREATE OR REPLACE TEMP VIEW {views.SOURCE_PREFIX}{name} AS "
-                    f"SELECT * FROM {raw}{name} WHERE {inside}")
+                    f"SELECT {cols} FROM {raw}{name} WHERE {inside}")
     # the margin: files whose hour starts outside the window (their 'line' rows are not its own)
     margin = [f.url for f in plan.scan().files if not window.hour_in_window(f.hour, start, end)]
     con.register("captureq_cache_margin", pa.table({"u": pa.array(margin, pa.string())}))

@@ -511,8 +511,12 @@ def _write_parts(out: _Output, run_id: str, seq: int, tables: dict[str, list[tup
             tmp = f"{table_name}-{name}"
             rows = file_table(partition, rows)
             nbytes = out.write_parquet(f"{run_dir}/{tmp}", rows, compression)
-            parts.append({"table": table_name, "path": rel, "tmp": tmp, "rows": rows.num_rows,
-                          "bytes": nbytes, "columns": {f.name: str(f.type) for f in rows.schema}})
+            part = {"table": table_name, "path": rel, "tmp": tmp, "rows": rows.num_rows,
+                    "bytes": nbytes, "columns": {f.name: str(f.type) for f in rows.schema}}
+            narrow = (rows.schema.metadata or {}).get(b"captureq.types")
+            if narrow is not None:
+                part["types"] = json.loads(narrow)
+            parts.append(part)
     return parts
 
 
@@ -938,7 +942,10 @@ def _export(tree: CaptureTree, target: _Output, out: str, started: float, progre
         fs = tree.fs
         work = capture_work(tree, state, scan.files)
         summary.files_skipped = len(scan.files) - sum(len(files) for _, files in work)
-        registry = Registry(target)
+        from .decode.unify import declared_types
+
+        registry = Registry(target, declared={side: declared_types(tree.options, side)
+                                              for side in ("input", "output")})
         for endpoint, endpoint_work in _by_endpoint(work):
             try:
                 for spec, todo in endpoint_work:
@@ -1141,7 +1148,7 @@ def shell_sql(out: str, storage_options: dict | None = None) -> str:
 def _arrow_type(name: str) -> pa.DataType:
     simple = {
         "string": pa.string(), "large_string": pa.string(), "double": pa.float64(), "float": pa.float64(),
-        "int64": pa.int64(), "int32": pa.int32(), "bool": pa.bool_(), "binary": pa.binary(),
+        "int64": pa.int64(), "int32": pa.int32(), "bool": pa.bool_(), "binary": pa.binary(), "null": pa.null(),
         "timestamp[us, tz=UTC]": schema.TIMESTAMP, "timestamp[s]": pa.timestamp("s"), "date32[day]": pa.date32(),
     }
     if name in simple:

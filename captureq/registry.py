@@ -37,8 +37,11 @@ SIDES = (("input", "inputs"), ("output", "outputs"))
 
 
 def new_entry(table: str, endpoint: str, types: dict[str, pa.DataType], run_id: str) -> dict:
+    from datetime import datetime, timezone
+
+    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     entry = {"table": table, "endpoint": endpoint, "columns": [], "arrow_schema": "",
-             "history": [{"run": run_id, "change": "created"}]}
+             "history": [{"run": run_id, "at": at, "change": "created"}]}
     _set_types(entry, types)
     return entry
 
@@ -56,20 +59,30 @@ def entry_types(entry: dict) -> dict[str, pa.DataType]:
 
 
 def merge_types(entry: dict, seen: dict[str, pa.DataType], run_id: str) -> bool:
-    """Fold a batch's decided types into a record: new columns appended, int → double widened.
+    """Fold a batch's decided types into a record: new columns appended, a column whose new
+    values need a wider type widened along the type lattice (:func:`captureq.decode.unify.join`:
+    NULL → BIGINT → DOUBLE → VARCHAR), each change kept in ``history`` with its time.
     Returns whether the record changed."""
+    from datetime import datetime, timezone
+
+    from .decode.unify import arrow_type, join, kind_of_type
+
+    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     types = entry_types(entry)
     changed = False
     for name, t in seen.items():
         old = types.get(name)
         if old is None:
             types[name] = t
-            entry["history"].append({"run": run_id, "change": "added", "column": name, "type": str(t)})
+            entry["history"].append({"run": run_id, "at": at, "change": "added", "column": name,
+                                     "type": str(t)})
             changed = True
-        elif pa.types.is_integer(old) and pa.types.is_floating(t):
-            types[name] = pa.float64()
-            entry["history"].append({"run": run_id, "change": "widened", "column": name,
-                                     "from": str(old), "to": "double"})
+            continue
+        wider = arrow_type(join(kind_of_type(old), kind_of_type(t)))
+        if wider != old:
+            types[name] = wider
+            entry["history"].append({"run": run_id, "at": at, "change": "widened", "column": name,
+                                     "from": str(old), "to": str(wider)})
             changed = True
     if changed:
         _set_types(entry, types)
@@ -79,10 +92,11 @@ def merge_types(entry: dict, seen: dict[str, pa.DataType], run_id: str) -> bool:
 class Registry:
     """The schema records of one export folder (``target`` is :class:`captureq.export._Output`)."""
 
-    def __init__(self, target, entries: list[dict] | None = None):
+    def __init__(self, target, entries: list[dict] | None = None, declared: dict | None = None):
         """``target=None`` with ``entries``: an in-memory copy (a Spark task's), which records
         what it changes in :attr:`changed` instead of writing."""
         self.target = target
+        self.declared = declared or {}  # side → {endpoint or None: {column: Arrow type}}
         self.entries: dict[tuple[str, str], dict] = {}
         self.changed: set[tuple[str, str]] = set()
         for entry in entries or []:
@@ -110,7 +124,7 @@ class Registry:
         part on disk always has a record); returns the decisions per side."""
         out = {}
         for side, table in SIDES:
-            seen = decide([result.profiles.get(side, {})])
+            seen = decide([result.profiles.get(side, {})], self.declared.get(side))
             for endpoint, types in seen.items():
                 if endpoint is None:
                     continue
@@ -142,12 +156,21 @@ class Registry:
                 self.save(key)
 
     def conform_parts(self, groups: list[tuple[str, pa.Table]], captures: pa.Table, decision: Decision,
-                      side: str) -> tuple[list[tuple[str, pa.Table]], list[pa.Table]]:
+                      side: str, own: Decision | None = None) -> tuple[list[tuple[str, pa.Table]], list[pa.Table]]:
         """Each part (one endpoint's rows) with exactly its recorded columns and types, and the
-        ``value`` quarantine rows of values that did not fit."""
+        ``value`` quarantine rows of values that did not fit. ``own``: the batch's own decision,
+        kept in each part's schema metadata (``captureq.types``): the narrowest types of the
+        part's values, which a reader of just these parts casts back to."""
+        import json
+
         parts, quarantine = [], []
         for partition, rows in groups:
             typed, q = conform(rows, captures, decision, side, exact=True)
+            if own is not None and rows.num_rows:
+                endpoint = rows.column("endpoint")[0].as_py()
+                narrow = {c: str(t) for c, t in own.get(endpoint, {}).items() if c in typed.column_names}
+                typed = typed.replace_schema_metadata({**(typed.schema.metadata or {}),
+                                                       b"captureq.types": json.dumps(narrow)})
             parts.append((partition, typed))
             if q.num_rows:
                 quarantine.append(q)
@@ -161,7 +184,8 @@ def conform_batch(registry: Registry, result, split, run_id: str) -> tuple[dict,
     decisions = registry.admit(result, run_id)
     groups, extra = {}, []
     for side, table in SIDES:
-        parts, q = registry.conform_parts(split(getattr(result, table)), result.captures, decisions[side], side)
+        own = decide([result.profiles.get(side, {})], registry.declared.get(side))
+        parts, q = registry.conform_parts(split(getattr(result, table)), result.captures, decisions[side], side, own)
         groups[table] = parts
         extra += q
     quarantine = result.quarantine

@@ -58,6 +58,13 @@ def output_columns_sql(columns: list[str], input_columns: list[str] = ()) -> str
     return "".join(",\n        " + p for p in parts)
 
 
+def output_aliases_for(columns: list[str], input_columns: list[str] = ()) -> list[str]:
+    """The names the outputs' value columns take in ``predictions``."""
+    from .pair import output_aliases
+
+    return list(output_aliases(columns, input_columns).values())
+
+
 def render_pairs(output_value_columns: list[str], input_value_columns: list[str] = ()) -> str:
     """``sql/pairs.sql`` for the outputs' (and inputs') value columns."""
     return view_sql("pairs").replace(
