@@ -10,9 +10,10 @@ their leaves are made plain (see ``_plain_sql``).
 CSV: a header, ``\\n`` line ends, quotes only where needed (a comma, a quote or a line break in
 the value), an empty cell for a null, booleans as ``True``/``False``, doubles as ``repr`` prints
 them (``nan``, ``inf``), timestamps in ISO 8601 as ``datetime.isoformat()`` prints them
-(``2026-01-01T03:10:27+00:00``, microseconds when not zero), times likewise (``01:02:03.500000``),
-decimals in plain notation (``1.50``), BLOBs in base64, intervals and durations as ISO 8601
-durations (``P1Y2M3DT4H5M6.5S``, below), lists, structs and maps as their JSON (as below).
+(``2026-01-01T03:10:27+00:00``, microseconds when not zero, nine decimals for a nanosecond
+timestamp whose nanoseconds are not zero), times likewise (``01:02:03.500000``), decimals in
+plain notation (``1.50``), BLOBs in base64, intervals and durations as ISO 8601 durations
+(``P1Y2M3DT4H5M6.5S``, below), lists, structs and maps as their JSON (as below).
 JSON: one list of objects, strict (``json.loads`` with ``parse_constant`` refusing accepts it):
 NaN and ±infinity as ``null`` wherever they are (top level, lists, structs, maps), timestamps as
 ``"2026-01-01 03:10:27+00:00"``, dates and times as strings, decimals (and HUGEINTs) as strings
@@ -101,12 +102,13 @@ DECIMAL = "decimal"    # a decimal (HUGEINT included): its digits, a string in J
 FLOAT = "float"        # a double
 BOOL = "bool"
 DATE = "date"
-TIMESTAMP = "timestamp"  # wall-clock time (microseconds), and its UTC offset if it has a zone
+TIMESTAMP = "timestamp"  # wall-clock time (microseconds), its UTC offset if it has a zone,
+# and the nanoseconds beyond the microsecond of a nanosecond timestamp (cN_ns)
 TIME = "time"          # a time of day (microseconds)
 BLOB = "blob"          # bytes: base64
 DURATION = "duration"  # months (cN), days, seconds and nanoseconds (cN_days, cN_secs, cN_nanos)
 NESTED = "nested"      # a list, struct, map or union: its JSON, leaves made plain
-OTHER = "other"        # anything else (UUID, TIMESTAMP_NS, BIT…): DuckDB's text, its JSON
+OTHER = "other"        # anything else (UUID, TIME_NS, BIT…): DuckDB's text, its JSON
 
 UTC_NAMES = frozenset({"UTC", "Etc/UTC", "+00:00", "Z"})
 NANOS_PER = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # per second, by unit
@@ -146,7 +148,7 @@ def _prepared(col: pa.ChunkedArray, for_csv: bool) -> _Column:
         return _Column(col, BOOL)
     if pa.types.is_date(t):
         return _Column(col.cast(pa.date32()), DATE)
-    if pa.types.is_timestamp(t) and t.unit != "ns":
+    if pa.types.is_timestamp(t):
         return _wall_clock(col)
     if pa.types.is_time(t) and t.unit != "ns":
         return _Column(col.cast(pa.time64("us")), TIME)
@@ -154,9 +156,23 @@ def _prepared(col: pa.ChunkedArray, for_csv: bool) -> _Column:
         return _Column(col, BLOB)
     if pa.types.is_duration(t) or pa.types.is_interval(t):
         return _duration_parts(col)
+    if pa.types.is_union(t) and t.mode == "dense":  # DuckDB reads sparse unions only
+        return _prepared(pa.chunked_array([_sparse(c) for c in col.chunks]), for_csv)
     if pa.types.is_nested(t):
         return _Column(col.cast(_readable(t)), NESTED)
     return _Column(col, OTHER)
+
+
+def _sparse(dense: pa.UnionArray) -> pa.UnionArray:
+    """A dense union as a sparse one: each member's values taken to the union's rows."""
+    codes = dense.type_codes
+    offsets = dense.offsets
+    children = []
+    for i in range(dense.type.num_fields):
+        mine = pc.equal(codes, pa.scalar(dense.type.type_codes[i], pa.int8()))
+        children.append(dense.field(i).take(pc.if_else(mine, offsets, pa.scalar(None, pa.int32()))))
+    names = [dense.type.field(i).name for i in range(dense.type.num_fields)]
+    return pa.UnionArray.from_sparse(codes, children, names, list(dense.type.type_codes))
 
 
 def _is_binary(t: pa.DataType) -> bool:
@@ -172,7 +188,7 @@ def _readable(t: pa.DataType) -> pa.DataType:
     if pa.types.is_decimal(t) and t.bit_width > 128:
         return pa.string()
     if pa.types.is_struct(t):
-        return pa.struct([t.field(i).with_type(_readable(t.field(i).type)) for i in range(t.num_fields)])
+        return pa.struct([f.with_type(_readable(f.type)) for f in map(t.field, range(t.num_fields))])
     if pa.types.is_map(t):
         return pa.map_(t.key_field.with_type(_readable(t.key_type)),
                        t.item_field.with_type(_readable(t.item_type)))
@@ -186,16 +202,37 @@ def _readable(t: pa.DataType) -> pa.DataType:
 
 
 def _wall_clock(col: pa.ChunkedArray) -> _Column:
-    """A timestamp column as its wall-clock time in microseconds, and its offset from UTC."""
+    """A timestamp column as its wall-clock time in microseconds, its offset from UTC, and for
+    nanosecond timestamps the nanoseconds beyond the microsecond (``extra["ns"]``)."""
     tz = col.type.tz
+    extra = None
+    if col.type.unit == "ns":
+        col, nanos = _split_nanos(col)
+        extra = {"ns": nanos}
     naive = col.cast(pa.timestamp("us", tz)).cast(pa.timestamp("us"))  # the UTC time
     if not tz:
-        return _Column(naive, TIMESTAMP)
+        return _Column(naive, TIMESTAMP, extra=extra)
     if tz in UTC_NAMES:
-        return _Column(naive, TIMESTAMP, "+00:00")
+        return _Column(naive, TIMESTAMP, "+00:00", extra=extra)
     local = pc.local_timestamp(col.cast(pa.timestamp("us", tz)))
     offset = pc.divide(pc.subtract(local.cast(pa.int64()), naive.cast(pa.int64())), 1_000_000)
-    return _Column(local, TIMESTAMP, offset)
+    return _Column(local, TIMESTAMP, offset, extra=extra)
+
+
+def _split_nanos(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """A nanosecond timestamp column as microseconds (rounded down) and the nanoseconds left."""
+    import numpy as np
+
+    micros, nanos = [], []
+    for chunk in col.chunks:
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        total = chunk.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        rest = total % 1000  # numpy's %: 0..999, also before 1970
+        micros.append(pa.array((total - rest) // 1000, pa.int64(), mask=~valid)
+                      .cast(pa.timestamp("us", col.type.tz)))
+        nanos.append(pa.array(rest, pa.int16()))
+    return (pa.chunked_array(micros, pa.timestamp("us", col.type.tz)),
+            pa.chunked_array(nanos, pa.int16()))
 
 
 # an Arrow month_day_nano_interval value, as its buffer holds it
@@ -262,15 +299,21 @@ CREATE MACRO iso_interval(v) AS iso_interval_micros(v,
 """
 
 
-def _clock_sql(expr: str, fmt: str) -> str:
-    """SQL for ``strftime(fmt)`` and ``.ffffff`` when the microseconds are not zero."""
+def _clock_sql(expr: str, fmt: str, nanos: str | None = None) -> str:
+    """SQL for ``strftime(fmt)`` and ``.ffffff`` when the microseconds are not zero (and
+    ``.fffffffff`` when the nanoseconds ``nanos`` beyond them are not)."""
+    if nanos is None:
+        return (f"strftime({expr}, '{fmt}') || CASE WHEN microsecond({expr}) % 1000000 = 0 "
+                f"THEN '' ELSE '.' || strftime({expr}, '%f') END")
     return (f"strftime({expr}, '{fmt}') || CASE WHEN microsecond({expr}) % 1000000 = 0 "
-            f"THEN '' ELSE '.' || strftime({expr}, '%f') END")
+            f"AND {nanos} = 0 THEN '' ELSE '.' || strftime({expr}, '%f') || CASE WHEN {nanos} = 0 "
+            f"THEN '' ELSE lpad({nanos}::VARCHAR, 3, '0') END END")
 
 
 def _iso_sql(name: str, col: _Column, sep: str) -> str:
     """SQL for ``datetime.isoformat(sep)``: microseconds only when not zero, ``+HH:MM``."""
-    text = _clock_sql(name, f"%Y-%m-%d{sep}%H:%M:%S")
+    text = _clock_sql(name, f"%Y-%m-%d{sep}%H:%M:%S",
+                      f"{name}_ns" if col.extra and "ns" in col.extra else None)
     if isinstance(col.offset, str):
         return f"{text} || {quote_literal(col.offset)}"
     if col.offset is not None:
@@ -337,8 +380,9 @@ def _plain_sql(expr: str, t: pa.DataType, depth: int = 0) -> str | None:
                  for f in fields]
         if all(i is None for i in inner):
             return None
-        cases = " ".join(f"WHEN {quote_literal(f.name)} THEN to_json(struct_pack({quote_ident(f.name)} "
-                         f":= {i or f'union_extract({expr}, {quote_literal(f.name)})'}))"
+        cases = " ".join(f"WHEN {quote_literal(f.name)} THEN to_json(struct_pack("
+                         f"{quote_ident(f.name)} := "
+                         f"{i or f'union_extract({expr}, {quote_literal(f.name)})'}))"
                          for f, i in zip(fields, inner))
         return f"CASE union_tag({expr})::VARCHAR {cases} END"
     return None

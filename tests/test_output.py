@@ -563,3 +563,46 @@ def test_blobs_and_nested_floats_round_trip(blobs, floats):
     assert [base64.b64decode(b, validate=True) for b, _ in rows] == [b or b"" for b in blobs[:n]]
     assert same_csv(csv_text(table), table)
     assert same_json(strict_json(json_text(table)), reference_json(table))
+
+
+def test_nanosecond_timestamps_keep_their_nanoseconds():
+    """``TIMESTAMP_NS`` as pandas' ``isoformat`` prints it: nine decimals when the nanoseconds
+    are not zero, six when only the microseconds are not."""
+    ns = [1_700_000_000_123_456_789, 1_700_000_000_123_456_000, 1_700_000_000_000_000_000,
+          -1, None]
+    table = pa.table({"utc": pa.array(ns, pa.timestamp("ns", "UTC")),
+                      "naive": pa.array(ns, pa.timestamp("ns")),
+                      "paris": pa.array(ns, pa.timestamp("ns", "Europe/Paris"))})
+    assert csv_text(table) == (
+        "utc,naive,paris\n"
+        "2023-11-14T22:13:20.123456789+00:00,2023-11-14T22:13:20.123456789,"
+        "2023-11-14T23:13:20.123456789+01:00\n"
+        "2023-11-14T22:13:20.123456+00:00,2023-11-14T22:13:20.123456,2023-11-14T23:13:20.123456+01:00\n"
+        "2023-11-14T22:13:20+00:00,2023-11-14T22:13:20,2023-11-14T23:13:20+01:00\n"
+        "1969-12-31T23:59:59.999999999+00:00,1969-12-31T23:59:59.999999999,"
+        "1970-01-01T00:59:59.999999999+01:00\n"
+        ",,\n")
+    doc = strict_json(json_text(table))
+    assert [r["utc"] for r in doc] == ["2023-11-14 22:13:20.123456789+00:00",
+                                       "2023-11-14 22:13:20.123456+00:00", "2023-11-14 22:13:20+00:00",
+                                       "1969-12-31 23:59:59.999999999+00:00", None]
+
+
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_a_union_is_an_object_of_its_member(mode):
+    """As DuckDB's ``to_json`` writes a UNION, its doubles made strict too."""
+    types = pa.array([0, 1, 0, 0], pa.int8())
+    if mode == "sparse":
+        union = pa.UnionArray.from_sparse(
+            types, [pa.array([float("nan"), 0.0, 2.5, None]), pa.array(["x", "a,b", "y", "z"])],
+            ["x", "s"])
+    else:
+        union = pa.UnionArray.from_dense(
+            types, pa.array([0, 0, 1, 2], pa.int32()),
+            [pa.array([float("inf"), 2.5, None]), pa.array(["a,b"])], ["x", "s"])
+    table = pa.table({"u": union, "in_list": pa.array([[1.0], None, [float("nan")], []])})
+    doc = strict_json(json_text(table))
+    # a null member: a null union (DuckDB's UNION)
+    assert [r["u"] for r in doc] == [{"x": None}, {"s": "a,b"}, {"x": 2.5}, None]
+    rows = list(csv.reader(io.StringIO(csv_text(table), newline="")))
+    assert [strict_json(r[0]) if r[0] else None for r in rows[1:]] == [r["u"] for r in doc]
