@@ -68,7 +68,7 @@ def write_csv(table: pa.Table, stream: IO[bytes]) -> None:
     stream.write(head.getvalue().encode())
     if table.num_rows == 0:
         return
-    columns = [_prepared(col, for_csv=True) for col in table.columns]
+    columns = [_prepared(col) for col in table.columns]
     if len(columns) > 1 and _float_cells(columns) >= POLARS_FROM_FLOAT_CELLS and _polars_prints_repr():
         _write_csv_polars(columns, stream)
         return
@@ -83,7 +83,7 @@ def write_json(table: pa.Table, stream: IO[bytes]) -> None:
     """``table`` as one JSON list of objects on the binary ``stream`` (see the module docstring)."""
     stream.write(b"[")
     if table.num_rows:
-        columns = [_prepared(col, for_csv=False) for col in table.columns]
+        columns = [_prepared(col) for col in table.columns]
         pieces = []
         for i, (name, col) in enumerate(zip(table.column_names, columns)):
             key = json.dumps(name) + ": "
@@ -126,13 +126,13 @@ class _Column:
     extra: dict[str, pa.ChunkedArray] | None = None
 
 
-def _prepared(col: pa.ChunkedArray, for_csv: bool) -> _Column:
+def _prepared(col: pa.ChunkedArray) -> _Column:
     """``col`` in a type the SQL below renders, and its kind."""
     t = col.type
     if isinstance(t, pa.ExtensionType) and t.extension_name != "arrow.uuid":  # DuckDB reads UUIDs
-        return _prepared(pa.chunked_array([c.storage for c in col.chunks], t.storage_type), for_csv)
+        return _prepared(pa.chunked_array([c.storage for c in col.chunks], t.storage_type))
     if pa.types.is_dictionary(t):
-        return _prepared(col.cast(t.value_type), for_csv)
+        return _prepared(col.cast(t.value_type))
     if pa.types.is_string(t):
         return _Column(col, TEXT)
     if pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t):  # pyarrow 16+
@@ -157,7 +157,7 @@ def _prepared(col: pa.ChunkedArray, for_csv: bool) -> _Column:
     if pa.types.is_duration(t) or pa.types.is_interval(t):
         return _duration_parts(col)
     if pa.types.is_union(t) and t.mode == "dense":  # DuckDB reads sparse unions only
-        return _prepared(pa.chunked_array([_sparse(c) for c in col.chunks]), for_csv)
+        return _prepared(pa.chunked_array([_sparse(c) for c in col.chunks]))
     if pa.types.is_nested(t):
         return _Column(col.cast(_readable(t)), NESTED)
     return _Column(col, OTHER)
