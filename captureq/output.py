@@ -315,14 +315,19 @@ def _iso_sql(name: str, col: _Column, sep: str) -> str:
     text = _clock_sql(name, f"%Y-%m-%d{sep}%H:%M:%S",
                       f"{name}_ns" if col.extra and "ns" in col.extra else None)
     if isinstance(col.offset, str):
-        return f"{text} || {quote_literal(col.offset)}"
-    if col.offset is not None:
+        text = f"{text} || {quote_literal(col.offset)}"
+    elif col.offset is not None:
         o = f"abs({name}_offset)"
-        return (f"{text} || CASE WHEN {name}_offset < 0 THEN '-' ELSE '+' END "
+        text = (f"{text} || CASE WHEN {name}_offset < 0 THEN '-' ELSE '+' END "
                 f"|| lpad(({o} // 3600)::VARCHAR, 2, '0') || ':' "
                 f"|| lpad(({o} % 3600 // 60)::VARCHAR, 2, '0') "
                 f"|| CASE WHEN {o} % 60 = 0 THEN '' ELSE ':' || lpad(({o} % 60)::VARCHAR, 2, '0') END")
-    return text
+    return _finite(name, text)
+
+
+def _finite(expr: str, text: str) -> str:
+    """``text`` for a finite timestamp ``expr``, ``infinity`` / ``-infinity`` for the others."""
+    return f"CASE WHEN isinf({expr}) THEN CAST({expr} AS VARCHAR) ELSE {text} END"
 
 
 def _time_sql(expr: str) -> str:
@@ -347,10 +352,9 @@ def _plain_sql(expr: str, t: pa.DataType, depth: int = 0) -> str | None:
     if pa.types.is_decimal(t):
         return f"CAST({expr} AS VARCHAR)"
     if pa.types.is_timestamp(t):
-        if t.tz:
-            return (_clock_sql(f"CAST(CAST({expr} AS TIMESTAMPTZ) AS TIMESTAMP)",
-                               "%Y-%m-%d %H:%M:%S") + " || '+00:00'")
-        return _clock_sql(f"CAST({expr} AS TIMESTAMP)", "%Y-%m-%d %H:%M:%S")
+        utc = f"CAST(CAST({expr} AS TIMESTAMPTZ) AS TIMESTAMP)" if t.tz else f"CAST({expr} AS TIMESTAMP)"
+        text = _clock_sql(utc, "%Y-%m-%d %H:%M:%S") + (" || '+00:00'" if t.tz else "")
+        return _finite(utc, text)
     if pa.types.is_time(t) and t.unit != "ns":
         return _time_sql(expr)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
