@@ -3,7 +3,8 @@
 :func:`mutations` turns one real capture file into many hostile variants (each a name and the
 bytes of a whole file). :class:`FaultyS3` wraps the loopback S3 server's WSGI app (the same
 server, the same HTTP, see ``s3util.py``) and misbehaves on GETs of chosen keys: 503 SlowDown,
-connection resets mid-body, slow answers, a different object than the one listed.
+connection resets mid-body, slow answers, a different object than the one listed; or answers
+503 to every request under a prefix (an outage, PUTs included).
 
 >>> faults = FaultyS3(server)                                  # doctest: +SKIP
 >>> with faults.installed():                                   # doctest: +SKIP
@@ -198,6 +199,8 @@ class FaultyS3:
         self.server = server
         self.rules: dict[str, list[_Rule]] = {}
         self.gets: Counter[str] = Counter()
+        self.down: set[str] = set()  # prefixes in an outage
+        self.refused: Counter[str] = Counter()  # requests answered 503 by an outage, by method
         self._lock = threading.Lock()
         self.app = None
 
@@ -228,6 +231,14 @@ class FaultyS3:
         """Answer with ``body`` (another size than listed: an object rewritten since the LIST)."""
         self.rules.setdefault(key, []).append(_Rule("swap", times, body=body))
 
+    def outage(self, prefix: str) -> None:
+        """Answer ``503 SlowDown`` to every request (GET, PUT, LIST, ...) under ``prefix``."""
+        self.down.add(prefix)
+
+    def restore(self, prefix: str) -> None:
+        """End the outage of ``prefix``."""
+        self.down.discard(prefix)
+
     def _rule(self, key: str) -> _Rule | None:
         with self._lock:
             self.gets[key] += 1
@@ -240,6 +251,12 @@ class FaultyS3:
     # -- WSGI --------------------------------------------------------------------------------
     def __call__(self, environ, start_response):
         path = unquote(environ.get("PATH_INFO", "")).lstrip("/")
+        if any(path.startswith(p) for p in list(self.down)):
+            with self._lock:
+                self.refused[environ["REQUEST_METHOD"]] += 1
+            start_response("503 Slow Down", [("Content-Type", "application/xml"),
+                                             ("Content-Length", str(len(SLOWDOWN)))])
+            return [SLOWDOWN]
         if environ["REQUEST_METHOD"] != "GET" or "/" not in path or path.endswith("/"):
             return self.app(environ, start_response)
         rule = self._rule(path)
