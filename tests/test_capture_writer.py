@@ -808,3 +808,32 @@ def test_disk_guard_logs_when_it_starts_and_stops_skipping(tmp_path, caplog) -> 
         writer.capture("3", "text/csv", "0", "text/csv")
     assert "resumed" in caplog.text and "7 requests skipped" in caplog.text
     assert writer.stats.skipped_disk == 7
+
+
+def test_a_full_spool_skips_captures_and_logs_start_and_end(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="captureq.capture")
+    cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100, max_file_bytes=2_000,
+                        spool_max_bytes=2_000, spool_dir=str(tmp_path / "spool"),
+                        spool_flush_interval=0.05)
+    writer = CaptureWriter(cfg, tick=0.01)
+    real, down = writer.fs.pipe_file, [True]
+
+    def pipe_file(path, data):
+        if down[0]:
+            raise ConnectionError("503 SlowDown")
+        return real(path, data)
+
+    writer.fs.pipe_file = pipe_file
+    accepted = [i for i in range(40) if writer.capture(BIG, "text/csv", "0", "text/csv",
+                                                        event_id=f"e{i}")]
+    assert wait_for(lambda: writer.spool.bytes >= 2_000 and writer._spool_full)
+    assert not writer.capture(BIG, "text/csv", "0", "text/csv")
+    assert writer.stats.skipped_spool >= 1 and "skipping captures" in caplog.text
+    skipped = writer.stats.skipped_spool
+    down[0] = False
+    assert wait_for(lambda: not writer._spool_full, timeout=10)
+    assert f"{skipped} requests were skipped while it was full" in caplog.text
+    assert writer.capture(BIG, "text/csv", "0", "text/csv", event_id="after")
+    stats = writer.close()
+    assert stats.lost == stats.kept == 0
+    assert sorted(event_ids(cfg.destination)) == sorted([f"e{i}" for i in accepted] + ["after"])
