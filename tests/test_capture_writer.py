@@ -611,7 +611,11 @@ def kill_9_and_restart(tmp_path, destination, max_file_age, storage_options=None
     assert (stats.recovered, stats.lost, stats.kept) == (in_spool, 0, 0)
     ids = event_ids(destination, storage_options)
     assert len(ids) == len(set(ids))  # none twice
-    assert set(ids) <= set(accepted.times)  # nothing that was not accepted
+    # Nothing that was not accepted: a kill between capture() and the report to stdout leaves
+    # at most one batch accepted but unreported.
+    reported = max(int(e[1:]) for e in accepted.times)
+    unreported = {int(e[1:]) for e in set(ids) - set(accepted.times)}
+    assert all(reported < i <= reported + 20 for i in unreported), sorted(unreported)
     missing = before - set(ids)
     assert not missing, f"{len(missing)} of {len(before)} accepted before the last flush lost"
     assert not [p for p in (tmp_path / "spool").rglob("*.jsonl")]  # the spool is empty again
