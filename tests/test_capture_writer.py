@@ -398,8 +398,9 @@ def test_process_exit_writes_what_was_buffered_to_s3(tmp_path, s3_bucket, s3_opt
     assert not list((tmp_path / "spool").rglob("*.jsonl"))
 
 
-def test_failed_writes_are_retried_and_counted(tmp_path) -> None:
-    writer = CaptureWriter(CaptureConfig(str(tmp_path), sampling_percentage=100))
+def test_failed_writes_are_retried_and_counted(tmp_path, monkeypatch) -> None:
+    writer = CaptureWriter(CaptureConfig(str(tmp_path), sampling_percentage=100,
+                                         spool_dir=str(tmp_path / ".spool")))
     real, calls = writer.fs.pipe_file, []
 
     def flaky(path, data):
@@ -408,10 +409,11 @@ def test_failed_writes_are_retried_and_counted(tmp_path) -> None:
             raise ConnectionError("S3 is having a moment")
         return real(path, data)
 
-    writer.fs.pipe_file = flaky
+    monkeypatch.setattr(writer.fs, "pipe_file", flaky)  # fsspec shares the instance
     writer.capture("1", "text/csv", "0", "text/csv")
     stats = writer.close()
-    assert (stats.write_errors, stats.written, stats.lost) == (1, 1, 0)
+    assert (stats.write_errors, stats.retried, stats.written, stats.lost) == (1, 1, 1, 0)
+    assert [p.name.startswith(".") for p in tmp_path.rglob("*.jsonl*")] == [False]
 
 
 def test_capture_costs_microseconds_on_the_request_path(tmp_path) -> None:
@@ -678,7 +680,7 @@ def test_sigterm_during_an_outage_keeps_the_spool_for_the_next_writer(
     assert sorted(ids) == sorted(accepted.times)
 
 
-def test_an_outage_is_counted_and_logged_while_it_lasts(tmp_path, caplog) -> None:
+def test_an_outage_is_counted_and_logged_while_it_lasts(tmp_path, caplog, monkeypatch) -> None:
     caplog.set_level(logging.WARNING, logger="captureq.capture")
     cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100,
                         spool_dir=str(tmp_path / "spool"), max_file_age=0.05)
@@ -690,7 +692,7 @@ def test_an_outage_is_counted_and_logged_while_it_lasts(tmp_path, caplog) -> Non
             raise ConnectionError("503 SlowDown")
         return real(path, data)
 
-    writer.fs.pipe_file = pipe_file
+    monkeypatch.setattr(writer.fs, "pipe_file", pipe_file)  # fsspec shares the instance
     for i in range(50):
         writer.capture(str(i), "text/csv", "0", "text/csv", event_id=f"e{i}")
     assert wait_for(lambda: writer.stats.retried >= 1 and writer.stats.spooled == 50)
@@ -814,7 +816,7 @@ def test_disk_guard_logs_when_it_starts_and_stops_skipping(tmp_path, caplog) -> 
     assert writer.stats.skipped_disk == 7
 
 
-def test_a_full_spool_skips_captures_and_logs_start_and_end(tmp_path, caplog) -> None:
+def test_a_full_spool_skips_captures_and_logs_start_and_end(tmp_path, caplog, monkeypatch) -> None:
     caplog.set_level(logging.INFO, logger="captureq.capture")
     cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100, max_file_bytes=2_000,
                         spool_max_bytes=2_000, spool_dir=str(tmp_path / "spool"),
@@ -827,7 +829,7 @@ def test_a_full_spool_skips_captures_and_logs_start_and_end(tmp_path, caplog) ->
             raise ConnectionError("503 SlowDown")
         return real(path, data)
 
-    writer.fs.pipe_file = pipe_file
+    monkeypatch.setattr(writer.fs, "pipe_file", pipe_file)  # fsspec shares the instance
     accepted = [i for i in range(40) if writer.capture(BIG, "text/csv", "0", "text/csv",
                                                         event_id=f"e{i}")]
     assert wait_for(lambda: writer.spool.bytes >= 2_000 and writer._spool_full)
@@ -841,3 +843,67 @@ def test_a_full_spool_skips_captures_and_logs_start_and_end(tmp_path, caplog) ->
     stats = writer.close()
     assert stats.lost == stats.kept == 0
     assert sorted(event_ids(cfg.destination)) == sorted([f"e{i}" for i in accepted] + ["after"])
+
+
+def test_a_live_writers_spool_is_left_alone(tmp_path, monkeypatch) -> None:
+    cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100,
+                        spool_dir=str(tmp_path / "spool"), max_file_age=0.05)
+    first = CaptureWriter(cfg, tick=0.01)
+    real, down = first.fs.pipe_file, [True]
+
+    def pipe_file(path, data):
+        if down[0]:
+            raise ConnectionError("503 SlowDown")
+        return real(path, data)
+
+    monkeypatch.setattr(first.fs, "pipe_file", pipe_file)  # fsspec shares the instance
+    for i in range(10):
+        first.capture(str(i), "text/csv", "0", "text/csv", event_id=f"e{i}")
+    assert wait_for(lambda: first.stats.retried >= 1)
+    second = CaptureWriter(cfg)  # e.g. another worker process of the same server
+    assert second.close().recovered == 0
+    assert not list((tmp_path / "capture").rglob("*.jsonl"))
+    down[0] = False
+    stats = first.close()
+    assert (stats.written, stats.kept, stats.lost) == (10, 0, 0)
+    assert sorted(event_ids(cfg.destination)) == sorted(f"e{i}" for i in range(10))
+
+
+def test_a_spool_file_uploaded_twice_is_one_object(tmp_path) -> None:
+    """A writer killed after writing an object but before deleting its spool file."""
+    out, spool = tmp_path / "capture", tmp_path / "spool"
+    cfg = CaptureConfig(str(out), sampling_percentage=100, spool_dir=str(spool))
+    with CaptureWriter(cfg) as writer:
+        for i in range(10):
+            writer.capture(str(i), "text/csv", "0", "text/csv", event_id=f"e{i}")
+    [obj] = list(out.rglob("*.jsonl"))
+    left = spool / "w-1-dead" / obj.relative_to(out)  # what the killed writer left behind
+    left.parent.mkdir(parents=True)
+    left.write_bytes(obj.read_bytes())
+    stats = CaptureWriter(cfg).close()
+    assert (stats.recovered, stats.files) == (10, 1)
+    assert list(out.rglob("*.jsonl")) == [obj]
+    assert sorted(event_ids(str(out))) == sorted(f"e{i}" for i in range(10))
+    assert not spool.exists() or not list(spool.rglob("*.jsonl"))
+
+
+def test_one_object_that_keeps_failing_does_not_hold_up_the_others(tmp_path, monkeypatch) -> None:
+    clock = Clock(datetime(2026, 3, 1, 10, 59, 59, tzinfo=UTC))
+    cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100,
+                        spool_dir=str(tmp_path / "spool"), close_timeout=1)
+    writer = CaptureWriter(cfg, clock=clock, tick=0.01)
+    real = writer.fs.pipe_file
+
+    def pipe_file(path, data):
+        if "/2026/03/01/10/" in path:
+            raise PermissionError("denied for this prefix")
+        return real(path, data)
+
+    monkeypatch.setattr(writer.fs, "pipe_file", pipe_file)  # fsspec shares the instance
+    writer.capture("1", "text/csv", "0", "text/csv", event_id="at-10")
+    clock.now += 2  # 11:00:01: the 10 o'clock object is complete
+    writer.capture("2", "text/csv", "0", "text/csv", event_id="at-11")
+    assert writer.flush(5) is False  # the 10 o'clock object failed
+    assert event_ids(cfg.destination) == ["at-11"]
+    stats = writer.close()
+    assert (stats.written, stats.kept, stats.lost) == (1, 1, 0) and stats.retried >= 2

@@ -228,7 +228,13 @@ class Spool:
             return
         for name in names:
             path = os.path.join(self.root, name)
-            if name == self.id or name.startswith(".") or not os.path.isdir(path):
+            if name == self.id or not os.path.isdir(path):
+                continue
+            if name.startswith(".new-"):  # a writer that died while creating its folder
+                fd = _lock(os.path.join(path, LOCK), create=False)
+                if fd is not None:
+                    shutil.rmtree(path, ignore_errors=True)
+                    os.close(fd)
                 continue
             fd = _lock(os.path.join(path, LOCK), create=False)
             if fd is None:

@@ -589,7 +589,7 @@ class CaptureWriter:
                 return
             if self._upload_waiting(deadline=self._deadline):
                 return
-            if self._waiting[0].attempts >= _CLOSE_ATTEMPTS:
+            if min(u.attempts for u in self._waiting) >= _CLOSE_ATTEMPTS:
                 return
             time.sleep(pause)
             pause *= 4
@@ -622,9 +622,16 @@ class CaptureWriter:
             )
 
     def _upload_waiting(self, deadline: float | None = None) -> bool:
-        """Write the waiting files in order until one fails; True when none is left."""
+        """Write each waiting file once, in order; True when none is left.
+
+        A file that fails goes to the back (one bad object does not hold up the rest); two
+        failures in a row end the pass (the destination is down: back off).
+        """
         s = self.stats
-        while self._waiting:
+        failures = 0
+        for _ in range(len(self._waiting)):
+            if not self._waiting:
+                break
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             up = self._waiting[0]
@@ -642,7 +649,13 @@ class CaptureWriter:
             except Exception as exc:  # noqa: BLE001 - the file stays in the spool
                 s.retried += 1
                 self._log_failure(final, exc)
-                return False
+                with self._waiting_lock:
+                    self._waiting.rotate(-1)
+                failures += 1
+                if failures == 2:
+                    return False
+                continue
+            failures = 0
             self.spool.remove_file(up.path, size)
             self._done(up)
             if n:
@@ -661,7 +674,7 @@ class CaptureWriter:
                     s.retried,
                 )
                 self._failing_since = None
-        return True
+        return not self._waiting
 
     def _done(self, up: _Upload) -> None:
         with self._waiting_lock:
