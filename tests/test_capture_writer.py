@@ -907,3 +907,54 @@ def test_one_object_that_keeps_failing_does_not_hold_up_the_others(tmp_path, mon
     assert event_ids(cfg.destination) == ["at-11"]
     stats = writer.close()
     assert (stats.written, stats.kept, stats.lost) == (1, 1, 0) and stats.retried >= 2
+
+
+class _DiskWithRoom:
+    """``os`` for the spool module, with ``room`` bytes left on the disk (ENOSPC after that)."""
+
+    def __init__(self, room: int):
+        self.room = room
+
+    def write(self, fd, data):
+        import errno
+        import os
+
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = os.write(fd, bytes(data[: self.room]))
+        self.room -= n
+        return n
+
+    def __getattr__(self, name):
+        import os
+
+        return getattr(os, name)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.binary(max_size=20).map(lambda b: b.replace(b"\n", b"") + b"\n"),
+                                 min_size=1, max_size=5), min_size=1, max_size=4),
+       room=st.integers(0, 300))
+def test_a_spool_append_on_a_full_disk_keeps_whole_lines(tmp_path_factory, monkeypatch, batches, room):
+    from captureq.capture import spool as spool_mod
+
+    disk = _DiskWithRoom(room)
+    with monkeypatch.context() as m:
+        m.setattr(spool_mod, "os", disk)
+        spool = spool_mod.Spool(str(tmp_path_factory.mktemp("spool")))
+        seg = spool.segment("ep/v/2026/01/01/00/x.jsonl")
+        lines = [line for batch in batches for line in batch]
+        for batch in batches:
+            for line in batch:
+                seg.add(line)
+            seg.flush()
+        on_disk = open(seg.path, "rb").read() if seg.records else b""
+        # the file holds exactly the first seg.records lines, whole; the rest is pending
+        assert on_disk == b"".join(lines[: seg.records]) and seg.flushed == len(on_disk)
+        assert seg.pending == lines[seg.records:] and spool.bytes == len(on_disk)
+        assert (seg.error is None) == (not seg.pending)
+        disk.room = 10**9  # space freed
+        seg.flush()
+        seg.close()
+    assert spool_mod.read_segment(seg.path) == (b"".join(lines), len(lines))

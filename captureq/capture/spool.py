@@ -110,6 +110,7 @@ class Segment:
     records: int = 0  # records on disk
     error: OSError | None = None  # why the last flush stopped short
     _fd: int | None = None
+    _cut: bool = False
 
     def add(self, line: bytes) -> None:
         self.pending.append(line)
@@ -124,6 +125,9 @@ class Segment:
         self.error = None
         if not self.pending:
             return 0
+        if self._cut:
+            self.error = OSError(f"{self.path} ends in a cut line that could not be removed")
+            return 0
         data = b"".join(self.pending)
         done = 0
         try:
@@ -136,11 +140,13 @@ class Segment:
         except OSError as exc:
             self.error = exc
             keep = data.rfind(b"\n", 0, done) + 1
-            if self._fd is not None:
+            if keep < done:
                 try:
                     os.ftruncate(self._fd, self.flushed + keep)
-                except OSError:  # shrinking needs no space; should it fail, the lines stay pending
-                    keep = 0
+                except OSError:
+                    # Shrinking needs no space, so this is rare: the cut line stays last, where
+                    # read_segment drops it, and nothing more is appended after it.
+                    self._cut = True
             if not keep:
                 return 0
             n = data.count(b"\n", 0, keep)
