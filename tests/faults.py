@@ -8,6 +8,7 @@ status (a permanent 500), a stalled answer (released when the proxy is removed, 
 bounded), and a request that is carried out but whose response is lost (the connection drops).
 Rules name a key (``bucket/key``, or a shell pattern such as ``bucket/out/_captureq/lease/*``)
 and an HTTP method (GET by default); :meth:`FaultyS3.list_error` breaks the LISTs of a bucket.
+Or answers 503 to every request under a prefix (an outage, PUTs included).
 
 >>> faults = FaultyS3(server)                                  # doctest: +SKIP
 >>> with faults.installed():                                   # doctest: +SKIP
@@ -212,6 +213,8 @@ class FaultyS3:
         self.list_rules: dict[str, list[_Rule]] = {}
         self.gets: Counter[str] = Counter()
         self.requests: Counter[tuple[str, str]] = Counter()
+        self.down: set[str] = set()  # prefixes in an outage
+        self.refused: Counter[str] = Counter()  # requests answered 503 by an outage, by method
         self._lock = threading.Lock()
         self._release = threading.Event()  # ends every stall
         self.app = None
@@ -270,6 +273,14 @@ class FaultyS3:
                 return rule
         return None
 
+    def outage(self, prefix: str) -> None:
+        """Answer ``503 SlowDown`` to every request (GET, PUT, LIST, ...) under ``prefix``."""
+        self.down.add(prefix)
+
+    def restore(self, prefix: str) -> None:
+        """End the outage of ``prefix``."""
+        self.down.discard(prefix)
+
     def _rule(self, key: str, method: str = "GET") -> _Rule | None:
         with self._lock:
             if method == "GET":
@@ -286,6 +297,12 @@ class FaultyS3:
     def __call__(self, environ, start_response):
         path = unquote(environ.get("PATH_INFO", "")).lstrip("/")
         method = environ["REQUEST_METHOD"]
+        if any(path.startswith(p) for p in list(self.down)):
+            with self._lock:
+                self.refused[method] += 1
+            start_response("503 Slow Down", [("Content-Type", "application/xml"),
+                                             ("Content-Length", str(len(SLOWDOWN)))])
+            return [SLOWDOWN]
         if "/" not in path.rstrip("/"):  # a bucket: LIST (and bucket operations)
             bucket = path.rstrip("/")
             with self._lock:

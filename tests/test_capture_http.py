@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
 import captureq
-from captureq.capture import CaptureMiddleware, WSGICaptureMiddleware
+from captureq.capture import CaptureConfig, CaptureMiddleware, WSGICaptureMiddleware
 from captureq.serve_demo import LoopbackServer, predict, run_demo
 
 ROW = "100,8,180,100,200,100,200,100,10,4.5,1.6,60"  # an average customer
@@ -99,11 +99,12 @@ def test_fastapi_app_captures_with_two_lines(tmp_path) -> None:
 
 
 def test_capture_never_fails_the_request(tmp_path) -> None:
-    """A destination that cannot be written: requests still succeed, the writer counts the loss."""
+    """A destination that cannot be written: requests still succeed, the spool keeps them."""
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     app = model_app(
-        {"DestinationS3Uri": str(blocker / "capture"), "InitialSamplingPercentage": 100}
+        CaptureConfig(str(blocker / "capture"), sampling_percentage=100,
+                      spool_dir=str(tmp_path / "spool"), close_timeout=1)
     )
     mw = None
     with LoopbackServer(app) as server, httpx.Client(base_url=server.url) as client:
@@ -117,7 +118,9 @@ def test_capture_never_fails_the_request(tmp_path) -> None:
         mw = app.middleware_stack
         while not isinstance(mw, CaptureMiddleware):
             mw = mw.app
-    assert mw.writer.closed and mw.writer.stats.lost == 3 and mw.writer.stats.write_errors >= 1
+    stats = mw.writer.stats
+    assert mw.writer.closed and (stats.kept, stats.lost) == (3, 0) and stats.write_errors >= 1
+    assert sum(1 for p in (tmp_path / "spool").rglob("*.jsonl") for _ in p.open()) == 3
 
 
 class _Quiet(WSGIRequestHandler):

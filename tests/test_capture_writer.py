@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import logging
 import math
 import random
 import statistics
@@ -380,8 +382,25 @@ def test_process_exit_flushes_what_was_buffered(tmp_path) -> None:
     assert captureq.open(str(tmp_path)).captures().num_rows == 250
 
 
-def test_failed_writes_are_retried_and_counted(tmp_path) -> None:
-    writer = CaptureWriter(CaptureConfig(str(tmp_path), sampling_percentage=100))
+@pytest.mark.s3
+def test_process_exit_writes_what_was_buffered_to_s3(tmp_path, s3_bucket, s3_options) -> None:
+    destination = f"s3://{s3_bucket}/capture"
+    script = (
+        "from captureq.capture import CaptureWriter, CaptureConfig\n"
+        f"w = CaptureWriter(CaptureConfig({destination!r}, sampling_percentage=100, "
+        f"max_file_age=3600, spool_dir={str(tmp_path / 'spool')!r}, storage_options={s3_options!r}))\n"
+        "for i in range(250): w.capture(str(i), 'text/csv', '0.5', 'text/csv', inference_id=str(i))\n"
+    )  # no close(): the exit hook must write the buffered records while S3 is reachable
+    done = subprocess.run([sys.executable, "-c", script], timeout=120, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert captureq.open(destination, storage_options=s3_options).captures().num_rows == 250
+    assert not list((tmp_path / "spool").rglob("*.jsonl"))
+
+
+def test_failed_writes_are_retried_and_counted(tmp_path, monkeypatch) -> None:
+    writer = CaptureWriter(CaptureConfig(str(tmp_path), sampling_percentage=100,
+                                         spool_dir=str(tmp_path / ".spool")))
     real, calls = writer.fs.pipe_file, []
 
     def flaky(path, data):
@@ -390,10 +409,11 @@ def test_failed_writes_are_retried_and_counted(tmp_path) -> None:
             raise ConnectionError("S3 is having a moment")
         return real(path, data)
 
-    writer.fs.pipe_file = flaky
+    monkeypatch.setattr(writer.fs, "pipe_file", flaky)  # fsspec shares the instance
     writer.capture("1", "text/csv", "0", "text/csv")
     stats = writer.close()
-    assert (stats.write_errors, stats.written, stats.lost) == (1, 1, 0)
+    assert (stats.write_errors, stats.retried, stats.written, stats.lost) == (1, 1, 1, 0)
+    assert [p.name.startswith(".") for p in tmp_path.rglob("*.jsonl*")] == [False]
 
 
 def test_capture_costs_microseconds_on_the_request_path(tmp_path) -> None:
@@ -486,3 +506,457 @@ def test_capture_options_keep_only_the_chosen_side(tmp_path, modes, sides) -> No
     assert (tree.inputs().num_rows, tree.outputs().num_rows) == (
         (1, 0) if sides == ("input",) else (0, 1)
     )
+
+
+# -- nothing lost: the spool ---------------------------------------------------------------------
+# A child process captures under load and reports each accepted request on stdout as
+# "event_id monotonic_time" (CLOCK_MONOTONIC is shared by processes on one machine).
+CHILD = """
+import json, signal, sys, time
+from captureq.capture import CaptureConfig, CaptureWriter
+
+args = json.loads(sys.argv[1])
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))  # an orderly exit, as a server does
+writer = CaptureWriter(CaptureConfig(args["destination"], **args["config"]))
+n, batch = args["n"], args["batch"]
+for start in range(0, n, batch):
+    lines = []
+    for i in range(start, min(n, start + batch)):
+        if writer.capture(f"{i},1,2,3", "text/csv", "0.5", "text/csv", event_id=f"e{i}"):
+            lines.append(f"e{i} {time.monotonic()}\\n")
+    sys.stdout.write("".join(lines))
+    sys.stdout.flush()
+    time.sleep(args["pause"])
+print("all-accepted", flush=True)
+time.sleep(600)
+"""
+
+
+def start_child(tmp_path, destination: str, config: dict, n: int, batch: int = 20,
+                pause: float = 0.005) -> subprocess.Popen:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    args = json.dumps({"destination": destination, "config": config, "n": n, "batch": batch,
+                       "pause": pause})
+    return subprocess.Popen(
+        [sys.executable, str(script), args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+class Accepted:
+    """Reads a child's stdout in a thread: the event ids it accepted and when."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.times: dict[str, float] = {}
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc) -> None:
+        for line in proc.stdout:
+            if line.startswith("all-accepted"):
+                self.done.set()
+            elif line.endswith("\n"):
+                eid, t = line.split()
+                self.times[eid] = float(t)
+
+    def join(self) -> None:
+        self._thread.join(10)
+
+
+def event_ids(destination: str, storage_options=None) -> list[str]:
+    return captureq.open(destination, storage_options=storage_options).captures().column(
+        "event_id"
+    ).to_pylist()
+
+
+FLUSH = 0.2  # the children's spool_flush_interval
+SLACK = 0.5  # scheduling delay allowed on a busy, shared machine on top of it
+
+
+def kill_9_and_restart(tmp_path, destination, max_file_age, storage_options=None) -> None:
+    """Kill a writer under load, start another on the same spool: nothing accepted before the
+    last flush interval is missing, nothing is there twice.
+
+    With a long ``max_file_age`` everything is still in the spool at the kill; with a short one
+    objects were written all along and the spool holds only the newest records (maybe none).
+    """
+    spool = str(tmp_path / "spool")
+    config = {"sampling_percentage": 100, "spool_dir": spool, "spool_flush_interval": FLUSH,
+              "max_file_age": max_file_age, "storage_options": storage_options}
+    proc = start_child(tmp_path, destination, config, n=1_000_000)
+    accepted = Accepted(proc)
+    try:
+        assert wait_for(lambda: len(accepted.times) > 2_000, timeout=60)
+        time.sleep(1.5)
+        killed_at = time.monotonic()
+        proc.kill()  # SIGKILL: no atexit, no close()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    accepted.join()
+    before = {e for e, t in accepted.times.items() if t < killed_at - FLUSH - SLACK}
+    assert len(before) > 1_000
+    in_spool = sum(1 for p in (tmp_path / "spool").rglob("*.jsonl") for _ in p.open("rb"))
+    if max_file_age > 60:
+        assert in_spool >= len(before)  # nothing was written before the kill
+
+    writer = CaptureWriter(
+        CaptureConfig(destination, sampling_percentage=100, spool_dir=spool,
+                      storage_options=storage_options)
+    )
+    stats = writer.close()
+    assert (stats.recovered, stats.lost, stats.kept) == (in_spool, 0, 0)
+    ids = event_ids(destination, storage_options)
+    assert len(ids) == len(set(ids))  # none twice
+    # Nothing that was not accepted: a kill between capture() and the report to stdout leaves
+    # at most one batch accepted but unreported.
+    reported = max(int(e[1:]) for e in accepted.times)
+    unreported = {int(e[1:]) for e in set(ids) - set(accepted.times)}
+    assert all(reported < i <= reported + 20 for i in unreported), sorted(unreported)
+    missing = before - set(ids)
+    assert not missing, f"{len(missing)} of {len(before)} accepted before the last flush lost"
+    assert not [p for p in (tmp_path / "spool").rglob("*.jsonl")]  # the spool is empty again
+
+
+@pytest.mark.parametrize("max_file_age", [0.5, 3600])
+def test_kill_9_under_load_then_restart_loses_at_most_the_flush_interval(
+    tmp_path, max_file_age
+) -> None:
+    kill_9_and_restart(tmp_path, str(tmp_path / "capture"), max_file_age)
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("max_file_age", [0.5, 3600])
+def test_kill_9_under_load_then_restart_on_s3(
+    tmp_path, s3_bucket, s3_options, max_file_age
+) -> None:
+    kill_9_and_restart(tmp_path, f"s3://{s3_bucket}/capture", max_file_age, s3_options)
+
+
+@pytest.mark.s3
+def test_sigterm_during_an_outage_keeps_the_spool_for_the_next_writer(
+    tmp_path, s3_server, s3_bucket, s3_options, caplog
+) -> None:
+    from faults import FaultyS3
+
+    destination, spool = f"s3://{s3_bucket}/capture", str(tmp_path / "spool")
+    config = {"sampling_percentage": 100, "spool_dir": spool, "max_file_age": 3600,
+              "storage_options": s3_options}
+    faults = FaultyS3(s3_server)
+    with faults.installed():
+        faults.outage(s3_bucket)
+        proc = start_child(tmp_path, destination, config, n=1_000, batch=100, pause=0)
+        accepted = Accepted(proc)
+        try:
+            assert accepted.done.wait(60)
+            t0 = time.monotonic()
+            proc.terminate()  # SIGTERM while S3 answers 503 to everything
+            _, err = proc.communicate(timeout=90)
+            took = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert sum(faults.refused.values()) > 0, err  # the child did try to write
+        faults.restore(s3_bucket)
+    accepted.join()
+    assert len(accepted.times) == 1_000
+    assert "0 written" in err and "1000 kept in 1 spool file(s)" in err and "0 lost" in err, err
+    assert took < 15, f"shutdown took {took:.1f} s"  # close_timeout is 10 s
+
+    caplog.set_level(logging.WARNING, logger="captureq.capture")
+    writer = CaptureWriter(
+        CaptureConfig(destination, sampling_percentage=100, spool_dir=spool,
+                      storage_options=s3_options)
+    )
+    stats = writer.close()
+    assert (stats.recovered, stats.lost, stats.kept) == (1_000, 0, 0)
+    assert "found 1000 records in 1 file(s) left in the spool" in caplog.text
+    ids = event_ids(destination, s3_options)
+    assert sorted(ids) == sorted(accepted.times)
+
+
+def test_an_outage_is_counted_and_logged_while_it_lasts(tmp_path, caplog, monkeypatch) -> None:
+    caplog.set_level(logging.WARNING, logger="captureq.capture")
+    cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100,
+                        spool_dir=str(tmp_path / "spool"), max_file_age=0.05)
+    writer = CaptureWriter(cfg, tick=0.01)
+    real, down = writer.fs.pipe_file, [True]
+
+    def pipe_file(path, data):
+        if down[0]:
+            raise ConnectionError("503 SlowDown")
+        return real(path, data)
+
+    monkeypatch.setattr(writer.fs, "pipe_file", pipe_file)  # fsspec shares the instance
+    for i in range(50):
+        writer.capture(str(i), "text/csv", "0", "text/csv", event_id=f"e{i}")
+    assert wait_for(lambda: writer.stats.retried >= 1 and writer.stats.spooled == 50)
+    assert writer.stats.written == 0 and writer.stats.write_errors == writer.stats.retried
+    assert "records in 1 file(s) wait in the spool" in caplog.text
+    down[0] = False
+    assert writer.flush(10)
+    stats = writer.close()
+    assert (stats.queued, stats.spooled, stats.written, stats.lost) == (50, 50, 50, 0)
+    assert "works again" in caplog.text
+    assert sorted(event_ids(cfg.destination), key=lambda e: int(e[1:])) == [
+        f"e{i}" for i in range(50)
+    ]
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"") + b"\n"),
+                      max_size=10), cut=st.integers(0, 400))
+def test_a_spool_file_cut_by_a_crash_yields_its_complete_lines(tmp_path_factory, lines, cut):
+    from captureq.capture.spool import read_segment
+
+    data = b"".join(lines)
+    cut = min(cut, len(data))
+    path = tmp_path_factory.mktemp("seg") / "x.jsonl"
+    path.write_bytes(data[:cut])
+    got, n = read_segment(str(path))
+    whole = [line for line, end in zip(lines, itertools.accumulate(map(len, lines))) if end <= cut]
+    assert (got, n) == (b"".join(whole), len(whole))
+
+
+def test_spool_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="spool_flush_interval"):
+        CaptureConfig("x", spool_flush_interval=0)
+    with pytest.raises(ConfigError, match="spool_max_bytes"):
+        CaptureConfig("x", spool_max_bytes=10)
+    with pytest.raises(ConfigError, match="local folder"):
+        CaptureConfig("x", spool_dir="s3://bucket/spool")
+
+
+# -- nothing lost: a full disk -------------------------------------------------------------------
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MB tmpfs (needs root); skipped where it cannot be mounted."""
+    path = tmp_path / "tiny"
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)],
+                          capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def jsonl_lines(root) -> list[dict]:
+    """Every line of every capture object under ``root``, each checked to be whole JSON."""
+    out = []
+    for p in root.rglob("*.jsonl"):
+        data = p.read_bytes()
+        assert data.endswith(b"\n"), f"{p} is truncated"
+        out.extend(json.loads(line) for line in data.splitlines())
+    return out
+
+
+BIG = "1," * 500  # about 1 kB of CSV per record
+
+
+def test_a_full_destination_disk_leaves_no_truncated_object(tmp_path, tiny_disk, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="captureq.capture")
+    cfg = CaptureConfig(str(tiny_disk / "capture"), sampling_percentage=100,
+                        spool_dir=str(tmp_path / "spool"), max_file_bytes=50_000,
+                        close_timeout=2)
+    with CaptureWriter(cfg) as writer:
+        for i in range(3_000):
+            assert writer.capture(BIG, "text/csv", "0", "text/csv", event_id=f"e{i}")
+    s = writer.stats
+    on_disk = jsonl_lines(tiny_disk)
+    assert not list(tiny_disk.rglob("*.tmp"))  # failed objects leave no temp file behind
+    assert s.written == len(on_disk) > 0 and s.retried > 0 and s.lost == 0
+    in_spool = jsonl_lines(tmp_path / "spool")
+    assert s.kept == len(in_spool) and s.written + s.kept == s.queued == 3_000
+    assert {r["eventMetadata"]["eventId"] for r in on_disk + in_spool} == {
+        f"e{i}" for i in range(3_000)
+    }
+    assert f"{s.written} written" in caplog.text and f"{s.kept} kept in" in caplog.text
+    assert ", 0 lost" in caplog.text
+
+
+def test_a_full_spool_disk_counts_and_logs_what_it_loses(tmp_path, tiny_disk, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="captureq.capture")
+    cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100,
+                        spool_dir=str(tiny_disk / "spool"), disk_threshold=100,
+                        max_file_age=3600)
+    with CaptureWriter(cfg) as writer:
+        for i in range(3_000):
+            writer.capture(BIG, "text/csv", "0", "text/csv", event_id=f"e{i}")
+        assert wait_for(lambda: writer.stats.spool_errors > 0)
+    s = writer.stats
+    on_disk = jsonl_lines(tmp_path / "capture")
+    assert s.written == len(on_disk) > 0 and s.lost > 0 and s.kept == 0
+    assert s.written + s.lost + s.skipped == 3_000
+    assert "cannot append to the spool" in caplog.text
+    assert f"{s.written} written" in caplog.text and f", {s.lost} lost" in caplog.text
+    assert not jsonl_lines(tiny_disk)  # nothing left behind in the spool either
+
+
+def test_disk_guard_logs_when_it_starts_and_stops_skipping(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="captureq.capture")
+    usage = [40.0]
+    guard = DiskGuard(str(tmp_path), threshold=75, usage=lambda path: usage[0], interval=0)
+    with CaptureWriter(
+        CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100), guard=guard
+    ) as writer:
+        writer.capture("1", "text/csv", "0", "text/csv")
+        usage[0] = 80.0
+        for _ in range(7):
+            writer.capture("2", "text/csv", "0", "text/csv")
+        assert "paused" in caplog.text and "80.0 %" in caplog.text
+        usage[0] = 50.0
+        writer.capture("3", "text/csv", "0", "text/csv")
+    assert "resumed" in caplog.text and "7 requests skipped" in caplog.text
+    assert writer.stats.skipped_disk == 7
+
+
+def test_a_full_spool_skips_captures_and_logs_start_and_end(tmp_path, caplog, monkeypatch) -> None:
+    caplog.set_level(logging.INFO, logger="captureq.capture")
+    cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100, max_file_bytes=2_000,
+                        spool_max_bytes=2_000, spool_dir=str(tmp_path / "spool"),
+                        spool_flush_interval=0.05)
+    writer = CaptureWriter(cfg, tick=0.01)
+    real, down = writer.fs.pipe_file, [True]
+
+    def pipe_file(path, data):
+        if down[0]:
+            raise ConnectionError("503 SlowDown")
+        return real(path, data)
+
+    monkeypatch.setattr(writer.fs, "pipe_file", pipe_file)  # fsspec shares the instance
+    accepted = [i for i in range(40) if writer.capture(BIG, "text/csv", "0", "text/csv",
+                                                        event_id=f"e{i}")]
+    assert wait_for(lambda: writer.spool.bytes >= 2_000 and writer._spool_full)
+    assert not writer.capture(BIG, "text/csv", "0", "text/csv")
+    assert writer.stats.skipped_spool >= 1 and "skipping captures" in caplog.text
+    skipped = writer.stats.skipped_spool
+    down[0] = False
+    assert writer.flush(10)  # a flush writes now, whatever the back-off
+    assert wait_for(lambda: not writer._spool_full)
+    assert f"{skipped} requests were skipped while it was full" in caplog.text
+    assert writer.capture(BIG, "text/csv", "0", "text/csv", event_id="after")
+    stats = writer.close()
+    assert stats.lost == stats.kept == 0
+    assert sorted(event_ids(cfg.destination)) == sorted([f"e{i}" for i in accepted] + ["after"])
+
+
+def test_a_live_writers_spool_is_left_alone(tmp_path, monkeypatch) -> None:
+    cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100,
+                        spool_dir=str(tmp_path / "spool"), max_file_age=0.05)
+    first = CaptureWriter(cfg, tick=0.01)
+    real, down = first.fs.pipe_file, [True]
+
+    def pipe_file(path, data):
+        if down[0]:
+            raise ConnectionError("503 SlowDown")
+        return real(path, data)
+
+    monkeypatch.setattr(first.fs, "pipe_file", pipe_file)  # fsspec shares the instance
+    for i in range(10):
+        first.capture(str(i), "text/csv", "0", "text/csv", event_id=f"e{i}")
+    assert wait_for(lambda: first.stats.retried >= 1)
+    second = CaptureWriter(cfg)  # e.g. another worker process of the same server
+    assert second.close().recovered == 0
+    assert not list((tmp_path / "capture").rglob("*.jsonl"))
+    down[0] = False
+    stats = first.close()
+    assert (stats.written, stats.kept, stats.lost) == (10, 0, 0)
+    assert sorted(event_ids(cfg.destination)) == sorted(f"e{i}" for i in range(10))
+
+
+def test_a_spool_file_uploaded_twice_is_one_object(tmp_path) -> None:
+    """A writer killed after writing an object but before deleting its spool file."""
+    out, spool = tmp_path / "capture", tmp_path / "spool"
+    cfg = CaptureConfig(str(out), sampling_percentage=100, spool_dir=str(spool))
+    with CaptureWriter(cfg) as writer:
+        for i in range(10):
+            writer.capture(str(i), "text/csv", "0", "text/csv", event_id=f"e{i}")
+    [obj] = list(out.rglob("*.jsonl"))
+    left = spool / "w-1-dead" / obj.relative_to(out)  # what the killed writer left behind
+    left.parent.mkdir(parents=True)
+    left.write_bytes(obj.read_bytes())
+    stats = CaptureWriter(cfg).close()
+    assert (stats.recovered, stats.files) == (10, 1)
+    assert list(out.rglob("*.jsonl")) == [obj]
+    assert sorted(event_ids(str(out))) == sorted(f"e{i}" for i in range(10))
+    assert not spool.exists() or not list(spool.rglob("*.jsonl"))
+
+
+def test_one_object_that_keeps_failing_does_not_hold_up_the_others(tmp_path, monkeypatch) -> None:
+    clock = Clock(datetime(2026, 3, 1, 10, 59, 59, tzinfo=UTC))
+    cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100,
+                        spool_dir=str(tmp_path / "spool"), close_timeout=1)
+    writer = CaptureWriter(cfg, clock=clock, tick=0.01)
+    real = writer.fs.pipe_file
+
+    def pipe_file(path, data):
+        if "/2026/03/01/10/" in path:
+            raise PermissionError("denied for this prefix")
+        return real(path, data)
+
+    monkeypatch.setattr(writer.fs, "pipe_file", pipe_file)  # fsspec shares the instance
+    writer.capture("1", "text/csv", "0", "text/csv", event_id="at-10")
+    clock.now += 2  # 11:00:01: the 10 o'clock object is complete
+    writer.capture("2", "text/csv", "0", "text/csv", event_id="at-11")
+    assert writer.flush(5) is False  # the 10 o'clock object failed
+    assert event_ids(cfg.destination) == ["at-11"]
+    stats = writer.close()
+    assert (stats.written, stats.kept, stats.lost) == (1, 1, 0) and stats.retried >= 2
+
+
+class _DiskWithRoom:
+    """``os`` for the spool module, with ``room`` bytes left on the disk (ENOSPC after that)."""
+
+    def __init__(self, room: int):
+        self.room = room
+
+    def write(self, fd, data):
+        import errno
+        import os
+
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = os.write(fd, bytes(data[: self.room]))
+        self.room -= n
+        return n
+
+    def __getattr__(self, name):
+        import os
+
+        return getattr(os, name)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.binary(max_size=20).map(lambda b: b.replace(b"\n", b"") + b"\n"),
+                                 min_size=1, max_size=5), min_size=1, max_size=4),
+       room=st.integers(0, 300))
+def test_a_spool_append_on_a_full_disk_keeps_whole_lines(tmp_path_factory, monkeypatch, batches, room):
+    from captureq.capture import spool as spool_mod
+
+    disk = _DiskWithRoom(room)
+    with monkeypatch.context() as m:
+        m.setattr(spool_mod, "os", disk)
+        spool = spool_mod.Spool(str(tmp_path_factory.mktemp("spool")))
+        seg = spool.segment("ep/v/2026/01/01/00/x.jsonl")
+        lines = [line for batch in batches for line in batch]
+        for batch in batches:
+            for line in batch:
+                seg.add(line)
+            seg.flush()
+        on_disk = open(seg.path, "rb").read() if seg.records else b""
+        # the file holds exactly the first seg.records lines, whole; the rest is pending
+        assert on_disk == b"".join(lines[: seg.records]) and seg.flushed == len(on_disk)
+        assert seg.pending == lines[seg.records:] and spool.bytes == len(on_disk)
+        assert (seg.error is None) == (not seg.pending)
+        disk.room = 10**9  # space freed
+        seg.flush()
+        seg.close()
+    assert spool_mod.read_segment(seg.path) == (b"".join(lines), len(lines))

@@ -7,7 +7,8 @@ Two lines give a FastAPI/Starlette app capture::
                                                   "InitialSamplingPercentage": 20})
 
 :class:`CaptureConfig` mirrors SageMaker's ``DataCaptureConfig``; :class:`CaptureWriter` does the
-writing off the request path; :class:`DiskGuard` pauses capture on a full disk;
+writing off the request path, through a local spool (:mod:`captureq.capture.spool`) that keeps
+what it accepted across crashes and outages; :class:`DiskGuard` pauses capture on a full disk;
 :class:`WSGICaptureMiddleware` serves WSGI apps; :class:`GroundTruthWriter` writes labels.
 """
 

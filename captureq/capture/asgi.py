@@ -7,7 +7,8 @@
 Request and response bodies pass through untouched; a copy of each is handed to the
 :class:`~captureq.capture.CaptureWriter` when the response is complete. The inference id comes
 from the ``X-Amzn-SageMaker-Inference-Id`` header (name configurable) or an ``inference_id``
-query parameter. The writer is flushed and closed at lifespan shutdown (and at exit).
+query parameter. The writer is closed at lifespan shutdown (and at exit): it writes what it can
+within ``close_timeout`` and leaves the rest in its spool for the next start.
 """
 
 from __future__ import annotations

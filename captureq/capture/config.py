@@ -32,6 +32,9 @@ __all__ = ["DEFAULT_SAMPLING_PERCENTAGE", "CaptureConfig"]
 
 DEFAULT_SAMPLING_PERCENTAGE = 20.0  # the SageMaker Python SDK's default
 DEFAULT_DISK_THRESHOLD = 75.0  # SageMaker advises keeping the instance disk under 75 % used
+DEFAULT_SPOOL_FLUSH_INTERVAL = 1.0  # seconds of accepted captures a kill -9 can lose
+DEFAULT_SPOOL_MAX_BYTES = 512 * 1024 * 1024
+DEFAULT_CLOSE_TIMEOUT = 10.0  # seconds close() spends writing before leaving the rest spooled
 
 # SageMaker endpoint and variant names: alphanumerics and hyphens, no leading hyphen.
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
@@ -67,7 +70,16 @@ class CaptureConfig:
     SageMaker's modes (``"Input"``/``"Output"``, or the SDK's ``"REQUEST"``/``"RESPONSE"``).
     ``sampling_seed`` makes the sampling draw reproducible. ``max_file_bytes``/``max_file_age``
     roll objects over by size and by age (seconds), on top of the hourly roll-over;
-    ``disk_threshold`` is the usage percentage above which capture pauses.
+    ``disk_threshold`` is the usage percentage above which capture pauses (of the disk holding
+    ``buffer_path``, by default the spool's).
+
+    Accepted records go to a local spool first (see :mod:`captureq.capture.spool`):
+    ``spool_dir`` (default: ``captureq/spool/{name}-{hash of destination}`` under
+    ``$XDG_CACHE_HOME`` or ``~/.cache``, else the temp folder), appended every
+    ``spool_flush_interval`` seconds (what a ``kill -9`` can lose), holding at most
+    ``spool_max_bytes`` (captures are skipped, counted and logged while it is full).
+    ``close_timeout`` bounds the writing done at close (and at exit); what is not written by
+    then stays in the spool for the next writer.
     """
 
     destination: str
@@ -83,7 +95,11 @@ class CaptureConfig:
     max_file_bytes: int = 4 * 1024 * 1024
     max_file_age: float = 60.0
     disk_threshold: float = DEFAULT_DISK_THRESHOLD
-    buffer_path: str | None = None
+    buffer_path: str | None = None  # the disk the disk guard watches (default: the spool's)
+    spool_dir: str | None = None
+    spool_flush_interval: float = DEFAULT_SPOOL_FLUSH_INTERVAL
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT
     sampling_seed: int | None = None  # seed of the sampling draw, for reproducible demos and tests
 
     def __post_init__(self) -> None:
@@ -127,6 +143,25 @@ class CaptureConfig:
             raise ConfigError(f"max_file_bytes must be a positive int, got {self.max_file_bytes!r}")
         if not isinstance(self.max_file_age, (int, float)) or self.max_file_age <= 0:
             raise ConfigError(f"max_file_age must be positive seconds, got {self.max_file_age!r}")
+        flush = self.spool_flush_interval
+        if isinstance(flush, bool) or not isinstance(flush, (int, float)) or not 0 < flush <= 60:
+            raise ConfigError(
+                f"spool_flush_interval must be seconds in (0, 60], got {flush!r}"
+            )
+        if not isinstance(self.spool_max_bytes, int) or self.spool_max_bytes < self.max_file_bytes:
+            raise ConfigError(
+                f"spool_max_bytes must be an int of at least max_file_bytes "
+                f"({self.max_file_bytes}), got {self.spool_max_bytes!r}"
+            )
+        ct = self.close_timeout
+        if isinstance(ct, bool) or not isinstance(ct, (int, float)) or ct < 0:
+            raise ConfigError(f"close_timeout must be seconds >= 0, got {ct!r}")
+        if self.spool_dir is not None and (
+            not isinstance(self.spool_dir, str) or "://" in self.spool_dir
+        ):
+            raise ConfigError(
+                f"spool_dir must be a local folder path (not a URL), got {self.spool_dir!r}"
+            )
         thr = self.disk_threshold
         if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0 < thr <= 100:
             raise ConfigError(f"disk_threshold must be a percentage in (0, 100], got {thr!r}")

@@ -3,7 +3,8 @@
 :class:`DiskGuard` answers one question on the request path, ``allow()``: is there room to
 capture? It reads disk usage at most once per ``interval`` seconds (so the answer costs an
 attribute read almost always), pauses at or above ``threshold`` percent used, resumes below
-it, and counts the requests it turned away.
+it, and counts the requests it turned away. Pausing and resuming are logged (warning level, logger
+``captureq.capture``), the resume with the number of requests skipped while paused.
 
 >>> readings = iter([50.0, 80.0, 74.0])
 >>> guard = DiskGuard("/", threshold=75, usage=lambda path: next(readings), interval=0)
@@ -13,12 +14,15 @@ it, and counts the requests it turned away.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
 from collections.abc import Callable
 
 __all__ = ["DiskGuard", "disk_usage_percent"]
+
+log = logging.getLogger("captureq.capture")
 
 
 def disk_usage_percent(path: str) -> float:
@@ -52,6 +56,7 @@ class DiskGuard:
         self.skipped = 0  # requests sampled for capture but dropped while paused
         self.pauses = 0  # times capture went from running to paused
         self.last_usage: float | None = None
+        self._skipped_at_pause = 0
         self._next_check = float("-inf")
         self._lock = threading.Lock()
 
@@ -72,6 +77,23 @@ class DiskGuard:
         paused = used is not None and used >= self.threshold
         if paused and not self.paused:
             self.pauses += 1
+            self._skipped_at_pause = self.skipped
+            log.warning(
+                "captureq: capture paused: the disk holding %s is %.1f %% used (threshold %g %%); "
+                "sampled requests are skipped and counted until it drops below",
+                self.path,
+                used,
+                self.threshold,
+            )
+        elif self.paused and not paused:
+            log.warning(
+                "captureq: capture resumed: the disk holding %s is %s used; %d requests skipped "
+                "while paused (%d in all)",
+                self.path,
+                "unknown" if used is None else f"{used:.1f} %",
+                self.skipped - self._skipped_at_pause,
+                self.skipped,
+            )
         self.paused = paused
         return not paused
 

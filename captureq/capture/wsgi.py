@@ -5,7 +5,8 @@
 Same behaviour as the ASGI :class:`~captureq.capture.CaptureMiddleware`: bodies pass through,
 copies go to the writer once the response has been sent, the inference id comes from the
 ``X-Amzn-SageMaker-Inference-Id`` header or an ``inference_id`` query parameter. The writer is
-flushed at exit; call ``middleware.writer.close()`` for an earlier, orderly shutdown.
+closed at exit (what it cannot write stays in its spool for the next start); call
+``middleware.writer.close()`` for an earlier, orderly shutdown.
 """
 
 from __future__ import annotations
