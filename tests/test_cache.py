@@ -105,17 +105,17 @@ def test_no_cache_writes_nothing(tmp_path, cache_root):
 
 def test_two_processes_filling_one_cache_at_once(tmp_path, cache_root):
     cap, gt = tree(tmp_path, hours=4)
-    sql = "select count(*) as n, sum(_c0) as s from inputs"
+    sql = "select count(*) as n, sum(_c0)::BIGINT as s from inputs"
     script = f"import captureq; print(captureq.open({cap!r}, labels={gt!r}).sql({sql!r}).to_pylist())"
     env = {**os.environ, "CAPTUREQ_CACHE": str(cache_root)}
     procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
              for _ in range(2)]
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
-    assert outs[0] == outs[1] == str([{"n": 4, "s": 6.0}])
+    assert outs[0] == outs[1] == str([{"n": 4, "s": 6}])
     assert cache.wait(cache_root, timeout=120)  # their fills are detached: they outlive them
     cq = captureq.open(cap, labels=gt)
-    assert cq.sql(sql).to_pylist() == [{"n": 4, "s": 6.0}]
+    assert cq.sql(sql).to_pylist() == [{"n": 4, "s": 6}]
     assert cq._cache["warm"] is not None
 
 
