@@ -150,8 +150,8 @@ def lookup(plan: ScanPlan) -> Hit | None:
     for key, f in wanted.items():  # fresh, and exported for (at least) this window
         if state.status(key[0], f, span if key[0] == "captures" else (None, None)) != "done":
             return None
-    from .decode.unify import arrow_type, join, kind_of_type, union_type
-    from .export import _arrow_type
+    from .decode.unify import union_type
+    from .export import _arrow_type, endpoint_of
 
     parts: dict[str, list[str]] = {name: [] for name in schema.TABLES}
     columns: dict[str, dict[str, str]] = {name: {} for name in schema.TABLES}
@@ -172,11 +172,11 @@ def lookup(plan: ScanPlan) -> Hit | None:
         cols = p.get("columns", {})
         stored[str(full)] = cols
         if p["table"] in ("inputs", "outputs"):
-            endpoint = _endpoint_of(path)
+            endpoint = endpoint_of(path)
             mine = own[p["table"]].setdefault(endpoint, {})
-            for name, typ in (p.get("types") or cols).items():
+            for name, typ in (p.get("types") or cols).items():  # the parts' own types, joined
                 t = _arrow_type(typ)
-                mine[name] = t if name not in mine else arrow_type(join(kind_of_type(mine[name]), kind_of_type(t)))
+                mine[name] = union_type([mine[name], t]) if name in mine else t
             for name in cols:
                 columns[p["table"]].setdefault(name, None)
         else:
@@ -194,14 +194,6 @@ def lookup(plan: ScanPlan) -> Hit | None:
     return Hit(root, parts, columns, [file_key(f.rel) for f in wanted.values()],
                [f.url for f in wanted.values()], uniform=uniform, decisions=decisions, stored=stored)
 
-
-def _endpoint_of(path: str) -> str | None:
-    from urllib.parse import unquote
-
-    for segment in path.split("/"):
-        if segment.startswith("endpoint="):
-            return unquote(segment[len("endpoint="):])
-    return None
 
 
 def _intact(path: Path, part: dict) -> bool:
@@ -383,32 +375,6 @@ def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> 
     return con
 
 
-_INT_RE = r"-?(0|[1-9][0-9]{0,18})"
-
-
-def _kind_sql(q: str, t) -> list[str]:
-    """Aggregates telling the kind of column ``q`` (stored as Arrow type ``t``) over a group of
-    rows, as :func:`captureq.decode.unify.column_kind` tells it (values in canonical text)."""
-    import pyarrow as pa
-
-    from .decode.unify import EXACT, text_sql
-
-    present = f"count({q})"
-    if pa.types.is_string(t):
-        as_double = f"TRY_CAST({q} AS DOUBLE)"
-        return [present, f"bool_and({q} IN ('true', 'false'))",
-                f"bool_and(regexp_full_match({q}, '{_INT_RE}') AND TRY_CAST({q} AS BIGINT) IS NOT NULL)",
-                f"coalesce(max(abs(TRY_CAST({q} AS HUGEINT))) > {EXACT}, false)",
-                f"bool_and({as_double} IS NOT NULL AND {text_sql(as_double, pa.float64())} = {q})"]
-    if pa.types.is_floating(t):
-        return [present, "false", f"bool_and({q} = trunc({q}) AND abs({q}) <= {EXACT})", "false", "true"]
-    if pa.types.is_integer(t):
-        return [present, "false", "true", f"coalesce(max(abs(CAST({q} AS HUGEINT))) > {EXACT}, false)", "true"]
-    if pa.types.is_boolean(t):
-        return [present, "true", "false", "false", "false"]
-    return [present, "false", "false", "false", "false"]
-
-
 def _window_types(con, source: str, inside: str, decisions: dict, side: str) -> str:
     """The select list of a windowed ``inputs``/``outputs`` view: each value column cast to the
     narrowest type of the window's own values (parts that also hold rows outside the window
@@ -416,55 +382,37 @@ def _window_types(con, source: str, inside: str, decisions: dict, side: str) -> 
     import pyarrow as pa
 
     from . import schema
-    from .decode.unify import (BIGINT, BOOLEAN, DOUBLE, NULL, VARCHAR, arrow_type, join,
-                               kind_of_type, union_type)
-
-    described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-    types = {row[0]: row[1] for row in described}
-    from .export import _arrow_type
+    from .decode.unify import arrow_type, kind_of_flags, kind_sql, union_type
 
     by_name = {"VARCHAR": pa.string(), "DOUBLE": pa.float64(), "BIGINT": pa.int64(),
-               "BOOLEAN": pa.bool_(), "INTEGER": pa.int32(), "\"NULL\"": pa.null()}
-    value = [c for c in types if c not in schema.RECORD_KEY_NAMES]
-    keys = ", ".join(views.quote_ident(k) for k in schema.RECORD_KEY_NAMES)
-    plain = {c: by_name.get(types[c]) for c in value}
-    simple = [c for c in value if plain[c] is not None and not pa.types.is_null(plain[c])]
-    if not simple:
+               "BOOLEAN": pa.bool_(), "INTEGER": pa.int32()}
+    stored = {row[0]: by_name.get(row[1]) for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+              if row[0] not in schema.RECORD_KEY_NAMES}
+    typed = [c for c, t in stored.items() if t is not None]
+    if not typed:
         return "*"
-    aggs = []
-    for c in simple:
-        aggs += _kind_sql(views.quote_ident(c), plain[c])
-    rows = con.execute(f"SELECT endpoint, {', '.join(aggs)} FROM {source} WHERE {inside} "
-                       f"GROUP BY endpoint").fetchall()
+    aggs = [a for c in typed for a in kind_sql(views.quote_ident(c), stored[c])]
     own: dict = {}
-    for row in rows:
-        endpoint, flags = row[0], row[1:]
-        mine = own.setdefault(endpoint, {})
-        for i, c in enumerate(simple):
-            n, is_bool, is_int, big, is_num = flags[i * 5: i * 5 + 5]
-            if not n:
-                kind = NULL
-            elif is_bool:
-                kind = BOOLEAN
-            elif is_int:
-                kind = BIGINT
-            elif is_num and not big:
-                kind = DOUBLE
-            else:
-                kind = VARCHAR if pa.types.is_string(plain[c]) or big else kind_of_type(plain[c])
-            if c in decisions.get(side, {}).get(endpoint, {}):
-                mine[c] = arrow_type(kind)
-    for endpoint, cols in own.items():
-        decisions.setdefault(side, {}).setdefault(endpoint, {}).update(cols)
-    out = [keys]
-    for c in value:
+    big: set[str] = set()  # columns holding an integer beyond ±2**53: beside a DOUBLE, text
+    for endpoint, *flags in con.execute(f"SELECT endpoint, {', '.join(aggs)} FROM {source} "
+                                        f"WHERE {inside} GROUP BY endpoint").fetchall():
+        known = decisions.get(side, {}).get(endpoint, {})
+        own[endpoint] = {}
+        for i, c in enumerate(typed):
+            kind, beyond = kind_of_flags(flags[i * 5: i * 5 + 5], stored[c])
+            if c in known:
+                own[endpoint][c] = arrow_type(kind)
+                if beyond:
+                    big.add(c)
+        decisions.setdefault(side, {}).setdefault(endpoint, {}).update(own[endpoint])
+    out = [", ".join(views.quote_ident(k) for k in schema.RECORD_KEY_NAMES)]
+    for c in stored:
         q = views.quote_ident(c)
         ts = [cols[c] for cols in own.values() if c in cols]
-        if c not in simple or not ts:
-            out.append(q if c in simple or not ts else q)
-            continue
-        t = union_type(ts)
-        if t == plain[c]:
+        t = union_type(ts) if ts else stored[c]
+        if t is not None and pa.types.is_floating(t) and c in big:
+            t = pa.string()
+        if t is None or t == stored[c]:
             out.append(q)
         elif pa.types.is_null(t):
             out.append(f"NULL AS {q}")
@@ -473,9 +421,9 @@ def _window_types(con, source: str, inside: str, decisions: dict, side: str) -> 
     return ", ".join(out)
 
 
-def _window_views(con, raw: str, plan: ScanPlan, start, end, window, decisions: dict | None = None) -> None:
-    """The source views of a windowed hit: the raw views' rows of ``[start, end)``."""
-    decisions = {} if decisions is None else decisions
+def _window_views(con, raw: str, plan: ScanPlan, start, end, window, decisions: dict) -> None:
+    """The source views of a windowed hit: the raw views' rows of ``[start, end)`` (and the
+    window's own column types, into ``decisions``)."""
     import pyarrow as pa
 
     conds = []

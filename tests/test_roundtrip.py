@@ -50,11 +50,12 @@ def kind(v) -> str:
         return "other"
     if isinstance(v, int):
         return "big" if abs(v) > EXACT else "int"
-    return "int" if v.is_integer() and abs(v) <= EXACT else "double"
+    negative_zero = v == 0 and math.copysign(1, v) < 0  # its sign is part of its value
+    return "int" if v.is_integer() and abs(v) <= EXACT and not negative_zero else "double"
 
 
 def canonical(v) -> str:
-    if isinstance(v, float) and v.is_integer() and abs(v) <= EXACT:
+    if isinstance(v, float) and kind(v) == "int":
         return str(int(v))
     return repr(v) if isinstance(v, float) else str(v)
 
@@ -271,7 +272,14 @@ def check_records(table, expected, captures):
     rows = table.to_pylist()
     assert len(rows) == len(expected)
     value_cols = [c for c in table.column_names if c not in schema.RECORD_KEY_NAMES]
-    typed = {c: expected_column([values.get(c) for _, values in expected]) for c in value_cols}
+    # each endpoint's column typed by its own values, then the view of all endpoints by theirs
+    typed = {c: [values.get(c) for _, values in expected] for c in value_cols}
+    for endpoint in {captures[pos]["endpoint"] for pos, _ in expected}:
+        mine = [i for i, (pos, _) in enumerate(expected) if captures[pos]["endpoint"] == endpoint]
+        for c in value_cols:
+            for i, v in zip(mine, expected_column([typed[c][i] for i in mine]), strict=True):
+                typed[c][i] = v
+    typed = {c: expected_column(vs) for c, vs in typed.items()}
     expected = [(pos, {c: typed[c][i] for c in value_cols if c in values})
                 for i, (pos, values) in enumerate(expected)]
     index = {}

@@ -145,39 +145,23 @@ def concat_tables(tables: list[pa.Table]) -> pa.Table:
     """Concatenate, unioning columns by name; a column whose types disagree becomes a string
     (each value its canonical text), and integers meet doubles as doubles unless one is beyond
     ±2**53 (then text too: a double cannot hold it)."""
-    from .unify import EXACT, canonical_text
+    from .unify import beyond_exact, canonical_text
 
     types: dict[str, set] = {}
     for t in tables:
         for f in t.schema:
             types.setdefault(f.name, set()).add(f.type)
-    wide = []
-    for name, ts in types.items():
-        if len(ts) > 1 and any(pa.types.is_integer(x) for x in ts):
-            for t in tables:
-                if name in t.column_names and pa.types.is_integer(t.schema.field(name).type):
-                    lo, hi = pc.min_max(t.column(name)).values()
-                    if hi.as_py() is not None and (hi.as_py() > EXACT or lo.as_py() < -EXACT):
-                        wide.append(name)
-                        break
+    wide = [name for name, ts in types.items()
+            if len(ts) > 1 and any(pa.types.is_integer(t.schema.field(name).type) and beyond_exact(t.column(name))
+                                   for t in tables if name in t.column_names)]
     if wide:
         tables = [_texts(t, wide, canonical_text) for t in tables]
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         pass
-    types: dict[str, set] = {}
-    for t in tables:
-        for f in t.schema:
-            types.setdefault(f.name, set()).add(f.type)
-    fixed = []
-    for t in tables:
-        for name, ts in types.items():
-            if len(ts) > 1 and name in t.column_names:
-                col = canonical_text(t.column(name))
-                t = t.set_column(t.column_names.index(name), name, col)
-        fixed.append(t)
-    return pa.concat_tables(fixed, promote_options="permissive")
+    clash = [name for name, ts in types.items() if len(ts) > 1]
+    return pa.concat_tables([_texts(t, clash, canonical_text) for t in tables], promote_options="permissive")
 
 
 def _texts(table: pa.Table, names: list[str], to_text) -> pa.Table:

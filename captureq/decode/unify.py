@@ -117,11 +117,33 @@ def parse_numbers(text: pa.Array) -> pa.Array:
     return pl.from_arrow(text).str.strip_chars().cast(pl.Float64, strict=False).to_arrow()
 
 
+def _valid(col: pa.Array) -> np.ndarray:
+    return ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), bool)
+
+
+def _whole(values: np.ndarray) -> np.ndarray:
+    """Which doubles are whole numbers a ``BIGINT`` holds and a double holds exactly: no
+    fraction, at most ±2**53, and not ``-0.0`` (its sign is part of its value)."""
+    with np.errstate(invalid="ignore"):
+        return (np.trunc(values) == values) & (np.abs(values) <= EXACT) & ~((values == 0) & np.signbit(values))
+
+
+def whole_sql(expr: str) -> str:
+    """:func:`_whole` in DuckDB SQL."""
+    return f"({expr} = trunc({expr}) AND abs({expr}) <= {EXACT} AND NOT ({expr} = 0 AND signbit({expr})))"
+
+
+def beyond_exact(col) -> bool:
+    """Whether an integer column holds a value beyond ±2**53 (which a double cannot hold)."""
+    lo, hi = pc.min_max(col).values()
+    return hi.as_py() is not None and (hi.as_py() > EXACT or lo.as_py() < -EXACT)
+
+
 # -- canonical text --------------------------------------------------------------------------
 
 def text_sql(expr: str, t: pa.DataType) -> str:
     """SQL giving the canonical text of ``expr`` (of Arrow type ``t``) in DuckDB: integers as
-    written, a double with no fraction (up to ±2**53) as an integer, other doubles as the
+    written, a whole double (:func:`_whole`) as an integer, other doubles as the
     shortest text that reads back as the same double (Python's ``repr``), booleans
     ``true``/``false``, lists and structs as JSON. The warm path and :func:`canonical_text` both
     use it, so a value converted to text reads the same whichever path converted it."""
@@ -131,7 +153,7 @@ def text_sql(expr: str, t: pa.DataType) -> str:
     if kind == NULL:
         return "CAST(NULL AS VARCHAR)"
     if kind == DOUBLE:
-        return (f"CASE WHEN {expr} = trunc({expr}) AND abs({expr}) <= {EXACT} "
+        return (f"CASE WHEN {whole_sql(expr)} "
                 f"THEN CAST(CAST({expr} AS BIGINT) AS VARCHAR) ELSE CAST({expr} AS VARCHAR) END")
     if kind in (BIGINT, BOOLEAN):
         return f"CAST({expr} AS VARCHAR)"
@@ -152,9 +174,7 @@ def canonical_text(col) -> pa.Array:
     if kind == DOUBLE and pa.types.is_floating(col.type):
         a = col.cast(pa.float64())
         values = np.asarray(a.to_numpy(zero_copy_only=False), dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            integral = (np.trunc(values) == values) & (np.abs(values) <= EXACT)
-        if integral[~np.asarray(a.is_null().to_numpy(zero_copy_only=False), bool)].all():
+        if _whole(values)[_valid(a)].all():
             return pc.cast(pc.cast(a, pa.int64(), safe=False), pa.string())
     import duckdb
 
@@ -196,6 +216,41 @@ def _text_kind(arr: pa.Array) -> tuple[object, bool]:
     return (DOUBLE, False) if pc.all(same).as_py() else (VARCHAR, False)
 
 
+def kind_sql(expr: str, t: pa.DataType) -> list[str]:
+    """Five DuckDB aggregates that tell, over a group of rows, the kind of column ``expr``
+    (stored as Arrow type ``t``; text holds canonical text) as :func:`column_kind` tells it:
+    values present, all ``true``/``false``, all integers, one beyond ±2**53, all numbers.
+    :func:`kind_of_flags` reads them back."""
+    present = f"count({expr})"
+    if pa.types.is_string(t):
+        number = f"TRY_CAST({expr} AS DOUBLE)"
+        return [present, f"bool_and({expr} IN ('true', 'false'))",
+                f"bool_and(regexp_full_match({expr}, '{_INT.strip('^$')}') AND TRY_CAST({expr} AS BIGINT) IS NOT NULL)",
+                f"coalesce(max(abs(TRY_CAST({expr} AS HUGEINT))) > {EXACT}, false)",
+                f"bool_and({number} IS NOT NULL AND {text_sql(number, pa.float64())} = {expr})"]
+    if pa.types.is_floating(t):
+        return [present, "false", f"bool_and({whole_sql(expr)})", "false", "true"]
+    if pa.types.is_integer(t):
+        return [present, "false", "true", f"coalesce(max(abs(CAST({expr} AS HUGEINT))) > {EXACT}, false)", "true"]
+    if pa.types.is_boolean(t):
+        return [present, "true", "false", "false", "false"]
+    return [present, "false", "false", "false", "false"]
+
+
+def kind_of_flags(flags, t: pa.DataType) -> tuple[object, bool]:
+    """The kind (and whether an integer beyond ±2**53 is there) from :func:`kind_sql`'s values."""
+    present, booleans, integers, big, numbers = flags
+    if not present:
+        return NULL, False
+    if booleans:
+        return BOOLEAN, False
+    if integers:
+        return BIGINT, bool(big)
+    if numbers:
+        return DOUBLE, False
+    return kind_of_type(t), False  # text that is not all one kind; a nested type
+
+
 def column_kind(col) -> tuple[object, bool]:
     """The kind of one column's values, and whether an integer beyond ±2**53 is among them."""
     if isinstance(col, pa.ChunkedArray):
@@ -206,16 +261,12 @@ def column_kind(col) -> tuple[object, bool]:
     if kind == VARCHAR:
         return _text_kind(col)
     if kind == BIGINT:
-        lo, hi = pc.min_max(col).values()
-        return BIGINT, bool(hi.as_py() > EXACT or lo.as_py() < -EXACT)
+        return BIGINT, beyond_exact(col)
     if kind == DOUBLE and pa.types.is_floating(col.type):
         values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
         if col.null_count:
-            values = values[~np.asarray(col.is_null().to_numpy(zero_copy_only=False), bool)]
-        with np.errstate(invalid="ignore"):
-            if len(values) and ((np.trunc(values) == values) & (np.abs(values) <= EXACT)).all():
-                return BIGINT, False
-        return DOUBLE, False
+            values = values[_valid(col)]
+        return (BIGINT if _whole(values).all() else DOUBLE), False
     return kind, False
 
 
@@ -302,33 +353,40 @@ def _convert(col: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
     source = col
     if kind_of_type(col.type) == VARCHAR and kind_of_type(target) in (BIGINT, DOUBLE):
         source = parse_numbers(col)
-        if pa.types.is_integer(target):
+        if pa.types.is_integer(target):  # integers as written (every digit), else whole numbers
             import polars as pl
 
             ints = pl.from_arrow(col).str.strip_chars().cast(pl.Int64, strict=False).to_arrow()
-            source = pc.if_else(pc.is_null(ints), source, ints.cast(pa.float64(), safe=False))
-            exact = pc.fill_null(pc.equal(ints.cast(pa.float64(), safe=False), source), False)
-            ok = pc.and_(pc.is_valid(source), pc.or_(exact, pc.equal(source, pc.trunc(source))))
-            out = pc.if_else(pc.is_null(ints), pc.if_else(ok, source, None).cast(pa.int64(), safe=False), ints)
-            bad = pc.and_(pc.is_valid(col), pc.is_null(out))
-            return out, np.asarray(bad.to_numpy(zero_copy_only=False), bool)
+            out = pc.coalesce(ints, _float_to_int(source))
+            return out, _valid(col) & ~_valid(out)
     elif kind_of_type(col.type) == VARCHAR and pa.types.is_boolean(target):
         lower = pc.utf8_lower(pc.utf8_trim_whitespace(col))
         out = pc.if_else(pc.equal(lower, "true"), True, pc.if_else(pc.equal(lower, "false"), False, None))
-        bad = pc.and_(pc.is_valid(col), pc.is_null(out))
-        return out, np.asarray(bad.to_numpy(zero_copy_only=False), bool)
+        return out, _valid(col) & ~_valid(out)
     if pa.types.is_integer(target) and pa.types.is_floating(source.type):
-        values = np.asarray(source.to_numpy(zero_copy_only=False), dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            fits = (np.trunc(values) == values) & (np.abs(values) < 2.0**63)
-        valid = ~np.asarray(source.is_null().to_numpy(zero_copy_only=False), bool)
-        out = pc.if_else(pa.array(fits), source, None).cast(pa.int64(), safe=False)
-        return out, valid & ~fits
+        out = _float_to_int(source)
+        return out, _valid(source) & ~_valid(out)
     try:
         out = source.cast(target, safe=False)
         return out, np.asarray(pc.and_(pc.is_valid(col), pc.is_null(out)).to_numpy(zero_copy_only=False), bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return pa.nulls(n, target), ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), bool)
+
+
+def _float_to_int(values: pa.Array) -> pa.Array:
+    """Doubles as int64 where they are whole numbers within int64's range; null elsewhere."""
+    v = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        fits = (np.trunc(v) == v) & (np.abs(v) < 2.0**63)
+    return pc.if_else(pa.array(fits), values, None).cast(pa.int64(), safe=False)
+
+
+def widen(col, target: pa.DataType) -> pa.Array:
+    """A column stored with a narrower type of the lattice, as ``target`` (a number becoming
+    text is its canonical text): how a part written before its column widened is rewritten."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return _convert(col, target)[0]
 
 
 def conformed_schema(schema_: pa.Schema, endpoints: list, decision: Decision) -> pa.Schema:
@@ -400,11 +458,8 @@ def conform(table: pa.Table, captures: pa.Table, decision: Decision, side: str, 
                 break
         if pa.types.is_floating(result_type):  # an integer beyond ±2**53 makes the union text
             for e, (c, _) in converted.items():
-                if pa.types.is_integer(c.type):
-                    c = c if masks[e] is None else c.filter(masks[e])
-                    lo, hi = pc.min_max(c).values()
-                    if hi.as_py() is not None and (hi.as_py() > EXACT or lo.as_py() < -EXACT):
-                        result_type = pa.string()
+                if pa.types.is_integer(c.type) and beyond_exact(c if masks[e] is None else c.filter(masks[e])):
+                    result_type = pa.string()
         result = None
         for e, (c, bad) in converted.items():
             t = targets[e]
