@@ -79,7 +79,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import numpy as np
 import pyarrow as pa
@@ -682,6 +682,59 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
     return replacements, removes
 
 
+def endpoint_of(path: str) -> str | None:
+    """The endpoint a part's ``endpoint=E`` folder names (None for parts of every endpoint)."""
+    for segment in path.split("/"):
+        if segment.startswith("endpoint="):
+            return unquote(segment[len("endpoint="):])
+    return None
+
+
+def widen_parts(out: _Output, state: _State, run_id: str, seq: int, registry: Registry,
+                endpoints: set) -> dict | None:
+    """Rewrite the live ``inputs``/``outputs`` parts of ``endpoints`` whose columns are stored
+    with a narrower type than their schema record now has (a later batch widened it), in one
+    commit of their own: every part of an endpoint then has the record's types, so a reader of
+    the folder needs no options, and no value changes meaning (a number that becomes text is
+    its canonical text). Each part keeps its own narrowest types (``types``). Checked against
+    the log, not remembered: a run that stopped between widening a record and rewriting its
+    parts is completed by the next one. Returns the commit record, or None when none is stale."""
+    from .decode.unify import widen
+    from .registry import entry_types
+
+    replacements, removes = [], []
+    for i, (path, entry) in enumerate(sorted(state.parts.items())):
+        endpoint = endpoint_of(path)
+        record = registry.entries.get((entry["table"], endpoint)) if endpoint in endpoints else None
+        if record is None:
+            continue
+        types = entry_types(record)
+        stale = [c for c, t in entry.get("columns", {}).items() if c in types and str(types[c]) != t]
+        if not stale:
+            continue
+        table = pq.read_table(f"{out.root}/{path}", filesystem=out.fs)
+        out.fs.makedirs(f"{out.meta}/tmp/{run_id}", exist_ok=True)
+        for c in stale:
+            table = table.set_column(table.column_names.index(c), c, widen(table.column(c), types[c]))
+        folder = posixpath.dirname(path)
+        name = f"part-{run_id}-{seq:05d}-w{i:03d}.parquet"
+        tmp = f"{entry['table']}-{name}"
+        nbytes = out.write_parquet(f"{out.meta}/tmp/{run_id}/{tmp}", table)
+        part = {"table": entry["table"], "path": f"{folder}/{name}", "tmp": tmp, "rows": table.num_rows,
+                "bytes": nbytes, "columns": {f.name: str(f.type) for f in table.schema},
+                "sources": sorted(rel for _, rel in state.part_sources.get(path, ())), "replaces": path}
+        if "types" in entry:
+            part["types"] = entry["types"]
+        replacements.append(part)
+        removes.append(path)
+    if not replacements:
+        return None
+    with state.lock:
+        record = _commit(out, run_id, seq, replacements, [], "captures", removes)
+        state.apply(record)
+    return record
+
+
 def commit_files(target: _Output, state: _State, run_id: str, seq: int, parts: list[dict],
                  files: list[CaptureFile], kind: str, windows: dict[str, tuple] | None = None,
                  failed: list[CaptureFile] = ()) -> dict:
@@ -955,6 +1008,9 @@ def _export(tree: CaptureTree, target: _Output, out: str, started: float, progre
                         records, quarantine = conform_batch(
                             registry, result, lambda t: _split(t, "inference_time", True, by_hour),
                             summary.run_id)
+                        if widen_parts(target, state, summary.run_id, seq, registry,
+                                       {endpoint}) is not None:
+                            seq += 1
                         groups = {
                             "captures": _split(result.captures, "inference_time", True, by_hour),
                             **records,
@@ -969,8 +1025,8 @@ def _export(tree: CaptureTree, target: _Output, out: str, started: float, progre
                         summary.counts.add(result.counts)
                         if progress:
                             progress(len(result.files) + len(result.failed_files))
-            except ExportError:
-                raise  # the lock or lease is lost: no endpoint may commit
+            except (CaptureqError, OSError):
+                raise  # the lock or lease is lost, or the storage fails: no endpoint may commit
             except Exception as exc:  # noqa: BLE001 - this endpoint's files wait for the next run
                 summary.failed[endpoint or ""] = _reason(exc)
 
@@ -989,7 +1045,7 @@ def _export(tree: CaptureTree, target: _Output, out: str, started: float, progre
                     seq += 1
                     summary.label_files_exported += len(result.files)
                     summary.label_counts.add(result.counts)
-            except ExportError:
+            except (CaptureqError, OSError):
                 raise
             except Exception as exc:  # noqa: BLE001
                 summary.failed[LABELS_FAILED] = _reason(exc)

@@ -67,6 +67,7 @@ from .export import (
     _write_manifest,
     _write_parts,
     commit_files,
+    widen_parts,
     destination_options,
     refuse_inside_source,
     start_run,
@@ -558,6 +559,8 @@ def export_parquet(
                     if progress:
                         progress(r["files"])
 
+        # tasks may have widened a column after others wrote it narrower: one schema per endpoint
+        widen_parts(target, state, run_id, seq, registry, {e for (_, e) in registry.entries})
         summary.seconds = time.monotonic() - started
         _write_manifest(target, tree, summary)
         try:

@@ -1,11 +1,12 @@
-"""A column's type is a property of the endpoint, not of the window (issue 11, item 3).
+"""A column's type holds every value, and an export's parts of one endpoint share one schema.
 
 Hostile values (``abc`` in a numeric column, an hour where a numeric column holds only text,
 blanks, spaces, ``NaN``, ``1e400``) are spread over hours that are decoded in separate batches and
-exported in separate runs. The types never flip: in memory the column is DOUBLE for every
-window, each value that does not fit is a ``value`` quarantine row, and every Parquet part of an
-endpoint has the same schema, so Polars ``scan_parquet``, DuckDB ``read_parquet`` (no
-``union_by_name``) and Spark read the whole export.
+exported in separate runs. In memory a column is the narrowest type holding the window's values
+(README, "Types"), and no value is quarantined for its type. In an export the column widens as
+later runs bring wider values, and the parts written before are rewritten at the wider type, so
+every Parquet part of an endpoint has the same schema and Polars ``scan_parquet``, DuckDB
+``read_parquet`` (no ``union_by_name``) and Spark read the whole export.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def hostile_tree(root: Path) -> dict:
         3: _csv(150, 2000) + ["5,1e400,1"],
     }
     for h, lines in rows.items():
+        junk = ["{junk"] if h == 0 else []  # a line that is no capture: the quarantine table
         write_captures(root, [capture(line, "0.5", event_id=f"ep-{h}-{i}", when=H[h])
-                              for i, line in enumerate(lines)], when=H[h], name=f"ep-{h}.jsonl")
+                              for i, line in enumerate(lines)] + junk, when=H[h], name=f"ep-{h}.jsonl")
     docs = {0: ['{"a": 1, "b": "u"}', '{"a": 2, "b": "v"}'], 1: ['{"a": 1.5, "b": "w"}'],
             2: ['{"a": "oops", "b": "x"}'] + [f'{{"a": {i}, "b": "y"}}' for i in range(10)]}
     for h, lines in docs.items():
@@ -74,27 +76,26 @@ def tree(tmp_path) -> Path:
     return root
 
 
-def test_a_column_is_double_in_every_window_and_bad_values_are_quarantined(tree):
+def test_a_column_holds_every_value_of_its_window_and_none_is_quarantined(tree):
     full = captureq.open(str(tree), batch_bytes=1, endpoint="ep")  # one batch per file
-    # hour 1 alone has one "abc" among 150 numbers; hour 2 alone has only text (so text there)
-    for window in [{}, {"start": HOUR[1], "end": HOUR[2]}, {"start": HOUR[3]}, {"end": HOUR[1]}]:
+    # hour 1 has one "abc" among 150 numbers, hour 2 only words: the windows holding them are
+    # text; hours 0 and 3 alone are whole numbers
+    for window, c0 in [({}, pa.string()), ({"start": HOUR[1], "end": HOUR[2]}, pa.string()),
+                       ({"start": HOUR[3]}, pa.int64()), ({"end": HOUR[1]}, pa.int64())]:
         cq = full.where(**window)
-        assert cq.inputs().schema.field("_c0").type == pa.float64(), window
+        assert cq.inputs().schema.field("_c0").type == c0, window
         assert cq.inputs().schema.field("_c2").type == pa.string(), window  # red/blue/green: text
-        assert cq.sql("select avg(_c0) as m from inputs").to_pylist()[0]["m"] is not None
-    q = value_rows(full.quarantine())
-    assert sorted((r["column"], r["raw"]) for r in q) == [("_c0", "abc"), ("_c0", "x"), ("_c0", "y"), ("_c0", "z")]
-    abc = next(r for r in q if r["raw"] == "abc")
-    assert abc["record_index"] == 0 and abc["line_number"] == 151 and abc["source_file"].endswith("ep-1.jsonl")
-    assert abc["capture_id"] in full.captures().column("capture_id").to_pylist()
-    assert "not one" in abc["reason"] and "'_c0'" in abc["reason"]
+        assert cq.sql("select avg(_c1) as m from inputs").to_pylist()[0]["m"] is not None
+    assert value_rows(full.quarantine()) == []
     t = full.inputs()
     assert t.num_rows == ROWS
-    seven = t.filter(pa.compute.equal(t.column("event_id"), "ep-1-151")).to_pylist()[0]
-    assert seven["_c0"] == 7.0 and seven["_c1"] != seven["_c1"]  # " 7 " is 7; NaN is a number
-    blank = t.filter(pa.compute.equal(t.column("event_id"), "ep-1-152")).to_pylist()[0]
-    assert blank["_c0"] is None  # empty: null, not a bad value
-    assert full.load().counts.values_quarantined == 4
+    by_event = {r["event_id"]: r for r in t.to_pylist()}
+    assert by_event["ep-1-150"]["_c0"] == "abc" and by_event["ep-2-0"]["_c0"] == "x"
+    assert by_event["ep-0-5"]["_c0"] == "5"  # a whole number beside words: its canonical text
+    seven = by_event["ep-1-151"]
+    assert seven["_c0"] == "7" and seven["_c1"] != seven["_c1"]  # " 7 " is 7; NaN is a number
+    assert by_event["ep-1-152"]["_c0"] is None  # empty: null
+    assert full.load().counts.values_quarantined == 0
 
 
 def test_the_batch_decision_does_not_depend_on_batching(tree):
@@ -123,22 +124,26 @@ def _part_schemas(out: Path, table: str, endpoint: str | None = None) -> set:
 
 def test_an_export_in_windows_has_one_schema_per_endpoint(tree, tmp_path):
     out = tmp_path / "out"
-    _export_in_windows(tree, out)
+    _export_in_windows(tree, out)  # hour 0 first: _c0 is written BIGINT, then widened to text
     for endpoint in ("ep", "js"):
         for table in ("inputs", "outputs"):
             schemas = _part_schemas(out, table, endpoint)
             assert len(schemas) == 1, (endpoint, table, schemas)
     ep = _part_schemas(out, "inputs", "ep").pop()
-    assert ep.field("_c0").type == pa.float64() and ep.field("_c2").type == pa.string()
+    assert ep.field("_c0").type == pa.string() and ep.field("_c1").type == pa.float64()
     js = _part_schemas(out, "inputs", "js").pop()
-    assert js.field("a").type == pa.float64() and js.field("b").type == pa.string()
+    assert js.field("a").type == pa.string() and js.field("b").type == pa.string()
     assert "_c0" not in js.names  # an endpoint's parts hold its own columns only
     record = json.loads((out / "_captureq/schemas/inputs/ep.json").read_text())
-    assert [(c["name"], c["type"]) for c in record["columns"]] == [("_c0", "double"), ("_c1", "double"), ("_c2", "string")]
-    q = sql(f"select raw from read_parquet('{out}/quarantine/*.parquet') where stage = 'value'")
-    assert sorted(r[0] for r in q) == ["abc", "oops", "x", "y", "z"]
-    total = sql(f"select count(*) from read_parquet('{out}/inputs/endpoint=ep/**/*.parquet')")[0][0]
-    assert total == ROWS  # every record once, bad values as nulls
+    assert [(c["name"], c["type"]) for c in record["columns"]] == [("_c0", "string"), ("_c1", "double"), ("_c2", "string")]
+    widened = [(h["column"], h["from"], h["to"]) for h in record["history"] if h["change"] == "widened"]
+    assert widened == [("_c0", "int64", "string")]
+    assert all("at" in h for h in record["history"])
+    # the hour-0 rows written as BIGINT read back as the canonical text of the same numbers
+    glob = f"{out}/inputs/endpoint=ep/**/*.parquet"
+    assert sql(f"select _c0 from read_parquet('{glob}') where event_id = 'ep-0-5'") == [("5",)]
+    assert sql(f"select count(*) from read_parquet('{out}/quarantine/*.parquet') where stage = 'value'") == [(0,)]
+    assert sql(f"select count(*) from read_parquet('{glob}')")[0][0] == ROWS  # every record once
     # Across endpoints the columns differ: DuckDB reads them together by name
     both = sql(f"select endpoint, count(*) n from read_parquet('{out}/inputs/**/*.parquet', "
                "union_by_name=true) group by 1 order by 1")
@@ -154,9 +159,9 @@ def test_the_whole_export_reads_with_polars_duckdb_and_no_options(tree, tmp_path
         assert df.height > 0
         assert len(sql(f"select * from read_parquet('{glob}')")) == df.height
     df = pl.scan_parquet(f"{out}/inputs/**/*.parquet").collect()
-    assert df.schema["_c0"] == pl.Float64 and df.schema["_c2"] == pl.String
+    assert df.schema["_c0"] == pl.String and df.schema["_c1"] == pl.Float64 and df.schema["_c2"] == pl.String
     assert df.height == ROWS
-    avg = sql(f"select avg(_c0) from read_parquet('{out}/inputs/**/*.parquet')")[0][0]
+    avg = sql(f"select avg(_c1) from read_parquet('{out}/inputs/**/*.parquet')")[0][0]
     assert avg is not None
 
 
@@ -228,9 +233,9 @@ def test_the_warm_cache_reads_endpoint_and_variant_from_its_folders(tree, tmp_pa
     monkeypatch.setenv("CAPTUREQ_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("CAPTUREQ_NO_CACHE", raising=False)
     query = "select endpoint, variant, typeof(endpoint) t, count(*) n from {} group by all order by all"
-    cold = captureq.open(str(tree))
+    cold = captureq.open(str(tree), cache=False)  # no fill of its own racing the one below
     expected = {t: cold.sql(query.format(t)).to_pylist() for t in ("captures", "inputs", "outputs")}
-    cache.refresh(cold)
+    cache.refresh(captureq.open(str(tree)))
     warm = captureq.open(str(tree))
     for t, rows in expected.items():
         assert warm.sql(query.format(t)).to_pylist() == rows
@@ -238,35 +243,40 @@ def test_the_warm_cache_reads_endpoint_and_variant_from_its_folders(tree, tmp_pa
     assert rows[0]["t"] == "VARCHAR" and {r["endpoint"] for r in rows} == {"ep", "js"}
 
 
-def test_a_recorded_numeric_column_stays_numeric_and_a_new_column_is_added(tree, tmp_path):
+def test_a_widened_column_and_a_new_column_are_recorded(tree, tmp_path):
     out = tmp_path / "out"
-    _export_in_windows(tree, out, endpoint="ep")
+    captureq.open(str(tree), batch_bytes=1, endpoint="ep").where(start=HOUR[3]).export(str(out))
     write_captures(tree, [capture("1,2,red,9", "0.5", event_id="wide", when=H[3]),
                           capture("q,2,red,8", "0.5", event_id="wide2", when=H[3])],
                    when=H[3], name="ep-3b.jsonl")
-    captureq.open(str(tree), endpoint="ep").export(str(out))
+    captureq.open(str(tree), endpoint="ep").where(start=HOUR[3]).export(str(out))
     record = json.loads((out / "_captureq/schemas/inputs/ep.json").read_text())
     assert [c["name"] for c in record["columns"]] == ["_c0", "_c1", "_c2", "_c3"]
-    assert record["history"][-1]["change"] == "added" and record["history"][-1]["column"] == "_c3"
+    changes = [(h["change"], h.get("column")) for h in record["history"][1:]]
+    assert changes == [("widened", "_c0"), ("added", "_c3")]
+    for part in out.glob("inputs/**/*.parquet"):  # the earlier parts were rewritten as text
+        assert pq.read_schema(part).field("_c0").type == pa.string()
     newest = max(out.glob("inputs/**/*.parquet"), key=lambda p: p.stat().st_mtime)
-    schema = pq.read_schema(newest)
-    assert schema.field("_c0").type == pa.float64() and schema.field("_c3").type == pa.float64()
-    q = sql(f"select raw from read_parquet('{out}/quarantine/*.parquet') where stage='value'")
-    assert ("q",) in q
+    assert pq.read_schema(newest).field("_c3").type == pa.int64()
+    assert sql(f"select count(*) from read_parquet('{out}/inputs/**/*.parquet') where _c0 = 'q'") == [(1,)]
     rows = sql(f"select count(*), count(_c3) from read_parquet('{out}/inputs/**/*.parquet', "
                "union_by_name=true)")[0]
-    assert rows == (ROWS + 2, 2)
+    assert rows == (151 + 2, 2)
 
 
-def test_json_integers_then_fractions_then_words_stay_double(tree):
+def test_json_integers_then_fractions_then_words_are_text(tree):
     t = captureq.open(str(tree), endpoint="js", batch_bytes=1).load()
-    assert t.inputs.schema.field("a").type == pa.float64()
-    assert [r["raw"] for r in value_rows(t.quarantine)] == ["oops"]
+    assert t.inputs.schema.field("a").type == pa.string()
+    assert sorted(set(t.inputs.column("a").to_pylist())) == sorted({"1", "2", "1.5", "oops", *map(str, range(10))})
+    assert value_rows(t.quarantine) == []
+    early = captureq.open(str(tree), endpoint="js").where(end=HOUR[1]).inputs()
+    assert early.schema.field("a").type == pa.int64()  # the first hour alone: whole numbers
 
 
 def test_decode_options_do_not_change_the_rule(tree):
     t = captureq.open(str(tree), endpoint="ep", options=DecodeOptions(input_names=["x", "y", "z"])).inputs()
-    assert t.schema.field("x").type == pa.float64() and t.schema.field("z").type == pa.string()
+    assert t.schema.field("x").type == pa.string() and t.schema.field("y").type == pa.float64()
+    assert t.schema.field("z").type == pa.string()
 
 
 @pytest.fixture(scope="module")
@@ -287,9 +297,9 @@ def test_spark_reads_the_whole_export(tree, tmp_path, spark):
     _export_in_windows(tree, out, endpoint="ep")
     df = spark.read.parquet(str(out / "inputs"))
     types = dict(df.dtypes)
-    assert types["_c0"] == "double" and types["_c1"] == "double" and types["_c2"] == "string"
+    assert types["_c0"] == "string" and types["_c1"] == "double" and types["_c2"] == "string"
     assert df.count() == ROWS
-    assert df.selectExpr("avg(_c0) as m").collect()[0]["m"] is not None
+    assert df.selectExpr("avg(_c1) as m").collect()[0]["m"] is not None
 
 
 @pytest.mark.spark
@@ -317,9 +327,9 @@ def test_spark_export_continues_a_local_one_with_the_same_schemas(tree, tmp_path
     for endpoint in ("ep", "js"):
         assert len(_part_schemas(out, "inputs", endpoint)) == 1, endpoint
     raws = sql(f"select raw from read_parquet('{out}/quarantine/*.parquet') where stage='value'")
-    assert sorted(r[0] for r in raws) == ["abc", "oops", "x", "y", "z"]
+    assert raws == []
     df = pl.scan_parquet(f"{out}/inputs/endpoint=ep/**/*.parquet").collect()
-    assert df.height == ROWS and df.schema["_c0"] == pl.Float64
+    assert df.height == ROWS and df.schema["_c0"] == pl.String
 
 
 @pytest.mark.spark
@@ -330,17 +340,21 @@ def test_a_spark_export_of_new_endpoints_decides_once_per_endpoint(tree, tmp_pat
     cqs.export_parquet(spark, str(tree), str(out), task_bytes=1)  # every file its own task
     for endpoint in ("ep", "js"):
         assert len(_part_schemas(out, "inputs", endpoint)) == 1, endpoint
-    assert json.loads((out / "_captureq/schemas/inputs/ep.json").read_text())["columns"][0]["type"] == "double"
+    assert json.loads((out / "_captureq/schemas/inputs/ep.json").read_text())["columns"][0]["type"] == "string"
 
 
-def test_a_recorded_integer_column_is_widened_to_double_and_the_change_is_kept():
+def test_a_recorded_column_widens_along_the_lattice_and_the_change_is_kept():
     from captureq.registry import entry_types, merge_types, new_entry
 
-    entry = new_entry("inputs", "ep", {"n": pa.int64(), "s": pa.string()}, "run-1")
+    entry = new_entry("inputs", "ep", {"n": pa.int64(), "s": pa.string(), "e": pa.null()}, "run-1")
     assert not merge_types(entry, {"n": pa.int64(), "s": pa.float64()}, "run-2")  # nothing to record
-    assert merge_types(entry, {"n": pa.float64(), "t": pa.float64()}, "run-3")
-    assert entry_types(entry) == {"n": pa.float64(), "s": pa.string(), "t": pa.float64()}
-    assert entry["history"][1:] == [
+    assert merge_types(entry, {"n": pa.float64(), "t": pa.float64(), "e": pa.bool_()}, "run-3")
+    assert entry_types(entry) == {"n": pa.float64(), "s": pa.string(), "e": pa.bool_(), "t": pa.float64()}
+    assert [{k: v for k, v in h.items() if k != "at"} for h in entry["history"][1:]] == [
         {"run": "run-3", "change": "widened", "column": "n", "from": "int64", "to": "double"},
         {"run": "run-3", "change": "added", "column": "t", "type": "double"},
+        {"run": "run-3", "change": "widened", "column": "e", "from": "null", "to": "bool"},
     ]
+    assert all(h["at"].endswith("+00:00") for h in entry["history"])
+    assert merge_types(entry, {"n": pa.string()}, "run-4")  # words after numbers: text
+    assert entry_types(entry)["n"] == pa.string()
