@@ -151,7 +151,7 @@ def test_one_endpoint_failing_does_not_stop_the_others(tmp_path, monkeypatch, no
     summary = captureq.open(str(cap), batch_bytes=1).export(str(tmp_path / "out"))
     assert set(summary.failed) == {"b"}
     assert "RuntimeError: disk on fire" in summary.failed["b"]
-    got = duckdb.sql(f"select endpoint, count(*) from read_parquet('{tmp_path}/out/inputs/**/*.parquet', "
+    got = duckdb.connect().sql(f"select endpoint, count(*) from read_parquet('{tmp_path}/out/inputs/**/*.parquet', "
                      "hive_partitioning=true) group by 1 order by 1").fetchall()
     assert got == [("a", 5), ("c", 5)]
     monkeypatch.undo()

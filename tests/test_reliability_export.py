@@ -177,9 +177,10 @@ def test_hostile_names_are_data_not_sql_and_stay_inside_the_output(hostile_tree,
     parts = list((out / "captures").glob("*/*/date=*/hour=*/*.parquet"))
     assert len(parts) == len(HOSTILE)
     assert all(p.parent.parent.parent.parent.parent == out / "captures" for p in parts)
-    # the exported files hold the names unchanged, and the duckdb-shell SQL reads them back
-    files = duckdb.execute("select distinct endpoint from read_parquet(?, hive_partitioning = false) order by 1",
-                           [f"{out}/captures/**/*.parquet"]).fetchall()
+    # the partition folders hold the names unchanged (percent-encoded), and DuckDB and the
+    # duckdb-shell SQL read them back
+    files = duckdb.connect().execute("select distinct endpoint from read_parquet(?, hive_partitioning = true) "
+                                     "order by 1", [f"{out}/captures/**/*.parquet"]).fetchall()
     assert [r[0] for r in files] == expected
     con = duckdb.connect()
     con.execute(shell_sql(str(out)))

@@ -108,10 +108,10 @@ def column(
     """Type one column the way Model Monitor types CSV text.
 
     Text: ``1``, ``-0``, ``  7 `` are Integral; ``1.0``, ``1e3``, ``nan`` Fractional; anything
-    else String; empty is missing. Integer columns are Integral. Float columns are typed by
-    ``fractional_text`` (True where the raw text had a decimal point or exponent, see
-    :mod:`.texttypes`) when given; without raw text (Parquet, JSON payloads, Arrow tables) a
-    whole float counts as Integral, because captureq stores integers as float64.
+    else String; empty is missing. Numeric columns are typed by ``fractional_text`` (True where
+    the raw text had a decimal point or exponent, see :mod:`.texttypes`) when given: a BIGINT
+    column may hold ``3.0`` written as such. Without raw text (Parquet, JSON payloads, Arrow
+    tables) integers and whole floats count as Integral.
     """
     arr = _one_chunk(arr)
     n = len(arr)
@@ -125,7 +125,7 @@ def column(
             else pc.cast(arr.drop_null(), pa.float64()).to_numpy()
         )
         # NaN is a value written as "nan" (Fractional, as in a CSV's text); null is missing
-        if pa.types.is_integer(t):
+        if pa.types.is_integer(t) and fractional_text is None:
             whole = len(v)
         else:
             is_whole = np.isfinite(v) & (v == np.trunc(v))

@@ -1,7 +1,8 @@
 """Which numbers were written with a decimal point: the raw-text evidence Model Monitor types by.
 
-captureq decodes CSV payloads to float64, so ``3`` and ``3.0`` arrive as the same number; Model
-Monitor calls the first ``Integral`` and the second ``Fractional``. :func:`with_text_evidence`
+captureq types CSV values by their value, so ``3`` and ``3.0`` arrive as the same number (a
+column of whole numbers is BIGINT); Model Monitor calls the first ``Integral`` and the second
+``Fractional``. :func:`with_text_evidence`
 goes back to each CSV capture's ``input_data`` (base64 decoded when needed), splits it into
 records and fields exactly as the CSV decoder does (``\\r`` dropped, blank lines skipped), and
 adds one boolean column ``__frac__<column>`` per ``_cN`` feature: True when that value's text
@@ -41,7 +42,8 @@ def with_text_evidence(inputs: pa.Table, captures: pa.Table) -> pa.Table:
     from ..decode import FORMATS, classify
     from ..views import quote_ident
 
-    cols = [c for c in inputs.column_names if _CN.fullmatch(c) and pa.types.is_floating(inputs[c].type)]
+    cols = [c for c in inputs.column_names if _CN.fullmatch(c) and (
+        pa.types.is_floating(inputs[c].type) or pa.types.is_integer(inputs[c].type))]
     needed = {"capture_id", "input_encoding", "input_observed_content_type", "input_data"}
     if not cols or not inputs.num_rows or not needed <= set(captures.column_names):
         return inputs
