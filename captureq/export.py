@@ -703,6 +703,7 @@ def widen_parts(out: _Output, state: _State, run_id: str, seq: int, registry: Re
     from .registry import entry_types
 
     replacements, removes = [], []
+    tmp_dir = f"{out.meta}/tmp/{run_id}"
     for i, (path, entry) in enumerate(sorted(state.parts.items())):
         endpoint = endpoint_of(path)
         record = registry.entries.get((entry["table"], endpoint)) if endpoint in endpoints else None
@@ -713,13 +714,14 @@ def widen_parts(out: _Output, state: _State, run_id: str, seq: int, registry: Re
         if not stale:
             continue
         table = pq.read_table(f"{out.root}/{path}", filesystem=out.fs)
-        out.fs.makedirs(f"{out.meta}/tmp/{run_id}", exist_ok=True)
+        if not replacements:
+            out.fs.makedirs(tmp_dir, exist_ok=True)
         for c in stale:
             table = table.set_column(table.column_names.index(c), c, widen(table.column(c), types[c]))
         folder = posixpath.dirname(path)
         name = f"part-{run_id}-{seq:05d}-w{i:03d}.parquet"
         tmp = f"{entry['table']}-{name}"
-        nbytes = out.write_parquet(f"{out.meta}/tmp/{run_id}/{tmp}", table)
+        nbytes = out.write_parquet(f"{tmp_dir}/{tmp}", table)
         part = {"table": entry["table"], "path": f"{folder}/{name}", "tmp": tmp, "rows": table.num_rows,
                 "bytes": nbytes, "columns": {f.name: str(f.type) for f in table.schema},
                 "sources": sorted(rel for _, rel in state.part_sources.get(path, ())), "replaces": path}

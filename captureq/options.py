@@ -62,11 +62,6 @@ class DecodeOptions:
                             f"{side} column {column!r}{where}: unknown type {name!r}; use one of "
                             f"{', '.join(sorted(set(TYPE_NAMES.values())))}")
 
-    def __hash__(self):
-        import json
-
-        return hash(json.dumps([self.__dict__[k] for k in sorted(self.__dict__)], sort_keys=True, default=str))
-
     def _declared_as_given(self, side: str) -> dict:
         value = getattr(self, f"{side}_types")
         if not value:

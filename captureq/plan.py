@@ -516,11 +516,11 @@ class ScanPlan:
         >>> cq.connect().sql("select count(*) from captures").fetchall()   # doctest: +SKIP
         [(3,)]
         """
-        tables = self.load().as_dict()
+        tables = self.load()
         import duckdb  # imported once the files are read: reading starts sooner
 
         con = duckdb.connect()
-        views.register(con, tables, self.load().decisions)
+        views.register(con, tables.as_dict(), tables.decisions)
         if not allow_external_access:
             lock_down(con)
         return con

@@ -1,19 +1,21 @@
-"""The schema an export has fixed for each table and endpoint, and conformance to it.
+"""The schema an export has recorded for each table and endpoint, and conformance to it.
 
 An export is a lake: every part of ``inputs`` (or ``outputs``) of one endpoint must have the same
 columns with the same types, or readers such as ``pl.scan_parquet('out/inputs/**/*.parquet')``
-fail (``SchemaError … Float64 != String``). The first batch that brings an endpoint decides its
-column types with :func:`captureq.decode.decide` (the 99 % rule) and records them in
+fail (``SchemaError … Int64 != String``). The first batch that brings an endpoint records its
+column types (:func:`captureq.decode.decide`: the narrowest type holding every value) in
 ``_captureq/schemas/<table>/<endpoint>.json`` *before* the batch's parts are committed; every
-later batch and run conforms to the record:
+later batch and run folds its own types into the record and conforms to it:
 
-- a column the record has is converted to the recorded type; a value that does not fit (text in
-  a numeric column) becomes null and a ``value`` quarantine row;
+- a column whose new values need a wider type is widened along the type lattice
+  (``NULL → BIGINT → DOUBLE → VARCHAR``), and the parts written before are rewritten at the
+  wider type (:func:`captureq.export.widen_parts`); every change is kept in the record's
+  ``history`` with its run and time;
 - a new column is appended to the record (nullable; parts written before it lack it);
-- an integer column that later holds fractions is widened to double, and the change is kept in
-  the record's ``history`` (captureq's decoders give numbers as double, so this only happens to
-  records written by hand or by older versions);
-- the parts have exactly the recorded columns, in the recorded order.
+- a value that does not fit a type the user *declared* becomes null and a ``value``
+  quarantine row (a decided type holds every value);
+- the parts have exactly the recorded columns, in the recorded order, and each keeps its own
+  narrowest types in its metadata (``captureq.types``).
 
 >>> import pyarrow as pa
 >>> entry = new_entry("inputs", "ep", {"_c0": pa.float64()}, "run-1")
@@ -65,7 +67,7 @@ def merge_types(entry: dict, seen: dict[str, pa.DataType], run_id: str) -> bool:
     Returns whether the record changed."""
     from datetime import datetime, timezone
 
-    from .decode.unify import arrow_type, join, kind_of_type
+    from .decode.unify import union_type
 
     at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     types = entry_types(entry)
@@ -78,7 +80,7 @@ def merge_types(entry: dict, seen: dict[str, pa.DataType], run_id: str) -> bool:
                                      "type": str(t)})
             changed = True
             continue
-        wider = arrow_type(join(kind_of_type(old), kind_of_type(t)))
+        wider = union_type([old, t])
         if wider != old:
             types[name] = wider
             entry["history"].append({"run": run_id, "at": at, "change": "widened", "column": name,
@@ -119,13 +121,17 @@ class Registry:
     def decision(self, table: str) -> Decision:
         return {e: entry_types(entry) for (t, e), entry in self.entries.items() if t == table}
 
-    def admit(self, result, run_id: str) -> dict[str, Decision]:
-        """Record the endpoints and columns a batch brings (written before its commit, so a
-        part on disk always has a record); returns the decisions per side."""
+    def own_types(self, result) -> dict[str, Decision]:
+        """A batch's own types per side: its values alone decide them, declared types win."""
+        return {side: decide([result.profiles.get(side, {})], self.declared.get(side)) for side, _ in SIDES}
+
+    def admit(self, own: dict[str, Decision], run_id: str) -> dict[str, Decision]:
+        """Record the endpoints and columns of a batch's own types (:meth:`own_types`; written
+        before its commit, so a part on disk always has a record); returns the recorded
+        decisions per side."""
         out = {}
         for side, table in SIDES:
-            seen = decide([result.profiles.get(side, {})], self.declared.get(side))
-            for endpoint, types in seen.items():
+            for endpoint, types in own[side].items():
                 if endpoint is None:
                     continue
                 key = (table, endpoint)
@@ -181,11 +187,12 @@ def conform_batch(registry: Registry, result, split, run_id: str) -> tuple[dict,
     """``inputs``/``outputs`` partition groups of a batch conformed to the export's schema
     records (``split(table)`` partitions a table), plus the batch's quarantine with the
     ``value`` rows added (also counted in ``result.counts.values_quarantined``)."""
-    decisions = registry.admit(result, run_id)
+    own = registry.own_types(result)
+    decisions = registry.admit(own, run_id)
     groups, extra = {}, []
     for side, table in SIDES:
-        own = decide([result.profiles.get(side, {})], registry.declared.get(side))
-        parts, q = registry.conform_parts(split(getattr(result, table)), result.captures, decisions[side], side, own)
+        parts, q = registry.conform_parts(split(getattr(result, table)), result.captures, decisions[side],
+                                          side, own[side])
         groups[table] = parts
         extra += q
     quarantine = result.quarantine

@@ -604,8 +604,9 @@ def _admit_new_endpoints(registry: Registry, fs, work: list, options, task_bytes
                 new[f.endpoint][1].append(f)
     for (start, end, exclude, covered), fs_files in new.values():
         group = _groups(fs_files, task_bytes, task_files)[0]
-        registry.admit(process_captures(fetch(fs, group), options, start=start, end=end,
-                                        exclude=exclude, covered=covered), run_id)
+        result = process_captures(fetch(fs, group), options, start=start, end=end, exclude=exclude,
+                                  covered=covered)
+        registry.admit(registry.own_types(result), run_id)
 
 
 def _export_wave(

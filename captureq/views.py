@@ -104,6 +104,7 @@ def register(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table],
 
 
 def union_columns(tables: dict) -> dict:
+    """The columns the union views ``inputs``, ``outputs`` and ``pairs`` have, as registered."""
     return {name: set(case_unique(tables[name]).column_names) for name in ("inputs", "outputs", "pairs")}
 
 
@@ -146,13 +147,10 @@ def endpoint_views_sql(decisions: dict, *, source: str = "main", columns: dict |
         ins = {e: {c: t for c, t in cols.items() if c in columns.get("inputs", ())} for e, cols in ins.items()}
         outs = {e: {c: t for c, t in cols.items() if c in columns.get("outputs", ())} for e, cols in outs.items()}
     endpoints = sorted({e for e in (*ins, *outs) if e is not None})
-    union = {side: {} for side in ("input", "output")}
+    union = {}  # side → column → its type in the view of all endpoints
     for side, dec in (("input", ins), ("output", outs)):
-        for cols in dec.values():
-            for c in cols:
-                union[side].setdefault(c, [])
-        for c in union[side]:
-            union[side][c] = union_type([cols[c] for cols in dec.values() if c in cols])
+        names = dict.fromkeys(c for cols in dec.values() for c in cols)
+        union[side] = {c: union_type([cols[c] for cols in dec.values() if c in cols]) for c in names}
     aliases = output_aliases(list(union["output"]), list(union["input"]))
     keys = ", ".join(quote_ident(k) for k in schema.RECORD_KEY_NAMES)
     out = []
