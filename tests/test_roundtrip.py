@@ -63,8 +63,9 @@ def canonical(v) -> str:
 def expected_column(values: list) -> list:
     """The oracle: what a column holding ``values`` (numbers, None) reads back as."""
     kinds = {kind(v) for v in values if v is not None}
-    if "other" in kinds:
-        return values
+    if "other" in kinds:  # text beside numbers (endpoints of other types): each number its text
+        text = any(isinstance(v, str) for v in values)
+        return [canonical(v) if text and isinstance(v, (int, float)) else v for v in values]
     if kinds <= {"int", "big"}:
         return [None if v is None else int(v) for v in values]
     if "big" not in kinds:
