@@ -15,7 +15,7 @@ import json
 import os
 
 from .errors import CaptureqError
-from .storage import describe, is_storage_failure
+from .storage import causes, describe, is_storage_failure
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -45,14 +45,6 @@ CREDENTIALS_HINT = (
 def debug() -> bool:
     """True when ``CAPTUREQ_DEBUG`` asks for tracebacks."""
     return os.environ.get("CAPTUREQ_DEBUG", "").lower() not in ("", "0", "false", "no")
-
-
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
 
 
 def _named(exc: BaseException) -> str:
@@ -91,7 +83,7 @@ _CONNECTION_ERRORS = {
 
 def explain(exc: BaseException) -> str | None:
     """What went wrong and what to do, for an exception caused by how captureq was called."""
-    chain = list(_chain(exc))
+    chain = list(causes(exc))
     for e in chain:
         message = _storage(e)
         if message:

@@ -148,7 +148,8 @@ _TRANSIENT_NAMES = {"ReadTimeoutError", "ConnectTimeoutError", "EndpointConnecti
                     "ClientPayloadError", "ResponseStreamingError", "IncompleteReadError"}
 
 
-def _chain(exc: BaseException):
+def causes(exc: BaseException):
+    """``exc`` and the exceptions behind it (``__cause__``, else ``__context__``), each once."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -158,7 +159,7 @@ def _chain(exc: BaseException):
 
 def status_of(exc: BaseException) -> tuple[int | None, str | None]:
     """The HTTP status and the service's error code behind ``exc``, when it says them."""
-    for e in _chain(exc):
+    for e in causes(exc):
         response = getattr(e, "response", None)
         if isinstance(response, dict):
             meta = response.get("ResponseMetadata", {}) or {}
@@ -182,7 +183,7 @@ def is_transient(exc: BaseException) -> bool:
         return status in _TRANSIENT_STATUS
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
-    if any(type(e).__name__ in _TRANSIENT_NAMES for e in _chain(exc)):
+    if any(type(e).__name__ in _TRANSIENT_NAMES for e in causes(exc)):
         return True
     if isinstance(exc, OSError) and exc.errno in (errno.EBUSY, getattr(errno, "EREMOTEIO", -1),
                                                   errno.EIO, errno.ETIMEDOUT):

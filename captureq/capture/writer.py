@@ -90,6 +90,7 @@ _register_exit_hook()
 
 
 @dataclass
+
 class CaptureStats:
     """Counters of a writer.
 
@@ -166,6 +167,23 @@ class _Flush:
 
 def _epoch(value: float | datetime) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _drain(q: queue.Queue, timeout: float) -> tuple[list, list, bool]:
+    """What ``q`` holds (waiting up to ``timeout`` for the first item), split into work items,
+    flush markers, and whether the stop marker came."""
+    try:
+        got = [q.get(timeout=timeout)]
+    except queue.Empty:
+        got = []
+    while True:
+        try:
+            got.append(q.get_nowait())
+        except queue.Empty:
+            break
+    flushes = [item for item in got if isinstance(item, _Flush)]
+    items = [item for item in got if item is not _STOP and not isinstance(item, _Flush)]
+    return items, flushes, any(item is _STOP for item in got)
 
 
 class CaptureWriter:
@@ -372,23 +390,9 @@ class CaptureWriter:
         interval = self.config.spool_flush_interval
         last = time.monotonic()
         while True:
-            try:
-                items = [q.get(timeout=self._tick)]
-            except queue.Empty:
-                items = []
-            while True:
-                try:
-                    items.append(q.get_nowait())
-                except queue.Empty:
-                    break
-            stop, flushes = False, []
+            items, flushes, stop = _drain(q, self._tick)
             for item in items:
-                if item is _STOP:
-                    stop = True
-                elif isinstance(item, _Flush):
-                    flushes.append(item)
-                else:
-                    self._add(item)
+                self._add(item)
             try:
                 self._roll_by_age()
             except Exception:  # a broken clock must not kill the writer
@@ -546,24 +550,10 @@ class CaptureWriter:
                 wait = self._tick
                 if self._waiting and next_try > time.monotonic():
                     wait = min(wait, next_try - time.monotonic())
-                try:
-                    items = [self._uploads.get(timeout=max(wait, 0.001))]
-                except queue.Empty:
-                    items = []
-                while True:
-                    try:
-                        items.append(self._uploads.get_nowait())
-                    except queue.Empty:
-                        break
-                stop, flushes = False, []
-                for item in items:
-                    if item is _STOP:
-                        stop = True
-                    elif isinstance(item, _Flush):
-                        flushes.append(item)
-                    else:
-                        with self._waiting_lock:
-                            self._waiting.append(item)
+                items, flushes, stop = _drain(self._uploads, max(wait, 0.001))
+                if items:
+                    with self._waiting_lock:
+                        self._waiting.extend(items)
                 if stop:
                     self._upload_at_close()
                     return
