@@ -680,11 +680,8 @@ def test_sigterm_during_an_outage_keeps_the_spool_for_the_next_writer(
     assert sorted(ids) == sorted(accepted.times)
 
 
-def test_an_outage_is_counted_and_logged_while_it_lasts(tmp_path, caplog, monkeypatch) -> None:
-    caplog.set_level(logging.WARNING, logger="captureq.capture")
-    cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100,
-                        spool_dir=str(tmp_path / "spool"), max_file_age=0.05)
-    writer = CaptureWriter(cfg, tick=0.01)
+def failing_uploads(writer: CaptureWriter, monkeypatch) -> list[bool]:
+    """Make ``writer``'s uploads fail with a 503 while ``down[0]`` (the returned list) is True."""
     real, down = writer.fs.pipe_file, [True]
 
     def pipe_file(path, data):
@@ -693,6 +690,15 @@ def test_an_outage_is_counted_and_logged_while_it_lasts(tmp_path, caplog, monkey
         return real(path, data)
 
     monkeypatch.setattr(writer.fs, "pipe_file", pipe_file)  # fsspec shares the instance
+    return down
+
+
+def test_an_outage_is_counted_and_logged_while_it_lasts(tmp_path, caplog, monkeypatch) -> None:
+    caplog.set_level(logging.WARNING, logger="captureq.capture")
+    cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100,
+                        spool_dir=str(tmp_path / "spool"), max_file_age=0.05)
+    writer = CaptureWriter(cfg, tick=0.01)
+    down = failing_uploads(writer, monkeypatch)
     for i in range(50):
         writer.capture(str(i), "text/csv", "0", "text/csv", event_id=f"e{i}")
     assert wait_for(lambda: writer.stats.retried >= 1 and writer.stats.spooled == 50)
@@ -823,14 +829,7 @@ def test_a_full_spool_skips_captures_and_logs_start_and_end(tmp_path, caplog, mo
                         spool_max_bytes=2_000, spool_dir=str(tmp_path / "spool"),
                         spool_flush_interval=0.05)
     writer = CaptureWriter(cfg, tick=0.01)
-    real, down = writer.fs.pipe_file, [True]
-
-    def pipe_file(path, data):
-        if down[0]:
-            raise ConnectionError("503 SlowDown")
-        return real(path, data)
-
-    monkeypatch.setattr(writer.fs, "pipe_file", pipe_file)  # fsspec shares the instance
+    down = failing_uploads(writer, monkeypatch)
     accepted = [i for i in range(40) if writer.capture(BIG, "text/csv", "0", "text/csv",
                                                         event_id=f"e{i}")]
     assert wait_for(lambda: writer.spool.bytes >= 2_000 and writer._spool_full)
@@ -851,14 +850,7 @@ def test_a_live_writers_spool_is_left_alone(tmp_path, monkeypatch) -> None:
     cfg = CaptureConfig(str(tmp_path / "capture"), sampling_percentage=100,
                         spool_dir=str(tmp_path / "spool"), max_file_age=0.05)
     first = CaptureWriter(cfg, tick=0.01)
-    real, down = first.fs.pipe_file, [True]
-
-    def pipe_file(path, data):
-        if down[0]:
-            raise ConnectionError("503 SlowDown")
-        return real(path, data)
-
-    monkeypatch.setattr(first.fs, "pipe_file", pipe_file)  # fsspec shares the instance
+    down = failing_uploads(first, monkeypatch)
     for i in range(10):
         first.capture(str(i), "text/csv", "0", "text/csv", event_id=f"e{i}")
     assert wait_for(lambda: first.stats.retried >= 1)

@@ -78,6 +78,16 @@ def assert_manifest_matches_storage(fs, root: str) -> dict:
 
 
 # -- S3 both ways ------------------------------------------------------------------------------
+
+def wait_for_a_commit(proc, s3_fs, s3_bucket, seconds: float = 40) -> None:
+    """Wait (at most ``seconds``) until the export ``proc`` has committed something, or ended."""
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:
+        s3_fs.invalidate_cache()
+        if s3_fs.exists(f"{s3_bucket}/export/{META}/commits"):
+            return
+        time.sleep(0.05)
+
 def test_cli_exports_s3_to_s3_with_the_sources_options_by_default(small_tree, s3_server, s3_fs, s3_bucket):
     capture_dir, labels_dir = small_tree
     upload_tree(s3_fs, capture_dir, f"s3://{s3_bucket}/capture")
@@ -180,12 +190,7 @@ def test_sigkill_a_local_export_to_s3_then_rerun_exports_every_record_once(mid_t
     kills = 0
     for delay in (0.5, 1.2, 2.0):
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 40
-        while proc.poll() is None and time.monotonic() < deadline:  # until it has committed something
-            s3_fs.invalidate_cache()
-            if s3_fs.exists(f"{s3_bucket}/export/{META}/commits"):
-                break
-            time.sleep(0.05)
+        wait_for_a_commit(proc, s3_fs, s3_bucket)
         time.sleep(delay)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -476,12 +481,7 @@ def test_sigterm_releases_the_lease(mid_tree, s3_server, s3_fs, s3_bucket):
     env = {**os.environ, "CAPTUREQ_BATCH_BYTES": str(48 * 1024), "CAPTUREQ_WORKERS": "1"}
     proc = subprocess.Popen([*CLI, "export", str(mid_tree), out, *cli_options(s3_server, "--out-storage-option")],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 40
-    while proc.poll() is None and time.monotonic() < deadline:  # until it has committed something
-        s3_fs.invalidate_cache()
-        if s3_fs.exists(f"{s3_bucket}/export/{META}/commits"):
-            break
-        time.sleep(0.05)
+    wait_for_a_commit(proc, s3_fs, s3_bucket)
     assert proc.poll() is None, "the export should still be running"
     proc.send_signal(signal.SIGTERM)
     stderr = proc.communicate(timeout=60)[1]
