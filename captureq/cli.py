@@ -33,6 +33,8 @@ from .cli_options import (
     Format,
     FormatOpt,
     LabelsOpt,
+    InputTypeOpt,
+    OutputTypeOpt,
     OutStorageOpt,
     QuietOpt,
     StartOpt,
@@ -205,12 +207,15 @@ def scan(
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
+    input_type: Optional[list[str]] = InputTypeOpt,
+    output_type: Optional[list[str]] = OutputTypeOpt,
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
     strict: bool = StrictOpt,
 ) -> None:
     """Partitions, file and record counts, time span, and what was quarantined, skipped or unreadable."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict, lateness=lateness)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict, lateness=lateness,
+                     input_type=input_type, output_type=output_type)
     files = tree.scan()
     tables = load(tree, "scanning", quiet)
     report_unreadable(tables.unreadable, left="left out of these counts")
@@ -310,6 +315,8 @@ def query(
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
+    input_type: Optional[list[str]] = InputTypeOpt,
+    output_type: Optional[list[str]] = OutputTypeOpt,
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
     no_cache: bool = typer.Option(
@@ -327,7 +334,8 @@ def query(
     strict: bool = StrictOpt,
 ) -> None:
     """Run SQL over the views: captures, inputs, outputs, labels, quarantine, predictions."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict, lateness=lateness)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict, lateness=lateness,
+                     input_type=input_type, output_type=output_type)
     tree.cache = False if no_cache else None
     tree.cache_max_bytes = cache_max_bytes
     tree.cache_fill_at_exit = True  # the answer first: a cache fill starts (detached) at exit
@@ -336,6 +344,60 @@ def query(
     write_result(result.to_arrow(), format)
     sys.stdout.flush()  # the answer is out; a cache refresh may still finish before exit
     report_unreadable(result.unreadable)
+
+
+@app.command(
+    epilog=example(
+        "captureq schema demo-data/capture",
+        "captureq schema demo-data/capture --endpoint churn-xgb --format json",
+    )
+)
+def schema(
+    uri: str = UriArg,
+    start: Optional[str] = StartOpt,
+    end: Optional[str] = EndOpt,
+    lateness: Optional[str] = LatenessOpt,
+    endpoint: Optional[list[str]] = EndpointOpt,
+    variant: Optional[list[str]] = VariantOpt,
+    storage_option: Optional[list[str]] = StorageOpt,
+    input_type: Optional[list[str]] = InputTypeOpt,
+    output_type: Optional[list[str]] = OutputTypeOpt,
+    format: Format = FormatOpt,
+    quiet: bool = QuietOpt,
+    strict: bool = StrictOpt,
+) -> None:
+    """Each endpoint's input and output columns: type, JSON key path, and history (the hour each
+    column first held a value and each hour its values widened it)."""
+    from .plan import Needs
+    from .schema_history import schema_history
+
+    tree = open_tree(uri, None, start, end, endpoint, variant, storage_option, strict, lateness=lateness,
+                     input_type=input_type, output_type=output_type)
+    tree.cache = False  # the history is told from the records' own hours
+    with reading(tree, "select * from inputs, outputs", "reading", quiet):
+        columns = schema_history(tree)
+    report_unreadable(tree.load(Needs(frozenset({"inputs", "outputs"}))).unreadable)
+    import json
+
+    if format is Format.json:
+        sys.stdout.write(json.dumps([c.as_dict() for c in columns]) + "\n")
+        return
+    import pyarrow as pa
+
+    def hour(t):
+        return t.strftime("%Y-%m-%dT%H") if t else ""
+
+    def story(c):
+        return "; ".join(f"{hour(h.hour)} {h.change} " + (f"{h.from_} -> " if h.from_ else "") + h.to
+                         for h in c.history)
+
+    table = pa.table({
+        "endpoint": [c.endpoint for c in columns], "side": [c.side for c in columns],
+        "column": [c.column for c in columns], "type": [c.type for c in columns],
+        "key_path": [json.dumps(c.key_path) if c.key_path else "" for c in columns],
+        "first_seen": [hour(c.first_seen) for c in columns], "history": [story(c) for c in columns],
+    })
+    write_result(table, format)
 
 
 class Engine(str, Enum):
@@ -366,6 +428,8 @@ def export(
     endpoint: Optional[list[str]] = EndpointOpt,
     variant: Optional[list[str]] = VariantOpt,
     storage_option: Optional[list[str]] = StorageOpt,
+    input_type: Optional[list[str]] = InputTypeOpt,
+    output_type: Optional[list[str]] = OutputTypeOpt,
     out_storage_option: Optional[list[str]] = OutStorageOpt,
     engine: Engine = typer.Option(Engine.local, "--engine", help=ENGINE_HELP),
     master: Optional[str] = typer.Option(
@@ -379,7 +443,8 @@ def export(
     strict: bool = StrictOpt,
 ) -> None:
     """Export to hive-partitioned Parquet under OUT; later runs add only new and changed files."""
-    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict, lateness=lateness)
+    tree = open_tree(uri, labels, start, end, endpoint, variant, storage_option, strict, lateness=lateness,
+                     input_type=input_type, output_type=output_type)
     out_options = storage_options(out_storage_option, "--out-storage-option")
     if dry_run:
         from .export import plan
@@ -407,7 +472,7 @@ def export(
                 cqs.session(master), uri, out, labels, start=start, end=end,
                 endpoint=endpoint or None, variant=variant or None, lateness=lateness,
                 storage_options=storage_options(storage_option),
-                out_storage_options=out_options,
+                out_storage_options=out_options, options=tree.options,
                 progress=advance,
             )
         else:
@@ -437,12 +502,17 @@ def export(
         raise typer.Exit(1)
 
 
-def _cache_dir(uri: str, labels: str | None) -> Path:
+def _cache_dir(uri: str, labels: str | None, types: tuple = ()) -> Path:
+    """The export the shell reads for ``uri``: one per tree, labels and declared types."""
     import hashlib
 
     base = Path(os.environ.get("CAPTUREQ_CACHE", Path.home() / ".cache" / "captureq"))
-    key = hashlib.sha1(f"{uri}\0{labels or ''}".encode()).hexdigest()[:16]
-    return base / key
+    key = "\0".join([uri, labels or "", *types])
+    return base / hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def _types_key(input_type: list[str] | None, output_type: list[str] | None) -> tuple:
+    return (*(f"input:{t}" for t in input_type or ()), *(f"output:{t}" for t in output_type or ()))
 
 
 def _prepare_sql(
@@ -451,14 +521,16 @@ def _prepare_sql(
     cache: str | None,
     options: list[str] | None = None,
     out_options: list[str] | None = None,
+    input_type: list[str] | None = None,
+    output_type: list[str] | None = None,
 ) -> str:
     """SQL defining the views for the duckdb shell, over a (refreshed) Parquet export."""
     from .export import META, destination_options, shell_sql
 
     if Path(uri, META, "manifest.json").exists():
         return shell_sql(uri)  # already an export
-    out = cache or str(_cache_dir(uri, labels))
-    tree = open_tree(uri, labels, options=options)
+    out = cache or str(_cache_dir(uri, labels, _types_key(input_type, output_type)))
+    tree = open_tree(uri, labels, options=options, input_type=input_type, output_type=output_type)
     out_so = destination_options(tree, out, storage_options(out_options, "--out-storage-option"))
     tree.export(out, out_storage_options=out_so)
     return shell_sql(out, storage_options=out_so)
@@ -476,10 +548,12 @@ def sql_cmd(
     labels: Optional[str] = LabelsOpt,
     cache: Optional[str] = CacheOpt,
     storage_option: Optional[list[str]] = StorageOpt,
+    input_type: Optional[list[str]] = InputTypeOpt,
+    output_type: Optional[list[str]] = OutputTypeOpt,
     out_storage_option: Optional[list[str]] = OutStorageOpt,
 ) -> None:
     """Print SQL that defines the views, for `duckdb -init FILE` or piping into duckdb."""
-    sys.stdout.write(_prepare_sql(uri, labels, cache, storage_option, out_storage_option))
+    sys.stdout.write(_prepare_sql(uri, labels, cache, storage_option, out_storage_option, input_type, output_type))
 
 
 def duckdb_cli() -> str | None:
@@ -496,14 +570,16 @@ def shell(
     labels: Optional[str] = LabelsOpt,
     cache: Optional[str] = CacheOpt,
     storage_option: Optional[list[str]] = StorageOpt,
+    input_type: Optional[list[str]] = InputTypeOpt,
+    output_type: Optional[list[str]] = OutputTypeOpt,
     out_storage_option: Optional[list[str]] = OutStorageOpt,
 ) -> None:
     """Open the duckdb shell with every view defined."""
     exe = duckdb_cli()
     if exe is None:
         fail("the duckdb CLI is not installed; `pip install duckdb-cli` (make install does it)")
-    script = _prepare_sql(uri, labels, cache, storage_option, out_storage_option)
-    init = _cache_dir(uri, labels).with_suffix(".sql")
+    script = _prepare_sql(uri, labels, cache, storage_option, out_storage_option, input_type, output_type)
+    init = _cache_dir(uri, labels, _types_key(input_type, output_type)).with_suffix(".sql")
     init.parent.mkdir(parents=True, exist_ok=True)
     init.write_text(script)
     os.execv(exe, [exe, "-init", str(init)])

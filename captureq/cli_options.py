@@ -92,6 +92,15 @@ StrictOpt = typer.Option(
     False, "--strict",
     help="Fail (exit 2) when an object cannot be read, instead of answering without it.",
 )
+InputTypeOpt = typer.Option(
+    None, "--input-type", metavar="COLUMN=TYPE", show_default=False,
+    help="Declare an input column's type (repeatable): VARCHAR, BIGINT, DOUBLE or BOOL; "
+    "wins over inference, e.g. --input-type zip=VARCHAR keeps 007 as written.",
+)
+OutputTypeOpt = typer.Option(
+    None, "--output-type", metavar="COLUMN=TYPE", show_default=False,
+    help="Declare an output column's type (repeatable), as --input-type does for inputs.",
+)
 CacheOpt = typer.Option(
     None, "--cache", metavar="DIR", show_default=False,
     help="Where to keep the Parquet the views read (a folder, or any fsspec URL).",
@@ -128,6 +137,35 @@ def storage_options(items: list[str] | None, flag: str = "--storage-option") -> 
     return out
 
 
+def declared_types(items: list[str] | None, flag: str) -> dict | None:
+    """``["zip=VARCHAR", "age=bigint"]`` as ``{"zip": "VARCHAR", "age": "BIGINT"}``.
+
+    >>> declared_types(["zip=VARCHAR", "age=bigint"], "--input-type")
+    {'zip': 'VARCHAR', 'age': 'BIGINT'}
+    """
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        column, sep, name = item.rpartition("=")
+        if not sep or not column or not name.strip():
+            raise ConfigError(f"{flag} takes COLUMN=TYPE (e.g. {flag} zip=VARCHAR), got {item!r}")
+        out[column] = name.strip().upper()
+    return out
+
+
+def decode_options(input_type: list[str] | None = None, output_type: list[str] | None = None):
+    """The :class:`~captureq.options.DecodeOptions` of ``--input-type`` / ``--output-type``, or
+    None when neither is given."""
+    from .options import DecodeOptions
+
+    inputs = declared_types(input_type, "--input-type")
+    outputs = declared_types(output_type, "--output-type")
+    if not inputs and not outputs:
+        return None
+    return DecodeOptions(input_types=inputs, output_types=outputs)
+
+
 def open_tree(
     uri: str,
     labels: str | None = None,
@@ -138,6 +176,8 @@ def open_tree(
     options: list[str] | None = None,
     strict: bool = False,
     lateness: str | None = None,
+    input_type: list[str] | None = None,
+    output_type: list[str] | None = None,
 ) -> CaptureTree:
     """``captureq.open`` with the shared options as the CLI receives them. An ``--endpoint`` /
     ``--variant`` filter that matches nothing is said on stderr, with what the tree has.
@@ -159,6 +199,7 @@ def open_tree(
         variant=variant or None,
         lateness=lateness,
         storage_options=storage_options(options),
+        options=decode_options(input_type, output_type),
         strict=strict,
     )
     if endpoint or variant:

@@ -1200,7 +1200,12 @@ def shell_sql(out: str, storage_options: dict | None = None) -> str:
         schemas[name] = pa.schema(fields)
     output_cols = [c for c in schemas["outputs"].names if c not in schema.RECORD_KEY_NAMES]
     input_cols = [c for c in schemas["inputs"].names if c not in schema.RECORD_KEY_NAMES]
-    return views.parquet_sources_sql(root, schemas, present) + views.render_views(output_cols, input_cols)
+    from .registry import Registry
+
+    registry = Registry(_Output(out, storage_options))
+    decisions = {"input": registry.decision("inputs"), "output": registry.decision("outputs")}
+    return (views.parquet_sources_sql(root, schemas, present) + views.render_views(output_cols, input_cols)
+            + views.endpoint_views_sql(decisions, columns={"inputs": input_cols, "outputs": output_cols}))
 
 
 def _arrow_type(name: str) -> pa.DataType:
