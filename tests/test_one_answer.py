@@ -194,3 +194,70 @@ def test_the_export_answers_as_memory_does(tmp_path, cache_root):
     mem = captureq.open(str(root), cache=False).sql(
         "select count(_c1) as a, count(_c2) as b from inputs").to_pylist()
     assert got == [(mem[0]["a"], mem[0]["b"])] == [(2, 7)]
+
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark")
+    import os
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return (SparkSession.builder.master("local[2]").appName("captureq-tests")
+            .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+            .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+            .getOrCreate())
+
+
+def _readers(folder):
+    """Each reader's rows of an export's ``inputs`` folder, opened with its defaults, as sorted
+    (event_id, _c0, _c1, _c2) tuples with values in canonical text."""
+    import pandas as pd
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    def rows(table):
+        cols = [table[c] for c in ("event_id", "_c0", "_c1", "_c2")]
+        return sorted(tuple(None if v is None or v != v else _text(v) for v in r) for r in zip(*cols))
+
+    frame = pd.read_parquet(folder)
+    yield "pandas", rows({c: frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in frame})
+    yield "pyarrow", rows(pq.read_table(folder).to_pydict())
+    yield "polars", rows(pl.scan_parquet(f"{folder}/**/*.parquet", hive_partitioning=True).collect().to_dict(as_series=False))
+    yield "duckdb", rows(duckdb.connect().sql(
+        f"select * from read_parquet('{folder}/**/*.parquet', hive_partitioning = true)").to_arrow_table().to_pydict())
+
+
+def _text(v) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+@pytest.mark.parametrize("engine", ["local", pytest.param("spark", marks=pytest.mark.spark)])
+def test_every_engine_and_reader_gives_the_memory_answer(tmp_path, cache_root, engine, request):
+    """Hour 0 arrives (integers, an empty column, small integers), is exported; hour 1 brings
+    fractions and words; a second export. Each reader of the export finds memory's values."""
+    root = tmp_path / "cap"
+    write_hour(root, 0, [f"{i},,{i % 3}" for i in range(4)])
+    out = tmp_path / "out"
+    end = (HOUR0 + timedelta(hours=1)).isoformat()
+
+    def export(**window):
+        if engine == "spark":
+            from captureq import spark as cqs
+
+            cqs.export_parquet(request.getfixturevalue("spark"), str(root), str(out), **window)
+        else:
+            captureq.open(str(root), **window).export(str(out))
+
+    export(end=end)
+    write_hour(root, 1, ["2.5,gold,A", "9007199254740993,silver,B"])
+    export()
+    mem = captureq.open(str(root), cache=False).sql("select event_id, _c0, _c1, _c2 from inputs").to_arrow()
+    expected = sorted(tuple(None if v is None else _text(v) for v in r.values()) for r in mem.to_pylist())
+    assert len(expected) == 6
+    for reader, got in _readers(out / "inputs"):
+        assert got == expected, reader
