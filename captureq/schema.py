@@ -55,6 +55,10 @@ RECORD_KEYS = pa.schema(
 )
 RECORD_KEY_NAMES = tuple(RECORD_KEYS.names)
 
+#: The export's partition folder keys besides ``endpoint``/``variant`` (``date=…/hour=…``):
+#: readers such as pandas add them as columns, so no decoded column may take these names.
+FOLDER_KEYS = ("date", "hour")
+
 # Column holding a binary payload that is neither CSV nor JSON (images, npy, protobuf...).
 PAYLOAD_BYTES = "payload"
 

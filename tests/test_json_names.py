@@ -256,3 +256,22 @@ def test_column_wise_gives_the_records_of_the_row_wise_document(shapes, key):
     assert got.failures == want.failures == []
     assert got.table.column("_row").to_pylist() == want.table.column("_row").to_pylist()
     assert records(got) == records(want)
+
+
+def test_keys_named_like_the_exports_folder_keys_open_with_every_reader(tmp_path):
+    """``date`` and ``hour`` name the export's partition folders (``date=…/hour=…``): a JSON key
+    of that name gets ``\\_`` in front, in memory as in the export, so readers of the export see
+    one column of each name."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    doc = json.dumps({"date": "Jan 1", "hour": 5, "x": 1.5})
+    write_captures(tmp_path / "cap", [capture(doc, "1", input_type=JSON_T, when=T0)], endpoint="js", when=T0)
+    cq = captureq.open(str(tmp_path / "cap"), cache=False)
+    mem = cq.sql('select "\\_date" as d, "\\_hour" as h from inputs').to_pylist()
+    assert mem == [{"d": "Jan 1", "h": 5}]
+    cq.export(str(tmp_path / "out"))
+    frame = pd.read_parquet(tmp_path / "out" / "inputs")
+    assert frame["\\_date"].tolist() == ["Jan 1"] and frame["\\_hour"].tolist() == [5]
+    table = pq.read_table(tmp_path / "out" / "inputs")
+    assert table.column("hour").to_pylist() == [T0.hour]  # the folder key, as the reader types it

@@ -12,8 +12,9 @@ another column:
   compare names case-insensitively, and this keeps ``upper``, ``Upper`` and ``UPPER`` three
   columns in every engine;
 - an empty key is ``\_``, and a top-level key that is a name captureq gives columns itself
-  (``capture_id``, ``record_index``, ``event_id``, … ``_row``, ``_c0``, ``_c1``, …) gets ``\_``
-  in front: ``event_id`` → ``\_event_id``, ``_c0`` → ``\__c0``;
+  (``capture_id``, ``record_index``, ``event_id``, … ``_row``, ``_c0``, ``_c1``, …, and the
+  export's folder keys ``date`` and ``hour``) gets ``\_`` in front: ``event_id`` →
+  ``\_event_id``, ``_c0`` → ``\__c0``, ``date`` → ``\_date``;
 - NUL, and the rare cased characters whose lower case does not map back to them (``K``, ``ǅ``),
   are written ``\#<hex code point>;``.
 
@@ -34,7 +35,7 @@ from functools import lru_cache
 from .. import schema
 
 #: Names of columns captureq makes itself: a top-level key never takes one of them.
-GENERATED = frozenset({"_row", *schema.RECORD_KEY_NAMES})
+GENERATED = frozenset({"_row", *schema.RECORD_KEY_NAMES, *schema.FOLDER_KEYS})
 _VECTOR = re.compile(r"_c[0-9]+")
 _PLAIN = re.compile(r"[^\\.\x00A-Z\u0080-\U0010ffff]*")
 
