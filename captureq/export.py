@@ -146,7 +146,7 @@ def _by_endpoint(work: list[tuple[Spec, list[CaptureFile]]]) -> list[tuple[str |
     return [(endpoint, list(groups.items())) for endpoint, groups in out.items()]
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     """One line for ``ExportSummary.failed``; the traceback on stderr with ``CAPTUREQ_DEBUG``."""
     if os.environ.get("CAPTUREQ_DEBUG"):
         import traceback
@@ -1030,7 +1030,7 @@ def _export(tree: CaptureTree, target: _Output, out: str, started: float, progre
             except (CaptureqError, OSError):
                 raise  # the lock or lease is lost, or the storage fails: no endpoint may commit
             except Exception as exc:  # noqa: BLE001 - this endpoint's files wait for the next run
-                summary.failed[endpoint or ""] = _reason(exc)
+                summary.failed[endpoint or ""] = failure_reason(exc)
 
         label_scan = tree.scan_labels()
         if label_scan is not None:
@@ -1050,7 +1050,7 @@ def _export(tree: CaptureTree, target: _Output, out: str, started: float, progre
             except (CaptureqError, OSError):
                 raise
             except Exception as exc:  # noqa: BLE001
-                summary.failed[LABELS_FAILED] = _reason(exc)
+                summary.failed[LABELS_FAILED] = failure_reason(exc)
 
         summary.seconds = time.monotonic() - started
         commits = _write_manifest(target, tree, summary)

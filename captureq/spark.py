@@ -56,7 +56,9 @@ import pyarrow as pa
 from . import schema
 from .decode import DecodeOptions
 from .decode.common import concat_tables
+from .errors import CaptureqError
 from .export import (
+    LABELS_FAILED,
     ExportSummary,
     _Output,
     _partial_windows,
@@ -69,6 +71,7 @@ from .export import (
     commit_files,
     widen_parts,
     destination_options,
+    failure_reason,
     refuse_inside_source,
     start_run,
 )
@@ -505,7 +508,9 @@ def export_parquet(
         work = capture_work(tree, state, scan.files)  # the same rules as locally
         todo = [f for _, files in work for f in files]
         registry = Registry(target)
-        _admit_new_endpoints(registry, _fs(uri, storage_options), work, options, task_bytes, task_files, run_id)
+        summary.failed.update(_admit_new_endpoints(registry, _fs(uri, storage_options), work, options,
+                                                   task_bytes, task_files, run_id))
+        work = [(spec, [f for f in files if f.endpoint not in summary.failed]) for spec, files in work]
         summary.files_skipped = len(scan.files) - len(todo)
         summary.files_changed = sum(state.status("captures", f) == "changed" for f in todo)
         kinds = [("captures", uri, storage_options, files, spec) for spec, files in work]
@@ -536,7 +541,15 @@ def export_parquet(
         ):
             pending = jobs.submit(run_wave, waves[0]) if waves else None
             for i, (kind, _src, _so, win, *_rest) in enumerate(waves):
-                results = pending.result()
+                results = []
+                for r in pending.result():
+                    if "error" not in r:
+                        results.append(r)
+                        continue
+                    for endpoint in r["endpoints"]:  # these files wait for the next run
+                        summary.failed.setdefault(LABELS_FAILED if kind == "labels" else endpoint, r["error"])
+                    if progress:
+                        progress(r["files"])
                 for r in results:  # columns tasks added, recorded before their parts commit
                     registry.absorb(r.get("schemas", []), run_id)
                 if i + 1 < len(waves):
@@ -592,21 +605,29 @@ def _cores(spark: SparkSession) -> int:
 
 
 def _admit_new_endpoints(registry: Registry, fs, work: list, options, task_bytes: int,
-                         task_files: int, run_id: str) -> None:
+                         task_files: int, run_id: str) -> dict[str, str]:
     """Endpoints the export has no schema record for get one from their first file group,
     decoded here on the driver, exactly as the local engine's first batch would decide; tasks
-    then only conform (two tasks can never decide one endpoint's types differently)."""
+    then only conform (two tasks can never decide one endpoint's types differently).
+    Returns the endpoints whose first group failed to decode, with why."""
     known = {e for (_, e) in registry.entries}
     new: dict[str, tuple] = {}  # endpoint -> (read spec of its first files, those files)
     for spec, files in work:  # in the order the local engine reads them (capture_work)
         for f in files:
             if f.endpoint not in known and new.setdefault(f.endpoint, (spec, []))[0] == spec:
                 new[f.endpoint][1].append(f)
-    for (start, end, exclude, covered), fs_files in new.values():
+    failed = {}
+    for endpoint, ((start, end, exclude, covered), fs_files) in new.items():
         group = _groups(fs_files, task_bytes, task_files)[0]
-        result = process_captures(fetch(fs, group), options, start=start, end=end, exclude=exclude,
-                                  covered=covered)
-        registry.admit(registry.own_types(result), run_id)
+        try:
+            result = process_captures(fetch(fs, group), options, start=start, end=end,
+                                      exclude=exclude, covered=covered)
+            registry.admit(registry.own_types(result), run_id)
+        except (CaptureqError, OSError):
+            raise  # the storage fails: no endpoint may commit
+        except Exception as exc:  # noqa: BLE001 - this endpoint's files wait for the next run
+            failed[endpoint] = failure_reason(exc)
+    return failed
 
 
 def _export_wave(
@@ -620,40 +641,51 @@ def _export_wave(
         target = _Output(out, out_so)
         for task, group in _tasks(batches):
             seq = first_seq + task
-            began = time.monotonic()
-            batch = fetch(fs, group)
-            if kind == "captures":
-                r = process_captures(batch, options, start=start, end=end, exclude=exclude,
-                                     covered=covered)
-                registry = Registry(None, schemas)
-                records, quarantine = _typed_records(registry, r, run_id)
-                tables = {"captures": _split(r.captures, "inference_time", True), **records}
-                if r.labels.num_rows:  # ground truth inside merged capture records
-                    tables["labels"] = _split(r.labels, "label_hour", False)
-            else:
-                r = process_labels(batch)
-                registry, quarantine = None, r.quarantine
-                tables = {"labels": _split(r.labels, "label_hour", False)}
-            tables["quarantine"] = [("", quarantine)] if quarantine.num_rows else []
-            # A folder of its own per attempt: retried or speculative attempts never collide.
-            attempt_run = f"{run_id}-{seq:05d}-{uuid.uuid4().hex[:6]}"
-            target.fs.makedirs(f"{target.meta}/tmp/{attempt_run}", exist_ok=True)
-            parts = _write_parts(target, attempt_run, seq, tables)
-            read = _read_whole(r.files, r.failed_files)
-            result = {
-                "run": attempt_run,
-                "seq": seq,
-                "parts": parts,
-                "files": len(group),
-                "sources": [_file_dict(f) for f in read],  # read (whole, or see "partial"): the driver commits them
-                "partial": sorted(getattr(r, "partial", ())),  # urls read only in part
-                "counts": asdict(r.counts),
-                "schemas": [registry.entries[k] for k in registry.changed] if registry else [],
-                "seconds": time.monotonic() - began,
-            }
+            try:
+                result = _export_task(fs, target, group, seq)
+            except (CaptureqError, OSError):
+                raise  # the storage fails: Spark retries the task, then fails the job
+            except Exception as exc:  # noqa: BLE001 - these files wait for the next run
+                result = {"seq": seq, "files": len(group), "error": failure_reason(exc),
+                          "endpoints": sorted({f.endpoint or "" for f in group})}
             yield pa.RecordBatch.from_pydict(
                 {"task": pa.array([task], pa.int32()), "result": [json.dumps(result, default=str)]}
             )
+
+    def _export_task(fs, target, group, seq) -> dict:
+        """Decode one task's files and write their parts; the driver commits them."""
+        began = time.monotonic()
+        batch = fetch(fs, group)
+        if kind == "captures":
+            r = process_captures(batch, options, start=start, end=end, exclude=exclude,
+                                 covered=covered)
+            registry = Registry(None, schemas)
+            records, quarantine = _typed_records(registry, r, run_id)
+            tables = {"captures": _split(r.captures, "inference_time", True), **records}
+            if r.labels.num_rows:  # ground truth inside merged capture records
+                tables["labels"] = _split(r.labels, "label_hour", False)
+        else:
+            r = process_labels(batch)
+            registry, quarantine = None, r.quarantine
+            tables = {"labels": _split(r.labels, "label_hour", False)}
+        tables["quarantine"] = [("", quarantine)] if quarantine.num_rows else []
+        # A folder of its own per attempt: retried or speculative attempts never collide.
+        attempt_run = f"{run_id}-{seq:05d}-{uuid.uuid4().hex[:6]}"
+        target.fs.makedirs(f"{target.meta}/tmp/{attempt_run}", exist_ok=True)
+        parts = _write_parts(target, attempt_run, seq, tables)
+        read = _read_whole(r.files, r.failed_files)
+        result = {
+            "run": attempt_run,
+            "seq": seq,
+            "parts": parts,
+            "files": len(group),
+            "sources": [_file_dict(f) for f in read],  # read (whole, or see "partial"): the driver commits them
+            "partial": sorted(getattr(r, "partial", ())),  # urls read only in part
+            "counts": asdict(r.counts),
+            "schemas": [registry.entries[k] for k in registry.changed] if registry else [],
+            "seconds": time.monotonic() - began,
+        }
+        return result
 
     collected = tasks.mapInArrow(run, _RESULTS).collect()
     return [json.loads(row.result) for row in sorted(collected, key=lambda r: r.task)]

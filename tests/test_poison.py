@@ -213,3 +213,51 @@ def test_spark_reads_and_exports_poison_payloads(tmp_path, no_cache):
     summary = cqs.export_parquet(spark, cap, str(tmp_path / "out"))
     assert summary.rows["inputs"] == 5
     assert poison_values(pq.read_table(tmp_path / "out" / "inputs").to_pylist()) == EXPECTED
+
+
+class ExplodingOptions(captureq.DecodeOptions):
+    """Decode options whose use for one endpoint raises: an unexpected error inside a Spark task
+    (the options travel to the executors with the task)."""
+
+    def get(self, what, side, endpoint):
+        if endpoint == "b":
+            raise RuntimeError("disk on fire")
+        return super().get(what, side, endpoint)
+
+
+def test_spark_export_commits_the_endpoints_that_did_not_fail(tmp_path, no_cache):
+    pytest.importorskip("pyspark")
+    import os
+    import sys
+
+    from pyspark import cloudpickle
+    from pyspark.sql import SparkSession
+
+    import captureq.spark as cqs
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the executors lack tests/
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (SparkSession.builder.master("local[1]").appName("captureq-tests")
+             .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+             .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+             .getOrCreate())
+    cap = str(poison_tree(tmp_path / "cap", endpoints=("a", "b", "c")))
+    out = str(tmp_path / "out")
+
+    def rows():
+        return duckdb.connect().sql(f"select endpoint, count(*) from read_parquet('{out}/inputs/**/*.parquet', "
+                                    "hive_partitioning=true) group by 1 order by 1").fetchall()
+
+    # a new endpoint failing on the driver (its types are decided there)
+    summary = cqs.export_parquet(spark, cap, out, options=ExplodingOptions(), task_files=1,
+                                 end=(T0 + timedelta(hours=1)).isoformat())
+    assert set(summary.failed) == {"b"} and "RuntimeError: disk on fire" in summary.failed["b"]
+    assert rows() == [("a", 4), ("c", 4)]
+    again = cqs.export_parquet(spark, cap, out, task_files=1, end=(T0 + timedelta(hours=1)).isoformat())
+    assert again.failed == {} and rows() == [("a", 4), ("b", 4), ("c", 4)]
+    # a known endpoint failing inside a task: the other tasks commit
+    summary = cqs.export_parquet(spark, cap, out, options=ExplodingOptions(), task_files=1)
+    assert set(summary.failed) == {"b"} and "RuntimeError: disk on fire" in summary.failed["b"]
+    assert rows() == [("a", 5), ("b", 4), ("c", 5)]
+    last = cqs.export_parquet(spark, cap, out, task_files=1)
+    assert last.failed == {} and last.files_exported == 1 and rows() == [("a", 5), ("b", 5), ("c", 5)]
