@@ -305,8 +305,6 @@ class MonitorResult:
         import polars as pl
 
         d = pl.from_arrow(self.drift).filter(pl.col("granularity") == "hour")
-        if d.is_empty():
-            return pa.table({"feature": pa.array([], pa.string())})
         out = (
             d.group_by("feature")
             .agg(
@@ -376,6 +374,7 @@ def monitor(
     from ..plan import open_plan as open_tree
 
     base = baseline if isinstance(baseline, Baseline) else Baseline.load(baseline)
+    base.require_features()  # before anything is read or written
     if isinstance(source, pa.Table):
         inputs = source
     else:
