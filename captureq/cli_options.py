@@ -161,6 +161,8 @@ def open_tree(
         storage_options=storage_options(options),
         strict=strict,
     )
+    if labels:
+        tree.scan_labels()  # a wrong --labels fails before any work starts
     if endpoint or variant:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FilterWarning)  # printed here instead, once
