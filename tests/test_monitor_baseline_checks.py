@@ -73,10 +73,11 @@ def _featureless(folder):
     return folder
 
 
-def test_monitor_refuses_a_featureless_baseline_before_writing(tmp_path, capture):
+@pytest.mark.parametrize("command", ["monitor", "report"])
+def test_monitor_refuses_a_featureless_baseline_before_writing(tmp_path, capture, command):
     base = _featureless(tmp_path / "base")
-    r = runner.invoke(app, ["monitor", str(capture), "--baseline", str(base),
-                            "--out", str(tmp_path / "mon")])
+    out = ["--out", str(tmp_path / "mon")] if command == "monitor" else ["-o", str(tmp_path / "mon")]
+    r = runner.invoke(app, [command, str(capture), "--baseline", str(base), *out])
     assert r.exit_code == 2, r.output
     assert "internal error" not in r.output
     assert "no features" in r.output and "--baseline" in r.output
