@@ -202,6 +202,8 @@ def open_tree(
         options=decode_options(input_type, output_type),
         strict=strict,
     )
+    if labels:
+        tree.scan_labels()  # a wrong --labels fails before any work starts
     if endpoint or variant:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FilterWarning)  # printed here instead, once

@@ -35,6 +35,11 @@ class FilterWarning(UserWarning):
     """An endpoint/variant filter matched nothing in the tree (the message lists what exists)."""
 
 
+class HeaderWarning(UserWarning):
+    """A training CSV's first row could be a header or data; the message names the option
+    (``--header``/``--no-header``, ``header=``) that says which."""
+
+
 class StorageError(CaptureqError):
     """The storage failed (an error status, a timeout, a dropped connection) on an operation
     that outlived the retry policy; the message names the operation, the object or prefix, the

@@ -982,6 +982,7 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
     so = destination_options(tree, out, out_storage_options if out_storage_options is not None else storage_options)
     target = _Output(out, so)
     refuse_inside_source(tree, target)
+    tree.scan_labels()  # a wrong ground-truth tree fails before any capture is committed
     with released_on_sigterm():
         return _export(tree, target, out, started, progress, by_hour, compression, compact_after)
 

@@ -34,7 +34,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from . import views
-from .errors import QueryError
+from .errors import QueryError, ScanError
 from .options import DecodeOptions
 from .read import DEFAULT_BATCH_BYTES, Prefetch, Unreadable, unreadable_summary
 from .scan import CAPTURE, LABELS, ScanResult, Scanner
@@ -357,7 +357,11 @@ class ScanPlan:
             return None
         if "label_scan" not in self._cache:
             s = self.label_scanner()
-            self._cache["label_scan"] = (s, s.scan(start=self.window.start))
+            try:
+                result = s.scan(start=self.window.start)
+            except ScanError as exc:
+                raise ScanError(f"the ground-truth tree (--labels, labels= in Python): {exc}") from None
+            self._cache["label_scan"] = (s, result)
         return self._cache["label_scan"][1]
 
     @property

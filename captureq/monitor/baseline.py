@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema
-from ..errors import ConfigError
+from ..errors import ConfigError, HeaderWarning  # noqa: F401 - HeaderWarning is re-exported
 
 INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unknown"
 KLL_C, KLL_K = 0.64, 2048  # the sketch parameters Model Monitor's files carry
@@ -346,26 +346,85 @@ def _looks_like_header(first_line: str) -> bool:
     return any(f and re.match(_NUM_RE, f.lower()) is None for f in fields)
 
 
+def _is_number(texts: pa.Array) -> pa.Array:
+    return pc.match_substring_regex(pc.utf8_lower(texts), _NUM_RE)
+
+
+def csv_header(rows: pa.Table) -> bool | None:
+    """Whether the first of ``rows`` (a CSV read as text, without names) is a header.
+
+    The first row is typed like the rest: under a column whose later values are all numbers,
+    a first value that is text means a header and a number means data. None when no column
+    tells (no numeric column, or a single row) and the first row holds text.
+
+    >>> csv_header(pa.table({"a": ["59", "60"], "b": ["US", "DE"]}))
+    False
+    >>> csv_header(pa.table({"a": ["age", "60"], "b": ["country", "DE"]}))
+    True
+    >>> csv_header(pa.table({"a": ["country", "US"]})) is None
+    True
+    """
+    if rows.num_rows == 0:
+        return None
+    says_header = says_data = False
+    for name in rows.column_names:
+        first, rest = rows[name].slice(0, 1), rows[name].slice(1).drop_null()
+        rest = rest.filter(pc.not_equal(pc.utf8_trim_whitespace(rest), ""))
+        if first.null_count or not len(rest) or not pc.all(_is_number(rest)).as_py():
+            continue
+        if _is_number(first)[0].as_py():
+            says_data = True
+        elif pc.utf8_trim_whitespace(first)[0].as_py():
+            says_header = True
+    if says_header:
+        return True
+    if says_data:
+        return False
+    first_row = ",".join(str(rows[n][0].as_py() or "") for n in rows.column_names)
+    return False if not _looks_like_header(first_row) else None
+
+
+def _check_training_path(path: str, storage_options: dict | None) -> None:
+    """A training file that is a pattern or does not exist is a ConfigError naming it."""
+    import fsspec
+
+    fs, local = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    if fs.exists(local):
+        return
+    if set("*?[") & set(path):
+        raise ConfigError(
+            f"TRAINING_DATA {path} is a pattern: a baseline reads one CSV or Parquet file (or "
+            "a capture tree); name one file (join several into one first)"
+        )
+    raise ConfigError(
+        f"TRAINING_DATA {path} does not exist; check the path "
+        "(and --storage-option, e.g. anon=true for public buckets)"
+    )
+
+
 def read_table(
     path: str, *, header: bool | None = None, storage_options: dict | None = None
 ) -> pa.Table:
-    """A CSV (header detected unless ``header`` says) or Parquet file as Arrow.
+    """A CSV (header detected unless ``header`` says, see :func:`csv_header`) or Parquet file
+    as Arrow.
 
-    A CSV without a header gets Model Monitor's names ``_c0``, ``_c1``, ...
+    A CSV without a header gets Model Monitor's names ``_c0``, ``_c1``, ... A first row that
+    could be either is read as a header, with a :class:`~captureq.errors.HeaderWarning`.
     """
     import fsspec
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
+    _check_training_path(path, storage_options)
     lower = path.lower()
     if lower.endswith((".parquet", ".pq")):
         with fsspec.open(path, "rb", **(storage_options or {})) as fh:
             return pq.read_table(fh)
     with fsspec.open(path, "rb", compression="infer", **(storage_options or {})) as fh:
         data = fh.read()
-    if header is None:
-        header = _looks_like_header(data.split(b"\n", 1)[0].decode("utf-8", "replace"))
-    opts = pcsv.ReadOptions(autogenerate_column_names=not header)
+    if not data.strip():
+        return pa.table({})
+    opts = pcsv.ReadOptions(autogenerate_column_names=True)
     # every column as text, so each value is typed by how it is written (3 vs 3.0), as Model
     # Monitor types CSV; statistics cast the numeric ones
     names = pcsv.open_csv(pa.BufferReader(data), read_options=opts).schema.names
@@ -375,9 +434,33 @@ def read_table(
         strings_can_be_null=True,
     )
     table = pcsv.read_csv(pa.BufferReader(data), read_options=opts, convert_options=convert)
-    if not header:
-        table = table.rename_columns([f"_c{i}" for i in range(table.num_columns)])
-    return table
+    if header is None:
+        header = _header_or_warn(table, path)
+    if header:
+        first = table.slice(0, 1).to_pylist()[0]
+        return table.slice(1).rename_columns(
+            [first[n] if first[n] else f"_c{i}" for i, n in enumerate(names)]
+        )
+    return table.rename_columns([f"_c{i}" for i in range(table.num_columns)])
+
+
+def _header_or_warn(rows: pa.Table, path: str) -> bool:
+    import warnings
+
+    from ..errors import HeaderWarning
+
+    found = csv_header(rows)
+    if found is not None:
+        return found
+    first = ",".join(str(v or "") for v in rows.slice(0, 1).to_pylist()[0].values())
+    warnings.warn(
+        f"{path}: cannot tell whether the first row ({first[:80]}) is a header, as no column "
+        "has numbers below it; it is read as the header: pass --header or --no-header "
+        "(header= in Python) to say",
+        HeaderWarning,
+        stacklevel=3,
+    )
+    return True
 
 
 def is_table_file(source: str) -> bool:
@@ -479,7 +562,23 @@ class Baseline:
                     f"{path / name} has no {key!r} list of named features: it is not a "
                     f"Model Monitor data-quality baseline; make one with `captureq baseline DATA {path}`"
                 )
-        return cls(stats, cons)
+        result = cls(stats, cons)
+        result.require_features(str(path))
+        return result
+
+    def require_features(self, where: str = "the baseline") -> None:
+        """A ConfigError unless statistics.json and constraints.json both describe features."""
+        counts = {
+            name: len(doc.get("features") or [])
+            for name, doc in (("statistics.json", self.statistics), ("constraints.json", self.constraints))
+        }
+        if not all(counts.values()):
+            raise ConfigError(
+                f"{where} has no features ({', '.join(f'{n}: {c}' for n, c in counts.items())}): "
+                "it was made from data without feature columns and can check nothing; make it "
+                f"again with `captureq baseline TRAINING_DATA {where}` from a CSV or Parquet "
+                "file or a capture tree with records"
+            )
 
 
 def write_baseline_files(out: str | Path, statistics: dict, constraints: dict) -> Path:
@@ -576,6 +675,34 @@ def single_endpoint(inputs: pa.Table) -> pa.Table:
     return inputs.select(keep)
 
 
+def require_features(table: pa.Table, source: Any) -> None:
+    """A ConfigError, saying what was read, when ``table`` has no rows or no feature columns."""
+    from ..plan import ScanPlan as CaptureTree
+
+    features = feature_columns(table)
+    if table.num_rows and features:
+        return
+    if isinstance(source, CaptureTree):
+        n = len(source.scan().files)
+        files = f"{n} file{'s' if n != 1 else ''} of JSON Lines captures"
+        name, fix = source.uri, (
+            "point TRAINING_DATA at a capture tree ({prefix}/{endpoint}/{variant}/yyyy/mm/dd/hh/"
+            "*.jsonl) with records in the window (--start/--end, --endpoint), or at a CSV or "
+            "Parquet file"
+        )
+    elif isinstance(source, (str, Path)):
+        files, name = "1 file", str(source)
+        fix = "give TRAINING_DATA a file with a row per record and a column per feature"
+    else:
+        files, name = "a table", type(source).__name__
+        fix = "pass a table with a row per record and a column per feature"
+    what = "no rows" if not table.num_rows else "no feature columns"
+    raise ConfigError(
+        f"TRAINING_DATA {name} has {what} to baseline: read {files}, {table.num_rows} rows, "
+        f"{table.num_columns} columns ({len(features)} features); {fix}"
+    )
+
+
 def baseline(
     source: Any,
     out: str | Path | None = None,
@@ -587,7 +714,15 @@ def baseline(
     end: Any = None,
     monitoring_config: dict | None = None,
 ) -> Baseline:
-    """Baseline ``source`` (see :func:`load_data`); write statistics.json/constraints.json to ``out``."""
+    """Baseline ``source`` (see :func:`load_data`); write statistics.json/constraints.json to ``out``.
+
+    Input without rows or feature columns is a :class:`~captureq.errors.ConfigError` saying
+    what was read; nothing is written then.
+    """
+    if isinstance(source, (str, Path)) and not is_table_file(str(source)):
+        from ..plan import open_plan
+
+        source = open_plan(str(source), storage_options=storage_options)
     table = load_data(
         source,
         endpoint=endpoint,
@@ -596,6 +731,7 @@ def baseline(
         start=start,
         end=end,
     )
+    require_features(table, source)
     stats = statistics(table)
     result = Baseline(stats, constraints(stats, monitoring_config))
     if out is not None:

@@ -8,9 +8,11 @@ with Model Monitor's check types:
 ``completeness_check``    fewer values present than the baseline's ``completeness`` allows
                           (with a 3-sigma binomial tolerance when the baseline was incomplete)
 ``baseline_drift_check``  the distribution distance (see :mod:`.drift`) exceeds
-                          ``comparison_threshold``; with ``comparison_method: Robust`` the KS
-                          test must also be significant (p < 0.001), so small hourly windows do
-                          not raise noise
+                          ``comparison_threshold`` (``categorical_comparison_threshold`` for
+                          strings); with ``comparison_method: Robust`` the feature's test must
+                          also be significant (p < ``robust_alpha``, 0.001): KS for numbers,
+                          chi-square of the category counts for strings, so small hourly
+                          windows do not raise noise
 ``missing_column_check``  a baseline feature is not in the data
 ``extra_column_check``    the data has a feature the baseline does not
 ``categorical_values_check``  the share of a string feature's values inside
@@ -75,6 +77,7 @@ DRIFT_SCHEMA = pa.schema(
         ("psi", pa.float64()),
         ("ks_statistic", pa.float64()),
         ("ks_pvalue", pa.float64()),
+        ("chi2_pvalue", pa.float64()),
         ("js_distance", pa.float64()),
         ("distance", pa.float64()),
         ("threshold", pa.float64()),
@@ -270,6 +273,7 @@ def check(table: pa.Table, baseline: Baseline, *, robust_alpha: float = 0.001) -
                 "psi": m["psi"],
                 "ks_statistic": m["ks_statistic"],
                 "ks_pvalue": m["ks_pvalue"],
+                "chi2_pvalue": m["chi2_pvalue"],
                 "js_distance": m["js_distance"],
                 "distance": m["distance"],
                 "threshold": threshold,
@@ -305,8 +309,6 @@ class MonitorResult:
         import polars as pl
 
         d = pl.from_arrow(self.drift).filter(pl.col("granularity") == "hour")
-        if d.is_empty():
-            return pa.table({"feature": pa.array([], pa.string())})
         out = (
             d.group_by("feature")
             .agg(
@@ -376,6 +378,7 @@ def monitor(
     from ..plan import open_plan as open_tree
 
     base = baseline if isinstance(baseline, Baseline) else Baseline.load(baseline)
+    base.require_features()  # before anything is read or written
     if isinstance(source, pa.Table):
         inputs = source
     else:

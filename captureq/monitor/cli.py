@@ -26,6 +26,7 @@ from ..cli_options import (
     StorageOpt,
     UriArg,
     VariantOpt,
+    err_console,
     fmt,
     load,
     rich_table,
@@ -105,15 +106,22 @@ def baseline(
 ) -> None:
     """Write Model Monitor statistics.json and constraints.json for TRAINING_DATA (a CSV or
     Parquet file, or a capture tree's inputs) into OUT; --format csv|json prints the features."""
+    import warnings
+
+    from ..errors import HeaderWarning
     from . import baseline as make_baseline
     from .baseline import is_table_file
 
     _check_format(format)
     try:
         if is_table_file(training_data):
-            result = make_baseline(
-                training_data, out, header=header, storage_options=storage_options(storage_option)
-            )
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always", HeaderWarning)
+                result = make_baseline(training_data, out, header=header,
+                                       storage_options=storage_options(storage_option))
+            for w in said:
+                err_console().print(f"[yellow]warning:[/] {w.message}", soft_wrap=True,
+                                    highlight=False)
         else:  # a capture tree, narrowed and read here so that the reading shows progress
             tree = _open(training_data, None, start, end, [endpoint] if endpoint else None,
                          variant, storage_option, lateness=lateness)
@@ -168,6 +176,9 @@ def monitor(
     _check_format(format)
     try:
         base = Baseline.load(baseline)  # a wrong baseline fails before anything is read
+    except CaptureqError as exc:
+        _fail(f"--baseline {baseline}: {exc}")
+    try:
         tree = _open(capture_uri, None, start, end, endpoint, variant, storage_option,
                       lateness=lateness)
         load(tree, "reading", quiet)

@@ -11,6 +11,10 @@ plus one bucket for everything else.
   ``ks_pvalue`` its asymptotic two-sided p-value (Kolmogorov's distribution). Numeric only.
 * ``js_distance`` — the Jensen–Shannon distance (base 2, in [0, 1]) over the shared bins,
   as ``scipy.spatial.distance.jensenshannon(p, q, base=2)``.
+* ``chi2_pvalue`` — for categorical features, the p-value of Pearson's chi-square test of
+  homogeneity between the baseline's category counts and the window's (the 2 × k table of
+  the baseline's values plus "other", as ``scipy.stats.chi2_contingency(…, correction=False)``).
+  It accounts for both sample sizes, as the KS p-value does for numbers.
 * ``distance`` — Model Monitor's baseline-drift distance: the L∞ distance between the two
   distributions (the KS statistic for numbers, the largest change of a category's share for
   strings), compared with ``comparison_threshold`` / ``categorical_comparison_threshold``.
@@ -101,18 +105,73 @@ def ks_pvalue(d: float, n1: float, n2: float) -> float:
     return float(min(max(p, 0.0), 1.0))
 
 
+def chi2_sf(x: float, df: float) -> float:
+    """The chi-square distribution's survival function (scipy's ``chi2.sf(x, df)``): the
+    regularized upper incomplete gamma function Q(df/2, x/2), by its series below a + 1 and
+    its continued fraction above."""
+    if x <= 0.0:
+        return 1.0
+    a, z = df / 2.0, x / 2.0
+    log_front = a * math.log(z) - z - math.lgamma(a)
+    if z < a + 1.0:  # P(a, z) by the series Σ z^n / (a (a+1) … (a+n))
+        term = total = 1.0 / a
+        ap = a
+        for _ in range(10_000):
+            ap += 1.0
+            term *= z / ap
+            total += term
+            if abs(term) < abs(total) * 1e-16:
+                break
+        return float(min(max(1.0 - total * math.exp(log_front), 0.0), 1.0))
+    tiny = 1e-300  # Q(a, z) by Lentz's continued fraction
+    b = z + 1.0 - a
+    c, d = 1.0 / tiny, 1.0 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-16:
+            break
+    return float(min(max(math.exp(log_front) * h, 0.0), 1.0))
+
+
+def chi2_homogeneity(base_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
+    """Pearson's chi-square statistic and p-value for "both rows come from one distribution"
+    on the 2 × k table of counts (categories neither row holds are left out; no continuity
+    correction). p is 1.0 when a row is empty or fewer than two categories are seen."""
+    keep = (base_counts + current_counts) > 0
+    b, c = base_counts[keep].astype("float64"), current_counts[keep].astype("float64")
+    n_b, n_c = b.sum(), c.sum()
+    if n_b <= 0 or n_c <= 0 or len(b) < 2:
+        return 0.0, 1.0
+    col = b + c
+    n = n_b + n_c
+    e_b, e_c = n_b * col / n, n_c * col / n
+    stat = float(np.sum((b - e_b) ** 2 / e_b) + np.sum((c - e_c) ** 2 / e_c))
+    return stat, chi2_sf(stat, len(b) - 1)
+
+
 def feature_drift(base_feature: dict, col: Column, *, robust_alpha: float = 0.001) -> dict:
     """Drift metrics for one feature: baseline statistics.json entry vs the current column.
 
-    Returns ``psi``, ``ks_statistic``, ``ks_pvalue`` (None for strings), ``js_distance``,
-    ``distance`` (Model Monitor's L∞), ``n`` (current values) and ``significant`` (for the
-    "Robust" comparison: the KS p-value is below ``robust_alpha``; always True for strings).
+    Returns ``psi``, ``ks_statistic``, ``ks_pvalue`` (numbers), ``chi2_pvalue`` (strings),
+    ``js_distance``, ``distance`` (Model Monitor's L∞), ``n`` (current values) and
+    ``significant`` (for the "Robust" comparison: the feature's p-value, KS or chi-square, is
+    below ``robust_alpha``).
     """
     kind = base_feature.get("inferred_type")
     out = {
         "psi": None,
         "ks_statistic": None,
         "ks_pvalue": None,
+        "chi2_pvalue": None,
         "js_distance": None,
         "distance": None,
         "n": col.present,
@@ -155,7 +214,12 @@ def feature_drift(base_feature: dict, col: Column, *, robust_alpha: float = 0.00
         cur_counts = np.array([lookup.get(c, 0) for c in cats] + [0.0], dtype="float64")
         cur_counts[-1] = col.present - cur_counts[:-1].sum()
         p, q = base_counts / base_counts.sum(), cur_counts / cur_counts.sum()
+        _, pval = chi2_homogeneity(base_counts, cur_counts)
         out.update(
-            psi=psi(p, q), js_distance=js_distance(p, q), distance=float(np.max(np.abs(p - q)))
+            psi=psi(p, q),
+            js_distance=js_distance(p, q),
+            distance=float(np.max(np.abs(p - q))),
+            chi2_pvalue=pval,
+            significant=pval < robust_alpha,
         )
     return out

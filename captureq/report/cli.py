@@ -78,13 +78,19 @@ def report(
     if (reference_start is None) != (reference_end is None):
         _fail(CaptureqError("give both --reference-start and --reference-end (the labelled window "
                             "the estimated-quality section is calibrated on), or neither"))
+    from ..monitor import Baseline
+
+    try:
+        base = Baseline.load(baseline)  # a wrong baseline fails before anything is read
+    except CaptureqError as exc:
+        _fail(f"--baseline {baseline}: {exc}")
     try:
         tree = _open(capture_uri, labels, start, end, None, variant, storage_option,
                       lateness=lateness)
         load(tree, "reading", quiet)
         rep = build_report(
             tree,
-            baseline,
+            base,
             endpoint=endpoint or None,
             prediction=prediction,
             baseline_label=baseline,
