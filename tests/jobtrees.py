@@ -37,12 +37,14 @@ def hour_records(hour: datetime, n: int = 40, *, shift: float = 0.0, seed: int =
 
 
 def write_hour(root: Path, hour: datetime, labels_root: Path | None = None,
-               label_delay: timedelta = timedelta(0), **kw) -> int:
+               label_delay: timedelta = timedelta(0), **kw) -> Path:
+    """Write ``hour``'s captures (and labels, when ``labels_root`` is given); returns the
+    capture file."""
     records, labels, _ = hour_records(hour, **kw)
-    write_captures(root, records, endpoint=ENDPOINT, when=hour, name=f"{hour:%M}-x.jsonl")
+    path = write_captures(root, records, endpoint=ENDPOINT, when=hour, name=f"{hour:%M}-x.jsonl")
     if labels_root is not None:
         write_labels(labels_root, labels, when=hour + label_delay, name=f"{hour:%Y%m%d%H}.jsonl")
-    return len(records)
+    return path
 
 
 def training_csv(path: Path, hours: list[datetime]) -> Path:

@@ -152,6 +152,18 @@ class JobConfig:
         return cls(**{k: v for k, v in raw.items() if k in known})
 
     @property
+    def output_storage_options(self) -> dict | None:
+        """The reports' storage options: their own, else the source's when both URIs use the
+        same protocol (s3 → s3 needs the credentials once), else none."""
+        from fsspec.utils import get_protocol
+
+        if self.out_storage_options is not None:
+            return self.out_storage_options
+        if get_protocol(self.output_path) == get_protocol(self.dataset_source):
+            return self.storage_options
+        return None
+
+    @property
     def namespace(self) -> str:
         """The CloudWatch namespace of this job's metrics, as Model Monitor's."""
         return NAMESPACES[(self.analysis_type, self.dataset_format == "capture")]
@@ -496,7 +508,7 @@ def run_job(config: JobConfig) -> JobResult:
             "constraints.json": constraints,
             "constraint_violations.json": {"violations": violations},
         },
-        config.out_storage_options,
+        config.output_storage_options,
     )
     return JobResult(config, stats, constraints, violations,
                      cloudwatch_metrics(rows, config), outputs)

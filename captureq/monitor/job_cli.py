@@ -93,8 +93,81 @@ def job(
             inference_attribute=inference_attribute, probability_attribute=probability_attribute,
             probability_threshold=probability_threshold, ground_truth_source=labels,
             metrics_dir=metrics_dir, message_dir=message_dir, lateness=lateness,
-            storage_options=opts, out_storage_options=out_opts if out_opts is not None else opts,
+            storage_options=opts, out_storage_options=out_opts,
         )
     except CaptureqError as exc:
         _fail(exc)
     raise typer.Exit(execute(config, fail_on_violations=fail_on_violations))
+
+
+@app.command(
+    epilog="\b\nExample (cron, at 20 past every hour):\n"
+    "  20 * * * * captureq schedule s3://bucket/capture --baseline s3://bucket/baseline \\\n"
+    "      --out s3://bucket/reports --endpoint churn --schedule-name churn-hourly"
+)
+def schedule(
+    tree: str = typer.Argument(..., metavar="TREE", help="Capture tree (folder or s3://...).",
+                               show_default=False),
+    baseline: str | None = _opt(
+        "--baseline", "Folder with statistics.json and constraints.json (with --labels: a "
+        "model-quality baseline).", "DIR"),
+    out: str = typer.Option(..., "--out", metavar="DIR_OR_S3", show_default=False,
+                            help="Reports go to OUT/ENDPOINT/SCHEDULE/yyyy/mm/dd/hh/."),
+    every: str = typer.Option("hour", "--every", metavar="hour|day", help="hour or day."),
+    schedule_name: str | None = _opt("--schedule-name", "Name of the schedule (its folder).",
+                                     "NAME"),
+    endpoint: str | None = _opt("--endpoint", "Endpoint (default: the tree's only one).", "NAME"),
+    delay: str = typer.Option("15m", "--delay", metavar="DURATION",
+                              help="Wait this long after an hour closes (late deliveries)."),
+    labels: str | None = _opt("--labels", "Ground-truth tree: monitor model quality.", "URI"),
+    label_offsets: str | None = _opt(
+        "--label-offsets", "Model quality window START,END from the scheduled time, ISO 8601 "
+        "(Model Monitor's StartTimeOffset/EndTimeOffset), e.g. -P1D,-PT0H.", "START,END"),
+    start: str | None = _opt(
+        "--start", "First hour to monitor when the schedule has no state yet (default: the "
+        "last closed hour only).", "TIME"),
+    now: str | None = _opt("--now", "The time to act as (CAPTUREQ_NOW; tests, backfills).",
+                           "TIME"),
+    problem_type: str | None = _opt(
+        "--problem-type", "BinaryClassification, MulticlassClassification or Regression.", "TYPE"),
+    inference_attribute: str | None = _opt(
+        "--inference-attribute", "The prediction: CSV index (0) or JSON name.", "ATTR"),
+    probability_attribute: str | None = _opt(
+        "--probability-attribute", "The score of a binary classifier.", "ATTR"),
+    probability_threshold: float = typer.Option(0.5, "--probability-threshold", metavar="P",
+                                                help="Cut-off for the probability."),
+    publish_cloudwatch: bool = typer.Option(
+        False, "--publish-cloudwatch",
+        help="Send the metrics with CloudWatch PutMetricData (boto3's credentials and region)."),
+    webhook: str | None = _opt("--webhook", "POST a JSON summary here on violations.", "URL"),
+    lateness: str | None = LatenessOpt,
+    storage_option: list[str] | None = StorageOpt,
+    out_storage_option: list[str] | None = OutStorageOpt,
+    fail_on_violations: bool = FailOnViolationsOpt,
+) -> None:
+    """Run every monitoring hour that closed since the last run (cron-friendly), writing each
+    hour's reports once, as a Model Monitor schedule does; then exit."""
+    from ..timeutil import to_utc
+    from .schedule import Schedule, parse_delay, parse_offsets
+
+    try:
+        plan = Schedule(
+            tree, out, baseline=baseline, endpoint=endpoint, name=schedule_name, every=every,
+            delay=parse_delay(delay), labels=labels, label_offsets=parse_offsets(label_offsets),
+            start=to_utc(start), problem_type=problem_type,
+            inference_attribute=inference_attribute, probability_attribute=probability_attribute,
+            probability_threshold=probability_threshold, publish_cloudwatch=publish_cloudwatch,
+            webhook=webhook, lateness=lateness, storage_options=storage_options(storage_option),
+            out_storage_options=storage_options(out_storage_option, "--out-storage-option"),
+        )
+        result = plan.run(now)
+    except CaptureqError as exc:
+        _fail(exc)
+    for r in result.runs:
+        where = f" → {r.report_uri}" if r.report_uri else ""
+        console.print(f"{r.scheduled_time:%Y-%m-%d %H:%M} {r.message}{where}", highlight=False,
+                      soft_wrap=True)
+    if not result.runs:
+        console.print("nothing due: every closed hour has its reports", highlight=False)
+    if fail_on_violations and result.violations:
+        raise typer.Exit(exit_codes.VIOLATIONS)
