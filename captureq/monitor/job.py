@@ -469,9 +469,10 @@ def cloudwatch_metrics(rows: list[dict], config: JobConfig) -> list[dict]:
     end (the execution's scheduled time). Missing and non-finite values are left out."""
     when = config.end_time or datetime.now(timezone.utc)
     stamp = when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    dimensions = [
-        {"Name": "Endpoint", "Value": config.endpoint_name or ""},
-        {"Name": "MonitoringSchedule", "Value": config.schedule_name or ""},
+    dimensions = [  # CloudWatch refuses empty dimension values: an unnamed one is left out
+        {"Name": n, "Value": v}
+        for n, v in (("Endpoint", config.endpoint_name), ("MonitoringSchedule", config.schedule_name))
+        if v
     ]
     by_name: dict[str, dict[str, float]] = {}
     for r in rows:
