@@ -12,12 +12,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from jobtrees import ENDPOINT, training_csv, write_hour
 from test_real_files import SDK, key_paths
 
 from captureq import exit_codes
+from captureq.errors import ConfigError
 from captureq.monitor import baseline as make_baseline
-from captureq.monitor.job import JobConfig, execute, status_message
+from captureq.monitor.job import JobConfig, execute, parse_dataset_format, status_message
 
 ROOT = Path(__file__).resolve().parents[1]
 H0 = datetime(2026, 3, 1, 0, tzinfo=timezone.utc)
@@ -262,3 +265,20 @@ def test_model_quality_job_from_the_contract(site, tmp_path):
     )
     names = {m["MetricName"] for m in metric_lines(tmp_path)}
     assert {"mae", "mse", "rmse", "r2"} <= names
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.one_of(st.text(max_size=40), JSONISH.map(json.dumps),
+                 st.sampled_from(["csv", "json", "parquet", "sagemakerCaptureJson"]).flatmap(
+                     lambda k: JSONISH.map(lambda v: json.dumps({k: v})))))
+def test_any_dataset_format_is_read_or_refused_with_a_config_error(text):
+    try:
+        parsed = parse_dataset_format(text)
+    except ConfigError:
+        return
+    assert parsed["dataset_format"] in ("capture", "csv", "json", "parquet")

@@ -27,7 +27,7 @@ def _opt(flag: str, help: str, metavar: str = "TEXT"):
 
 
 @app.command(
-    epilog="\b\nExample (the environment SageMaker sets, or flags):\n"
+    epilog="\b\nExample: the environment SageMaker sets (flags override it):\n"
     "  dataset_source=capture/ output_path=out/ start_time=2026-01-01T05:00:00Z \\\n"
     "  end_time=2026-01-01T06:00:00Z baseline_constraints=baseline/constraints.json \\\n"
     "  baseline_statistics=baseline/statistics.json python -m captureq job"
@@ -101,7 +101,7 @@ def job(
 
 
 @app.command(
-    epilog="\b\nExample (cron, at 20 past every hour):\n"
+    epilog="\b\nExample: a crontab line (at 20 past every hour):\n"
     "  20 * * * * captureq schedule s3://bucket/capture --baseline s3://bucket/baseline \\\n"
     "      --out s3://bucket/reports --endpoint churn --schedule-name churn-hourly"
 )
