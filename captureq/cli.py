@@ -665,10 +665,10 @@ def print_generated(summary) -> None:
 
 def _register_subcommands() -> None:
     from .monitor import cli as monitor_cli
-    from .monitor import estimate_cli
+    from .monitor import estimate_cli, job_cli
     from .report import cli as report_cli
 
-    for module in (monitor_cli, estimate_cli, report_cli):
+    for module in (monitor_cli, estimate_cli, job_cli, report_cli):
         app.add_typer(module.app)
 
 

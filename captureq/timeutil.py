@@ -119,3 +119,52 @@ def listing_bounds(start: datetime | None, end: datetime | None, lateness: timed
     first = None if start is None else floor_hour(start - lateness)
     stop = None if end is None else end + lateness
     return first, stop
+
+
+_ISO_DURATION = re.compile(
+    r"([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?",
+    re.I,
+)
+
+
+def to_iso_duration(text: str) -> timedelta:
+    """An ISO 8601 duration such as Model Monitor's ``StartTimeOffset`` (``-P1D``, ``-PT1H``,
+    ``P1DT2H30M``) as a ``timedelta``. Weeks, days, hours, minutes and seconds; years and
+    months have no fixed length and are refused.
+
+    >>> to_iso_duration("-P1D"), to_iso_duration("PT1H30M")
+    (datetime.timedelta(days=-1), datetime.timedelta(seconds=5400))
+    """
+    m = _ISO_DURATION.fullmatch(str(text).strip())
+    if m is None or not any(m.group(i) for i in range(2, 7)):
+        raise ConfigError(
+            f"cannot read {text!r} as an ISO 8601 duration; write e.g. -P1D (one day back), "
+            "-PT0H, PT1H30M, P1W (weeks, days, hours, minutes, seconds; no years or months)"
+        )
+    sign, weeks, days, hours, minutes, seconds = m.groups()
+    whole, _, fraction = (seconds or "0").partition(".")
+    d = timedelta(
+        weeks=int(weeks or 0), days=int(days or 0), hours=int(hours or 0),
+        minutes=int(minutes or 0), seconds=int(whole), microseconds=int((fraction + "000000")[:6]),
+    )
+    return -d if sign == "-" else d
+
+
+def format_iso_duration(d: timedelta) -> str:
+    """``d`` as ISO 8601 text that :func:`to_iso_duration` reads back exactly.
+
+    >>> format_iso_duration(-timedelta(days=1)), format_iso_duration(timedelta(0))
+    ('-P1D', 'PT0S')
+    """
+    sign = "-" if d < timedelta(0) else ""
+    d = abs(d)
+    days, rest = d.days, d.seconds
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    time = "".join(
+        f"{v}{u}" for v, u in ((hours, "H"), (minutes, "M")) if v
+    )
+    if seconds or d.microseconds:
+        time += f"{seconds}.{d.microseconds:06d}S" if d.microseconds else f"{seconds}S"
+    text = f"{sign}P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
+    return text if text not in ("P", "-P") else "PT0S"

@@ -26,6 +26,12 @@ _LAZY = {
     "quality_constraints": "quality_files",
     "quality_statistics": "quality_files",
     "quality_violations": "quality_files",
+    "JobConfig": "job",
+    "JobResult": "job",
+    "run_job": "job",
+    "Schedule": "schedule",
+    "ScheduleResult": "schedule",
+    "run_schedule": "schedule",
     "EstimateResult": "estimate",
     "estimate_quality": "estimate",
 }
@@ -36,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .baseline import Baseline, baseline, constraints, load_data, statistics
     from .check import CHECK_TYPES, MonitorResult, check, monitor
     from .estimate import EstimateResult, estimate_quality
+    from .job import JobConfig, JobResult, run_job
     from .quality import QualityResult, model_quality
     from .quality_files import (
         QualityBaseline,
@@ -43,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
         quality_statistics,
         quality_violations,
     )
+    from .schedule import Schedule, ScheduleResult, run_schedule
 
 
 lazy_package(__name__)
