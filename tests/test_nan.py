@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import captureq
 from captureq.decode import unify
-from captureq.monitor import baseline, check
+from captureq.monitor import baseline, monitor
 from captureq.monitor.baseline import column, feature_statistics
 from trees import T0, capture, write_captures
 
@@ -106,7 +106,7 @@ def test_a_nan_flood_raises_completeness_violations(tmp_path):
     by_name = {f["name"]: f for f in base.constraints["features"]}
     assert by_name["y"]["inferred_type"] == by_name["z"]["inferred_type"] == "Fractional"
     assert by_name["y"]["completeness"] == 1.0
-    result = check.monitor(cq, base, start=t0 + timedelta(hours=6), hourly=False)
+    result = monitor(cq, base, start=t0 + timedelta(hours=6), hourly=False)
     kinds = {(v["feature_name"], v["constraint_check_type"]) for v in result.constraint_violations["violations"]}
     assert {("y", "completeness_check"), ("z", "completeness_check")} <= kinds
     assert ("x", "completeness_check") not in kinds
