@@ -58,3 +58,54 @@ def test_known_keys_keep_their_columns_and_payload_text_is_not_metadata(tmp_path
     got = cq.sql("select event_metadata->>'targetModel' as m, inference_id from captures order by event_id")
     assert got.to_arrow().to_pylist() == [{"m": "m1.tar.gz", "inference_id": None},
                                           {"m": None, "inference_id": "i1"}]
+
+
+def _two_models(root, drift_hours=()):
+    """One endpoint serving a 3-wide and a 5-wide CSV model, named in eventMetadata.targetModel."""
+    rng = random.Random(7)
+    for h in range(4):
+        lines = []
+        for i in range(120):
+            width, model = (3, "small.tar.gz") if i % 2 else (5, "models/big.tar.gz")
+            shift = 3.0 if h in drift_hours and width == 5 else 0.0
+            row = ",".join(f"{rng.gauss(shift, 1):.4f}" for _ in range(width))
+            lines.append(_with_meta(capture(row, "0.5", event_id=f"e{h}-{i}",
+                                            when=T0 + timedelta(hours=h, minutes=i % 50)),
+                                    {"targetModel": model}))
+        write_captures(root, lines, when=T0 + timedelta(hours=h), name=f"f{h}.jsonl")
+
+
+def test_a_two_model_endpoint_yields_two_schemas_and_two_baselines(tmp_path):
+    from captureq.monitor import baseline, baseline_by, monitor_by
+
+    _two_models(tmp_path / "tree", drift_hours=(2, 3))
+    cq = captureq.open(str(tmp_path / "tree"))
+    t0 = T0.replace(minute=0, second=0)
+    mixed = baseline(cq, end=t0 + timedelta(hours=2))
+    assert {f["completeness"] for f in mixed.constraints["features"]} == {1.0, 0.5}
+    bases = baseline_by(cq, tmp_path / "base", "targetModel", end=t0 + timedelta(hours=2))
+    assert set(bases) == {"small.tar.gz", "models/big.tar.gz"}
+    for model, width in (("small.tar.gz", 3), ("models/big.tar.gz", 5)):
+        features = bases[model].constraints["features"]
+        assert [f["name"] for f in features] == [f"_c{i}" for i in range(width)]
+        assert {f["completeness"] for f in features} == {1.0}
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["models%2Fbig.tar.gz", "small.tar.gz"]
+    runs = monitor_by(cq, tmp_path / "base", tmp_path / "mon", "metadata.targetModel",
+                      start=t0 + timedelta(hours=2), hourly=False)
+    kinds = {m: {v["constraint_check_type"] for v in r.constraint_violations["violations"]}
+             for m, r in runs.items()}
+    assert kinds["small.tar.gz"] == set()
+    assert kinds["models/big.tar.gz"] == {"baseline_drift_check"}
+    assert (tmp_path / "mon" / "small.tar.gz" / "constraint_violations.json").exists()
+
+
+def test_monitoring_a_model_without_a_baseline_says_what_to_do(tmp_path):
+    from captureq.errors import ConfigError
+    from captureq.monitor import baseline_by, monitor_by
+
+    _two_models(tmp_path / "tree")
+    cq = captureq.open(str(tmp_path / "tree"))
+    baseline_by(cq, tmp_path / "base", "targetModel")
+    (tmp_path / "base" / "small.tar.gz" / "statistics.json").unlink()
+    with pytest.raises(ConfigError, match="no baseline for targetModel=small.tar.gz.*--by targetModel"):
+        monitor_by(cq, tmp_path / "base", None, "targetModel")
