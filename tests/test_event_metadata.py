@@ -109,3 +109,53 @@ def test_monitoring_a_model_without_a_baseline_says_what_to_do(tmp_path):
     (tmp_path / "base" / "small.tar.gz" / "statistics.json").unlink()
     with pytest.raises(ConfigError, match="no baseline for targetModel=small.tar.gz.*--by targetModel"):
         monitor_by(cq, tmp_path / "base", None, "targetModel")
+
+
+def test_event_metadata_round_trips_through_the_export_and_the_cache(tmp_path, monkeypatch):
+    import pyarrow.dataset as ds
+
+    from captureq import cache, pipeline
+
+    monkeypatch.setenv("CAPTUREQ_CACHE", str(tmp_path / "cache"))
+    extra = {"targetModel": "m1.tar.gz", "nested": {"a": [1, 2]}}
+    write_captures(tmp_path / "tree", [
+        _with_meta(capture("1,2", "0.5", event_id="e0"), extra),
+        capture("3,4", "0.5", event_id="e1"),
+    ])
+    query = "select event_id, event_metadata from captures order by event_id"
+    cold = captureq.open(str(tmp_path / "tree"), cache=False).sql(query).to_arrow()
+    assert [None if v is None else json.loads(v) for v in cold["event_metadata"].to_pylist()] == [extra, None]
+    captureq.open(str(tmp_path / "tree")).export(str(tmp_path / "out"))
+    parts = ds.dataset(tmp_path / "out" / "captures", format="parquet", partitioning="hive")
+    exported = parts.to_table(columns=["event_id", "event_metadata"]).sort_by("event_id")
+    assert exported.column("event_metadata").to_pylist() == cold["event_metadata"].to_pylist()
+    captureq.open(str(tmp_path / "tree")).sql("select count(*) from captures")
+    cache.wait()
+
+    def refuse(*a, **k):
+        raise AssertionError("a capture file was read on the warm path")
+
+    monkeypatch.setattr(pipeline, "process_captures", refuse)
+    assert captureq.open(str(tmp_path / "tree")).sql(query).to_arrow().equals(cold)
+
+
+def test_the_cli_splits_baseline_and_monitor_by_target_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    _two_models(tmp_path / "tree")
+    runner = CliRunner()
+    made = runner.invoke(app, ["baseline", str(tmp_path / "tree"), str(tmp_path / "base"),
+                               "--by", "targetModel", "--format", "csv", "--quiet"])
+    assert made.exit_code == 0, made.output
+    lines = made.output.strip().splitlines()
+    assert lines[0].startswith("targetModel,feature,")
+    assert sum(line.startswith("small.tar.gz,") for line in lines) == 3
+    assert sum(line.startswith("models/big.tar.gz,") for line in lines) == 5
+    ran = runner.invoke(app, ["monitor", str(tmp_path / "tree"), "--baseline", str(tmp_path / "base"),
+                              "--by", "metadata.targetModel", "--out", str(tmp_path / "mon"),
+                              "--format", "json", "--quiet", "--no-hourly"])
+    assert ran.exit_code == 0, ran.output
+    assert {r["targetModel"] for r in json.loads(ran.output)} == {"small.tar.gz", "models/big.tar.gz"}
+    assert (tmp_path / "mon" / "models%2Fbig.tar.gz" / "statistics.json").exists()
