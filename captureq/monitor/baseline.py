@@ -246,10 +246,10 @@ def feature_statistics(col: Column) -> dict:
     """One ``features[]`` entry of statistics.json.
 
     ``common.num_missing`` counts null, empty and NaN/±Infinity values; ``common.num_nan`` (a
-    captureq key) how many of them were NaN/±Infinity. ``num_present`` is the count ``mean``,
+    captureq key, there when not 0) how many of them were NaN/±Infinity. ``num_present`` is the count ``mean``,
     ``sum``, ``std_dev`` and the distribution are over."""
     common = {"num_present": col.present, "num_missing": col.count - col.present}
-    if col.nan or col.values is not None:
+    if col.nan:  # absent when there are none: the file keeps Model Monitor's shape
         common["num_nan"] = col.nan
     completeness = col.present / col.count if col.count else 0.0
     inferred = col.inferred_type

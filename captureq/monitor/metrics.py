@@ -70,10 +70,10 @@ def data_quality_rows(
                 _row(time, granularity, endpoint, f"feature_non_null_{name}", "Value",
                      common.get("num_present", 0) / total)
             )  # fmt: skip
-        if total and "num_nan" in common:
+        if total and ns and f.get("inferred_type") != "String":
             rows.append(
                 _row(time, granularity, endpoint, f"feature_nan_{name}", "Value",
-                     common["num_nan"] / total)
+                     common.get("num_nan", 0) / total)
             )  # fmt: skip
         if "mean" in ns and common.get("num_present"):
             for stat, key in FEATURE_DATA_STATS:
