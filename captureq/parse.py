@@ -757,6 +757,49 @@ def _per_row(batch: FileBatch, lines: Lines, positions: np.ndarray, values: list
     return pa.array(values, type_).take(pa.array(lines.file_index[positions]))
 
 
+# The keys of ``eventMetadata`` that have columns of their own; any other key (a ``targetModel``
+# written by a multi-model server, say) is kept in ``captures.event_metadata``.
+KNOWN_METADATA = ("eventId", "inferenceId", "inferenceTime")
+_STRING = r'"(?:[^"\\]|\\.)*"'
+# A flat eventMetadata object's members (strings may hold braces). Inside a JSON string quotes
+# are escaped, so an unescaped "eventMetadata" followed by ":" is always the key.
+_METADATA_BODY = rf'"eventMetadata"\s*:\s*\{{(?P<body>(?:[^{{}}"]|{_STRING})*)\}}'
+_KNOWN_MEMBER = rf'"(?:{"|".join(KNOWN_METADATA)})"\s*:\s*(?:{_STRING}|null)\s*,?'
+
+
+def _extra_metadata(lines: Lines, positions: np.ndarray) -> pa.Array:
+    """The members of each row's ``eventMetadata`` other than :data:`KNOWN_METADATA`, as a JSON
+    object's text (values as written), null when there are none. One RE2 pass over the lines;
+    an object holding nested objects or arrays (which the pattern does not match) is read with
+    ``json`` on its own."""
+    n = len(positions)
+    if not n:
+        return pa.nulls(0, pa.string())
+    offsets = np.append(lines.starts, len(lines.buf)).astype(np.int64)
+    arr = pa.Array.from_buffers(
+        pa.large_binary(), len(lines.starts), [None, pa.py_buffer(offsets), pa.py_buffer(lines.buf)]
+    )
+    found = pc.extract_regex(arr, _METADATA_BODY).take(pa.array(positions))
+    body = found.field("body").cast(pa.string())
+    rest = pc.replace_substring_regex(body, _KNOWN_MEMBER, "")
+    rest = pc.replace_substring_regex(rest, r"^[\s,]+|[\s,]+$", "")
+    out = pc.if_else(pc.equal(rest, ""), pa.scalar(None, pa.string()),
+                     pc.binary_join_element_wise("{", rest, "}", ""))
+    unmatched = np.flatnonzero(~np.asarray(found.is_valid().to_numpy(zero_copy_only=False), bool))
+    if len(unmatched):  # nested values: rare, read one by one
+        values = out.to_pylist()
+        for r in unmatched.tolist():
+            i = int(positions[r])
+            try:
+                meta = json.loads(lines.buf[lines.starts[i] : lines.ends[i]]).get("eventMetadata")
+            except (ValueError, RecursionError, AttributeError):
+                meta = None
+            extra = {k: v for k, v in meta.items() if k not in KNOWN_METADATA} if isinstance(meta, dict) else {}
+            values[r] = json.dumps(extra, separators=(",", ":")) if extra else None
+        out = pa.array(values, pa.string())
+    return out
+
+
 def _payload_field(primary: pa.Array, fallback: pa.Array, use_primary: pa.Array, name: str) -> pa.Array:
     """``primary.name`` where ``use_primary``, else ``fallback.name`` (no copy when the
     fallback is absent everywhere, the usual case)."""
@@ -832,6 +875,7 @@ def parse_captures(batch: FileBatch, *, payload: bool = True) -> Parsed:
             "inference_time": times,
             "inference_time_from_path": pa.array(from_path, pa.bool_()),
             "event_version": raw.column("eventVersion").combine_chunks(),
+            "event_metadata": _extra_metadata(lines, positions),
             "input_observed_content_type": inp.field("observedContentType"),
             "input_encoding": inp.field("encoding"),
             "input_mode": inp.field("mode"),

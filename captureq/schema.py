@@ -28,6 +28,9 @@ CAPTURES = pa.schema(
         # inference_time is then the start of the hour folder the file is in
         ("inference_time_from_path", pa.bool_()),
         ("event_version", pa.string()),
+        # the eventMetadata keys without a column of their own (a multi-model server's
+        # targetModel, say) as a JSON object's text; null when there are none
+        ("event_metadata", pa.string()),
         ("input_observed_content_type", pa.string()),
         ("input_encoding", pa.string()),
         ("input_mode", pa.string()),

@@ -289,7 +289,7 @@ def test_the_simple_comparion_method_typo_is_honoured():
 @pytest.mark.parametrize(
     "text, kind",
     [("1", "Integral"), ("1.0", "Fractional"), ("1e3", "Fractional"), ("-0", "Integral"),
-     ("  7 ", "Integral"), ("nan", "Fractional"), ("3.0", "Fractional"), ("abc", "String")],
+     ("  7 ", "Integral"), ("nan", "Unknown"), ("3.0", "Fractional"), ("abc", "String")],
 )  # fmt: skip
 def test_one_value_is_typed_by_its_text(text, kind):
     assert column("x", pa.array([text])).inferred_type == kind
@@ -338,15 +338,15 @@ def test_distinct_counts_are_filled_for_every_feature(tmp_path):
     assert [b["count"] for b in plan["distribution"]["categorical"]["buckets"]] == [2, 2]
 
 
-def test_nan_is_a_fractional_value_in_a_training_csv_and_in_captures(tmp_path):
+def test_nan_is_missing_in_a_training_csv_and_in_captures(tmp_path):
     (tmp_path / "train.csv").write_text("1\nnan\n3\n\n")
     f = baseline(str(tmp_path / "train.csv")).statistics["features"][0]
-    assert f["inferred_type"] == "Fractional"
-    assert f["numerical_statistics"]["common"] == {"num_present": 2 + 1, "num_missing": 0}
+    assert f["inferred_type"] == "Integral"
+    assert f["numerical_statistics"]["common"] == {"num_present": 2, "num_missing": 1, "num_nan": 1}
     write_captures(tmp_path / "cap", [capture("1\nnan\n  7 \n-0\n", "0.5")])
     g = captureq.open(str(tmp_path / "cap")).baseline().statistics["features"][0]
-    assert g["inferred_type"] == "Fractional"
-    assert g["numerical_statistics"]["common"] == {"num_present": 4, "num_missing": 0}
+    assert g["inferred_type"] == "Integral"
+    assert g["numerical_statistics"]["common"] == {"num_present": 3, "num_missing": 1, "num_nan": 1}
     assert g["numerical_statistics"]["max"] == 7.0  # statistics over the finite values
     write_captures(tmp_path / "cap2", [capture("1\n  7 \n-0\n", "0.5")])
     h = captureq.open(str(tmp_path / "cap2")).baseline().statistics["features"][0]

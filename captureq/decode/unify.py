@@ -16,7 +16,7 @@ only ever widens along it (as Iceberg and Delta promote types):
 - lists and structs keep their type while every batch agrees; otherwise ``VARCHAR`` (JSON text).
 
 Text is typed by what it spells: a value is a number when it is a number's canonical text
-(``"5"``, ``"1.5"``, ``"1e-05"``, ``"nan"``), so ``"007"`` and ``"1.50"`` stay text. CSV values
+(``"5"``, ``"1.5"``, ``"1e-05"``, ``"nan"``; NaN and ±Infinity spelled any way, ``"NaN"``, ``"-Infinity"``), so ``"007"`` and ``"1.50"`` stay text. CSV values
 carry no type of their own, so the CSV decoder writes every number it reads as its canonical
 text before this rule sees it (:func:`canonicalize_csv_text`). Because every value fits the
 joined type, no value is ever dropped: a ``value`` quarantine row is left only for a value that
@@ -189,6 +189,9 @@ def canonical_text(col) -> pa.Array:
 
 _INT = r"^-?(0|[1-9][0-9]{0,18})$"
 _NUMBER = r"^-?(([0-9]+(\.[0-9]+)?(e[-+][0-9]+)?)|nan|inf)$"
+#: How NaN and ±Infinity are spelled in JSON and CSV payloads (Python's ``json.dumps`` writes a
+#: bare ``NaN``, others the string ``"NaN"``): text that is a number whatever its case.
+NON_FINITE = r"(?i)^[-+]?(nan|inf|infinity)$"
 
 
 def _text_kind(arr: pa.Array) -> tuple[object, bool]:
@@ -197,6 +200,10 @@ def _text_kind(arr: pa.Array) -> tuple[object, bool]:
     present = arr.drop_null()
     if not len(present):
         return NULL, False
+    non_finite = pc.match_substring_regex(present, NON_FINITE)
+    if pc.any(non_finite).as_py():  # NaN/±Infinity spelled any way: numbers beside numbers
+        kind, big = _text_kind(present.filter(pc.invert(non_finite)))
+        return (join(kind, DOUBLE, big) if kind in (NULL, BIGINT, DOUBLE) else VARCHAR), False
     bools = pc.is_in(present, value_set=pa.array(["true", "false"]))
     if pc.all(bools).as_py():
         return BOOLEAN, False
@@ -224,10 +231,12 @@ def kind_sql(expr: str, t: pa.DataType) -> list[str]:
     present = f"count({expr})"
     if pa.types.is_string(t):
         number = f"TRY_CAST({expr} AS DOUBLE)"
+        given = f"FILTER (WHERE {expr} IS NOT NULL)"  # a null row is no evidence either way
         return [present, f"bool_and({expr} IN ('true', 'false'))",
-                f"bool_and(regexp_full_match({expr}, '{_INT.strip('^$')}') AND TRY_CAST({expr} AS BIGINT) IS NOT NULL)",
+                f"bool_and(regexp_full_match({expr}, '{_INT.strip('^$')}') AND TRY_CAST({expr} AS BIGINT) IS NOT NULL) {given}",
                 f"coalesce(max(abs(TRY_CAST({expr} AS HUGEINT))) > {EXACT}, false)",
-                f"bool_and({number} IS NOT NULL AND {text_sql(number, pa.float64())} = {expr})"]
+                f"bool_and({number} IS NOT NULL AND ({text_sql(number, pa.float64())} = {expr}"
+                f" OR regexp_full_match({expr}, '{NON_FINITE}'))) {given}"]
     if pa.types.is_floating(t):
         return [present, "false", f"bool_and({whole_sql(expr)})", "false", "true"]
     if pa.types.is_integer(t):

@@ -20,6 +20,8 @@ _LAZY = {
     "MonitorResult": "check",
     "check": "check",
     "monitor": "check",
+    "baseline_by": "split",
+    "monitor_by": "split",
     "QualityResult": "quality",
     "model_quality": "quality",
     "QualityBaseline": "quality_files",
@@ -41,6 +43,7 @@ __all__ = sorted(_LAZY)
 if TYPE_CHECKING:  # pragma: no cover
     from .baseline import Baseline, baseline, constraints, load_data, statistics
     from .check import CHECK_TYPES, MonitorResult, check, monitor
+    from .split import baseline_by, monitor_by
     from .estimate import EstimateResult, estimate_quality
     from .job import JobConfig, JobResult, run_job
     from .quality import QualityResult, model_quality

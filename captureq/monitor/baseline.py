@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema
+from ..decode.unify import NON_FINITE
 from ..errors import ConfigError, HeaderWarning  # noqa: F401 - HeaderWarning is re-exported
 
 INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unknown"
@@ -65,7 +66,9 @@ class Column:
 
     ``values`` are the numeric values (float64, present ones only) when the column is numeric,
     ``strings`` the present values as text otherwise; ``kinds`` counts present values that are
-    Integral / Fractional / String.
+    Integral / Fractional / String. NaN and ±Infinity (a double, or text such as ``NaN``,
+    ``-Infinity``) are missing, not present: ``nan`` counts them, and ``count - present``
+    includes them.
     """
 
     name: str
@@ -74,6 +77,7 @@ class Column:
     kinds: dict[str, int]
     values: np.ndarray | None = None
     strings: pa.Array | None = None
+    nan: int = 0
 
     @property
     def inferred_type(self) -> str:
@@ -107,8 +111,9 @@ def column(
 ) -> Column:
     """Type one column the way Model Monitor types CSV text.
 
-    Text: ``1``, ``-0``, ``  7 `` are Integral; ``1.0``, ``1e3``, ``nan`` Fractional; anything
-    else String; empty is missing. Numeric columns are typed by ``fractional_text`` (True where
+    Text: ``1``, ``-0``, ``  7 `` are Integral; ``1.0``, ``1e3`` Fractional; anything else
+    String; empty is missing, and so are NaN and ±Infinity however written (counted in
+    ``Column.nan``). Numeric columns are typed by ``fractional_text`` (True where
     the raw text had a decimal point or exponent, see :mod:`.texttypes`) when given: a BIGINT
     column may hold ``3.0`` written as such. Without raw text (Parquet, JSON payloads, Arrow
     tables) integers and whole floats count as Integral.
@@ -124,30 +129,39 @@ def column(
             if arr.null_count == 0
             else pc.cast(arr.drop_null(), pa.float64()).to_numpy()
         )
-        # NaN is a value written as "nan" (Fractional, as in a CSV's text); null is missing
+        # null, NaN and ±Infinity are missing; NaN and ±Infinity are also counted on their own
+        finite = np.isfinite(v)
+        nan = len(v) - int(np.count_nonzero(finite))
+        if nan:
+            v = v[finite]
         if pa.types.is_integer(t) and fractional_text is None:
             whole = len(v)
         else:
-            is_whole = np.isfinite(v) & (v == np.trunc(v))
+            is_whole = v == np.trunc(v)
             if fractional_text is not None:
                 frac = _one_chunk(fractional_text)
                 if arr.null_count:
                     frac = frac.filter(arr.is_valid())
-                frac = frac.to_numpy(zero_copy_only=False)
-                is_whole &= ~frac.astype(bool)
+                frac = frac.to_numpy(zero_copy_only=False).astype(bool)
+                is_whole &= ~(frac[finite] if nan else frac)
             whole = int(np.count_nonzero(is_whole))
         return Column(
-            name, n, len(v), {INTEGRAL: whole, FRACTIONAL: len(v) - whole, STRING: 0}, values=v
+            name, n, len(v), {INTEGRAL: whole, FRACTIONAL: len(v) - whole, STRING: 0}, values=v,
+            nan=nan,
         )
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
         s = pc.cast(arr, pa.string()).drop_null()
         s = s.filter(pc.not_equal(pc.utf8_trim_whitespace(s), ""))
+        non_finite = pc.match_substring_regex(pc.utf8_trim_whitespace(s), NON_FINITE)
+        nan = pc.sum(non_finite).as_py() or 0
+        if nan:
+            s = s.filter(pc.invert(non_finite))
         is_int = pc.match_substring_regex(s, _INT_RE)
         is_num = pc.match_substring_regex(pc.utf8_lower(s), _NUM_RE)
         n_int = pc.sum(is_int).as_py() or 0
         n_num = pc.sum(is_num).as_py() or 0
         kinds = {INTEGRAL: n_int, FRACTIONAL: n_num - n_int, STRING: len(s) - n_num}
-        col = Column(name, n, len(s), kinds, strings=s)
+        col = Column(name, n, len(s), kinds, strings=s, nan=nan)
         if kinds[STRING] == 0 and len(s):
             col.values = pc.cast(pc.utf8_trim_whitespace(s), pa.float64()).to_numpy()
         return col
@@ -229,8 +243,14 @@ def histogram(
 
 
 def feature_statistics(col: Column) -> dict:
-    """One ``features[]`` entry of statistics.json."""
+    """One ``features[]`` entry of statistics.json.
+
+    ``common.num_missing`` counts null, empty and NaN/±Infinity values; ``common.num_nan`` (a
+    captureq key, there when not 0) how many of them were NaN/±Infinity. ``num_present`` is the count ``mean``,
+    ``sum``, ``std_dev`` and the distribution are over."""
     common = {"num_present": col.present, "num_missing": col.count - col.present}
+    if col.nan:  # absent when there are none: the file keeps Model Monitor's shape
+        common["num_nan"] = col.nan
     completeness = col.present / col.count if col.count else 0.0
     inferred = col.inferred_type
     out: dict[str, Any] = {"name": col.name, "inferred_type": inferred}

@@ -101,6 +101,11 @@ def baseline(
         None, "--header/--no-header", help="CSV has a header row (detected if not given).",
         show_default=False,
     ),
+    by: str | None = typer.Option(
+        None, "--by", metavar="KEY",
+        help="Split by an eventMetadata key (targetModel, or metadata.targetModel): one "
+        "baseline per value, in OUT/<value>/.", show_default=False,
+    ),
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -126,6 +131,12 @@ def baseline(
             tree = _open(training_data, None, start, end, [endpoint] if endpoint else None,
                          variant, storage_option, lateness=lateness)
             load(tree, "reading", quiet)
+            if by:
+                from .split import baseline_by
+
+                _print_split({v: b.features() for v, b in baseline_by(tree, out, by).items()},
+                             by, format, "baseline", out)
+                return
             result = make_baseline(tree, out)
     except CaptureqError as exc:
         _fail(exc)
@@ -165,6 +176,11 @@ def monitor(
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
     hourly: bool = typer.Option(True, "--hourly/--no-hourly", help="Also check every hour."),
+    by: str | None = typer.Option(
+        None, "--by", metavar="KEY",
+        help="Split by an eventMetadata key (as `captureq baseline --by`): each value is checked "
+        "against DIR/<value>/ and written to --out/<value>/.", show_default=False,
+    ),
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -175,13 +191,19 @@ def monitor(
 
     _check_format(format)
     try:
-        base = Baseline.load(baseline)  # a wrong baseline fails before anything is read
+        base = None if by else Baseline.load(baseline)  # a wrong baseline fails before any read
     except CaptureqError as exc:
         _fail(f"--baseline {baseline}: {exc}")
     try:
         tree = _open(capture_uri, None, start, end, endpoint, variant, storage_option,
                       lateness=lateness)
         load(tree, "reading", quiet)
+        if by:
+            from .split import monitor_by
+
+            runs = monitor_by(tree, baseline, out, by, hourly=hourly)
+            _print_split({v: r.metrics for v, r in runs.items()}, by, format, "metrics", out)
+            return
         result = run_monitor(tree, base, out, hourly=hourly)
     except CaptureqError as exc:
         _fail(exc)
@@ -190,6 +212,25 @@ def monitor(
             write_result(result.metrics, format)
             return
         _print_monitor(result, hourly, out)
+
+
+def _print_split(tables: dict, by: str, format: str, what: str, out: str | None) -> None:
+    """One table per value of ``by`` (a leading ``by`` column in csv/json output)."""
+    import pyarrow as pa
+
+    from .split import metadata_key
+
+    by = metadata_key(by)
+    with pipe_safe():
+        if format != "table":
+            parts = [t.add_column(0, by, pa.array([v] * t.num_rows, pa.string()))
+                     for v, t in tables.items()]
+            write_result(pa.concat_tables(parts) if parts else pa.table({by: pa.array([], pa.string())}), format)
+            return
+        for value, t in tables.items():
+            console.print(_table(t, title=f"{what} for {by}={value}"))
+        if out:
+            console.print(f"wrote {len(tables)} folders under {out}/ (one per {by})")
 
 
 def _print_monitor(result, hourly: bool, out: str | None) -> None:

@@ -1,7 +1,9 @@
 """The metrics Model Monitor publishes to CloudWatch, as one tidy Arrow table.
 
 Names are Model Monitor's: per feature ``feature_baseline_drift_<feature>`` (the baseline-drift
-distance), ``feature_non_null_<feature>`` (the share of present values) and, for numeric
+distance), ``feature_non_null_<feature>`` (the share of present values: not null, empty, NaN or
+±Infinity), captureq's ``feature_nan_<feature>`` (the share of NaN or ±Infinity values, which
+``feature_non_null`` counts as missing) and, for numeric
 features, ``feature_data_<feature>`` with the statistics CloudWatch keeps for it (``Average``,
 ``Minimum``, ``Maximum``, ``Sum``, ``SampleCount``); for model quality one metric per scalar of
 the statistics.json (``accuracy``, ``f1``, ``auc``, ``mae``, ``r2`` …). Single numbers have
@@ -67,6 +69,11 @@ def data_quality_rows(
             rows.append(
                 _row(time, granularity, endpoint, f"feature_non_null_{name}", "Value",
                      common.get("num_present", 0) / total)
+            )  # fmt: skip
+        if total and ns and f.get("inferred_type") != "String":
+            rows.append(
+                _row(time, granularity, endpoint, f"feature_nan_{name}", "Value",
+                     common.get("num_nan", 0) / total)
             )  # fmt: skip
         if "mean" in ns and common.get("num_present"):
             for stat, key in FEATURE_DATA_STATS:
