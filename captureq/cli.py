@@ -49,6 +49,7 @@ from .cli_options import (
     reading,
     report_unreadable,
     rich_table,
+    storage_option_warnings,
     storage_options,
     write_result,
 )
@@ -74,8 +75,12 @@ class CaptureqGroup(TyperGroup):
         return command
 
     def invoke(self, ctx):
+        import warnings
+
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = storage_option_warnings(warnings.showwarning)
+                return super().invoke(ctx)
         except Exception as exc:
             if debug() or type(exc).__module__.split(".")[0] in ("click", "typer"):
                 raise  # usage errors, --help, typer.Exit: click prints and exits as usual
@@ -546,7 +551,10 @@ def generate(
         None, metavar="DIR", help="Also write ground truth here.", show_default=False
     ),
     hours: int = typer.Option(48, metavar="N", help="Hours of traffic, from 2026-01-01T00 UTC."),
-    requests_per_hour: int = typer.Option(50, metavar="N", help="Requests per hour (split among endpoints)."),
+    requests_per_hour: int = typer.Option(
+        50, metavar="N",
+        help="Requests per hour per endpoint: each of the sample's endpoints gets N every hour.",
+    ),
     seed: int = typer.Option(0, metavar="N", help="Random seed: the same seed writes the same tree."),
     drift_feature: Optional[str] = typer.Option(
         None, metavar="NAME", help="e.g. _c3: shift this churn feature…", show_default=False

@@ -99,7 +99,7 @@ from .errors import CaptureqError, ConfigError, ExportError, UnreadableError, Un
 from .pipeline import Counts, run_captures, run_labels
 from .registry import Registry, conform_batch
 from .scan import CaptureFile
-from .storage import filesystem, policy_of
+from .storage import filesystem, policy_of, warn_unused
 
 if TYPE_CHECKING:
     from .plan import ScanPlan as CaptureTree
@@ -249,7 +249,7 @@ class _Output:
     """
 
     def __init__(self, out: str, storage_options: dict | None):
-        self.fs, path = filesystem(out, storage_options)
+        self.fs, path = filesystem(out, storage_options, side="destination")
         self.policy = policy_of(self.fs)
         self.root = path.rstrip("/")
         self.local = _is_local(self.fs)
@@ -1133,7 +1133,9 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
     ... # doctest: +SKIP
     """
     started = time.monotonic()
-    so = destination_options(tree, out, out_storage_options if out_storage_options is not None else storage_options)
+    given = out_storage_options if out_storage_options is not None else storage_options
+    warn_unused(out, given, "destination")
+    so = destination_options(tree, out, given)
     target = _Output(out, so)
     refuse_inside_source(tree, target)
     with released_on_sigterm():
