@@ -122,3 +122,21 @@ def test_generate_help_says_requests_are_per_endpoint():
     result = CliRunner().invoke(app, ["generate", "--help"], terminal_width=200)
     said = one_line(result)
     assert "per endpoint" in said and "split among endpoints" not in said, said
+
+
+def test_refused_credentials_on_the_destination_name_out_storage_option():
+    from botocore.exceptions import ClientError
+
+    from captureq.cli_errors import explain
+    from captureq.storage import RetryPolicy
+
+    def refused():
+        raise ClientError({"Error": {"Code": "InvalidAccessKeyId", "Message": "no such key"}}, "PutObject")
+
+    for side, flag, other in (("destination", "--out-storage-option", "--storage-option profile"),
+                              ("source", "--storage-option", "--out-storage-option")):
+        with pytest.raises(ClientError) as err:
+            RetryPolicy(retries=0, side=side).call("PUT", "s3://bucket/export/x", refused)
+        said = explain(err.value)
+        assert "refused the credentials" in said and f"{flag} profile=NAME" in said, said
+        assert other not in said, said
