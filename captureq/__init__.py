@@ -28,6 +28,7 @@ _LAZY = {
     "ExportError": "errors",
     "ScanError": "errors",
     "StorageError": "errors",
+    "StorageOptionWarning": "errors",
     "Unreadable": "read",
     "UnreadableError": "errors",
     "UnreadableWarning": "errors",
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .api import CaptureTree, Result, open
     from .options import DecodeOptions
     from .errors import (CaptureqError, ConfigError, DecodeError, ExportError, ScanError,
-                         StorageError, UnreadableError, UnreadableWarning)
+                         StorageError, StorageOptionWarning, UnreadableError, UnreadableWarning)
     from .read import Unreadable
     from .scan import scan
 

@@ -125,8 +125,13 @@ def open(
     ``start``/``end`` keep the rows with ``start ≤ inference_time < end``; ``lateness`` (a
     ``timedelta``, hours, or ``"90m"``; default one hour, or ``CAPTUREQ_LATENESS``) is how far an
     object's hour folder may lie from its records' hours, so the listing covers the folders
-    ``[start - lateness, end + lateness)``.
+    ``[start - lateness, end + lateness)``. Storage options given for a local path (other than
+    captureq's ``retries``/``timeout``/``deadline``) are ignored, with a ``StorageOptionWarning``.
     """
+    from .storage import warn_unused
+
+    warn_unused(uri, storage_options)
+    warn_unused(labels, label_storage_options)
     return open_plan(
         uri,
         labels=labels,

@@ -51,6 +51,7 @@ from .cli_options import (
     reading,
     report_unreadable,
     rich_table,
+    storage_option_warnings,
     storage_options,
     write_result,
 )
@@ -76,8 +77,12 @@ class CaptureqGroup(TyperGroup):
         return command
 
     def invoke(self, ctx):
+        import warnings
+
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = storage_option_warnings(warnings.showwarning)
+                return super().invoke(ctx)
         except Exception as exc:
             if debug() or type(exc).__module__.split(".")[0] in ("click", "typer"):
                 raise  # usage errors, --help, typer.Exit: click prints and exits as usual
@@ -439,6 +444,12 @@ def export(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List the new, changed and partly exported source files; export nothing."
     ),
+    break_lease: bool = typer.Option(
+        False, "--break-lease",
+        help="Take OUT's writer lock or lease from an export that still holds it (one that hangs "
+        "or ran on a lost machine; it stops before its next commit). A dead export on this host "
+        "is taken over without it; see also CAPTUREQ_LEASE_SECONDS.",
+    ),
     quiet: bool = QuietOpt,
     strict: bool = StrictOpt,
 ) -> None:
@@ -473,10 +484,13 @@ def export(
                 endpoint=endpoint or None, variant=variant or None, lateness=lateness,
                 storage_options=storage_options(storage_option),
                 out_storage_options=out_options, options=tree.options,
-                progress=advance,
+                progress=advance, break_lease=break_lease,
             )
         else:
-            summary = tree.export(out, out_storage_options=out_options, progress=advance)
+            summary = tree.export(out, out_storage_options=out_options, progress=advance,
+                                  break_lease=break_lease)
+    if summary.broken_lease:
+        report_broken_lease(summary.broken_lease)
     rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
     console().print(
         f"exported {summary.files_exported - summary.files_changed} new files "
@@ -500,6 +514,21 @@ def export(
             "export to retry them, with CAPTUREQ_DEBUG=1 for the traceback",
             soft_wrap=True, highlight=False)
         raise typer.Exit(1)
+
+
+def report_broken_lease(holder: dict) -> None:
+    """One line on stderr: whose lock or lease the export took over, and why."""
+    from datetime import datetime, timezone
+
+    from rich.markup import escape
+
+    since = ""
+    if isinstance(holder.get("acquired"), (int, float)):
+        since = f", held since {datetime.fromtimestamp(holder['acquired'], timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+    verb = "broke" if "break-lease" in str(holder.get("why")) else "took over"
+    err_console().print(
+        f"[yellow]warning:[/] {verb} the lease of {escape(str(holder.get('host')))} pid "
+        f"{holder.get('pid')}{since} ({escape(str(holder.get('why')))})", soft_wrap=True, highlight=False)
 
 
 def _cache_dir(uri: str, labels: str | None, types: tuple = ()) -> Path:
@@ -598,7 +627,10 @@ def generate(
         None, metavar="DIR", help="Also write ground truth here.", show_default=False
     ),
     hours: int = typer.Option(48, metavar="N", help="Hours of traffic, from 2026-01-01T00 UTC."),
-    requests_per_hour: int = typer.Option(50, metavar="N", help="Requests per hour (split among endpoints)."),
+    requests_per_hour: int = typer.Option(
+        50, metavar="N",
+        help="Requests per hour per endpoint: each of the sample's endpoints gets N every hour.",
+    ),
     seed: int = typer.Option(0, metavar="N", help="Random seed: the same seed writes the same tree."),
     drift_feature: Optional[str] = typer.Option(
         None, metavar="NAME", help="e.g. _c3: shift this churn feature…", show_default=False

@@ -2,7 +2,9 @@
 
 :func:`explain` turns an exception into what is wrong and what to do, or ``None`` for an
 exception that is not a user mistake (a bug: the CLI prints a short note and exits 1).
-``CAPTUREQ_DEBUG=1`` re-raises instead, so the traceback shows.
+``CAPTUREQ_DEBUG=1`` re-raises instead, so the traceback shows. Advice about storage names the
+option of the side whose storage failed (:func:`captureq.storage.side_of`): ``--storage-option``
+for the tree read, ``--out-storage-option`` for the export's destination or the cache.
 
 >>> explain(FileNotFoundError(2, "No such file or directory", "missing.csv"))
 'missing.csv: no such file or folder; check the path'
@@ -14,8 +16,8 @@ import errno
 import json
 import os
 
-from .errors import CaptureqError
-from .storage import causes, describe, is_storage_failure
+from .errors import OPTIONS_OF_SIDE, CaptureqError
+from .storage import causes, describe, is_storage_failure, side_of
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -36,10 +38,18 @@ _EXTRAS = {  # optional dependencies: the extra that installs each
     "starlette": "serve",
     "httpx": "serve",
 }
-CREDENTIALS_HINT = (
-    "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or pass "
-    "--storage-option profile=NAME (--storage-option anon=true for public buckets)"
-)
+
+
+def flag_of(side: str | None) -> str:
+    """The CLI option that carries the storage options of ``side`` (default: the source's)."""
+    return OPTIONS_OF_SIDE.get(side or "source", OPTIONS_OF_SIDE["source"])[0]
+
+
+def credentials_hint(flag: str) -> str:
+    """What to do about missing or refused S3 credentials, with the option of that side."""
+    public = " (--storage-option anon=true for public buckets)" if flag == "--storage-option" else ""
+    return ("set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or pass "
+            f"{flag} profile=NAME{public}")
 
 
 def debug() -> bool:
@@ -51,23 +61,24 @@ def _named(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _storage(e: BaseException) -> str | None:
-    """Credentials and connection problems, wherever they are in the exception chain."""
+def _storage(e: BaseException, flag: str) -> str | None:
+    """Credentials and connection problems, wherever they are in the exception chain; ``flag``
+    is the option of the side that failed."""
     name = _named(e)
     if name in ("NoCredentialsError", "PartialCredentialsError"):
-        return f"no AWS credentials found; {CREDENTIALS_HINT}"
+        return f"no AWS credentials found; {credentials_hint(flag)}"
     if name == "ProfileNotFound":
-        return f"{e}; name a profile in ~/.aws/config (AWS_PROFILE or --storage-option profile=NAME)"
+        return f"{e}; name a profile in ~/.aws/config (AWS_PROFILE or {flag} profile=NAME)"
     response = getattr(e, "response", None)
     code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
     if code in _CREDENTIAL_CODES or (
         code is None and any(c in str(e) for c in _CREDENTIAL_CODES)
     ):
-        return f"S3 refused the credentials ({code or e}); {CREDENTIALS_HINT}"
+        return f"S3 refused the credentials ({code or e}); {credentials_hint(flag)}"
     if name in _CONNECTION_ERRORS:
         return (
             f"cannot reach the storage endpoint ({e}); check the URL in "
-            "--storage-option client_kwargs.endpoint_url and that the server is running"
+            f"{flag} client_kwargs.endpoint_url and that the server is running"
         )
     return None
 
@@ -84,8 +95,9 @@ _CONNECTION_ERRORS = {
 def explain(exc: BaseException) -> str | None:
     """What went wrong and what to do, for an exception caused by how captureq was called."""
     chain = list(causes(exc))
+    flag = flag_of(side_of(exc))
     for e in chain:
-        message = _storage(e)
+        message = _storage(e, flag)
         if message:
             return message
     for e in chain:
@@ -106,7 +118,7 @@ def explain(exc: BaseException) -> str | None:
             return f"malformed JSON ({e}); check the file"
         if isinstance(e, TypeError) and "unexpected keyword argument" in str(e):
             return (
-                f"the filesystem does not take an option given ({e}); check --storage-option"
+                f"the filesystem does not take an option given ({e}); check {flag}"
             )
         if isinstance(e, OSError) and not isinstance(e, ConnectionError):
             what = f"{e.filename}: " if e.filename else ""
@@ -129,11 +141,11 @@ def explain(exc: BaseException) -> str | None:
         if isinstance(e, ConnectionError):
             return (
                 f"cannot reach the storage endpoint ({e}); check the URL in "
-                "--storage-option client_kwargs.endpoint_url and that the server is running"
+                f"{flag} client_kwargs.endpoint_url and that the server is running"
             )
     for e in chain:  # the storage failing on a request captureq did not name (a StorageError does)
         if isinstance(e, Exception) and is_storage_failure(e):
             return (f"storage error: {describe(e)}; the storage is failing, not captureq — try "
-                    "again later, or allow more time with --storage-option retries=N / "
+                    f"again later, or allow more time with {flag} retries=N / "
                     "deadline=SECONDS")
     return None

@@ -213,6 +213,28 @@ def open_tree(
     return tree
 
 
+def storage_option_warnings(show):
+    """A ``warnings.showwarning`` that says a ``StorageOptionWarning`` as one line on stderr
+    naming the CLI option that was given in vain (``--storage-option`` for the source,
+    ``--out-storage-option`` for the destination), and passes other warnings to ``show``."""
+    from .errors import OPTIONS_OF_SIDE, StorageOptionWarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if not isinstance(message, StorageOptionWarning):
+            return show(message, category, filename, lineno, file, line)
+        from rich.markup import escape
+
+        flag = OPTIONS_OF_SIDE.get(message.side, OPTIONS_OF_SIDE["source"])[0]
+        given = ", ".join(f"{flag} {key}" for key in message.keys)
+        err_console().print(
+            f"[yellow]warning:[/] {escape(given)} does not apply to the local {message.side} "
+            f"{escape(message.uri)} and is ignored (S3 options are for s3:// URIs)",
+            soft_wrap=True, highlight=False)
+        return None
+
+    return showwarning
+
+
 # -- output ---------------------------------------------------------------------------------
 _consoles: dict[str, object] = {}
 

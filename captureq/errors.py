@@ -40,6 +40,14 @@ class HeaderWarning(UserWarning):
     (``--header``/``--no-header``, ``header=``) that says which."""
 
 
+# The option that carries a side's storage options: (CLI flag, Python argument). The source's
+# (and the labels') is --storage-option; the destination's (export, the cache) --out-storage-option.
+OPTIONS_OF_SIDE = {
+    "source": ("--storage-option", "storage_options"),
+    "destination": ("--out-storage-option", "out_storage_options"),
+}
+
+
 class StorageError(CaptureqError):
     """The storage failed (an error status, a timeout, a dropped connection) on an operation
     that outlived the retry policy; the message names the operation, the object or prefix, the
@@ -51,7 +59,7 @@ class StorageError(CaptureqError):
 
     @classmethod
     def of(cls, op: str, target: str, exc: BaseException, *, attempts: int | None = None,
-           seconds: float | None = None) -> StorageError:
+           seconds: float | None = None, side: str = "source") -> StorageError:
         from .storage import describe, status_of
 
         status, _ = status_of(exc)
@@ -60,12 +68,15 @@ class StorageError(CaptureqError):
             tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}"
             if seconds is not None:
                 tries += f" in {seconds:.1f}s"
-        return cls(
+        flag, argument = OPTIONS_OF_SIDE.get(side, OPTIONS_OF_SIDE["source"])
+        error = cls(
             f"storage error: {op} {target} failed{tries}: {describe(exc)}; the storage is "
-            "failing, not captureq — try again later, or allow more time with --storage-option "
-            "retries=N / deadline=SECONDS (storage_options in Python)",
+            f"failing, not captureq — try again later, or allow more time with {flag} "
+            f"retries=N / deadline=SECONDS ({argument} in Python)",
             op=op, target=target, status=status,
         )
+        error.captureq_side = side
+        return error
 
 
 class UnreadableError(CaptureqError):
@@ -74,6 +85,16 @@ class UnreadableError(CaptureqError):
     def __init__(self, message: str, unreadable: list | None = None):
         super().__init__(message)
         self.unreadable = list(unreadable or [])
+
+
+class StorageOptionWarning(UserWarning):
+    """Storage options were given for a storage they cannot apply to (S3 options for a local
+    folder): they are ignored. ``side`` is ``"source"`` or ``"destination"``, ``keys`` the
+    options left unused, ``uri`` the local path."""
+
+    def __init__(self, message: str, side: str = "source", keys: tuple = (), uri: str = ""):
+        super().__init__(message)
+        self.side, self.keys, self.uri = side, tuple(keys), uri
 
 
 class UnreadableWarning(UserWarning):

@@ -55,15 +55,22 @@ once across any sequence of windowed and unwindowed runs.
 
 One writer at a time: ``fcntl.flock`` on local disks; on object stores a lease object created
 with a conditional put (``If-None-Match: *``, fsspec's ``pipe_file(mode="create")``). Leases are
-numbered; a writer creates lease ``n+1`` only if lease ``n`` was released or expired (or its
-writer ran on this host and its process is gone), so two writers racing for it cannot both win.
-A lease holds ``token`` (the writer's own random id), ``host``, ``pid``, ``acquired``, ``expires``
-and, once given up, ``released``; a put whose answer was lost and whose retry is refused
-(412) reads the lease back and holds it when the token is its own. The lease is released on
-every way out of a run: success, an error, SIGTERM. A lease lasts ``CAPTUREQ_LEASE_SECONDS`` (600) and is
-renewed at each commit; before each commit the writer checks that its lease is still the newest,
-so a writer that stalled past its expiry and was taken over stops instead of committing. Expiry
-is judged by the writers' clocks: keep them within a fraction of the lease time.
+numbered; a writer creates lease ``n+1`` only if lease ``n`` no longer holds
+(:func:`lease_gone`: released, past its ``expires``, not renewed for the lease time the reader
+has now, or its writer ran on this host and its process is gone) or it is told to break it
+(``break_lease``), so two writers racing for it cannot both win. A lease holds ``token`` (the
+writer's own random id), ``host``, ``pid`` (with ``pidns`` and ``started``, the process's pid
+namespace and start time, where ``/proc`` has them: a pid another container or a new process
+uses is not the writer), ``acquired``, ``renewed``, ``expires`` and, once given up,
+``released``; a put whose answer was lost and whose retry is refused (412) reads the lease back
+and holds it when the token is its own. The lease is released on every way out of a run:
+success, an error, SIGTERM. A lease lasts ``CAPTUREQ_LEASE_SECONDS`` (600, read each time a
+lease is judged) and is renewed at commits once half that time has passed; before each commit
+the writer checks that its lease is still the newest, so a writer that stalled past its lease
+time, or whose lease was broken, stops instead of committing. Lease age is judged by the
+writers' clocks: keep them within a fraction of the lease time. The flock file ``lock`` holds
+its writer's ``host``, ``pid`` and ``acquired``; breaking it replaces the file, and the writer
+holding the old one stops before its next commit.
 """
 
 from __future__ import annotations
@@ -92,7 +99,7 @@ from .errors import CaptureqError, ConfigError, ExportError, UnreadableError, Un
 from .pipeline import Counts, run_captures, run_labels
 from .registry import Registry, conform_batch
 from .scan import CaptureFile
-from .storage import filesystem, policy_of
+from .storage import filesystem, policy_of, warn_unused
 
 if TYPE_CHECKING:
     from .plan import ScanPlan as CaptureTree
@@ -123,6 +130,10 @@ class ExportSummary:
     # endpoint → why its export stopped (an unexpected error: its files stay for the next run,
     # the other endpoints are committed); ``LABELS_FAILED`` for the label tree
     failed: dict[str, str] = field(default_factory=dict)
+    # the lock or lease this run took over from a writer that had not released it: its
+    # ``host``, ``pid``, ``acquired`` (epoch seconds) and ``why`` (its process is gone, it was
+    # not renewed for the lease time, --break-lease)
+    broken_lease: dict | None = None
 
     label_counts: Counts = field(default_factory=Counts)
 
@@ -238,7 +249,7 @@ class _Output:
     """
 
     def __init__(self, out: str, storage_options: dict | None):
-        self.fs, path = filesystem(out, storage_options)
+        self.fs, path = filesystem(out, storage_options, side="destination")
         self.policy = policy_of(self.fs)
         self.root = path.rstrip("/")
         self.local = _is_local(self.fs)
@@ -246,6 +257,7 @@ class _Output:
         self._lock_file = None
         self._lease: str | None = None  # the lease object this writer holds (object stores)
         self._lease_body: dict = {}
+        self.broken: dict | None = None  # whose lock or lease lock() took over, and why
 
     def call(self, op: str, path: str, fn, *args, **kwargs):
         """A storage request under the destination's retry policy (:mod:`captureq.storage`); a
@@ -256,24 +268,43 @@ class _Output:
         return path if self.local else _redact(self.fs.unstrip_protocol(path))
 
     # -- one writer at a time ---------------------------------------------------------------
-    def lock(self) -> None:
-        """Become the only writer: ``flock`` on local disks, a lease object elsewhere."""
+    def lock(self, break_lease: bool = False) -> None:
+        """Become the only writer: ``flock`` on local disks, a lease object elsewhere.
+        ``break_lease`` takes the lock or lease from a writer that still holds it (that writer
+        stops before its next commit); :attr:`broken` then says whose it was."""
+        self.broken: dict | None = None
         if not self.local:
-            self._acquire_lease()
+            self._acquire_lease(break_lease)
             return
         import fcntl
 
         self.fs.makedirs(self.meta, exist_ok=True)
-        self._lock_file = open(f"{self.meta}/lock", "a+")  # noqa: SIM115 - held for the run
+        path = f"{self.meta}/lock"
+        self._lock_file = open(path, "a+")  # noqa: SIM115 - held for the run
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _lock_holder(self._lock_file)
             self._lock_file.close()
             self._lock_file = None
-            raise ExportError(
-                f"another captureq export is writing to {self.root}; wait for it to finish "
-                "(two exports into one output at once would duplicate rows)"
-            ) from None
+            if not break_lease:
+                raise ExportError(self._busy(holder)) from None
+            # the holder keeps its flock on the old file; a new file is the lock from now on,
+            # and the holder's check_lease sees that its file is no longer the lock
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            self._lock_file = open(path, "a+")  # noqa: SIM115 - held for the run
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another export broke it first
+                self._lock_file.close()
+                self._lock_file = None
+                raise ExportError(self._busy(_lock_holder(path))) from None
+            self.broken = {**holder, "why": "broken with --break-lease"}
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(json.dumps({**_me(), "acquired": time.time()}))
+        self._lock_file.flush()
 
     def unlock(self) -> None:
         """Give the lock up; a lease is marked released (tried under the retry policy: a
@@ -302,22 +333,29 @@ class _Output:
         except FileNotFoundError:
             return None
 
-    def _acquire_lease(self) -> None:
+    def _acquire_lease(self, break_lease: bool = False) -> None:
         """Create lease ``n+1`` with a conditional put (``If-None-Match: *``), if lease ``n``
-        (the newest) is no longer held (:func:`_held`); see the module docstring. The lease
-        carries a token of this writer's own: when the put's answer is lost and its retry is
-        refused (412, the object exists), the lease is read back and is ours if the token is."""
+        (the newest) no longer holds (:func:`lease_gone`) or ``break_lease``; see the module
+        docstring. The lease carries a token of this writer's own: when the put's answer is
+        lost and its retry is refused (412, the object exists), the lease is read back and is
+        ours if the token is."""
         leases = self._leases()
+        taken = None
         if leases:
             newest = self._read_lease(leases[-1])
-            if newest is not None and _held(newest):
-                raise ExportError(self._busy(newest))
+            if newest is not None and not newest.get("released"):
+                why = lease_gone(newest)
+                if why is None and not break_lease:
+                    raise ExportError(self._busy(newest))
+                taken = {k: newest.get(k) for k in ("host", "pid", "acquired")}
+                taken["why"] = why or "broken with --break-lease"
             gen = int(posixpath.basename(leases[-1])[:12]) + 1
         else:
             gen = 1
         path = f"{self.meta}/{LEASES}/{gen:012d}.json"
-        self._lease_body = {"token": uuid.uuid4().hex, "host": _host(), "pid": os.getpid(),
-                            "acquired": time.time(), "expires": time.time() + lease_seconds()}
+        now = time.time()
+        self._lease_body = {"token": uuid.uuid4().hex, **_me(), "acquired": now, "renewed": now,
+                            "expires": now + lease_seconds()}
         try:
             self.call("PUT", path, self.fs.pipe_file, path, json.dumps(self._lease_body).encode(),
                       mode="create")
@@ -326,31 +364,60 @@ class _Output:
             if theirs is None or theirs.get("token") != self._lease_body["token"]:
                 raise ExportError(self._busy(theirs or {})) from None
         self._lease = path
+        self.broken = taken
         for old in leases[:-1]:  # keep the previous one: it shows who wrote last
             with contextlib.suppress(FileNotFoundError):
                 self.call("DELETE", old, self.fs.rm_file, old)
 
-    def _busy(self, lease: dict) -> str:
-        left = max(0, lease.get("expires", 0) - time.time())
-        return (f"another captureq export is writing to {self.root} (its lease, held by "
-                f"{lease.get('host')} pid {lease.get('pid')}, expires in {left:.0f}s); wait for it to "
-                "finish — a crashed export's lease is taken over once it expires, at once when it "
-                "ran on this host (two exports into one output at once would duplicate rows)")
+    def _busy(self, holder: dict) -> str:
+        """Who holds the lock or lease, since when, and what takes it over."""
+        who = f"{holder.get('host') or 'an unknown host'} pid {holder.get('pid') or '?'}"
+        since = ""
+        if isinstance(holder.get("acquired"), (int, float)):
+            since = f" since {_iso(holder['acquired'])}"
+        if self.local:
+            how = ("the lock is released when that process ends; if it hangs, rerun with "
+                   "--break-lease (break_lease=True) to take the lock over")
+        else:
+            renewed = holder.get("renewed", holder.get("acquired"))
+            if isinstance(renewed, (int, float)):
+                since += f", renewed {max(0.0, time.time() - renewed):.0f}s ago"
+            how = (f"a lease not renewed for CAPTUREQ_LEASE_SECONDS ({lease_seconds():g}s) is taken "
+                   "over, at once when its process on this host is gone; if that export is gone, "
+                   "rerun with --break-lease (break_lease=True) or a shorter CAPTUREQ_LEASE_SECONDS")
+        return (f"another captureq export is writing to {self.root} (its "
+                f"{'lock' if self.local else 'lease'} is held by {who}{since}); wait for it to finish — "
+                f"{how} (two exports into one output at once would duplicate rows)")
 
     def _write_lease(self, body: dict) -> None:
         self.call("PUT", self._lease, self.fs.pipe_file, self._lease, json.dumps(body).encode())
 
     def check_lease(self) -> None:
-        """Before a commit: this writer's lease is still the newest one (nobody took over after
-        it expired), and it is renewed when half its time is gone. No-op with ``flock``."""
+        """Before a commit: this writer still holds the lock — its lease is still the newest one
+        (nobody took over after it went stale or broke it), renewed when half the lease time
+        (:func:`lease_seconds`) since its last renewal is gone; on a local disk, its lock file is
+        still the lock (nobody broke it)."""
+        if self._lock_file is not None:
+            try:
+                same = os.stat(f"{self.meta}/lock").st_ino == os.fstat(self._lock_file.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                raise ExportError(f"this export's lock on {self.root} was broken by another export "
+                                  "(--break-lease); stopping without committing more")
+            return
         if self._lease is None:
             return
         leases = self._leases()
         if not leases or leases[-1] != self._lease:
-            raise ExportError(f"this export's lease on {self.root} expired and another export took "
-                              "over; stopping without committing more (run the export again)")
-        if self._lease_body["expires"] - time.time() < lease_seconds() / 2:
-            self._lease_body["expires"] = time.time() + lease_seconds()
+            raise ExportError(f"this export's lease on {self.root} went stale or was broken, and "
+                              "another export took over; stopping without committing more (run the "
+                              "export again)")
+        now = time.time()
+        if now - self._lease_body["renewed"] >= lease_seconds() / 2 or \
+                self._lease_body["expires"] - now < lease_seconds() / 2:
+            self._lease_body["renewed"] = now
+            self._lease_body["expires"] = now + lease_seconds()
             self._write_lease(self._lease_body)
 
     # -- files --------------------------------------------------------------------------------
@@ -435,8 +502,16 @@ class _Output:
 
 def lease_seconds() -> float:
     """How long a writer's lease on an object store lasts without renewal (renewed at each
-    commit; ``CAPTUREQ_LEASE_SECONDS``, default 600)."""
-    return float(os.environ.get("CAPTUREQ_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+    commit; ``CAPTUREQ_LEASE_SECONDS``, default 600). Read each time a lease is taken, judged or
+    renewed: a lease not renewed for this long is stale, whatever time its writer had."""
+    text = os.environ.get("CAPTUREQ_LEASE_SECONDS", "")
+    try:
+        seconds = float(text) if text.strip() else DEFAULT_LEASE_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"CAPTUREQ_LEASE_SECONDS must be a number of seconds > 0, got {text!r}")
+    return seconds
 
 
 def _host() -> str:
@@ -445,19 +520,93 @@ def _host() -> str:
     return socket.gethostname()
 
 
-def _held(lease: dict) -> bool:
-    """Whether a lease still holds: not released, not expired, and — when its writer ran on
-    this host — that process is alive (a dead local writer's lease is broken at once)."""
-    if lease.get("released") or lease.get("expires", 0) <= time.time():
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and start time (clock ticks since boot), from
+    ``/proc/<pid>/stat``; None where there is no ``/proc`` or no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[0].decode(), int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _me() -> dict:
+    """This writer as a lock or lease names it: host, pid, and where ``/proc`` tells them, the
+    pid namespace and the process's start time (so a reused pid is not taken for the writer)."""
+    pid = os.getpid()
+    me = {"host": _host(), "pid": pid}
+    stat, ns = _proc_stat(pid), _pid_namespace()
+    if ns:
+        me["pidns"] = ns
+    if stat:
+        me["started"] = stat[1]
+    return me
+
+
+def _process_gone(holder: dict) -> bool:
+    """Whether ``holder`` (a lease's host/pid) ran on this host, in this pid namespace, and its
+    process is gone: no such pid, a zombie, or another process under its pid."""
+    pid = holder.get("pid")
+    if holder.get("host") != _host() or not isinstance(pid, int) or pid <= 0:
         return False
-    if lease.get("host") == _host() and isinstance(lease.get("pid"), int):
-        try:
-            os.kill(lease["pid"], 0)
-        except ProcessLookupError:
-            return False
-        except OSError:  # alive, another user's
-            return True
-    return True
+    if holder.get("pidns") and holder["pidns"] != _pid_namespace():
+        return False  # another container on this host: its pids are not ours to see
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        pass
+    stat = _proc_stat(pid)
+    if stat is None:
+        return False
+    state, started = stat
+    return state in ("Z", "X") or (isinstance(holder.get("started"), int) and holder["started"] != started)
+
+
+def lease_gone(lease: dict) -> str | None:
+    """Why ``lease`` no longer holds — released, expired, not renewed for the current lease time
+    (:func:`lease_seconds`), or its writer ran on this host and its process is gone — or None
+    while it holds."""
+    now = time.time()
+    if lease.get("released"):
+        return "released"
+    if lease.get("expires", 0) <= now:
+        return f"it expired {now - lease.get('expires', 0):.0f}s ago"
+    renewed = lease.get("renewed", lease.get("acquired"))
+    if not isinstance(renewed, (int, float)) or now - renewed >= lease_seconds():
+        age = f"{now - renewed:.0f}s" if isinstance(renewed, (int, float)) else "an unknown time"
+        return f"it was last renewed {age} ago, older than CAPTUREQ_LEASE_SECONDS ({lease_seconds():g}s)"
+    if _process_gone(lease):
+        return "its process is gone"
+    return None
+
+
+def _lock_holder(lock) -> dict:
+    """Who holds a local lock file, as its holder wrote it (a file object or a path)."""
+    try:
+        if isinstance(lock, str):
+            with open(lock) as f:
+                text = f.read()
+        else:
+            lock.seek(0)
+            text = lock.read()
+        holder = json.loads(text)
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
 
 
 @contextlib.contextmanager
@@ -773,6 +922,7 @@ def start_run(target: _Output, out: str) -> tuple[ExportSummary, _State]:
     """Begin a run on a locked output: a new run id (sorting after every earlier commit),
     commits a dead run staged rolled forward, and the folded commit log."""
     summary = ExportSummary(out=out, run_id="", rows=dict.fromkeys(schema.TABLES, 0))
+    summary.broken_lease = target.broken
     summary.recovered_commits = target.recover()
     commits = target.commits()
     summary.run_id = _new_run_id(commits)
@@ -957,7 +1107,8 @@ def _normalized(fs, path: str) -> str:
 
 def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = None,
            storage_options: dict | None = None, progress=None, by_hour: bool = True,
-           compression: str = "zstd", compact_after: int | None = None) -> ExportSummary:
+           compression: str = "zstd", compact_after: int | None = None,
+           break_lease: bool = False) -> ExportSummary:
     """Export ``tree`` (its window) to Parquet under ``out``; only new and changed source files
     are read.
 
@@ -969,6 +1120,9 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
     ``compression`` is the parts' Parquet codec. Files that could not be read are not marked done, so the next run tries them again.
     ``compact_after``: once the commit log holds more records than this, the run ends by folding
     them into one ``snapshot`` record (:func:`compact`; the cache's log would otherwise only grow).
+    ``break_lease`` takes the output's lock or lease from a writer that still holds it (a hung
+    or lost export; that writer stops before its next commit): ``summary.broken_lease`` says
+    whose it was, as it does when a dead or stale writer's lease is taken over.
     Batches hold one endpoint each: an unexpected error on one endpoint (a bug, a value no
     writer can store) stops that endpoint only — its files are not marked done, the others are
     committed — and is returned in ``summary.failed`` (endpoint → ``"Type: message"``).
@@ -979,17 +1133,20 @@ def export(tree: CaptureTree, out: str, *, out_storage_options: dict | None = No
     ... # doctest: +SKIP
     """
     started = time.monotonic()
-    so = destination_options(tree, out, out_storage_options if out_storage_options is not None else storage_options)
+    given = out_storage_options if out_storage_options is not None else storage_options
+    warn_unused(out, given, "destination")
+    so = destination_options(tree, out, given)
     target = _Output(out, so)
     refuse_inside_source(tree, target)
     tree.scan_labels()  # a wrong ground-truth tree fails before any capture is committed
     with released_on_sigterm():
-        return _export(tree, target, out, started, progress, by_hour, compression, compact_after)
+        return _export(tree, target, out, started, progress, by_hour, compression, compact_after,
+                       break_lease)
 
 
 def _export(tree: CaptureTree, target: _Output, out: str, started: float, progress, by_hour: bool,
-            compression: str, compact_after: int | None) -> ExportSummary:
-    target.lock()
+            compression: str, compact_after: int | None, break_lease: bool) -> ExportSummary:
+    target.lock(break_lease)
     try:
         summary, state = start_run(target, out)
         seq = 0

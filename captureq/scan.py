@@ -212,6 +212,22 @@ class Scanner:
         except FileNotFoundError:
             return {}
 
+    def _missing(self, root: str) -> str:
+        """Why ``root`` is no tree, and what to do, for its kind of storage: a local path that
+        does not exist (or sits below a folder that cannot be entered) is said as such; a
+        remote prefix may be missing or hidden by credentials."""
+        if not self._local:
+            return (f"{self._url(root)} does not exist or is not readable; check the URI "
+                    "(and storage_options, e.g. {'anon': True} for public buckets)")
+        if os.path.lexists(root):
+            return f"{root} is a broken link or cannot be read; check the path"
+        parent = os.path.dirname(root.rstrip("/"))
+        while parent and not os.path.exists(parent) and parent != os.path.dirname(parent):
+            parent = os.path.dirname(parent)
+        if parent and os.path.isdir(parent) and not os.access(parent, os.R_OK | os.X_OK):
+            return f"{root} cannot be reached: permission denied on {parent}; choose a path you may read"
+        return f"{root} does not exist; check the path"
+
     def _url(self, path: str) -> str:
         if self._local:
             return "file://" + path
@@ -358,10 +374,7 @@ class Scanner:
         if self._isfile(root):
             return [self.fs.info(root)]
         if not self._isdir(root):
-            raise ScanError(
-                f"{self._url(root)} does not exist or is not readable; check the URI "
-                "(and storage_options, e.g. {'anon': True} for public buckets)"
-            )
+            raise ScanError(self._missing(root))
         tail = root.split("/")
         # Already inside the time folders (yyyy[/mm[/dd[/hh]]]): walk what is there.
         if _is_time_tail(tail):

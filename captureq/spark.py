@@ -461,6 +461,7 @@ def export_parquet(
     wave_tasks: int | None = None,
     commit_threads: int = 8,
     progress=None,
+    break_lease: bool = False,
 ) -> ExportSummary:
     """Export to ``out`` exactly like :func:`captureq.export.export`, with Spark doing the work.
 
@@ -478,7 +479,7 @@ def export_parquet(
     ``wave_tasks`` (default: 4 per core); each wave is committed (``commit_threads`` at a time)
     while the next one runs, so a long export keeps its progress if a job fails. Commit records
     are named by task number, so the commit order on disk (which fixes the manifest's column
-    order) is the task order, as locally.
+    order) is the task order, as locally. ``break_lease``: as :func:`captureq.export.export`.
     """
     started = time.monotonic()
     from .plan import open_plan
@@ -497,7 +498,7 @@ def export_parquet(
     out_storage_options = destination_options(tree, out, out_storage_options)
     target = _Output(out, out_storage_options)
     refuse_inside_source(tree, target)
-    target.lock()
+    target.lock(break_lease)
     try:
         summary, state = start_run(target, out)
         run_id, rows = summary.run_id, summary.rows

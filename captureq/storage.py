@@ -48,6 +48,9 @@ class RetryPolicy:
     timeout: float = DEFAULT_TIMEOUT
     deadline: float = DEFAULT_DEADLINE
     backoff: float = 0.2  # the first pause; each next one doubles (at most 5 s)
+    # whose storage this is: "source" (a tree read) or "destination" (an export, the cache);
+    # errors raised through call() carry it as ``captureq_side``, so advice names its option
+    side: str = "source"
 
     @property
     def attempts(self) -> int:
@@ -68,15 +71,62 @@ class RetryPolicy:
             except Exception as exc:  # noqa: BLE001 - sorted below
                 if not is_transient(exc):
                     if is_storage_failure(exc):
-                        raise StorageError.of(op, target, exc) from exc
+                        raise StorageError.of(op, target, exc, side=self.side) from exc
+                    mark_side(exc, self.side)
                     raise
                 left = self.deadline - (time.monotonic() - started)
                 wait = self.pause(attempt)
                 if attempt + 1 >= self.attempts or wait >= left:
                     raise StorageError.of(op, target, exc, attempts=attempt + 1,
-                                          seconds=time.monotonic() - started) from exc
+                                          seconds=time.monotonic() - started, side=self.side) from exc
                 time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def mark_side(exc: BaseException, side: str) -> None:
+    """Note on ``exc`` whose storage raised it (``captureq_side``), unless a closer call did."""
+    if getattr(exc, "captureq_side", None) is None:
+        try:
+            exc.captureq_side = side
+        except (AttributeError, TypeError):  # an exception type without a __dict__
+            pass
+
+
+def side_of(exc: BaseException) -> str | None:
+    """The side (``"source"``, ``"destination"``) whose storage raised ``exc`` or a cause of it."""
+    for e in causes(exc):
+        side = getattr(e, "captureq_side", None)
+        if side:
+            return side
+    return None
+
+
+def warn_unused(uri: str | None, storage_options: dict | None, side: str = "source") -> None:
+    """A :class:`~captureq.errors.StorageOptionWarning` when ``storage_options`` were given for a
+    local path, where only captureq's own (:data:`POLICY_KEYS`) apply: fsspec's local
+    filesystem takes any other option and ignores it.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as seen:
+    ...     warnings.simplefilter("always")
+    ...     warn_unused("data/capture", {"anon": True, "retries": 4})
+    >>> seen[0].message.keys
+    ('anon',)
+    """
+    from fsspec.utils import get_protocol
+
+    if not uri or not storage_options or get_protocol(uri) not in ("file", "local"):
+        return
+    keys = tuple(k for k in storage_options if k not in POLICY_KEYS)
+    if keys:
+        import warnings
+
+        from .errors import OPTIONS_OF_SIDE, StorageOptionWarning
+
+        argument = OPTIONS_OF_SIDE.get(side, OPTIONS_OF_SIDE["source"])[1]
+        warnings.warn(StorageOptionWarning(
+            f"{argument} {', '.join(keys)} do not apply to the local {side} {uri} and are ignored "
+            "(they are for object stores such as s3://)", side=side, keys=keys, uri=uri), stacklevel=3)
 
 
 def split_options(storage_options: dict | None) -> tuple[dict, RetryPolicy]:
@@ -96,13 +146,18 @@ def split_options(storage_options: dict | None) -> tuple[dict, RetryPolicy]:
     return opts, policy
 
 
-def filesystem(uri: str, storage_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+def filesystem(uri: str, storage_options: dict | None = None,
+               side: str = "source") -> tuple[fsspec.AbstractFileSystem, str]:
     """``fsspec.core.url_to_fs(uri, **storage_options)`` with captureq's retry policy: the
-    filesystem makes one attempt per call and carries the policy (:func:`policy_of`)."""
+    filesystem makes one attempt per call and carries the policy (:func:`policy_of`), which
+    notes ``side`` on the errors it raises (:func:`side_of`)."""
+    from dataclasses import replace
+
     from fsspec.core import url_to_fs
     from fsspec.utils import get_protocol
 
     opts, policy = split_options(storage_options)
+    policy = replace(policy, side=side)
     own_retries = False
     if get_protocol(uri) in _S3:
         config = dict(opts.get("config_kwargs") or {})

@@ -192,7 +192,7 @@ def test_an_empty_tree_gives_empty_tables(tmp_path):
 
 def test_a_missing_tree_is_a_scan_error_that_names_it(tmp_path):
     missing = tmp_path / "no-such-tree"
-    with pytest.raises(ScanError, match=r"no-such-tree does not exist.*check the URI"):
+    with pytest.raises(ScanError, match=r"no-such-tree does not exist.*check the path"):
         scan(str(missing))
     with pytest.raises(ScanError, match="no-such-tree"):
         captureq.open(str(missing)).captures()
