@@ -123,3 +123,20 @@ def test_a_nan_flood_raises_completeness_violations(tmp_path):
     assert m[("feature_data_y", "SampleCount")] == len(finite)
     assert 0.5 < m[("feature_nan_z", "Value")] < 0.7
     assert m[("feature_nan_x", "Value")] == 0.0
+
+
+def test_numbers_and_nan_strings_are_read_in_bulk(monkeypatch):
+    """A payload batch whose column mixes numbers and "NaN" strings is read in one pass of the
+    JSON reader (as numbers), not one payload at a time."""
+    from captureq.decode import json as dj
+
+    calls = []
+    real = dj._read_v
+    monkeypatch.setattr(dj, "_read_v", lambda texts: calls.append(len(texts)) or real(texts))
+    docs = [json.dumps({"z": "NaN" if i % 3 == 0 else i / 2, "y": float("nan") if i % 2 else i})
+            for i in range(300)]
+    d = dj.decode_json(pa.array(docs))
+    assert len(calls) <= 2 and not d.failures
+    z = d.table.column("z").to_pylist()
+    assert pa.types.is_floating(d.table.schema.field("z").type)
+    assert sum(v != v for v in z) == 100 and z[1] == 0.5

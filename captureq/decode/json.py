@@ -34,6 +34,8 @@ becomes ``_c0``, ``_c1``, …; a scalar becomes ``_c0``.
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import re
 from collections.abc import Sequence
@@ -154,26 +156,59 @@ def _is_list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 
+#: A JSON string value that spells NaN or ±Infinity ("NaN", "-Infinity", any case), with what
+#: comes before (a ``:``, ``[`` or ``,``) and after it (``,``, ``]`` or ``}``): never a key.
+_QUOTED_NON_FINITE = [
+    (r'([:\[,]\s*)"(?i:\+?(?:nan))"(\s*[,\]}])', r"\1NaN\2"),
+    (r'([:\[,]\s*)"(?i:-(?:nan))"(\s*[,\]}])', r"\1NaN\2"),
+    (r'([:\[,]\s*)"(?i:\+?(?:inf|infinity))"(\s*[,\]}])', r"\1Infinity\2"),
+    (r'([:\[,]\s*)"(?i:-(?:inf|infinity))"(\s*[,\]}])', r"\1-Infinity\2"),
+]
+
+
+def _read_v(texts: pa.Array) -> pa.Table:
+    """The documents ``texts`` as one table of column ``v`` (pyarrow's reader, which takes a
+    bare ``NaN``/``Infinity`` as Python's ``json`` does); ArrowInvalid when one does not parse."""
+    wrapped = pc.binary_join_element_wise(pa.scalar('{"v":'), texts, pa.scalar("}\n"), "")
+    table = pj.read_json(
+        pa.BufferReader(values_buffer(wrapped)),
+        read_options=pj.ReadOptions(block_size=max(1 << 22, _longest(wrapped) + 64)),
+    )
+    # pyarrow builds invalid arrays for lists that start with null ([null, 1]; see
+    # apache/arrow#51305): check, and read such a payload the slow way on its own.
+    table.validate(full=True)
+    return table
+
+
+def _non_finite_as_numbers(texts: pa.Array) -> pa.Array | None:
+    """``texts`` with string values that spell NaN/±Infinity written as the bare numbers, or None
+    when none does: a column of numbers and ``"NaN"`` strings is a column of numbers (README,
+    "Types"), read in bulk instead of one payload at a time."""
+    if not pc.any(pc.match_substring_regex(texts, r'(?i)"[-+]?(nan|inf|infinity)"')).as_py():
+        return None
+    for pattern, replacement in _QUOTED_NON_FINITE:
+        texts = pc.replace_substring_regex(texts, pattern, replacement)
+    return texts
+
+
 def _parse(texts: pa.Array) -> pa.Array:
     """Parse each string of ``texts`` as one JSON document; returns the ``v`` array."""
     if pc.any(pc.match_substring_regex(texts, "[\r\n]")).as_py():
         texts = pc.replace_substring_regex(
             texts, "[\r\n]", " "
         )  # raw newlines only occur between tokens
-    wrapped = pc.binary_join_element_wise(pa.scalar('{"v":'), texts, pa.scalar("}\n"), "")
-    data = values_buffer(wrapped)
     try:
-        table = pj.read_json(
-            pa.BufferReader(data),
-            read_options=pj.ReadOptions(block_size=max(1 << 22, _longest(wrapped) + 64)),
-        )
-        # pyarrow builds invalid arrays for lists that start with null ([null, 1]; see
-        # apache/arrow#51305): check, and read such a payload the slow way on its own.
-        table.validate(full=True)
+        table = _read_v(texts)
     except pa.ArrowInvalid:
-        if len(texts) != 1:
-            raise
-        return _parse_slowly(texts[0].as_py())
+        fixed = _non_finite_as_numbers(texts)
+        table = None
+        if fixed is not None:
+            with contextlib.suppress(pa.ArrowInvalid):
+                table = _read_v(fixed)
+        if table is None:
+            if len(texts) != 1:
+                raise
+            return _parse_slowly(texts[0].as_py())
     if table.num_rows != len(texts) or table.column_names != ["v"]:
         raise ValueError("payload is not a single JSON document")
     v = table.column("v").combine_chunks()
