@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import ndcg_score
 from typer.testing import CliRunner
@@ -29,6 +29,7 @@ from captureq.monitor.attribution import (
     attribution_monitor,
     capture_attributions,
     ndcg,
+    ndcg_table,
 )
 
 REAL = Path(__file__).parent / "data" / "real" / "awsdocs"
@@ -74,23 +75,39 @@ def test_features_missing_on_either_side():
 values = st.lists(st.floats(0.001, 100, allow_nan=False), min_size=2, max_size=12)
 
 
-@settings(max_examples=150, deadline=None)
+def _scores(base: dict, windows: list[dict]) -> list[float]:
+    """NDCG of several windows against one baseline, in one ndcg_table call."""
+    ts = [START + timedelta(hours=i) for i in range(len(windows))]
+    live = pa.table({
+        "window_start": pa.array([t for t, w in zip(ts, windows) for _ in w],
+                                 pa.timestamp("us", "UTC")),
+        "label": ["label0"] * sum(map(len, windows)),
+        "feature": [f for w in windows for f in w],
+        "value": [float(v) for w in windows for v in w.values()],
+    })
+    b = pa.table({"label": ["label0"] * len(base), "feature": list(base),
+                  "value": [float(v) for v in base.values()]})
+    out = ndcg_table(live, b).to_pylist()
+    return [next(r["ndcg"] for r in out if r["window_start"] == t) for t in ts]
+
+
+@settings(max_examples=60, deadline=None)
 @given(values, st.randoms(use_true_random=False))
 def test_ndcg_properties(base_values, rnd):
     names = [f"f{i}" for i in range(len(base_values))]
     base = dict(zip(names, base_values))
-    assert ndcg(base, base) == pytest.approx(1.0)
     shuffled = base_values[:]
     rnd.shuffle(shuffled)
-    live = dict(zip(names, shuffled))
-    score = ndcg(base, live)
-    assert 0.0 <= score <= 1.0 + 1e-12
-    assert score == pytest.approx(ndcg_score([base_values], [shuffled]), abs=1e-9)
-    # reversing the baseline's ranking scores lower than keeping it
-    assume(len(set(base_values)) > 1)
     order = sorted(names, key=lambda n: base[n])
     reversed_live = {n: float(i + 1) for i, n in enumerate(order[::-1])}  # smallest ranked first
-    assert ndcg(base, reversed_live) < 1.0 - 1e-9
+    same, shuffled_score, reversed_score = _scores(
+        base, [base, dict(zip(names, shuffled)), reversed_live])
+    assert same == pytest.approx(1.0)
+    assert 0.0 <= shuffled_score <= 1.0 + 1e-12
+    assert shuffled_score == pytest.approx(ndcg_score([base_values], [shuffled]), abs=1e-9)
+    # reversing the baseline's ranking scores lower than keeping it
+    if len(set(base_values)) > 1:
+        assert reversed_score < 1.0 - 1e-9
 
 
 # -- a capture tree whose outputs carry kernel_shap ---------------------------------------------
