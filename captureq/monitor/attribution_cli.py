@@ -31,6 +31,9 @@ app = typer.Typer(
     name="attribution",
     help="Feature-attribution drift (SageMaker Clarify): SHAP baselines and NDCG per window.",
     no_args_is_help=True,
+    epilog="\b\nExample:\n"
+    "  captureq attribution baseline capture/ shap-baseline/ --end 2026-01-02\n"
+    "  captureq attribution monitor capture/ --baseline shap-baseline/analysis.json --out drift/",
 )
 
 #: exit status of ``monitor --fail-on-violations`` when a window violated
