@@ -30,7 +30,7 @@ model's output with no feature known) is ``prediction − Σ φ`` per record (SH
 averaged; it is known when ``predictions.data`` holds numbers.
 
 >>> round(ndcg({"sat": 0.70, "gpa": 0.50, "rank": 0.05}, {"sat": 0.10, "gpa": 0.20, "rank": 0.70}), 4)
-0.6877
+0.6876
 """
 
 from __future__ import annotations
