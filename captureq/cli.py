@@ -696,12 +696,14 @@ def print_generated(summary) -> None:
 
 
 def _register_subcommands() -> None:
+    from .monitor import attribution_cli
     from .monitor import cli as monitor_cli
     from .monitor import estimate_cli, job_cli
     from .report import cli as report_cli
 
     for module in (monitor_cli, estimate_cli, job_cli, report_cli):
         app.add_typer(module.app)
+    app.add_typer(attribution_cli.app)  # the `captureq attribution …` group
 
 
 _register_subcommands()
