@@ -260,3 +260,51 @@ def test_multiclass_scalars_on_text_labels_match_sklearn(pairs):
     assert stats["multiclass_classification_metrics"]["confusion_matrix"] == {
         a: {b: int(cm[i, j]) for j, b in enumerate(labels)} for i, a in enumerate(labels)
     }
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["0", "1", "2", "7", "cat", "dog"]),
+                       st.sampled_from([0, 1, 2, 7, "cat", "dog"]), st.booleans()),
+             min_size=1, max_size=40),  # fmt: skip
+    st.booleans(),
+)
+def test_labels_meet_predictions_as_text_or_numbers(rows, text_column):
+    """A label "2" meets a predicted 2 or 2.0; the metrics are sklearn's on the class names."""
+    import pyarrow as pa
+
+    from captureq.monitor import model_quality
+
+    def value(t):
+        try:
+            return float(t)
+        except ValueError:
+            return None
+
+    truth = [t if labelled else None for t, _, labelled in rows]
+    preds = [f"{p}.0" if isinstance(p, int) and text_column else p for _, p, _ in rows]
+    if not text_column and any(isinstance(p, str) for p in preds):
+        preds = [str(p) for p in preds]  # a text column after all
+    times = [T0 + timedelta(minutes=i) for i in range(len(rows))]
+    table = pa.table({
+        "inference_time": pa.array(times, pa.timestamp("us", tz="UTC")),
+        "output_predicted_label": preds,
+        "ground_truth": truth,
+        "ground_truth_value": [None if t is None else value(t) for t in truth],
+    })  # fmt: skip
+    result = model_quality(table, problem_type="MulticlassClassification")
+    name = lambda v: str(int(float(v))) if value(str(v)) is not None else str(v)  # noqa: E731
+    y = [name(t) for t, _, lab in rows if lab]
+    p = [name(q) for (_, _, lab), q in zip(rows, preds) if lab]
+    overall = result.overall()
+    assert overall["labelled"] == len(y)
+    if y:
+        assert overall["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
+        assert overall["weighted_f1"] == pytest.approx(skm.f1_score(y, p, average="weighted"))
+        labels = sorted(set(y) | set(p))
+        cm = skm.confusion_matrix(y, p, labels=labels)
+        got = result.statistics["multiclass_classification_metrics"]["confusion_matrix"]
+        assert {(a, b): c for a, row in got.items() for b, c in row.items() if c} == {
+            (a, b): int(cm[i, j]) for i, a in enumerate(labels) for j, b in enumerate(labels)
+            if cm[i, j]
+        }  # fmt: skip
