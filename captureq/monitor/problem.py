@@ -18,16 +18,18 @@ them the class is the position). Every choice can be given instead: ``problem_ty
 columns), ``class_labels``, ``threshold``.
 
 :func:`encode` turns the table into arrays for the metrics: floats for binary and regression;
-for multiclass floats when every label and prediction is a number, else text (numbers written
-as their shortest text, so a label ``"2"`` meets a predicted ``2.0``).
+for multiclass the class numbers when every label and prediction is a number, else positions in
+a sorted list of class names (numbers written as their shortest text, so a label ``"2"`` meets a
+predicted ``2.0``).
 
 >>> import pyarrow as pa
 >>> t = pa.table({"output_predicted_label": ["cat", "dog"], "output_score": [0.8, 0.6],
 ...               "ground_truth": ["cat", "cat"], "ground_truth_value": [None, None]})
 >>> choose(t).describe()
 'MulticlassClassification on output_predicted_label (labels are text: cat)'
->>> encode(t, choose(t)).pred.tolist()
-['cat', 'dog']
+>>> e = encode(t, choose(t))
+>>> e.classes, e.truth.tolist(), e.pred.tolist()
+(['cat', 'dog'], [0.0, 0.0], [0.0, 1.0])
 """
 
 from __future__ import annotations
@@ -89,13 +91,15 @@ class Encoded:
     """Labels and predictions of every row, ready for the metrics.
 
     ``labelled``: the row has a label (``ground_truth`` not null); ``usable``: it has a label and
-    a prediction of the problem's kind. ``truth``/``pred`` are float64 (NaN where missing) or,
-    for text classes, object arrays of str (None where missing)."""
+    a prediction of the problem's kind. ``truth``/``pred`` are float64, NaN where missing: values
+    (binary, regression, numeric classes) or, when ``classes`` is set (text classes), positions
+    in ``classes``, the class names sorted."""
 
     truth: np.ndarray
     pred: np.ndarray
     labelled: np.ndarray
     usable: np.ndarray
+    classes: list[str] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +273,7 @@ def choose(
 
     # inferred
     if text_labels:
-        shown = np.unique(pc.drop_null(text).to_numpy(zero_copy_only=False).astype(str))[:5]
+        shown = sorted(pc.unique(pc.utf8_trim_whitespace(pc.drop_null(text))).to_pylist())[:5]
         return multiclass(f"labels are text: {', '.join(shown)}")
     if integral and set(distinct.tolist()) <= {0.0, 1.0}:
         c = score_column()
@@ -345,8 +349,17 @@ def encode(table: pa.Table, model: ModelType) -> Encoded:
         pred = np.rint(pred_values)
         return Encoded(truth, pred, labelled, labelled & ~np.isnan(truth) & ~np.isnan(pred))
     truth_arr = _class_text(text, values) if text is not None else _number_text(values)
+    truth_arr = pc.if_else(pa.array(labelled), truth_arr, pa.scalar(None, pa.string()))
     pred_arr = _class_text(pred_col, pred_values)
-    valid = pc.is_valid(truth_arr).to_numpy(zero_copy_only=False)
-    usable = labelled & valid & pc.is_valid(pred_arr).to_numpy(zero_copy_only=False)
-    truth = np.where(labelled, truth_arr.to_numpy(zero_copy_only=False), None).astype(object)
-    return Encoded(truth, pred_arr.to_numpy(zero_copy_only=False).astype(object), labelled, usable)
+    classes = pc.unique(pa.chunked_array([truth_arr, pred_arr]).combine_chunks()).drop_null()
+    classes = pc.take(classes, pc.sort_indices(classes))
+    truth, pred = (_codes(a, classes) for a in (truth_arr, pred_arr))
+    usable = labelled & ~np.isnan(truth) & ~np.isnan(pred)
+    return Encoded(truth, pred, labelled, usable, classes.to_pylist())
+
+
+def _codes(names: pa.Array, classes: pa.Array) -> np.ndarray:
+    """Each name's position in ``classes`` as float64, NaN for null."""
+    return pc.cast(pc.index_in(names, value_set=classes), pa.float64()).to_numpy(
+        zero_copy_only=False
+    )

@@ -100,10 +100,10 @@ def average_precision(y: np.ndarray, score: np.ndarray) -> float | None:
 
 
 def multiclass_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray
+    y_true: np.ndarray, y_pred: np.ndarray, classes: list[str] | None = None
 ) -> tuple[dict[str, float], list[dict]]:
     """Accuracy, weighted F1 and the confusion matrix rows (actual, predicted, count); classes
-    are numbers or text."""
+    are numbers or text, or positions in ``classes`` (their names)."""
     from .quality_files import class_name
 
     labels, inv = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
@@ -116,7 +116,7 @@ def multiclass_metrics(
     denom = support + predicted
     f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
     weighted = float(np.sum(f1 * support) / support.sum()) if support.sum() else 0.0
-    names = [class_name(v) for v in labels]
+    names = [class_name(v, classes) for v in labels]
     rows = [
         {"actual": names[i], "predicted": names[j], "count": int(cm[i, j])}
         for i, j in zip(*np.nonzero(cm))
@@ -306,6 +306,7 @@ def model_quality(
     problem_type, pred_col = model.problem_type, model.column
     enc = encode(table, model)
     truth_all, pred_all, labelled, usable = enc.truth, enc.pred, enc.labelled, enc.usable
+    classes = enc.classes
 
     unit = "day" if by == "day" else "hour"
     win = pc.floor_temporal(table["inference_time"], unit=unit).to_numpy(zero_copy_only=False)
@@ -357,7 +358,7 @@ def model_quality(
                 ]
                 row.update(m)
             elif problem_type == MULTICLASS:
-                m, cm = multiclass_metrics(y, p)
+                m, cm = multiclass_metrics(y, p, classes)
                 row.update(m)
             else:
                 row.update(regression_metrics(y, p))
@@ -397,7 +398,7 @@ def model_quality(
         if "endpoint" in table.column_names and table.num_rows
         else endpoint
     )
-    _model_monitor_files(result, labelled_sets, ep, constraints, seed)
+    _model_monitor_files(result, labelled_sets, ep, constraints, seed, classes)
     if baseline_out is not None:
         if not result.statistics.get("dataset", {}).get("item_count"):
             raise ConfigError(
@@ -416,6 +417,7 @@ def _model_monitor_files(
     endpoint: str | None,
     constraints: Any,
     seed: int,
+    classes: list[str] | None = None,
 ) -> None:
     """Fill ``result`` with Model Monitor's statistics, violations and metric rows."""
     from .metrics import model_quality_rows
@@ -435,7 +437,7 @@ def _model_monitor_files(
             continue
         stats = quality_statistics(
             y, p, result.problem_type, threshold=result.threshold, seed=seed,
-            evaluation_time=evaluated,
+            evaluation_time=evaluated, classes=classes,
         )
         metric_rows += model_quality_rows(stats, start_ts, endpoint, granularity)
         found = violations_of(stats, constraints.constraints) if constraints is not None else []

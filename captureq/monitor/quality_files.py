@@ -219,19 +219,24 @@ def precision_recall_curve(y: np.ndarray, score: np.ndarray) -> dict[str, list[f
     }
 
 
-def confusion_matrix(y: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, int]]:
+def confusion_matrix(
+    y: np.ndarray, pred: np.ndarray, classes: list[str] | None = None
+) -> dict[str, dict[str, int]]:
     """``{"<actual>": {"<predicted>": count}}`` over every label seen (Model Monitor's layout);
-    labels are numbers or text."""
+    labels are numbers or text, or positions in ``classes`` (their names)."""
     labels = np.unique(np.concatenate([y, pred]))
-    names = [class_name(v) for v in labels]
+    names = [class_name(v, classes) for v in labels]
     k = len(labels)
     t, p = np.searchsorted(labels, y), np.searchsorted(labels, pred)
     cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
     return {names[i]: {names[j]: int(cm[i, j]) for j in range(k)} for i in range(k)}
 
 
-def class_name(v: Any) -> str:
-    """A class as Model Monitor names it in a confusion matrix: ``1.0`` → ``"1"``, text as is."""
+def class_name(v: Any, classes: list[str] | None = None) -> str:
+    """A class as Model Monitor names it in a confusion matrix: ``1.0`` → ``"1"``, text as is;
+    with ``classes``, ``v`` is a position in it."""
+    if classes is not None:
+        return classes[int(v)]
     if isinstance(v, str):
         return v
     f = float(v)
@@ -253,10 +258,12 @@ def quality_statistics(
     threshold: float = 0.5,
     seed: int = 0,
     evaluation_time: datetime | None = None,
+    classes: list[str] | None = None,
 ) -> dict:
     """Model Monitor's model-quality ``statistics.json`` for labels ``y`` and predictions ``pred``
     (binary: a score or probability, positive when ≥ ``threshold``; multiclass: classes as
-    numbers or as text, :func:`.problem.encode`).
+    numbers or as text, or positions in ``classes``, their names, as :func:`.problem.encode`
+    gives them).
 
     ``evaluation_time`` (when the window was evaluated) becomes ``dataset.evaluation_time`` as
     newer Model Monitor files write it: ``"2023-03-30T21:08:34.729Z"``."""
@@ -289,7 +296,7 @@ def quality_statistics(
     if problem_type == BINARY:
         metrics["confusion_matrix"] = confusion_matrix(y, (pred >= threshold).astype("float64"))
     elif problem_type == MULTICLASS:
-        metrics["confusion_matrix"] = confusion_matrix(y, pred)
+        metrics["confusion_matrix"] = confusion_matrix(y, pred, classes)
     for name, value in values.items():
         if problem_type == BINARY and name == "auc":
             metrics["receiver_operating_characteristic_curve"] = roc_curve(y, pred)
