@@ -308,3 +308,49 @@ def test_labels_meet_predictions_as_text_or_numbers(rows, text_column):
             (a, b): int(cm[i, j]) for i, a in enumerate(labels) for j, b in enumerate(labels)
             if cm[i, j]
         }  # fmt: skip
+
+
+def test_argmax_of_a_json_list_named_by_the_outputs_label_list(tmp_path):
+    """``{"predictions": [{"probabilities": [...], "labels": [...]}]}``: the classes come from
+    the output's own label list."""
+    truths = _truths(ANIMALS)
+    preds = _guess(truths, ANIMALS)
+    probs = _probabilities(preds, ANIMALS)
+    out = lambda i: json.dumps(  # noqa: E731
+        {"predictions": [{"probabilities": probs[i].tolist(), "labels": ANIMALS}]}
+    )
+    tree = _tree(tmp_path, out, truths)
+    result = tree.model_quality()
+    assert result.problem_type == "MulticlassClassification"
+    assert result.prediction == "argmax(output_probabilities)"
+    assert result.model_type.class_labels == tuple(ANIMALS)
+    _assert_multiclass(result.overall(), _labelled(truths), _labelled(preds))
+    r = runner.invoke(app, ["quality", tree.uri, "--labels", tree.labels_uri, "--probability",
+                            "output_probabilities", "--class-labels", "bird,cat,dog"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+
+
+def test_argmax_of_json_text_lists():
+    """Probabilities kept as JSON text (``"[0.1, 0.7, 0.2]"``), classes named by the caller."""
+    import pyarrow as pa
+
+    from captureq.monitor import model_quality
+
+    truths = _truths(ANIMALS)[:60]
+    preds = _guess(truths, ANIMALS)
+    probs = _probabilities(preds, ANIMALS)
+    table = pa.table({
+        "inference_time": pa.array([T0 + timedelta(minutes=i) for i in range(60)],
+                                   pa.timestamp("us", tz="UTC")),
+        "output_probabilities": [json.dumps(p.tolist()) if i % 7 else "[0.5, 0.5]"
+                                 for i, p in enumerate(probs)],
+        "ground_truth": truths,
+        "ground_truth_value": pa.nulls(60, pa.float64()),
+    })  # fmt: skip
+    result = model_quality(table, probability="output_probabilities", class_labels=ANIMALS)
+    kept = [i for i in range(60) if i % 7]  # a list of another length is no prediction
+    y, p = [truths[i] for i in kept], [preds[i] for i in kept]
+    o = result.overall()
+    assert o["labelled"] == 60 and result.statistics["dataset"]["item_count"] == len(kept)
+    assert o["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
+    assert o["weighted_f1"] == pytest.approx(skm.f1_score(y, p, average="weighted"))

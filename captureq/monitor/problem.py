@@ -12,8 +12,9 @@ null, as ``count(ground_truth)`` counts them):
 
 The prediction of a multiclass model is a predicted-label column (``output_predicted_label``,
 ``output_label``, ``output_prediction``), or the argmax of a probability vector (the numbered
-outputs ``output_c0, output_c1, …``) named by ``class_labels`` (its classes in order; without
-them the class is the position). Every choice can be given instead: ``problem_type``,
+outputs ``output_c0, output_c1, …``, or a column of JSON lists such as ``output_probabilities``)
+named by ``class_labels`` (its classes in order; else the list an output gives beside it, such as
+``output_labels``; else the class is the position). Every choice can be given instead: ``problem_type``,
 ``prediction``, ``probability`` (a binary score column, or a multiclass model's probability
 columns), ``class_labels``, ``threshold``.
 
@@ -50,6 +51,8 @@ LABEL_COLUMNS = ("output_predicted_label", "output_label", "output_prediction")
 SCORE_COLUMNS = ("output_score", "output_probability", "output_c0")
 REGRESSION_COLUMNS = ("output_c0", "output_score", "output_prediction", "output_label",
                       "output_predicted_label")  # fmt: skip
+LIST_COLUMNS = ("output_probabilities", "output_scores")  # a list per record
+CLASS_LIST_COLUMNS = ("output_labels", "output_classes")  # the classes of such a list
 MAX_CLASSES = 20  # more distinct integer labels than this reads as a regression target
 _NUMBERED = re.compile(r"output_c(\d+)")
 
@@ -107,6 +110,11 @@ class Encoded:
 # ---------------------------------------------------------------------------------------------
 def _is_text(arr: pa.ChunkedArray) -> bool:
     return pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+
+
+def _is_list(arr: pa.ChunkedArray) -> bool:
+    """A list per record: a list column, or text holding JSON lists."""
+    return _is_text(arr) or pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)
 
 
 def to_float(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -218,10 +226,13 @@ def choose(
     distinct = np.unique(lab_values[~np.isnan(lab_values)])
     integral = bool(len(distinct)) and bool((distinct == np.round(distinct)).all())
     label_col = prediction or next((c for c in LABEL_COLUMNS if _present(table, c)), None)
-    vector = probs if len(probs) > 1 else ()
+    vector = probs if len(probs) > 1 or (probs and _is_list(table[probs[0]])) else ()
     if not vector and not prediction and not probs:
         numbered = numbered_outputs(table)
-        vector = numbered if len(numbered) > 1 else ()
+        lists = tuple(c for c in LIST_COLUMNS if _present(table, c) and _is_list(table[c]))[:1]
+        vector = numbered if len(numbered) > 1 else lists
+    if vector and not classes:
+        classes = _class_list(table)
 
     def score_column() -> str | None:
         first = (prediction,) if prediction else ()
@@ -237,15 +248,15 @@ def choose(
         if label_col is not None and (prediction or not vector):
             return ModelType(MULTICLASS, label_col, threshold=cut, reason=reason)
         if vector:
-            if classes and len(classes) != len(vector):
+            if classes and len(vector) > 1 and len(classes) != len(vector):
                 raise ConfigError(
                     f"{len(classes)} class labels ({', '.join(classes)}) for {len(vector)} "
                     f"probability columns ({', '.join(vector)}): give one label per column"
                 )
             if text_labels and not classes:
                 raise ConfigError(
-                    f"the labels are text but the outputs are {len(vector)} numbered "
-                    f"probabilities ({', '.join(vector)}): name their classes in order with "
+                    f"the labels are text but the outputs are probabilities "
+                    f"({', '.join(vector)}): name their classes in order with "
                     "class_labels=[...] (--class-labels a,b,c)"
                 )
             return ModelType(MULTICLASS, vector[0], vector, classes, cut, reason)
@@ -309,9 +320,47 @@ def choose(
 # ---------------------------------------------------------------------------------------------
 # the arrays
 # ---------------------------------------------------------------------------------------------
-def _argmax(table: pa.Table, columns: Sequence[str]) -> np.ndarray:
+def _class_list(table: pa.Table) -> tuple[str, ...]:
+    """The classes a record lists beside its probabilities (``"labels": ["bird", "cat"]``), read
+    from the first record that has them; () when no output lists them."""
+    import json
+
+    for c in CLASS_LIST_COLUMNS:
+        if _present(table, c) and _is_list(table[c]):
+            names = pc.drop_null(table[c])[0].as_py()
+            if isinstance(names, str):
+                try:
+                    names = json.loads(names)
+                except ValueError:
+                    continue
+            if isinstance(names, list):
+                return tuple(str(n) for n in names)
+    return ()
+
+
+def _probability_matrix(table: pa.Table, columns: Sequence[str], width: int) -> np.ndarray:
+    """Rows × classes: numbered columns side by side, or one list column (or text holding JSON
+    lists, ``"[0.1, 0.7, 0.2]"``) flattened in one pass; a list of another length is NaN."""
+    if len(columns) > 1 or not _is_list(table[columns[0]]):
+        return np.column_stack([to_float(table[c]) for c in columns])
+    parts = table[columns[0]]
+    if _is_text(parts):
+        parts = pc.split_pattern(pc.replace_substring_regex(parts, r"[\[\]\s]", ""), ",")
+    lengths = pc.fill_null(pc.list_value_length(parts), 0).to_numpy(zero_copy_only=False)
+    k = width or int(lengths.max(initial=0))
+    m = np.full((table.num_rows, k), np.nan)
+    rows = lengths == k
+    if k and rows.any():
+        kept = pc.filter(parts, pa.array(rows))
+        m[rows] = to_float(pc.list_flatten(kept)).reshape(-1, k)
+    return m
+
+
+def _argmax(table: pa.Table, columns: Sequence[str], width: int = 0) -> np.ndarray:
     """The position of each row's largest probability (NaN where every one is missing)."""
-    m = np.column_stack([to_float(table[c]) for c in columns])
+    m = _probability_matrix(table, columns, width)
+    if not m.shape[1]:
+        return np.full(table.num_rows, np.nan)
     empty = np.isnan(m).all(axis=1)
     pos = np.argmax(np.where(np.isnan(m), -np.inf, m), axis=1).astype("float64")
     pos[empty] = np.nan
@@ -329,7 +378,7 @@ def encode(table: pa.Table, model: ModelType) -> Encoded:
         return Encoded(values, pred, labelled, ok)
 
     if model.probabilities:
-        pos = _argmax(table, model.probabilities)
+        pos = _argmax(table, model.probabilities, len(model.class_labels))
         if model.class_labels:
             names = pa.array(model.class_labels, pa.string())
             pred_text = pc.take(names, pa.array(pos, mask=np.isnan(pos)).cast(pa.int64()))
