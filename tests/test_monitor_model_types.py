@@ -354,3 +354,27 @@ def test_argmax_of_json_text_lists():
     assert o["labelled"] == 60 and result.statistics["dataset"]["item_count"] == len(kept)
     assert o["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
     assert o["weighted_f1"] == pytest.approx(skm.f1_score(y, p, average="weighted"))
+
+
+def test_a_few_odd_labels_do_not_make_a_regression_multiclass():
+    import pyarrow as pa
+
+    from captureq.monitor import model_quality
+
+    rng = np.random.default_rng(7)
+    y = np.round(rng.normal(50, 10, 100), 2)
+    p = np.round(y + rng.normal(0, 2, 100), 2)
+    text = [str(v) for v in y]
+    text[3] = "n/a"
+    table = pa.table({
+        "inference_time": pa.array([T0 + timedelta(minutes=i) for i in range(100)],
+                                   pa.timestamp("us", tz="UTC")),
+        "output_c0": p,
+        "ground_truth": text,
+        "ground_truth_value": [None if t == "n/a" else float(t) for t in text],
+    })  # fmt: skip
+    result = model_quality(table)
+    assert result.problem_type == "Regression"
+    keep = np.arange(100) != 3
+    assert result.overall()["labelled"] == 100
+    assert result.overall()["r2"] == pytest.approx(skm.r2_score(y[keep], p[keep]))

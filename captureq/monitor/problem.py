@@ -3,7 +3,8 @@
 :func:`choose` looks at the outputs **and** the labels (the rows where ``ground_truth`` is not
 null, as ``count(ground_truth)`` counts them):
 
-* labels that are text (``cat``, ``dog``) → MulticlassClassification;
+* labels that are text (``cat``, ``dog``) → MulticlassClassification (a few odd texts among
+  many non-integer numbers, such as ``n/a`` in a regression target, do not count);
 * numeric labels, all 0 or 1, and a prediction in [0, 1] → BinaryClassification (a score and a
   threshold, or 0/1 predicted labels);
 * few distinct integer labels (≤ 20) with a predicted label, a probability vector or
@@ -222,9 +223,15 @@ def choose(
     cut = 0.5 if threshold is None else float(threshold)
     labelled, values, text = _labels(table)
     lab_values = values[labelled]
-    text_labels = bool(labelled.any()) and bool(np.isnan(lab_values).any())
     distinct = np.unique(lab_values[~np.isnan(lab_values)])
     integral = bool(len(distinct)) and bool((distinct == np.round(distinct)).all())
+    # text among the labels makes them classes, unless it is a few odd values among many
+    # numbers that are not classes (a regression target with some "n/a")
+    n_text = int(np.isnan(lab_values).sum())
+    text_labels = n_text > 0 and (
+        2 * n_text >= len(lab_values) or not len(distinct)
+        or (integral and len(distinct) <= MAX_CLASSES)
+    )  # fmt: skip
     label_col = prediction or next((c for c in LABEL_COLUMNS if _present(table, c)), None)
     vector = probs if len(probs) > 1 or (probs and _is_list(table[probs[0]])) else ()
     if not vector and not prediction and not probs:
@@ -307,8 +314,8 @@ def choose(
             return ModelType(BINARY, c, threshold=cut, reason="scores in [0, 1]; no labels yet")
     c = prediction or next(
         (c for c in REGRESSION_COLUMNS if _present(table, c) and not _is_text(table[c])), None
-    ) or next((c for c in table.column_names if c.startswith("output_") and _present(table, c)),
-              None)  # fmt: skip
+    ) or next((c for c in table.column_names if c.startswith("output_") and _present(table, c)
+               and (_is_text(table[c]) or not _is_list(table[c]))), None)  # fmt: skip
     if c is None:
         raise ConfigError(
             "the predictions have no output column: pass prediction='output_...' (--prediction)"
