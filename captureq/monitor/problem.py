@@ -7,7 +7,7 @@ null, as ``count(ground_truth)`` counts them):
   many non-integer numbers, such as ``n/a`` in a regression target, do not count);
 * numeric labels, all 0 or 1, and a prediction in [0, 1] → BinaryClassification (a score and a
   threshold, or 0/1 predicted labels);
-* few distinct integer labels (≤ 20) with a predicted label, a probability vector or
+* few distinct integer labels (≤ 50) with a predicted label, a probability vector or
   whole-number predictions → MulticlassClassification;
 * otherwise Regression.
 
@@ -54,7 +54,7 @@ REGRESSION_COLUMNS = ("output_c0", "output_score", "output_prediction", "output_
                       "output_predicted_label")  # fmt: skip
 LIST_COLUMNS = ("output_probabilities", "output_scores")  # a list per record
 CLASS_LIST_COLUMNS = ("output_labels", "output_classes")  # the classes of such a list
-MAX_CLASSES = 20  # more distinct integer labels than this reads as a regression target
+MAX_CLASSES = 50  # more distinct integer labels than this reads as a regression target
 _NUMBERED = re.compile(r"output_c(\d+)")
 
 
