@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
     from .api import CaptureTree
+    from .monitor.problem import ModelType
 
 
 class Format(str, Enum):
@@ -252,7 +253,7 @@ def exit_on_violations(found: int, fail_on_violations: bool) -> None:
         raise typer.Exit(EXIT_VIOLATIONS)
 
 
-def show_model_type(model_type, quiet: bool = False) -> None:
+def show_model_type(model_type: ModelType | None, quiet: bool = False) -> None:
     """The problem type and prediction a quality command chose, on stderr, with how to change
     them."""
     if model_type is None or quiet:
