@@ -36,7 +36,6 @@ predicted ``2.0``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,7 +54,6 @@ REGRESSION_COLUMNS = ("output_c0", "output_score", "output_prediction", "output_
 LIST_COLUMNS = ("output_probabilities", "output_scores")  # a list per record
 CLASS_LIST_COLUMNS = ("output_labels", "output_classes")  # the classes of such a list
 MAX_CLASSES = 50  # more distinct integer labels than this reads as a regression target
-_NUMBERED = re.compile(r"output_c(\d+)")
 
 
 @dataclass(frozen=True)
