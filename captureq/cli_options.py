@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from . import exit_codes
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
     from .api import CaptureTree
+    from .monitor.problem import ModelType
 
 
 class Format(str, Enum):
@@ -100,6 +102,35 @@ InputTypeOpt = typer.Option(
 OutputTypeOpt = typer.Option(
     None, "--output-type", metavar="COLUMN=TYPE", show_default=False,
     help="Declare an output column's type (repeatable), as --input-type does for inputs.",
+)
+# -- what the model is: the commands that measure model quality ------------------------------
+ProblemTypeOpt = typer.Option(
+    None, "--problem-type", metavar="TYPE", show_default=False,
+    help="BinaryClassification, MulticlassClassification or Regression (inferred from the "
+    "outputs and the labels).",
+)
+PredictionOpt = typer.Option(
+    None, "--prediction", metavar="COLUMN", show_default=False,
+    help="Predicted label or score column, e.g. output_predicted_label (inferred).",
+)
+ProbabilityOpt = typer.Option(
+    None, "--probability", metavar="COLUMNS", show_default=False,
+    help="Binary: the score column; multiclass: the probability columns, comma-separated, "
+    "whose argmax is the prediction (e.g. output_c0,output_c1,output_c2).",
+)
+ClassLabelsOpt = typer.Option(
+    None, "--class-labels", metavar="A,B,...", show_default=False,
+    help="The classes of the probability columns, in order (e.g. bird,cat,dog).",
+)
+ThresholdOpt = typer.Option(
+    0.5, "--threshold", metavar="P", help="Binary classification: positive when score >= P."
+)
+# -- exit status for schedulers ---------------------------------------------------------------
+EXIT_VIOLATIONS = exit_codes.VIOLATIONS  # 0 ok, 1 a bug, 2 a user mistake or unreadable input
+FailOnViolationsOpt = typer.Option(
+    False, "--fail-on-violations",
+    help=f"Exit {EXIT_VIOLATIONS} when a constraint violation is found (in the window or any "
+    "hour/day checked); errors exit 2.",
 )
 CacheOpt = typer.Option(
     None, "--cache", metavar="DIR", show_default=False,
@@ -275,6 +306,28 @@ def fail(message: str | BaseException) -> None:
     """Print ``error: message`` on stderr and exit with status 2 (a user mistake)."""
     err_console().print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
+
+
+def exit_on_violations(found: int, fail_on_violations: bool) -> None:
+    """With ``--fail-on-violations``, say how many violations were found on stderr and exit
+    with status 3 when there are any."""
+    if fail_on_violations and found:
+        err_console().print(
+            f"{found} constraint violation(s) found: exit status {EXIT_VIOLATIONS} "
+            "(--fail-on-violations)", soft_wrap=True, highlight=False, markup=False,
+        )
+        raise typer.Exit(EXIT_VIOLATIONS)
+
+
+def show_model_type(model_type: ModelType | None, quiet: bool = False) -> None:
+    """The problem type and prediction a quality command chose, on stderr, with how to change
+    them."""
+    if model_type is None or quiet:
+        return
+    err_console().print(
+        f"model: {model_type.describe()}; set with --problem-type, --prediction, --probability, "
+        "--class-labels, --threshold", soft_wrap=True, highlight=False, markup=False,
+    )
 
 
 def report_unreadable(unreadable: list, left: str = "left out of the answer") -> None:

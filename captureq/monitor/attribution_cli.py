@@ -11,12 +11,14 @@ from ..cli_options import (
     EndpointOpt,
     Format,
     FormatOpt,
+    FailOnViolationsOpt,
     LatenessOpt,
     QuietOpt,
     StartOpt,
     StorageOpt,
     UriArg,
     VariantOpt,
+    exit_on_violations,
     pipe_safe,
     storage_options,
     write_result,
@@ -37,7 +39,6 @@ app = typer.Typer(
 )
 
 #: exit status of ``monitor --fail-on-violations`` when a window violated
-VIOLATIONS_EXIT = 3
 
 AttributionsOpt = typer.Option(
     None, "--attributions", metavar="FILE", show_default=False,
@@ -126,9 +127,7 @@ def monitor(
     ),
     schedule: str = typer.Option("captureq", "--schedule", metavar="NAME",
                                  help="MonitoringSchedule dimension of the CloudWatch metrics."),
-    fail_on_violations: bool = typer.Option(
-        False, "--fail-on-violations", help=f"Exit {VIOLATIONS_EXIT} when any window violated.",
-    ),
+    fail_on_violations: bool = FailOnViolationsOpt,
     start: str | None = StartOpt,
     end: str | None = EndOpt,
     lateness: str | None = LatenessOpt,
@@ -188,5 +187,4 @@ def monitor(
             if out:
                 console.print(f"wrote {out}/analysis.json, {out}/constraint_violations.json, "
                               f"{out}/{every}/")
-    if fail_on_violations and result.violated:
-        raise typer.Exit(VIOLATIONS_EXIT)
+    exit_on_violations(int(result.violated), fail_on_violations)

@@ -15,7 +15,15 @@ import typer
 
 from ..cli_options import (
     pipe_safe,
+    ClassLabelsOpt,
     EndOpt,
+    FailOnViolationsOpt,
+    PredictionOpt,
+    ProbabilityOpt,
+    ProblemTypeOpt,
+    ThresholdOpt,
+    exit_on_violations,
+    show_model_type,
     LatenessOpt,
     EndpointOpt,
     Format,
@@ -181,6 +189,7 @@ def monitor(
         help="Split by an eventMetadata key (as `captureq baseline --by`): each value is checked "
         "against DIR/<value>/ and written to --out/<value>/.", show_default=False,
     ),
+    fail_on_violations: bool = FailOnViolationsOpt,
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -203,6 +212,7 @@ def monitor(
 
             runs = monitor_by(tree, baseline, out, by, hourly=hourly)
             _print_split({v: r.metrics for v, r in runs.items()}, by, format, "metrics", out)
+            exit_on_violations(sum(r.violations.num_rows for r in runs.values()), fail_on_violations)
             return
         result = run_monitor(tree, base, out, hourly=hourly)
     except CaptureqError as exc:
@@ -210,8 +220,9 @@ def monitor(
     with pipe_safe():
         if format != "table":
             write_result(result.metrics, format)
-            return
-        _print_monitor(result, hourly, out)
+        else:
+            _print_monitor(result, hourly, out)
+    exit_on_violations(result.violations.num_rows, fail_on_violations)
 
 
 def _print_split(tables: dict, by: str, format: str, what: str, out: str | None) -> None:
@@ -288,16 +299,11 @@ def quality(
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
-    problem_type: str | None = typer.Option(
-        None, metavar="TYPE", show_default=False,
-        help="BinaryClassification, MulticlassClassification or Regression (inferred).",
-    ),
-    prediction: str | None = typer.Option(
-        None, metavar="COLUMN", help="Output column, e.g. output_c0.", show_default=False
-    ),
-    threshold: float = typer.Option(
-        0.5, metavar="P", help="Probability cut-off for binary classification."
-    ),
+    problem_type: str | None = ProblemTypeOpt,
+    prediction: str | None = PredictionOpt,
+    probability: str | None = ProbabilityOpt,
+    class_labels: str | None = ClassLabelsOpt,
+    threshold: float = ThresholdOpt,
     by: str = typer.Option("hour", metavar="hour|day", help="hour or day."),
     baseline_out: str | None = typer.Option(
         None,
@@ -320,6 +326,7 @@ def quality(
         show_default=False,
         help="Write statistics.json, constraint_violations.json, hourly/, metrics.parquet here.",
     ),
+    fail_on_violations: bool = FailOnViolationsOpt,
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -333,6 +340,8 @@ def quality(
         result = tree.model_quality(
             problem_type=problem_type,
             prediction=prediction,
+            probability=probability,
+            class_labels=class_labels.split(",") if class_labels else None,
             threshold=threshold,
             by=by,
             baseline_out=baseline_out,
@@ -341,11 +350,13 @@ def quality(
         )
     except CaptureqError as exc:
         _fail(exc)
+    show_model_type(result.model_type, quiet)
     with pipe_safe():
         if format != "table":
             write_result(result.cloudwatch_metrics, format)
-            return
-        _print_quality(result, by, baseline_out, out)
+        else:
+            _print_quality(result, by, baseline_out, out)
+    exit_on_violations(result.violations.num_rows, fail_on_violations)
 
 
 def _print_quality(result, by: str, baseline_out: str | None, out: str | None) -> None:

@@ -9,18 +9,19 @@ from __future__ import annotations
 import typer
 
 from .. import exit_codes
-from ..cli_options import EndpointOpt, LatenessOpt, OutStorageOpt, StorageOpt, storage_options
+from ..cli_options import (
+    EndpointOpt,
+    FailOnViolationsOpt,
+    LatenessOpt,
+    OutStorageOpt,
+    StorageOpt,
+    storage_options,
+)
 from ..cli_options import fail as _fail
 from ..cli_options import out as console
 from ..errors import CaptureqError
 
 app = typer.Typer()
-
-FailOnViolationsOpt = typer.Option(
-    False, "--fail-on-violations",
-    help=f"Exit {exit_codes.VIOLATIONS} when the run completed with constraint violations.",
-)
-
 
 def _opt(flag: str, help: str, metavar: str = "TEXT"):
     return typer.Option(None, flag, metavar=metavar, help=help, show_default=False)

@@ -6,10 +6,12 @@ Metrics per hour or day (and for the whole window), defined as scikit-learn defi
   result), ``auc_roc`` (``roc_auc_score``), ``auc_pr`` (``average_precision_score``: the
   step-wise average precision, not the trapezoidal area), and the confusion matrix, with
   ``predicted = score >= threshold``;
-* multiclass — accuracy, weighted F1 (``f1_score(average="weighted")``), confusion matrix;
+* multiclass — accuracy, weighted F1 (``f1_score(average="weighted")``), confusion matrix, over
+  text or numeric classes;
 * regression — MAE, MSE, RMSE, R² (``r2_score``), MAPE (``mean_absolute_percentage_error``);
 
-plus ``label_coverage`` (labelled records / records) and label delay in hours (label hour −
+plus ``label_coverage`` (labelled records / records; a record is labelled when its
+``ground_truth`` is not null, as ``count(ground_truth)`` counts) and label delay in hours (label hour −
 inference hour). Everything is numpy over whole columns; a window is a slice of sorted rows.
 """
 
@@ -26,8 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError
-
-BINARY, MULTICLASS, REGRESSION = "BinaryClassification", "MulticlassClassification", "Regression"
+from .problem import BINARY, MULTICLASS, REGRESSION, ModelType, choose, encode, to_float
 PREDICTION_COLUMNS = (
     "output_c0",
     "output_score",
@@ -99,9 +100,12 @@ def average_precision(y: np.ndarray, score: np.ndarray) -> float | None:
 
 
 def multiclass_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray
+    y_true: np.ndarray, y_pred: np.ndarray, classes: list[str] | None = None
 ) -> tuple[dict[str, float], list[dict]]:
-    """Accuracy, weighted F1 and the confusion matrix rows (actual, predicted, count)."""
+    """Accuracy, weighted F1 and the confusion matrix rows (actual, predicted, count); classes
+    are numbers or text, or positions in ``classes`` (their names)."""
+    from .quality_files import class_name
+
     labels, inv = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
     k = len(labels)
     t, p = inv[: len(y_true)], inv[len(y_true) :]
@@ -112,11 +116,10 @@ def multiclass_metrics(
     denom = support + predicted
     f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
     weighted = float(np.sum(f1 * support) / support.sum()) if support.sum() else 0.0
+    names = [class_name(v, classes) for v in labels]
     rows = [
-        {"actual": str(labels[i]), "predicted": str(labels[j]), "count": int(cm[i, j])}
-        for i in range(k)
-        for j in range(k)
-        if cm[i, j]
+        {"actual": names[i], "predicted": names[j], "count": int(cm[i, j])}
+        for i, j in zip(*np.nonzero(cm))
     ]
     return {"accuracy": _div(tp.sum(), len(y_true)), "weighted_f1": weighted}, rows
 
@@ -145,9 +148,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
 # Over the predictions view
 # ---------------------------------------------------------------------------------------------
 def _numeric(arr: pa.ChunkedArray) -> np.ndarray:
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        arr = pc.cast(arr, pa.float64(), safe=False)
-    return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+    return to_float(arr)
 
 
 def pick_prediction(table: pa.Table, prediction: str | None) -> str:
@@ -171,17 +172,6 @@ def pick_prediction(table: pa.Table, prediction: str | None) -> str:
     return cols[0]
 
 
-def infer_problem_type(truth: np.ndarray, pred: np.ndarray) -> str:
-    """Binary when labels are 0/1 and predictions scores in [0, 1]; multiclass for few integer
-    labels; regression otherwise."""
-    t, p = truth[~np.isnan(truth)], pred[~np.isnan(pred)]
-    if len(t) and np.isin(t, (0.0, 1.0)).all() and len(p) and (p >= 0).all() and (p <= 1).all():
-        return BINARY
-    if len(t) and (t == np.round(t)).all() and (p == np.round(p)).all() and len(np.unique(t)) <= 50:
-        return MULTICLASS
-    return REGRESSION
-
-
 VIOLATION_SCHEMA = pa.schema(
     [
         ("window_start", pa.timestamp("us", tz="UTC")),
@@ -202,6 +192,8 @@ class QualityResult:
     ``constraint_violations`` (the window's constraint_violations.json when constraints were
     given), ``hourly`` (per-hour/day violations files) and ``violations`` (every violation as a
     row); ``cloudwatch_metrics`` holds the metrics Model Monitor would publish, one row each.
+    ``model_type`` is the choice of problem type and prediction (:mod:`.problem`), ``prediction``
+    its column (``argmax(…)`` for a probability vector).
     """
 
     problem_type: str
@@ -215,6 +207,7 @@ class QualityResult:
     hourly: dict[str, dict] = field(default_factory=dict)
     violations: pa.Table = field(default_factory=lambda: VIOLATION_SCHEMA.empty_table())
     cloudwatch_metrics: pa.Table = field(default_factory=lambda: _metric_table([]))
+    model_type: ModelType | None = None
 
     def overall(self) -> dict[str, Any]:
         rows = [r for r in self.metrics.to_pylist() if r["granularity"] == "window"]
@@ -252,6 +245,8 @@ def model_quality(
     *,
     problem_type: str | None = None,
     prediction: str | None = None,
+    probability: str | list[str] | None = None,
+    class_labels: list[str] | None = None,
     threshold: float = 0.5,
     by: str = "hour",
     endpoint: str | None = None,
@@ -265,9 +260,13 @@ def model_quality(
     """Model-quality metrics per ``by`` window (``"hour"`` or ``"day"``) and for the whole window.
 
     ``source`` is a :class:`~captureq.CaptureTree` opened with ``labels=`` (or an Arrow table
-    shaped like the ``predictions`` view). ``prediction`` is the output column (default the
-    first of output_c0, output_score, …); ``problem_type`` one of BinaryClassification,
-    MulticlassClassification, Regression (inferred when omitted).
+    shaped like the ``predictions`` view). ``problem_type`` (BinaryClassification,
+    MulticlassClassification or Regression), ``prediction`` (the predicted label or score
+    column), ``probability`` (a binary score column, or a multiclass model's probability
+    columns, whose argmax is the prediction), ``class_labels`` (those columns' classes, in order)
+    are inferred from the outputs and the labels when omitted (:func:`.problem.choose`;
+    ``result.model_type`` says what was chosen); binary records are positive when score ≥
+    ``threshold``.
 
     Model Monitor's files (see :mod:`.quality_files`): ``baseline_out`` writes the window's
     statistics.json and suggested constraints.json there (a model-quality baseline);
@@ -296,22 +295,18 @@ def model_quality(
                 f"the window holds {len(eps)} endpoints ({', '.join(sorted(eps))}); "
                 "model quality is per model: pass endpoint=... (--endpoint)"
             )
-    pred_col = pick_prediction(table, prediction)
-    truth_all = (
-        _numeric(table["ground_truth_value"])
-        if "ground_truth_value" in table.column_names
-        else None
+    model = choose(
+        table,
+        problem_type=problem_type,
+        prediction=prediction,
+        probability=probability,
+        class_labels=class_labels,
+        threshold=threshold,
     )
-    pred_all = _numeric(table[pred_col])
-    labelled = ~np.isnan(truth_all) if truth_all is not None else np.zeros(table.num_rows, bool)
-    if problem_type is None:
-        problem_type = infer_problem_type(
-            truth_all[labelled & ~np.isnan(pred_all)], pred_all[labelled]
-        )
-    if problem_type not in (BINARY, MULTICLASS, REGRESSION):
-        raise ConfigError(
-            f"problem_type must be {BINARY}, {MULTICLASS} or {REGRESSION}, got {problem_type!r}"
-        )
+    problem_type, pred_col = model.problem_type, model.column
+    enc = encode(table, model)
+    truth_all, pred_all, labelled, usable = enc.truth, enc.pred, enc.labelled, enc.usable
+    classes = enc.classes
 
     unit = "day" if by == "day" else "hour"
     win = pc.floor_temporal(table["inference_time"], unit=unit).to_numpy(zero_copy_only=False)
@@ -333,19 +328,20 @@ def model_quality(
     labelled_sets: list[tuple[Any, str, np.ndarray, np.ndarray]] = []
 
     def evaluate(idx: np.ndarray, start_ts: Any, granularity: str) -> None:
-        lab = idx[labelled[idx] & ~np.isnan(pred_all[idx])]
-        d = delay[lab]
+        lab = idx[usable[idx]]
+        n_labelled = int(labelled[idx].sum())
+        d = delay[idx[labelled[idx]]]
         d = d[~np.isnan(d)]
         row: dict[str, Any] = {
             "window_start": start_ts,
             "granularity": granularity,
             "records": len(idx),
-            "labelled": len(lab),
-            "label_coverage": _div(len(lab), len(idx)),
+            "labelled": n_labelled,
+            "label_coverage": _div(n_labelled, len(idx)),
             "label_delay_mean_h": float(d.mean()) if len(d) else None,
             "label_delay_max_h": float(d.max()) if len(d) else None,
         }
-        y, p = truth_all[lab] if truth_all is not None else np.empty(0), pred_all[lab]
+        y, p = truth_all[lab], pred_all[lab]
         labelled_sets.append((start_ts, granularity, y, p))
         cm: list[dict] = []
         if len(lab):
@@ -362,7 +358,7 @@ def model_quality(
                 ]
                 row.update(m)
             elif problem_type == MULTICLASS:
-                m, cm = multiclass_metrics(y.astype("int64"), np.rint(p).astype("int64"))
+                m, cm = multiclass_metrics(y, p, classes)
                 row.update(m)
             else:
                 row.update(regression_metrics(y, p))
@@ -394,13 +390,15 @@ def model_quality(
             ]
         ),
     )
-    result = QualityResult(problem_type, pred_col, threshold, metrics, confusion)
+    result = QualityResult(
+        problem_type, pred_col, model.threshold, metrics, confusion, model_type=model
+    )
     ep = (
         table["endpoint"][0].as_py()
         if "endpoint" in table.column_names and table.num_rows
         else endpoint
     )
-    _model_monitor_files(result, labelled_sets, ep, constraints, seed)
+    _model_monitor_files(result, labelled_sets, ep, constraints, seed, classes)
     if baseline_out is not None:
         if not result.statistics.get("dataset", {}).get("item_count"):
             raise ConfigError(
@@ -419,6 +417,7 @@ def _model_monitor_files(
     endpoint: str | None,
     constraints: Any,
     seed: int,
+    classes: list[str] | None = None,
 ) -> None:
     """Fill ``result`` with Model Monitor's statistics, violations and metric rows."""
     from .metrics import model_quality_rows
@@ -438,7 +437,7 @@ def _model_monitor_files(
             continue
         stats = quality_statistics(
             y, p, result.problem_type, threshold=result.threshold, seed=seed,
-            evaluation_time=evaluated,
+            evaluation_time=evaluated, classes=classes,
         )
         metric_rows += model_quality_rows(stats, start_ts, endpoint, granularity)
         found = violations_of(stats, constraints.constraints) if constraints is not None else []

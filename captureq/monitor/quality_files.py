@@ -39,7 +39,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from .messages import describe
-from .quality import BINARY, MULTICLASS, REGRESSION, auc_roc
+from .problem import BINARY, MULTICLASS, REGRESSION
+from .quality import auc_roc
 
 SECTIONS = {
     BINARY: ("binary_classification_metrics", "binary_classification_constraints"),
@@ -175,7 +176,7 @@ def scalars(
     if problem_type == BINARY:
         return binary_scalars(y, pred, threshold)
     if problem_type == MULTICLASS:
-        return multiclass_scalars(np.rint(y).astype("int64"), np.rint(pred).astype("int64"))
+        return multiclass_scalars(y, pred)
     return regression_scalars(y, pred)
 
 
@@ -218,17 +219,26 @@ def precision_recall_curve(y: np.ndarray, score: np.ndarray) -> dict[str, list[f
     }
 
 
-def confusion_matrix(y: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, int]]:
-    """``{"<actual>": {"<predicted>": count}}`` over every label seen (Model Monitor's layout)."""
+def confusion_matrix(
+    y: np.ndarray, pred: np.ndarray, classes: list[str] | None = None
+) -> dict[str, dict[str, int]]:
+    """``{"<actual>": {"<predicted>": count}}`` over every label seen (Model Monitor's layout);
+    labels are numbers or text, or positions in ``classes`` (their names)."""
     labels = np.unique(np.concatenate([y, pred]))
-    names = [_label(v) for v in labels]
+    names = [class_name(v, classes) for v in labels]
     k = len(labels)
     t, p = np.searchsorted(labels, y), np.searchsorted(labels, pred)
     cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
     return {names[i]: {names[j]: int(cm[i, j]) for j in range(k)} for i in range(k)}
 
 
-def _label(v: Any) -> str:
+def class_name(v: Any, classes: list[str] | None = None) -> str:
+    """A class as Model Monitor names it in a confusion matrix: ``1.0`` → ``"1"``, text as is;
+    with ``classes``, ``v`` is a position in it."""
+    if classes is not None:
+        return classes[int(v)]
+    if isinstance(v, str):
+        return v
     f = float(v)
     return str(int(f)) if f.is_integer() else str(f)
 
@@ -248,9 +258,12 @@ def quality_statistics(
     threshold: float = 0.5,
     seed: int = 0,
     evaluation_time: datetime | None = None,
+    classes: list[str] | None = None,
 ) -> dict:
     """Model Monitor's model-quality ``statistics.json`` for labels ``y`` and predictions ``pred``
-    (binary: a score or probability, positive when ≥ ``threshold``).
+    (binary: a score or probability, positive when ≥ ``threshold``; multiclass: classes as
+    numbers or as text, or positions in ``classes``, their names, as :func:`.problem.encode`
+    gives them).
 
     ``evaluation_time`` (when the window was evaluated) becomes ``dataset.evaluation_time`` as
     newer Model Monitor files write it: ``"2023-03-30T21:08:34.729Z"``."""
@@ -258,8 +271,12 @@ def quality_statistics(
         raise ConfigError(
             f"problem_type must be {BINARY}, {MULTICLASS} or {REGRESSION}, got {problem_type!r}"
         )
-    y = np.asarray(y, dtype="float64")
-    pred = np.asarray(pred, dtype="float64")
+    if problem_type == MULTICLASS and (_is_text(y) or _is_text(pred)):
+        y, pred = np.asarray(y, dtype=object), np.asarray(pred, dtype=object)
+    elif problem_type == MULTICLASS:
+        y, pred = np.rint(np.asarray(y, "float64")), np.rint(np.asarray(pred, "float64"))
+    else:
+        y, pred = np.asarray(y, dtype="float64"), np.asarray(pred, dtype="float64")
     n = len(y)
     values = scalars(problem_type, y, pred, threshold)
     deviation: dict[str, Any] = dict.fromkeys(values, "NaN")
@@ -279,7 +296,7 @@ def quality_statistics(
     if problem_type == BINARY:
         metrics["confusion_matrix"] = confusion_matrix(y, (pred >= threshold).astype("float64"))
     elif problem_type == MULTICLASS:
-        metrics["confusion_matrix"] = confusion_matrix(np.rint(y), np.rint(pred))
+        metrics["confusion_matrix"] = confusion_matrix(y, pred, classes)
     for name, value in values.items():
         if problem_type == BINARY and name == "auc":
             metrics["receiver_operating_characteristic_curve"] = roc_curve(y, pred)
@@ -289,6 +306,11 @@ def quality_statistics(
     if evaluation_time is not None:
         dataset["evaluation_time"] = iso_millis(evaluation_time)
     return {"version": 0.0, "dataset": dataset, SECTIONS[problem_type][0]: metrics}
+
+
+def _is_text(values: Any) -> bool:
+    a = np.asarray(values)
+    return a.dtype == object or a.dtype.kind in "US"
 
 
 def iso_millis(t: datetime) -> str:

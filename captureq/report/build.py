@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from ..errors import ConfigError
 from ..timeutil import to_utc
 from ..monitor import Baseline, MonitorResult, QualityResult, model_quality, monitor
+from ..monitor.problem import BINARY, ModelType
 from ..monitor.baseline import tree_inputs
 from ..monitor.check import align_names
 from . import charts, data
@@ -154,12 +155,30 @@ def _endpoint_rows(table: pa.Table, endpoint: str) -> pa.Table:
     return table.filter(pc.equal(table["endpoint"], endpoint))
 
 
+def model_args(model: ModelType) -> list[str]:
+    """The ``captureq quality`` options that choose ``model`` again."""
+    args = ["--problem-type", model.problem_type]
+    if model.probabilities:
+        args += ["--probability", ",".join(model.probabilities)]
+        if model.class_labels:
+            args += ["--class-labels", ",".join(model.class_labels)]
+    else:
+        args += ["--prediction", model.prediction]
+    if model.problem_type == BINARY and model.threshold != 0.5:
+        args += ["--threshold", str(model.threshold)]
+    return args
+
+
 def build_report(
     tree: Any,
     baseline: Baseline | str | Path,
     *,
     endpoint: str | None = None,
     prediction: str | None = None,
+    problem_type: str | None = None,
+    probability: str | list[str] | None = None,
+    class_labels: list[str] | None = None,
+    threshold: float = 0.5,
     top_features: int = 4,
     baseline_label: str | None = None,
     estimate_reference: tuple[Any, Any] | None = None,
@@ -170,7 +189,9 @@ def build_report(
     traffic and quarantine cover every endpoint in it, the other figures ``endpoint`` (needed
     when the window holds several). ``baseline`` is a :class:`Baseline` or its folder.
     ``estimate_reference=(start, end)``, a labelled window, adds the quality estimated without
-    labels (CBPE/DLE) beside the realized quality.
+    labels (CBPE/DLE) beside the realized quality. ``prediction``, ``problem_type``,
+    ``probability``, ``class_labels`` and ``threshold`` say what the model is, as for
+    :func:`~captureq.monitor.quality.model_quality` (inferred when omitted).
     """
     base_label = baseline_label or (
         str(baseline) if not isinstance(baseline, Baseline) else "BASELINE"
@@ -246,7 +267,22 @@ def build_report(
         )
     )
 
-    pred_col = data.prediction_column(tree, ep, prediction)
+    # model quality first: the problem type and prediction it chooses (from the outputs and the
+    # labels) name the column the predictions figure shows
+    quality, q_note = None, None
+    if tree.labels_uri:
+        preds = _endpoint_rows(tree.predictions(), ep)
+        try:
+            quality = model_quality(preds, problem_type=problem_type, prediction=prediction,
+                                    probability=probability, class_labels=class_labels,
+                                    threshold=threshold)  # fmt: skip
+        except ConfigError as exc:
+            q_note = str(exc)
+    pred_col = (
+        quality.model_type.prediction
+        if quality is not None
+        else data.prediction_column(tree, ep, prediction)
+    )
     pd_ = data.prediction_distribution(tree, ep, pred_col)
     sql_name = "predictions_numeric" if "p50" in pd_.column_names else "predictions_categorical"
     figures.append(
@@ -310,19 +346,11 @@ def build_report(
         )
     )
 
-    quality = None
     if tree.labels_uri:
-        preds = _endpoint_rows(tree.predictions(), ep)
-        try:
-            quality = model_quality(preds, prediction=pred_col)
-        except ConfigError as exc:
-            quality, q_note = None, str(exc)
-        else:
-            q_note = None
         qt = data.quality_over_time(quality) if quality else None
         overall = quality.overall() if quality else {}
         desc = (
-            f"{quality.problem_type} metrics of {pred_col} against ground truth per hour (top) and "
+            f"{quality.problem_type} metrics of {quality.prediction} against ground truth per hour (top) and "
             f"the share of records with a label (bottom); over the window {overall.get('labelled', 0):,} "
             f"of {overall.get('records', 0):,} records are labelled."
             if quality
@@ -344,8 +372,7 @@ def build_report(
                     *window_args,
                     "--endpoint",
                     ep,
-                    "--prediction",
-                    pred_col,
+                    *(model_args(quality.model_type) if quality else ["--prediction", pred_col]),
                 ),
                 q_note,
             )

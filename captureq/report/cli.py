@@ -11,7 +11,14 @@ import sys
 import typer
 
 from ..cli_options import (
+    ClassLabelsOpt,
     EndOpt,
+    FailOnViolationsOpt,
+    PredictionOpt,
+    ProbabilityOpt,
+    ProblemTypeOpt,
+    ThresholdOpt,
+    exit_on_violations,
     LatenessOpt,
     EndpointOpt,
     Format,
@@ -50,9 +57,11 @@ def report(
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
-    prediction: str | None = typer.Option(
-        None, metavar="COLUMN", help="Output column, e.g. output_c0.", show_default=False
-    ),
+    prediction: str | None = PredictionOpt,
+    problem_type: str | None = ProblemTypeOpt,
+    probability: str | None = ProbabilityOpt,
+    class_labels: str | None = ClassLabelsOpt,
+    threshold: float = ThresholdOpt,
     out: str = typer.Option(
         "report.html", "--out", "-o", metavar="FILE", help="HTML file to write."
     ),
@@ -65,6 +74,7 @@ def report(
         None, "--reference-end", metavar="TIME", show_default=False,
         help="End of that reference window, exclusive.",
     ),
+    fail_on_violations: bool = FailOnViolationsOpt,
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -93,6 +103,10 @@ def report(
             base,
             endpoint=endpoint or None,
             prediction=prediction,
+            problem_type=problem_type,
+            probability=probability,
+            class_labels=class_labels.split(",") if class_labels else None,
+            threshold=threshold,
             baseline_label=baseline,
             estimate_reference=(reference_start, reference_end) if reference_start else None,
         )
@@ -114,3 +128,4 @@ def report(
             for line in lines:
                 console.print("  " + line, highlight=False)
             console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    exit_on_violations(rep.monitor.violations.num_rows, fail_on_violations)
