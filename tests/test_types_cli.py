@@ -145,3 +145,28 @@ def test_the_shell_has_each_endpoints_typed_views(tmp_path, monkeypatch):
     assert rows == [{"a": "3.0", "t": "BIGINT"}]
     expected = captureq.open(str(root), cache=False).sql(q.rstrip(";")).to_pylist()
     assert expected == [{"a": 3.0, "t": "BIGINT"}]
+
+
+def test_monitoring_commands_take_declared_types_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPTUREQ_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "cap"
+    write_hour(root, 0, ["1,x", "2,3", "3,4", "4,5"])
+
+    def completeness(folder):
+        doc = json.loads((folder / "constraints.json").read_text())
+        return {f["name"]: f["completeness"] for f in doc["features"]}
+
+    plain = runner.invoke(app, ["baseline", str(root), str(tmp_path / "plain"), "-q"])
+    assert plain.exit_code == 0, plain.output
+    assert completeness(tmp_path / "plain")["_c1"] == 1.0
+    declared = runner.invoke(app, ["baseline", str(root), str(tmp_path / "b"), "--input-type", "_c1=BIGINT", "-q"])
+    assert declared.exit_code == 0, declared.output
+    assert completeness(tmp_path / "b")["_c1"] == 0.75  # "x" is not a BIGINT: null, and quarantined
+    for command in ("monitor", "report", "quality", "estimate", "attribution monitor"):
+        help_text = runner.invoke(app, [*command.split(), "--help"]).output
+        assert "--input-type" in help_text and "--output-type" in help_text, command
+    checked = runner.invoke(app, ["monitor", str(root), "--baseline", str(tmp_path / "b"),
+                                  "--input-type", "_c1=BIGINT", "--no-hourly", "-f", "json"])
+    assert checked.exit_code == 0, checked.output
+    metrics = {(m["metric_name"], m["statistic"]): m["value"] for m in json.loads(checked.stdout)}
+    assert metrics[("feature_non_null__c1", "Value")] == 0.75

@@ -9,10 +9,12 @@ import typer
 from ..cli_options import (
     EndOpt,
     EndpointOpt,
+    FailOnViolationsOpt,
     Format,
     FormatOpt,
-    FailOnViolationsOpt,
+    InputTypeOpt,
     LatenessOpt,
+    OutputTypeOpt,
     QuietOpt,
     StartOpt,
     StorageOpt,
@@ -67,6 +69,8 @@ def baseline(
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
+    input_type: list[str] | None = InputTypeOpt,
+    output_type: list[str] | None = OutputTypeOpt,
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -79,7 +83,8 @@ def baseline(
     _check_format(format)
     try:
         tree = _open(capture_uri, None, start, end, endpoint, variant, storage_option,
-                     lateness=lateness)
+                     lateness=lateness,
+                     input_type=input_type, output_type=output_type)
         doc = attribution_baseline(tree, out, agg_method=agg_method, attributions=attributions,
                                    storage_options=storage_options(storage_option))
     except CaptureqError as exc:
@@ -134,6 +139,8 @@ def monitor(
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
+    input_type: list[str] | None = InputTypeOpt,
+    output_type: list[str] | None = OutputTypeOpt,
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -150,7 +157,8 @@ def monitor(
         _fail(f"--baseline {baseline}: {exc}")
     try:
         tree = _open(capture_uri, None, start, end, endpoint, variant, storage_option,
-                     lateness=lateness)
+                     lateness=lateness,
+                     input_type=input_type, output_type=output_type)
         result = attribution_monitor(
             tree, base, out, every=every, threshold=threshold, agg_method=agg_method,
             attributions=attributions, storage_options=storage_options(storage_option),

@@ -14,30 +14,32 @@ from typing import TYPE_CHECKING
 import typer
 
 from ..cli_options import (
-    pipe_safe,
     ClassLabelsOpt,
     EndOpt,
+    EndpointOpt,
     FailOnViolationsOpt,
+    Format,
+    FormatOpt,
+    InputTypeOpt,
+    LabelsOpt,
+    LatenessOpt,
+    OutputTypeOpt,
     PredictionOpt,
     ProbabilityOpt,
     ProblemTypeOpt,
-    ThresholdOpt,
-    exit_on_violations,
-    show_model_type,
-    LatenessOpt,
-    EndpointOpt,
-    Format,
-    FormatOpt,
-    LabelsOpt,
     QuietOpt,
     StartOpt,
     StorageOpt,
+    ThresholdOpt,
     UriArg,
     VariantOpt,
     err_console,
+    exit_on_violations,
     fmt,
     load,
+    pipe_safe,
     rich_table,
+    show_model_type,
     storage_options,
     write_result,
 )
@@ -105,6 +107,8 @@ def baseline(
     lateness: str | None = LatenessOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
+    input_type: list[str] | None = InputTypeOpt,
+    output_type: list[str] | None = OutputTypeOpt,
     header: bool | None = typer.Option(
         None, "--header/--no-header", help="CSV has a header row (detected if not given).",
         show_default=False,
@@ -137,7 +141,8 @@ def baseline(
                                     highlight=False)
         else:  # a capture tree, narrowed and read here so that the reading shows progress
             tree = _open(training_data, None, start, end, [endpoint] if endpoint else None,
-                         variant, storage_option, lateness=lateness)
+                         variant, storage_option, lateness=lateness,
+                     input_type=input_type, output_type=output_type)
             load(tree, "reading", quiet)
             if by:
                 from .split import baseline_by
@@ -183,6 +188,8 @@ def monitor(
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
+    input_type: list[str] | None = InputTypeOpt,
+    output_type: list[str] | None = OutputTypeOpt,
     hourly: bool = typer.Option(True, "--hourly/--no-hourly", help="Also check every hour."),
     by: str | None = typer.Option(
         None, "--by", metavar="KEY",
@@ -205,7 +212,8 @@ def monitor(
         _fail(f"--baseline {baseline}: {exc}")
     try:
         tree = _open(capture_uri, None, start, end, endpoint, variant, storage_option,
-                      lateness=lateness)
+                      lateness=lateness,
+                     input_type=input_type, output_type=output_type)
         load(tree, "reading", quiet)
         if by:
             from .split import monitor_by
@@ -299,6 +307,8 @@ def quality(
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
+    input_type: list[str] | None = InputTypeOpt,
+    output_type: list[str] | None = OutputTypeOpt,
     problem_type: str | None = ProblemTypeOpt,
     prediction: str | None = PredictionOpt,
     probability: str | None = ProbabilityOpt,
@@ -335,7 +345,8 @@ def quality(
     _check_format(format)
     try:
         tree = _open(capture_uri, labels, start, end, endpoint, variant, storage_option,
-                      lateness=lateness)
+                      lateness=lateness,
+                     input_type=input_type, output_type=output_type)
         load(tree, "reading", quiet)
         result = tree.model_quality(
             problem_type=problem_type,

@@ -7,11 +7,13 @@ import typer
 
 from ..cli_options import (
     EndOpt,
-    LatenessOpt,
     EndpointOpt,
     Format,
     FormatOpt,
+    InputTypeOpt,
     LabelsOpt,
+    LatenessOpt,
+    OutputTypeOpt,
     QuietOpt,
     StartOpt,
     StorageOpt,
@@ -63,6 +65,8 @@ def estimate(
     ),
     format: Format = FormatOpt,
     storage_option: list[str] | None = StorageOpt,
+    input_type: list[str] | None = InputTypeOpt,
+    output_type: list[str] | None = OutputTypeOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Estimate model quality where labels have not arrived (CBPE / DLE), beside the realized
@@ -74,7 +78,8 @@ def estimate(
     _check_format(format)
     try:
         tree = _open(capture_uri, labels, start, end, endpoint, variant, storage_option,
-                      lateness=lateness)
+                      lateness=lateness,
+                     input_type=input_type, output_type=output_type)
         load(tree, "reading", quiet)
         result = tree.estimate_quality(
             reference_start=reference_start,

@@ -13,22 +13,24 @@ import typer
 from ..cli_options import (
     ClassLabelsOpt,
     EndOpt,
+    EndpointOpt,
     FailOnViolationsOpt,
+    Format,
+    FormatOpt,
+    InputTypeOpt,
+    LabelsOpt,
+    LatenessOpt,
+    OutputTypeOpt,
     PredictionOpt,
     ProbabilityOpt,
     ProblemTypeOpt,
-    ThresholdOpt,
-    exit_on_violations,
-    LatenessOpt,
-    EndpointOpt,
-    Format,
-    FormatOpt,
-    LabelsOpt,
     QuietOpt,
     StartOpt,
     StorageOpt,
+    ThresholdOpt,
     UriArg,
     VariantOpt,
+    exit_on_violations,
     load,
 )
 from ..cli_options import fail as _fail
@@ -57,6 +59,8 @@ def report(
     endpoint: list[str] | None = EndpointOpt,
     variant: list[str] | None = VariantOpt,
     storage_option: list[str] | None = StorageOpt,
+    input_type: list[str] | None = InputTypeOpt,
+    output_type: list[str] | None = OutputTypeOpt,
     prediction: str | None = PredictionOpt,
     problem_type: str | None = ProblemTypeOpt,
     probability: str | None = ProbabilityOpt,
@@ -96,7 +100,8 @@ def report(
         _fail(f"--baseline {baseline}: {exc}")
     try:
         tree = _open(capture_uri, labels, start, end, None, variant, storage_option,
-                      lateness=lateness)
+                      lateness=lateness,
+                     input_type=input_type, output_type=output_type)
         load(tree, "reading", quiet)
         rep = build_report(
             tree,
