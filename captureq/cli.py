@@ -670,6 +670,9 @@ def _register_subcommands() -> None:
 
     for module in (monitor_cli, estimate_cli, report_cli):
         app.add_typer(module.app)
+    from .monitor import bias_cli
+
+    app.add_typer(bias_cli.app, name="bias")
 
 
 _register_subcommands()

@@ -193,3 +193,164 @@ def _slow(d, y, p, g):
     out["CDDL"], out["CDDPL"] = cdd(y), cdd(p)
     assert set(out) == set(METRICS)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Capture trees: a planted shift is found where it starts, a stationary stream raises nothing
+# ---------------------------------------------------------------------------------------------
+CONFIG = {
+    "label": "approved",
+    "headers": ["approved", "sex", "income", "region"],
+    "label_values_or_threshold": [1],
+    "facet": [{"name_or_index": "sex", "value_or_threshold": [1]},
+              {"name_or_index": "income", "value_or_threshold": [60]}],
+    "group_variable": "region",
+    "probability_threshold": 0.5,
+}
+BASE_HOURS, HOURS, PER_HOUR, SHIFT_AT = 12, 24, 240, 18
+
+
+def write_tree(root: Path, seed: int, shift_at: int | None) -> captureq.CaptureTree:
+    """CSV inputs ``sex, income, region``, a score, and labels drawn from the score; from hour
+    ``shift_at`` the model's scores for sex=1 fall, so that group's positive rate falls."""
+    rng = np.random.default_rng(seed)
+    for h in range(HOURS):
+        when = START + timedelta(hours=h)
+        n = PER_HOUR
+        sex = rng.integers(0, 2, n)
+        income = np.round(rng.normal(60, 15, n), 1)
+        region = rng.integers(1, 4, n)
+        score = 1 / (1 + np.exp(-(0.04 * (income - 60) + 0.3 * (region - 2))))
+        y = (rng.random(n) < score).astype(int)
+        if shift_at is not None and h >= shift_at:
+            score = np.where(sex == 1, score * 0.6, score)
+        lines, labels = [], []
+        for i in range(n):  # the test's writer, not the code under test
+            iid = f"{h}-{i}"
+            lines.append(capture(f"{sex[i]},{income[i]},{region[i]}\n", f"{score[i]:.5f}",
+                                 event_id=iid, inference_id=iid,
+                                 when=when + timedelta(seconds=10 * i)))
+            labels.append(label(iid, str(y[i])))
+        write_captures(root / "capture", lines, endpoint="loans", when=when, name=f"c{h}.jsonl")
+        write_labels(root / "labels", labels, when=when + timedelta(hours=1), name=f"l{h}.jsonl")
+    return captureq.open(str(root / "capture"), labels=str(root / "labels"))
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bias-shift")
+    return root, write_tree(root, seed=1, shift_at=SHIFT_AT)
+
+
+def _baseline(tree):
+    return bias(tree, CONFIG, end=START + timedelta(hours=BASE_HOURS)).analysis
+
+
+def test_a_planted_shift_is_found_from_the_hour_it_starts(shifted):
+    _, tree = shifted
+    result = bias(tree, CONFIG, baseline=_baseline(tree), every="hour",
+                  start=START + timedelta(hours=BASE_HOURS))
+    hours = {w for w, doc in result.hourly.items() if doc["violations"]}
+    expected = {(START + timedelta(hours=h)).strftime("%Y-%m-%dT%H")
+                for h in range(SHIFT_AT, HOURS)}
+    assert hours == expected
+    for w in expected:
+        found = result.hourly[w]["violations"]
+        names = {(v["facet"], v["facet_value"], v["metric_name"]) for v in found}
+        assert ("sex", "1", "DPPL") in names and ("sex", "1", "DI") in names
+        assert all(v["constraint_check_type"] == "bias_drift_check" for v in found)
+        # income's split keeps its positive-prediction rates (ratios such as DCA may move,
+        # since fewer predictions are positive overall)
+        assert not names & {("income", v, m) for v in {x[1] for x in names} for m in ("DPPL",
+                                                                                    "DI")}
+    assert result.constraint_violations["violations"]  # the whole window drifted too
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_a_stationary_stream_raises_no_violation(tmp_path, seed):
+    tree = write_tree(tmp_path, seed=seed, shift_at=None)
+    result = bias(tree, CONFIG, baseline=_baseline(tree), every="hour",
+                  start=START + timedelta(hours=BASE_HOURS))
+    assert len(result.hourly) == HOURS - BASE_HOURS
+    assert result.violations == []
+
+
+def test_small_groups_get_no_verdict(shifted):
+    _, tree = shifted
+    result = bias(tree, CONFIG, baseline=_baseline(tree), every="hour", min_group=10_000,
+                  start=START + timedelta(hours=BASE_HOURS))
+    assert result.violations == []
+    m = result.metrics.to_pylist()
+    assert all(r["group_size"] < 10_000 for r in m)
+
+
+def test_headers_name_capture_columns_and_a_continuous_facet_has_its_interval(shifted):
+    _, tree = shifted
+    doc = _baseline(tree)
+    post = doc["post_training_bias_metrics"]
+    assert post["label"] == "approved" and post["label_value_or_threshold"] == "1"
+    (income,) = post["facets"]["income"]
+    assert income["value_or_threshold"].startswith("(60.0, ")
+    assert [e["value_or_threshold"] for e in post["facets"]["sex"]] == ["1"]
+    names = [m["name"] for m in post["facets"]["sex"][0]["metrics"]]
+    assert names == sorted(n for n, (s, _) in METRICS.items() if s == "post_training")
+
+
+def test_cli_baseline_then_monitor_writes_clarify_and_model_monitor_files(shifted, tmp_path):
+    root, _ = shifted
+    cfg = tmp_path / "analysis_config.json"
+    cfg.write_text(json.dumps(CONFIG))
+    runner = CliRunner()
+    common = [str(root / "capture"), "--labels", str(root / "labels"), "--config", str(cfg)]
+    r = runner.invoke(app, ["bias", "baseline", *common, "--end", "2026-01-01T12",
+                            str(tmp_path / "base")])
+    assert r.exit_code == 0, r.output
+    analysis = json.loads((tmp_path / "base" / "analysis.json").read_text())
+    assert set(analysis) >= {"pre_training_bias_metrics", "post_training_bias_metrics"}
+    args = ["bias", "monitor", *common, "--baseline", str(tmp_path / "base" / "analysis.json"),
+            "--out", str(tmp_path / "mon"), "--start", "2026-01-01T12", "--every", "hour",
+            "--metrics-dir", str(tmp_path / "cw"), "--schedule", "loans-bias"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "DPPL" in r.output
+    r = runner.invoke(app, [*args, "--fail-on-violations"])
+    assert r.exit_code == 3, r.output
+    cv = json.loads((tmp_path / "mon" / "hourly" / "2026-01-01T18" /
+                     "constraint_violations.json").read_text())
+    v = cv["violations"][0]
+    assert set(v) == {"facet", "facet_value", "metric_name", "constraint_check_type",
+                      "description"}
+    assert v["description"].startswith("Value ")
+    quiet = json.loads((tmp_path / "mon" / "hourly" / "2026-01-01T13" /
+                        "constraint_violations.json").read_text())
+    assert quiet["violations"] == []
+    lines = (tmp_path / "cw" / "cloudwatch_metrics.jsonl").read_text().splitlines()
+    assert len(lines) == HOURS - BASE_HOURS
+    req = json.loads(lines[0])
+    datum = req["MetricData"][0]
+    assert datum["MetricName"].startswith("bias_metric_")
+    assert [d["Name"] for d in datum["Dimensions"]] == [
+        "Endpoint", "MonitoringSchedule", "BiasStage", "Label", "LabelValue", "Facet",
+        "FacetValue"]
+    dims = {d["Name"]: d["Value"] for d in datum["Dimensions"]}
+    assert dims["Endpoint"] == "loans" and dims["MonitoringSchedule"] == "loans-bias"
+
+
+def test_cloudwatch_publishes_infinity_as_clarify_does():
+    ds = next(d for d in REFERENCE["datasets"] if d["name"] == "infinite_ratios")
+    result = bias(_table(ds), _config(ds), prediction="output_label")
+    values = [m["Value"] for req in result.cloudwatch for m in req["MetricData"]]
+    assert CLOUDWATCH_INFINITY in values and -CLOUDWATCH_INFINITY in values
+    assert not any(isinstance(v, float) and (math.isinf(v) or math.isnan(v)) for v in values)
+
+
+def test_config_errors_say_what_to_do(tmp_path, shifted):
+    _, tree = shifted
+    with pytest.raises(ConfigError, match="facet"):
+        BiasConfig.load({"label": "y", "label_values_or_threshold": [1]})
+    with pytest.raises(ConfigError, match="label_values_or_threshold"):
+        BiasConfig.load({"facet": [{"name_or_index": "sex"}]})
+    with pytest.raises(ConfigError, match="not a captured input"):
+        bias(tree, {**CONFIG, "facet": [{"name_or_index": "age"}]})
+    with pytest.raises(ConfigError, match="analysis.json"):
+        bias(tree, CONFIG, baseline=tmp_path / "missing")

@@ -831,7 +831,8 @@ def _lower_bounds(counts: np.ndarray, grouped: bool, alpha: float,
         for name, v in values.items():
             dist = distance(name, v)
             # an undefined resample never lowers the bound
-            bound = np.quantile(np.where(np.isnan(dist), np.inf, dist), alpha, axis=0)
+            bound = np.quantile(np.where(np.isnan(dist), np.inf, dist), alpha, axis=0,
+                                method="lower")
             parts[name].append(np.where(np.isnan(v).all(0), np.nan, bound))
     return {name: np.concatenate(p, axis=0) for name, p in parts.items()}
 
