@@ -354,3 +354,86 @@ def test_config_errors_say_what_to_do(tmp_path, shifted):
         bias(tree, {**CONFIG, "facet": [{"name_or_index": "age"}]})
     with pytest.raises(ConfigError, match="analysis.json"):
         bias(tree, CONFIG, baseline=tmp_path / "missing")
+
+
+# ---------------------------------------------------------------------------------------------
+# Against Clarify's and Model Monitor's own examples (tests/data/real/SOURCES.md)
+# ---------------------------------------------------------------------------------------------
+REAL = DATA / "real" / "awsdocs"
+
+
+def _shape(x):
+    """Keys at every level (lists by their first item), values by JSON type."""
+    if isinstance(x, dict):
+        return {k: _shape(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_shape(x[0])] if x else []
+    return "number" if isinstance(x, (int, float)) and not isinstance(x, bool) else type(x).__name__
+
+
+def _real_analysis() -> dict:
+    text = (REAL / "clarify-analysis-post-training.txt").read_text()
+    text = text.replace("}\n                        { . . . }", "}")
+    return json.loads(text)
+
+
+def test_our_analysis_json_has_clarifys_shape(shifted):
+    _, tree = shifted
+    ours = _baseline(tree)
+    theirs = _real_analysis()["post_training_bias_metrics"]
+    mine = ours["post_training_bias_metrics"]
+    assert set(theirs) <= set(mine)
+    (their_facet,) = theirs["facets"].values()
+    my_entry = mine["facets"]["sex"][0]
+    assert set(their_facet[0]) <= set(my_entry)
+    their_metric = _shape(their_facet[0]["metrics"][0])
+    assert _shape(my_entry["metrics"][0]) == their_metric
+    assert {m["name"] for m in their_facet[0]["metrics"]} <= set(METRICS) | {"DCR"}
+    assert isinstance(mine["label_value_or_threshold"], str)
+
+
+def test_a_real_analysis_json_is_read_as_a_baseline():
+    from captureq.monitor.bias import _baseline_values
+
+    values = _baseline_values(_real_analysis())
+    assert values[("feature_2", "1", "DI")] == pytest.approx(0.711340206185567)
+    assert values[("feature_2", "1", "DCR")] == pytest.approx(-0.34782608695652184)
+
+
+def test_our_violations_have_model_monitors_shape(shifted):
+    _, tree = shifted
+    theirs = json.loads((REAL / "clarify-bias-drift-violations.json").read_text())
+    result = bias(tree, CONFIG, baseline=_baseline(tree), every="hour",
+                  start=START + timedelta(hours=SHIFT_AT))
+    ours = result.constraint_violations
+    assert _shape(ours) == _shape(theirs)
+    assert {v["constraint_check_type"] for v in ours["violations"]} == {"bias_drift_check"}
+    for v in theirs["violations"] + ours["violations"]:
+        assert v["description"].startswith(f"Value ")
+        assert v["description"].split()[1].lstrip("-").replace(".", "").replace("e", "").isdigit()
+
+
+def test_the_developer_guides_analysis_config_loads():
+    cfg = BiasConfig.load(REAL / "clarify-analysis-config.json")
+    assert cfg.label == "target" and cfg.label_values_or_threshold == (1,)
+    assert [f.name for f in cfg.facets] == ["feature_1", "feature_2"]
+    assert cfg.facets[1].value_or_threshold == (0.7,)
+    assert cfg.group_variable == "feature_3" and cfg.probability_threshold == 0.7
+    # its headers end with the label: feature_1 is the second captured input column
+    n = 50
+    rng = np.random.default_rng(0)
+    table = pa.table({
+        "endpoint": ["ep"] * n,
+        "inference_time": pa.array([START] * n, pa.timestamp("us", tz="UTC")),
+        "_c0": rng.random(n), "_c1": rng.integers(0, 2, n).astype(float),
+        "_c2": rng.random(n), "_c3": rng.integers(0, 3, n),
+        "output_c0": rng.random(n), "ground_truth_value": rng.integers(0, 2, n).astype(float),
+    })
+    doc = bias(table, cfg).analysis
+    facets = doc["pre_training_bias_metrics"]["facets"]
+    assert list(facets) == ["feature_1", "feature_2"]
+    assert facets["feature_1"][0]["value_or_threshold"] == "1"
+    assert facets["feature_2"][0]["value_or_threshold"].startswith("(0.7, ")
+    d = table["_c1"].to_numpy() == 1
+    ci = next(m for m in facets["feature_1"][0]["metrics"] if m["name"] == "CI")
+    assert ci["value"] == pytest.approx(((~d).sum() - d.sum()) / n)
