@@ -693,8 +693,8 @@ def bias(
     shaped like the ``predictions`` view); ``config`` Clarify's analysis configuration.
     ``every`` (``"hour"``/``"day"``) also computes each window. With ``baseline`` (an
     ``analysis.json``), a metric of a window is a violation when its distance from the ideal
-    (``|v|``; ``|ln DI|``) is, even at its lower ``alpha`` bootstrap bound (the window's counts
-    resampled, seeded), above the baseline's distance plus ``tolerance``; a split with fewer than
+    (``|v|``; ``|ln DI|``) is, even at its lower ``alpha`` bound (a seeded Bayesian bootstrap of
+    the window's counts), above the baseline's distance plus ``tolerance``; a split with fewer than
     ``min_group`` records in the facet's group or in the rest gets no verdict.
     """
     from ..plan import ScanPlan as CaptureTree
@@ -815,22 +815,25 @@ def _describe(value: float, baseline: float, name: str, tolerance: float) -> str
 
 def _lower_bounds(counts: np.ndarray, grouped: bool, alpha: float,
                   rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The ``alpha`` quantile of each metric's distance over multinomial resamples of the
-    counts (every cell of a window and split redrawn at once)."""
+    """The ``alpha`` quantile of each metric's distance under a Bayesian bootstrap of each
+    window's counts: cell shares drawn from Dirichlet(counts + ½ per facet × label × prediction
+    cell, spread over the groups), times the window's size. The ½ (Jeffreys' prior) keeps a
+    cell that happens to be empty in a small window from reading as a certain zero."""
+    g = counts.shape[-4]
+    seen = counts.sum((0, 1, 2, 3)) > 0  # label/prediction states present at all: (3, 3)
+    prior = np.broadcast_to(np.where(seen, 0.5 / g, 0.0), counts.shape[-4:])
     parts: dict[str, list] = {name: [] for name in METRICS}
-    step = 32  # windows per batch of resamples, to bound memory
+    step = 32  # windows per batch of draws, to bound memory
     for i in range(0, counts.shape[0], step):
-        chunk = counts[i : i + step]
-        shape = chunk.shape
-        flat = chunk.reshape(shape[0], shape[1], -1).astype("int64")
-        n = flat.sum(-1)
-        pvals = flat / np.maximum(n, 1)[..., None]
-        pvals[..., -1] = np.clip(1.0 - pvals[..., :-1].sum(-1), 0.0, 1.0)
-        draws = rng.multinomial(n, pvals, size=(BOOTSTRAP, shape[0], shape[1]))
-        values = metrics_from_counts(draws.reshape((BOOTSTRAP,) + shape), grouped)
+        chunk = counts[i : i + step].astype("float64")
+        n = chunk.sum((-1, -2, -3, -4))[..., None, None, None, None]
+        shares = rng.standard_gamma(chunk + prior, size=(BOOTSTRAP,) + chunk.shape)
+        total = shares.sum((-1, -2, -3, -4), keepdims=True)
+        draws = n * shares / np.where(total > 0, total, 1.0)
+        values = metrics_from_counts(draws, grouped)
         for name, v in values.items():
             dist = distance(name, v)
-            # an undefined resample never lowers the bound
+            # an undefined draw never lowers the bound
             bound = np.quantile(np.where(np.isnan(dist), np.inf, dist), alpha, axis=0,
                                 method="lower")
             parts[name].append(np.where(np.isnan(v).all(0), np.nan, bound))

@@ -29,8 +29,16 @@ from ..cli_options import out as console
 from ..errors import CaptureqError
 from .cli import _check_format, _table
 
-app = typer.Typer(help="Bias metrics (SageMaker Clarify's) and bias drift of captured traffic.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Bias metrics (SageMaker Clarify's) and bias drift of captured traffic.",
+    epilog="\b\nExample:\n"
+    "  captureq bias baseline demo-data/capture --labels demo-data/groundtruth \\\n"
+    "      --endpoint churn-xgb --config bias_config.json bias-baseline/\n"
+    "  captureq bias monitor demo-data/capture --labels demo-data/groundtruth \\\n"
+    "      --endpoint churn-xgb --config bias_config.json \\\n"
+    "      --baseline bias-baseline/analysis.json --out bias-monitor/",
+    no_args_is_help=True,
+)
 
 ConfigOpt = typer.Option(
     ..., "--config", metavar="FILE", show_default=False,
