@@ -66,8 +66,8 @@ CLOUDWATCH_INFINITY = 2.348543e108  # what Clarify publishes for ±infinity
 NAMESPACE = "aws/sagemaker/Endpoints/bias-metrics"
 MIN_GROUP = 30
 TOLERANCE = 0.1
-ALPHA = 0.01
-BOOTSTRAP = 200
+ALPHA = 0.001
+BOOTSTRAP = 1000
 UNLABELLED = 2  # label state of a record without ground truth (cells: label 0, 1, unlabelled)
 NO_PREDICTION = 2
 
