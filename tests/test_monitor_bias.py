@@ -409,7 +409,7 @@ def test_our_violations_have_model_monitors_shape(shifted):
     assert _shape(ours) == _shape(theirs)
     assert {v["constraint_check_type"] for v in ours["violations"]} == {"bias_drift_check"}
     for v in theirs["violations"] + ours["violations"]:
-        assert v["description"].startswith(f"Value ")
+        assert v["description"].startswith("Value ")
         assert v["description"].split()[1].lstrip("-").replace(".", "").replace("e", "").isdigit()
 
 
