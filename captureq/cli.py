@@ -704,6 +704,9 @@ def _register_subcommands() -> None:
     for module in (monitor_cli, estimate_cli, job_cli, report_cli):
         app.add_typer(module.app)
     app.add_typer(attribution_cli.app)  # the `captureq attribution …` group
+    from .monitor import bias_cli
+
+    app.add_typer(bias_cli.app, name="bias")
 
 
 _register_subcommands()

@@ -162,7 +162,7 @@ def test_monitoring_commands_take_declared_types_too(tmp_path, monkeypatch):
     declared = runner.invoke(app, ["baseline", str(root), str(tmp_path / "b"), "--input-type", "_c1=BIGINT", "-q"])
     assert declared.exit_code == 0, declared.output
     assert completeness(tmp_path / "b")["_c1"] == 0.75  # "x" is not a BIGINT: null, and quarantined
-    for command in ("monitor", "report", "quality", "estimate", "attribution monitor"):
+    for command in ("monitor", "report", "quality", "estimate", "attribution monitor", "bias monitor"):
         help_text = runner.invoke(app, [*command.split(), "--help"]).output
         assert "--input-type" in help_text and "--output-type" in help_text, command
     checked = runner.invoke(app, ["monitor", str(root), "--baseline", str(tmp_path / "b"),

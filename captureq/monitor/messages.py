@@ -26,6 +26,11 @@ TEMPLATES: dict[str, str] = {
         "Observed: Only {observed}% of data is complete."
     ),
     "baseline_drift_check": "{kind} distance: {distance} exceeds {kind_lower} threshold: {threshold}",
+    # bias drift: Clarify's text, then what was compared
+    "bias_drift_check": (
+        "Value {value} does not meet the constraint requirement: {metric} is farther from its "
+        "ideal than the baseline value {baseline} (tolerance {tolerance})"
+    ),
     "missing_column_check": (
         "There are missing columns in current dataset. Number of columns in current dataset: "
         "{current}, Number of columns in baseline constraints: {baseline}"
@@ -67,6 +72,10 @@ def describe(check_type: str, **values: object) -> str:
         v["kind_lower"] = str(v["kind"]).lower()
         v["distance"] = number(v["distance"])
         v["threshold"] = number(v["threshold"])
+    elif check_type == "bias_drift_check":
+        v["value"] = number(v["value"])
+        v["baseline"] = number(v["baseline"])
+        v["tolerance"] = number(v["tolerance"])
     elif check_type in ("LessThanThreshold", "GreaterThanThreshold"):
         v["value"] = number(v["value"])
         v["threshold"] = number(v["threshold"])
