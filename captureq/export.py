@@ -248,7 +248,10 @@ class _Output:
     below them, so every listing of a folder that may be empty tolerates FileNotFoundError.
     """
 
-    def __init__(self, out: str, storage_options: dict | None):
+    def __init__(self, out: str, storage_options: dict | None, what: str = "export"):
+        """``what`` names the writer in the message a second writer gets (``export``,
+        ``schedule run``)."""
+        self.what = what
         self.fs, path = filesystem(out, storage_options, side="destination")
         self.policy = policy_of(self.fs)
         self.root = path.rstrip("/")
@@ -385,9 +388,9 @@ class _Output:
             how = (f"a lease not renewed for CAPTUREQ_LEASE_SECONDS ({lease_seconds():g}s) is taken "
                    "over, at once when its process on this host is gone; if that export is gone, "
                    "rerun with --break-lease (break_lease=True) or a shorter CAPTUREQ_LEASE_SECONDS")
-        return (f"another captureq export is writing to {self.root} (its "
+        return (f"another captureq {self.what} is writing to {self.root} (its "
                 f"{'lock' if self.local else 'lease'} is held by {who}{since}); wait for it to finish — "
-                f"{how} (two exports into one output at once would duplicate rows)")
+                f"{how} (two {self.what}s into one output at once would duplicate rows)")
 
     def _write_lease(self, body: dict) -> None:
         self.call("PUT", self._lease, self.fs.pipe_file, self._lease, json.dumps(body).encode())

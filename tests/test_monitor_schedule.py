@@ -38,7 +38,7 @@ def reports_by_hour(fs, folder: str) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for key in fs.find(folder):
         rel = key[len(folder.split("://", 1)[-1]) + 1:]
-        if rel == STATE_FILE:
+        if rel == STATE_FILE or rel.startswith("_captureq/"):  # the state, the lock or lease
             continue
         hour, _, name = rel.rpartition("/")
         found.setdefault(hour, []).append(name)
@@ -265,3 +265,26 @@ def test_a_tree_with_two_endpoints_needs_endpoint(base, tmp_path):
     (tmp_path / "capture" / "other").mkdir()
     with pytest.raises(ConfigError, match="--endpoint"):
         Schedule(str(tmp_path / "capture"), str(tmp_path / "r"), baseline=str(base)).run(H0)
+
+
+def test_two_runs_at_once_cannot_both_run_the_schedule(base, tmp_path):
+    """A second run while one is running (cron fired again, a slow hour) stops with exit 2 and
+    says who holds the schedule, instead of doing hours twice."""
+    from captureq.export import ExportError, _Output
+
+    for i in range(2):
+        write_hour(tmp_path / "capture", H0 + i * HOUR)
+    plan = Schedule(str(tmp_path / "capture"), str(tmp_path / "reports"), baseline=str(base), start=H0)
+    first = _Output(plan.folder(ENDPOINT), None, what="schedule run")
+    first.lock()  # the run that is still going
+    try:
+        with pytest.raises(ExportError, match="another captureq schedule run"):
+            plan.run(H0 + 2 * HOUR + timedelta(minutes=20))
+        res = runner.invoke(app, ["schedule", str(tmp_path / "capture"), "--baseline", str(base),
+                                  "--out", str(tmp_path / "reports"), "--start", H0.isoformat(),
+                                  "--now", (H0 + 2 * HOUR + timedelta(minutes=20)).isoformat()])
+        assert res.exit_code == 2 and "another captureq schedule run" in res.output
+    finally:
+        first.unlock()
+    done = plan.run(H0 + 2 * HOUR + timedelta(minutes=20))
+    assert [r.scheduled_time for r in done.runs] == [H0 + HOUR, H0 + 2 * HOUR]

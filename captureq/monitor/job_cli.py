@@ -145,6 +145,10 @@ def schedule(
     storage_option: list[str] | None = StorageOpt,
     out_storage_option: list[str] | None = OutStorageOpt,
     fail_on_violations: bool = FailOnViolationsOpt,
+    break_lease: bool = typer.Option(
+        False, "--break-lease",
+        help="Take the schedule over from a run that still holds it (that run stops before its "
+        "next hour's commit)."),
 ) -> None:
     """Run every monitoring hour that closed since the last run (cron-friendly), writing each
     hour's reports once, as a Model Monitor schedule does; then exit."""
@@ -160,6 +164,7 @@ def schedule(
             probability_threshold=probability_threshold, publish_cloudwatch=publish_cloudwatch,
             webhook=webhook, lateness=lateness, storage_options=storage_options(storage_option),
             out_storage_options=storage_options(out_storage_option, "--out-storage-option"),
+            break_lease=break_lease,
         )
         result = plan.run(now)
     except CaptureqError as exc:

@@ -151,6 +151,7 @@ class Schedule:
     lateness: Any = None
     storage_options: dict | None = field(default=None, compare=False)
     out_storage_options: dict | None = field(default=None, compare=False)
+    break_lease: bool = False
 
     def __post_init__(self) -> None:
         if self.every not in PERIODS:
@@ -321,9 +322,22 @@ def _iso(t: datetime) -> str:
 
 def run_schedule(schedule: Schedule, *, now: Any = None, cloudwatch: Any = None) -> ScheduleResult:
     """Run each hour of ``schedule`` that is due at ``now`` and not yet done (module doc)."""
+    from ..export import _Output
+
     endpoint = schedule.endpoint_name()
     out_options = schedule.job(now_utc(now), endpoint).output_storage_options
-    state = State(f"{schedule.folder(endpoint)}/{STATE_FILE}", out_options)
+    writer = _Output(schedule.folder(endpoint), out_options, what="schedule run")
+    writer.lock(break_lease=schedule.break_lease)  # one run of a schedule at a time
+    try:
+        return _run_due(schedule, endpoint, State(f"{schedule.folder(endpoint)}/{STATE_FILE}", out_options),
+                        writer, now, cloudwatch)
+    finally:
+        writer.unlock()
+
+
+def _run_due(schedule: Schedule, endpoint: str, state: State, writer, now: Any, cloudwatch: Any
+             ) -> ScheduleResult:
+    """The due hours of a schedule whose lock ``writer`` holds, each committed to ``state``."""
     doc = state.load()
     done = to_utc(doc["done_through"]) if doc.get("done_through") else None
     runs: list[HourRun] = []
@@ -363,6 +377,7 @@ def run_schedule(schedule: Schedule, *, now: Any = None, cloudwatch: Any = None)
                 "message": run.message,
             }],
         }
+        writer.check_lease()  # a run whose lease was broken stops before it commits
         state.commit(doc)
         runs.append(run)
     return ScheduleResult(runs, state.uri)
