@@ -332,3 +332,30 @@ def test_recordio_it_cannot_read_is_quarantined_saying_how_to_read_it(tmp_path):
     assert len(reasons) == 2
     assert all("sagemaker.amazon.common.read_records" in r for r in reasons), reasons
     assert "sparse" in reasons[0] and "RecordIO" in reasons[1]
+
+
+# -- never raises ------------------------------------------------------------------------------
+
+_GOOD = [npy(np.arange(4.0)), npy(np.ones((2, 3), np.int16)),
+         recordio([record_protobuf({"values": np.array([1.0, 2.0], np.float32)})])]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    payloads=st.lists(
+        st.sampled_from(_GOOD).flatmap(lambda g: st.tuples(st.integers(0, len(g)), st.binary(max_size=8))
+                                       .map(lambda cut: g[: cut[0]] + cut[1]))
+        | st.binary(max_size=40),
+        min_size=1, max_size=6),
+    media=st.sampled_from([NPY, NPZ, RECORDIO, "image/png"]),
+)
+def test_binary_decoders_never_raise_and_account_for_every_payload(payloads, media):
+    from captureq.decode import decode_binary
+
+    d = decode_binary(pa.array(payloads, pa.binary()), np.array([media] * len(payloads)), max_columns=50)
+    failed = {r for r, _ in d.failures}
+    decoded = set(d.table["_row"].to_pylist())
+    assert not failed & decoded
+    assert failed | decoded <= set(range(len(payloads)))
+    if media == "image/png":
+        assert decoded == set(range(len(payloads)))
