@@ -381,7 +381,10 @@ def read_table(
 
 
 def is_table_file(source: str) -> bool:
-    return source.lower().rstrip("/").endswith((".csv", ".csv.gz", ".parquet", ".pq"))
+    """Whether ``source`` is named as a training file (CSV, JSON Lines, JSON, Parquet)."""
+    from .training import format_by_name
+
+    return format_by_name(source) is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,8 +522,11 @@ def load_data(
     storage_options: dict | None = None,
     start: Any = None,
     end: Any = None,
+    data_format: str | None = None,
 ) -> pa.Table:
-    """Training data as Arrow: a table/DataFrame, a CSV or Parquet file, or a capture tree's inputs."""
+    """Training data as Arrow: a table/DataFrame, a capture tree, or a path read in
+    ``data_format`` (``csv``, ``jsonl``, ``json``, ``parquet``, ``capture``, ``export``;
+    detected when None, see :mod:`.training`)."""
     from ..plan import ScanPlan as CaptureTree
     from ..plan import open_plan as open_tree
 
@@ -534,15 +540,16 @@ def load_data(
         and not isinstance(source, (str, Path))
     ):
         return pa.Table.from_pandas(source, preserve_index=False)
-    if isinstance(source, (str, Path)) and is_table_file(str(source)):
-        return read_table(str(source), header=header, storage_options=storage_options)
-    tree = (
-        source
-        if isinstance(source, CaptureTree)
-        else open_tree(str(source), storage_options=storage_options)
-    )
+    if isinstance(source, (str, Path)):
+        from . import training  # the format dispatch: CSV, JSON Lines, JSON, Parquet, export, tree
+
+        return training.load(source, data_format, endpoint=endpoint, header=header,
+                             storage_options=storage_options, start=start, end=end)
+    from .training import require_records
+
+    tree = source if isinstance(source, CaptureTree) else open_tree(str(source), storage_options=storage_options)
     tree = tree._narrow({"start": start, "end": end, "endpoint": endpoint})
-    return single_endpoint(tree_inputs(tree))
+    return require_records(single_endpoint(tree_inputs(tree)), tree.uri, "capture")
 
 
 def tree_inputs(tree: Any) -> pa.Table:
@@ -586,6 +593,7 @@ def baseline(
     start: Any = None,
     end: Any = None,
     monitoring_config: dict | None = None,
+    data_format: str | None = None,
 ) -> Baseline:
     """Baseline ``source`` (see :func:`load_data`); write statistics.json/constraints.json to ``out``."""
     table = load_data(
@@ -595,6 +603,7 @@ def baseline(
         storage_options=storage_options,
         start=start,
         end=end,
+        data_format=data_format,
     )
     stats = statistics(table)
     result = Baseline(stats, constraints(stats, monitoring_config))
