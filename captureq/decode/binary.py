@@ -283,13 +283,19 @@ def _npz(values: pa.Array, names, limit) -> Decoded:
 # ---------------------------------------------------------------------------------------------
 def _varint(buf: np.ndarray, pos: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The protobuf varint at each ``pos`` (before ``end``): (value as uint64, its length in
-    bytes; 0 where it runs past ``end`` or is longer than 10 bytes)."""
-    k = np.arange(10)
-    b = np.stack([_byte_at(buf, pos + i, end, fill=0x80) for i in k], axis=1)
-    last = (b & 0x80) == 0
-    size = np.where(last.any(axis=1), last.argmax(axis=1) + 1, 0)
-    parts = (b & 0x7F).astype(np.uint64) << (7 * k).astype(np.uint64)
-    value = np.where(k < size[:, None], parts, np.uint64(0)).sum(axis=1, dtype=np.uint64)
+    bytes; 0 where it runs past ``end`` or is longer than 10 bytes). One step per byte, over
+    the varints still going (most are one or two bytes)."""
+    value = np.zeros(len(pos), dtype=np.uint64)
+    size = np.zeros(len(pos), dtype=np.int64)
+    going = np.arange(len(pos))
+    for i in range(10):
+        if not len(going):
+            break
+        b = _byte_at(buf, pos[going] + i, end[going], fill=0x80)
+        value[going] |= (b & 0x7F).astype(np.uint64) << np.uint64(7 * i)
+        done = (b & 0x80) == 0
+        size[going[done]] = i + 1
+        going = going[~done]
     return value, size
 
 
