@@ -74,7 +74,7 @@ def test_npy_1d_is_one_record_2d_is_rows(tmp_path):
         {"_c0": 5.0, "_c1": 6.0, "_c2": None},
     ]
     assert t.inputs["record_index"].to_pylist() == [0, 0, 1, 2]
-    assert schema.PAYLOAD_BYTES not in t.inputs.column_names
+    assert "payload" not in t.inputs.column_names
     assert t.counts.reconciles
 
 
@@ -216,7 +216,7 @@ def test_export_holds_binary_bytes_once(tmp_path):
                    endpoint="ep", name="f.jsonl")
     captureq.open(str(tmp_path / "cap")).export(str(tmp_path / "out"))
     inputs = pq.read_table(tmp_path / "out" / "inputs")
-    assert schema.PAYLOAD_BYTES not in inputs.column_names
+    assert "payload" not in inputs.column_names
     assert sorted(inputs["_c2"].to_pylist(), key=lambda v: v is None) == [2.0, None]
     captures = pq.read_table(tmp_path / "out" / "captures")
     assert base64.b64encode(audio).decode() in captures["input_data"].to_pylist()
@@ -336,7 +336,13 @@ def test_recordio_it_cannot_read_is_quarantined_saying_how_to_read_it(tmp_path):
 
 # -- never raises ------------------------------------------------------------------------------
 
-_GOOD = [npy(np.arange(4.0)), npy(np.ones((2, 3), np.int16)),
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+_GOOD = [npy(np.arange(4.0)), npy(np.ones((2, 3), np.int16)), _npz(x=np.arange(3)),
          recordio([record_protobuf({"values": np.array([1.0, 2.0], np.float32)})])]
 
 

@@ -254,6 +254,10 @@ def _npz(values: pa.Array, names, limit) -> Decoded:
 
     arrays, rows, failures = [], [], []
     for r, data in enumerate(values.to_pylist()):
+        if not data.startswith(b"PK"):
+            failures.append((r, "npz payload does not parse: it is not a zip archive (an .npy "
+                                "array is sent as application/x-npy)"))
+            continue
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 keys = list(npz.files)
@@ -263,8 +267,9 @@ def _npz(values: pa.Array, names, limit) -> Decoded:
                     continue
                 buf = io.BytesIO()
                 np.save(buf, npz[keys[0]], allow_pickle=False)
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-            failures.append((r, f"npz payload does not parse: {exc}"))
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError,
+                NotImplementedError) as exc:  # numpy's and zipfile's ways of refusing bytes
+            failures.append((r, f"npz payload does not parse: {type(exc).__name__}: {exc}"))
             continue
         arrays.append(buf.getvalue())
         rows.append(r)

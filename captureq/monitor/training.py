@@ -227,7 +227,7 @@ def flatten(table: pa.Table) -> pa.Table:
     ``_c<N>`` stays ``_c<N>`` (a positional feature, as CSV captures name it).
 
     >>> flatten(pa.table({"user": [{"age": 3, "geo": {"lat": 1.5}}], "_c0": [1.0]})).column_names
-    ['user.age', 'user.geo.lat', '_c0']
+    ['_c0', 'user.age', 'user.geo.lat']
     """
     import re
 
