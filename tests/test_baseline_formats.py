@@ -113,6 +113,20 @@ def test_export_with_two_endpoints_needs_one(tmp_path):
     assert set(_types(baseline(str(tmp_path / "out"), endpoint="other"))) == {"_c0", "_c1"}
 
 
+def test_export_blob_and_partition_columns_are_not_features(tmp_path):
+    """An export part that holds raw bytes (``payload`` BLOB) and its partition columns, as
+    earlier layouts wrote them: neither becomes a feature."""
+    part = "inputs/endpoint=ep/variant=v/date=2024-05-01/hour=12/part-0.parquet"
+    (tmp_path / "out" / part).parent.mkdir(parents=True)
+    (tmp_path / "out" / "_captureq").mkdir()
+    (tmp_path / "out" / "_captureq" / "manifest.json").write_text(json.dumps({"parts": {"inputs": [part]}}))
+    pq.write_table(pa.table({"capture_id": ["a", "b"], "record_index": pa.array([0, 0], pa.int32()),
+                             "date": ["2024-05-01"] * 2, "hour": ["12"] * 2,
+                             "payload": pa.array([b"\x89PNG", b"\x00"], pa.binary()), "_c0": [1.5, 2.0]}),
+                   tmp_path / "out" / part)
+    assert _types(baseline(str(tmp_path / "out"))) == {"_c0": "Fractional"}
+
+
 @pytest.mark.parametrize(
     "name, text, expected",
     [

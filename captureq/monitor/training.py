@@ -277,7 +277,10 @@ def read_export(source: str, *, endpoint: str | None = None, storage_options: di
     if not tables:
         return pa.table({})
     table = pa.concat_tables(tables, promote_options="permissive")
-    table = table.drop_columns([c for c in _PARTITION_COLUMNS if c in table.column_names])
+    # partition columns (older layouts store them in the parts) and BLOB columns (an export
+    # written by an earlier captureq version holds binary payloads' bytes in one): not features
+    table = table.drop_columns([f.name for f in table.schema if f.name in _PARTITION_COLUMNS
+                                or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)])
     if "inference_time" in table.column_names and (start is not None or end is not None):
         keep = pa.array([True] * table.num_rows)
         if start is not None:
