@@ -81,6 +81,13 @@ def test_nested_parquet_flattens_with_capture_names(tmp_path):
     assert lat["numerical_statistics"]["mean"] == pytest.approx(np.mean([r["user"]["geo"]["lat"] for r in rows]))
 
 
+def test_arrow_table_with_structs_is_flattened_like_parquet(tmp_path):
+    table = pa.Table.from_pylist(_users(30))
+    assert set(_types(baseline(table))) == NESTED_NAMES
+    flat = pa.table({"Age": [1, 2], "capture_id": ["a", "b"]})
+    assert set(_types(baseline(flat))) == {"Age"}  # flat tables keep their names
+
+
 def test_baseline_from_nested_parquet_then_monitor_nested_json_has_no_missing_or_extra(tmp_path):
     pq.write_table(pa.Table.from_pylist(_users(300, seed=1)), tmp_path / "train.parquet")
     base = baseline(str(tmp_path / "train.parquet"), tmp_path / "base")

@@ -530,16 +530,18 @@ def load_data(
     from ..plan import ScanPlan as CaptureTree
     from ..plan import open_plan as open_tree
 
+    from .training import flatten_structs
+
     if isinstance(source, pa.Table):
-        return source
+        return flatten_structs(source)
     if hasattr(source, "to_arrow") and not isinstance(source, CaptureTree):
-        return source.to_arrow()
+        return flatten_structs(source.to_arrow())
     if (
         hasattr(source, "__dataframe__")
         and hasattr(source, "columns")
         and not isinstance(source, (str, Path))
     ):
-        return pa.Table.from_pandas(source, preserve_index=False)
+        return flatten_structs(pa.Table.from_pandas(source, preserve_index=False))
     if isinstance(source, (str, Path)):
         from . import training  # the format dispatch: CSV, JSON Lines, JSON, Parquet, export, tree
 

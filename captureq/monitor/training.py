@@ -31,6 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .. import schema
 from ..errors import ConfigError
 
 FORMATS = ("csv", "jsonl", "json", "parquet", "capture", "export")
@@ -221,10 +222,19 @@ def read_parquet(source: str, storage_options: dict | None = None) -> pa.Table:
     return flatten(table)
 
 
+def flatten_structs(table: pa.Table) -> pa.Table:
+    """``table`` as :func:`flatten` names it when it has a struct column, else unchanged (an
+    Arrow table or DataFrame given to ``baseline`` keeps its flat names)."""
+    if any(pa.types.is_struct(f.type) for f in table.schema):
+        return flatten(table)
+    return table
+
+
 def flatten(table: pa.Table) -> pa.Table:
     """Columns named as a captured JSON record with the same fields would name them: nested
     structs joined with ``.``, keys escaped by :func:`captureq.decode.column_name`; a top-level
-    ``_c<N>`` stays ``_c<N>`` (a positional feature, as CSV captures name it).
+    ``_c<N>`` stays ``_c<N>`` (a positional feature, as CSV captures name it) and captureq's
+    record keys (``capture_id``, ``event_id``, …) stay themselves (they are not features).
 
     >>> flatten(pa.table({"user": [{"age": 3, "geo": {"lat": 1.5}}], "_c0": [1.0]})).column_names
     ['_c0', 'user.age', 'user.geo.lat']
@@ -237,7 +247,8 @@ def flatten(table: pa.Table) -> pa.Table:
     if table.num_columns == 0:
         return table
     vector = re.compile(r"_c[0-9]+")
-    keep = {column_name((n,)): n for n in table.column_names if vector.fullmatch(n)}
+    keep = {column_name((n,)): n for n in table.column_names
+            if vector.fullmatch(n) or n in schema.RECORD_KEY_NAMES}
     cols = _record_columns(table.to_struct_array().combine_chunks(), None) if table.num_rows else {
         n: pa.array([], f.type) for n, f in zip(table.column_names, table.schema)}
     return pa.table({keep.get(name, name): col for name, col in cols.items()})
