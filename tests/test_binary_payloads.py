@@ -310,18 +310,38 @@ def test_recordio_protobuf_dense_values(tmp_path):
 @given(
     dtype=st.sampled_from([np.float32, np.float64, np.int32]),
     width=st.integers(1, 6),
-    n=st.integers(1, 5),
+    per_payload=st.lists(st.integers(1, 4), min_size=1, max_size=4),
     data=st.data(),
 )
-def test_recordio_round_trip(tmp_path_factory, dtype, width, n, data):
+def test_recordio_round_trip(tmp_path_factory, dtype, width, per_payload, data):
+    """Matrices → one Record per row → RecordIO payloads (several records each) → captured
+    base64 → decoded records equal the rows, in order."""
     elements = (st.integers(-(2**31), 2**31 - 1) if dtype is np.int32
                 else st.floats(allow_nan=False, allow_infinity=False, width=32 if dtype is np.float32 else 64))
-    matrix = data.draw(hnp.arrays(dtype, (n, width), elements=elements))
-    payload = recordio([record_protobuf({"values": row}) for row in matrix])
-    t = load(tmp_path_factory.mktemp("rio"), [capture(payload, "\n".join(["0"] * n), input_type=RECORDIO)])
+    matrix = data.draw(hnp.arrays(dtype, (sum(per_payload), width), elements=elements))
+    bounds = np.cumsum([0, *per_payload])
+    records = [capture(recordio([record_protobuf({"values": row}) for row in matrix[a:b]]),
+                       "\n".join(["0"] * (b - a)), input_type=RECORDIO, event_id=f"e{i}")
+               for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    t = load(tmp_path_factory.mktemp("rio"), records)
     assert t.quarantine.num_rows == 0, t.quarantine.to_pylist()
     assert rows(t.inputs) == expected_rows(matrix)
+    assert t.inputs["record_index"].to_pylist() == [k for n in per_payload for k in range(n)]
     assert t.inputs.schema.field("_c0").type == lattice_type(matrix[:, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_recordio_wider_than_the_column_limit_is_refused(tmp_path, dtype):
+    wide = recordio([record_protobuf({"values": np.ones(3, dtype)}),
+                     record_protobuf({"values": np.ones(5, dtype)})])
+    narrow = recordio([record_protobuf({"values": np.arange(2, dtype=dtype)})])
+    write_captures(tmp_path / "ep", [capture(wide, "0\n1", input_type=RECORDIO),
+                                     capture(narrow, "0", input_type=RECORDIO)], endpoint="ep", name="f.jsonl")
+    t = captureq.open(str(tmp_path / "ep"), options=captureq.DecodeOptions(max_columns=4)).load()
+    [row] = t.quarantine.to_pylist()
+    assert row["line_number"] == 1
+    assert row["reason"].startswith("record has 5 columns, more than the limit of 4"), row["reason"]
+    assert rows(t.inputs) == [{"_c0": 0, "_c1": 1}]
 
 
 def test_recordio_it_cannot_read_is_quarantined_saying_how_to_read_it(tmp_path):

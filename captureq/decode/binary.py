@@ -335,8 +335,8 @@ def _fields(buf: np.ndarray, start: np.ndarray, end: np.ndarray):
 
 
 def _frames(buf, starts, ends):
-    """RecordIO records of each payload: (payload, record start, record length), and the
-    reason each broken payload has."""
+    """RecordIO records of each payload, in order: (payload, record start, record length), and
+    the reason each broken payload has."""
     owner, rec_start, rec_len = [], [], []
     reasons: dict[int, str] = {}
     pos = starts.copy()
@@ -361,7 +361,9 @@ def _frames(buf, starts, ends):
         pos[ids] = np.where(bad, e, p + 8 + ((length + 3) & ~3))
         active = pos < ends
     cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64))  # noqa: E731
-    return cat(owner), cat(rec_start), cat(rec_len), reasons
+    # found one step per record index: put them back in buffer (= payload, then record) order
+    order = np.argsort(cat(rec_start), kind="stable")
+    return cat(owner)[order], cat(rec_start)[order], cat(rec_len)[order], reasons
 
 
 _TENSORS = {2: "<f4", 3: "<f8", 7: "int32"}  # Value's oneof: float32, float64, int32 tensors
@@ -437,6 +439,12 @@ def _recordio(values: pa.Array, names, limit) -> Decoded:
     good = ~np.isin(owner[rec], list(reasons)) & ~bad_size
     rec, kind, vstart, vlen = rec[good], kind[good], vstart[good], vlen[good]
     tables = []
+    if limit is not None:  # a float tensor's width is known from its bytes: refuse before reading
+        width = np.select([kind == 2, kind == 3], [vlen // 4, vlen // 8], 0)
+        for i in np.flatnonzero(width > limit):
+            reasons.setdefault(int(owner[rec[i]]), _Wide(too_wide_reason(int(width[i]), limit)))
+        keep = ~np.isin(owner[rec], [r for r, why in reasons.items() if isinstance(why, _Wide)])
+        rec, kind, vstart, vlen = rec[keep], kind[keep], vstart[keep], vlen[keep]
     for k, dtype in _TENSORS.items():
         sel = kind == k
         if not sel.any():
@@ -452,9 +460,25 @@ def _recordio(values: pa.Array, names, limit) -> Decoded:
     table = concat([Decoded(t) for t in keep_tables]).table if keep_tables else Decoded.empty().table
     if reasons:  # a payload quarantined for one record keeps none of its others
         table = table.filter(~np.isin(table[ROW].to_numpy(), list(reasons)))
-    failures = sorted((r, f"recordio-protobuf payload not read: {why}; {_HOW_TO_READ}")
+    failures = sorted((r, why if isinstance(why, _Wide) else
+                       f"recordio-protobuf payload not read: {why}; {_HOW_TO_READ}")
                       for r, why in reasons.items())
     return Decoded(table, failures)
+
+
+def _gather_items(flat: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The runs ``flat[start:start + count]``, joined (the records kept)."""
+    if not len(starts):
+        return flat[:0]
+    ends = starts + counts
+    mask = np.zeros(len(flat) + 1, dtype=np.int8)
+    mask[starts[counts > 0]] += 1
+    mask[ends[counts > 0]] -= 1
+    return flat[np.cumsum(mask[:-1], dtype=np.int8) > 0]
+
+
+class _Wide(str):
+    """A too-wide reason: the column limit's own message, not a hint to read the payload elsewhere."""
 
 
 def _index_within(owner: np.ndarray, rec: np.ndarray) -> np.ndarray:
@@ -483,8 +507,12 @@ def _vectors(rows, index, counts, flat, names, limit, reasons) -> pa.Table:
 
     wide = counts > limit if limit is not None else np.zeros(len(counts), dtype=bool)
     for i in np.flatnonzero(wide):
-        reasons.setdefault(int(rows[i]), too_wide_reason(int(counts[i]), limit)
-                           .replace("record has", "a record has"))
+        reasons.setdefault(int(rows[i]), _Wide(too_wide_reason(int(counts[i]), limit)))
+    if wide.any():  # refused before any column is built; the payload's other records go too
+        keep = ~np.isin(rows, rows[wide])
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        flat = _gather_items(flat, starts[keep], counts[keep])
+        rows, index, counts = rows[keep], index[keep], counts[keep]
     if len(counts) and (counts == counts[0]).all():
         return _matrix_table(rows, index, flat.reshape(len(counts), int(counts[0])), names)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
