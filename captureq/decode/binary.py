@@ -110,9 +110,16 @@ def _gather(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndar
     starts, lengths = starts[nonempty], lengths[nonempty]
     if not len(starts):
         return buf[:0]
-    if len(starts) and np.all(lengths == lengths[0]) and lengths[0] and np.all(
-            np.diff(starts) == lengths[0]):
-        return buf[starts[0]: starts[-1] + lengths[0]]  # adjacent ranges: one slice
+    width = int(lengths[0])
+    if (lengths == width).all():
+        steps = np.diff(starts)
+        if len(steps) and (steps == steps[0]).all() and steps[0] >= width:
+            # evenly spaced (payloads of one size, one header): a strided view, one copy
+            view = np.lib.stride_tricks.as_strided(buf[starts[0]:], shape=(len(starts), width),
+                                                   strides=(int(steps[0]), 1), writeable=False)
+            return view.reshape(-1)
+        if len(starts) * width <= 1 << 22:
+            return buf[(starts[:, None] + np.arange(width)).reshape(-1)]
     delta = np.zeros(len(buf) + 1, dtype=np.int8)
     delta[starts] += 1
     delta[starts + lengths] -= 1
@@ -187,8 +194,11 @@ def _npy(values: pa.Array, names, limit) -> Decoded:
     tables = []
     for off in np.unique(data_off[ok]):
         rows = np.flatnonzero(ok & (data_off == off))
-        heads = buf[starts[rows][:, None] + np.arange(off)]
-        uniq, inverse = np.unique(heads.view(np.dtype((np.void, int(off)))).ravel(), return_inverse=True)
+        heads = _gather(buf, starts[rows], np.full(len(rows), off, dtype=np.int64)).reshape(len(rows), off)
+        if (heads == heads[0]).all():  # the usual batch: one shape, one header
+            uniq, inverse = heads[:1], np.zeros(len(rows), dtype=np.int64)
+        else:
+            uniq, inverse = np.unique(heads.view(np.dtype((np.void, int(off)))).ravel(), return_inverse=True)
         for h, head in enumerate(uniq):
             group = rows[inverse.ravel() == h]
             pre = 10 if head.tobytes()[6] == 1 else 12
