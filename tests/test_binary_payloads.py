@@ -95,6 +95,15 @@ def test_npy_dtype_is_kept_ints_bigint_floats_double(tmp_path, dtype, arrow):
     assert rows(t.inputs) == expected_rows(arr)
 
 
+def test_npy_text_arrays_are_varchar(tmp_path):
+    arr = np.array([["cat", "dog"], ["émeu", "b"]])
+    t = load(tmp_path, [capture(npy(arr), "0\n1", input_type=NPY),
+                        capture(npy(arr.astype(">U4")), "0\n1", input_type=NPY)])
+    assert t.quarantine.num_rows == 0, t.quarantine.to_pylist()
+    assert t.inputs.schema.field("_c0").type == pa.string()
+    assert rows(t.inputs) == expected_rows(arr) * 2
+
+
 def test_npy_fortran_order_and_scalar(tmp_path):
     arr = np.asfortranarray(np.arange(6, dtype=np.int64).reshape(2, 3))
     t = load(tmp_path, [capture(npy(arr), "0\n1", input_type=NPY),
