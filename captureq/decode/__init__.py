@@ -2,7 +2,9 @@
 
 ``decode_side(captures, "input")`` picks each payload's format from its ``encoding`` and
 ``observedContentType`` (BASE64 payloads are base64-decoded first, then read as CSV/JSON when
-the content type says so), decodes each format in bulk and joins the capture keys back on.
+the content type says so, and as npy or RecordIO-protobuf by :mod:`.binary`), decodes each
+format in bulk and joins the capture keys back on. An empty payload, whatever its encoding, is
+quarantined with one reason (:data:`EMPTY_REASON`).
 """
 
 from __future__ import annotations
