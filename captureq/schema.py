@@ -7,7 +7,9 @@
 ``quarantine`` one row per line or payload that could not be used, with the reason
 
 ``inputs``/``outputs`` carry the key columns below plus the decoded feature/prediction columns,
-whose names depend on the payloads (``_c0``, ``_c1``, ... for CSV; flattened names for JSON).
+whose names depend on the payloads (``_c0``, ``_c1``, ... for CSV, npy and RecordIO; flattened
+names for JSON). Binary payloads are never copied into them: their bytes are ``captures``'
+``input_data``/``output_data`` (base64, as captured).
 """
 
 from __future__ import annotations
@@ -61,9 +63,6 @@ RECORD_KEY_NAMES = tuple(RECORD_KEYS.names)
 #: The export's partition folder keys besides ``endpoint``/``variant`` (``date=…/hour=…``):
 #: readers such as pandas add them as columns, so no decoded column may take these names.
 FOLDER_KEYS = ("date", "hour")
-
-# Column holding a binary payload that is neither CSV nor JSON (images, npy, protobuf...).
-PAYLOAD_BYTES = "payload"
 
 LABELS = pa.schema(
     [

@@ -406,7 +406,7 @@ def test_base64_json_and_json_lines(tmp_path):
     assert values(t.outputs) == [{"_c0": 0.5}, {"_c0": 0.1}, {"_c0": 0.2}]
 
 
-def test_binary_payload_kept_as_bytes(tmp_path):
+def test_binary_payload_is_one_record_its_bytes_in_captures(tmp_path):
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe"
     t = only(
         load(
@@ -421,8 +421,9 @@ def test_binary_payload_kept_as_bytes(tmp_path):
             ],
         ).load()
     )
-    assert values(t.inputs) == [{schema.PAYLOAD_BYTES: png}]
-    assert t.inputs.schema.field(schema.PAYLOAD_BYTES).type == pa.binary()
+    # one record (its output lines up with it); the bytes stay once, in captures.input_data
+    assert values(t.inputs) == [{}]
+    assert base64.b64decode(t.captures["input_data"][0].as_py()) == png
     assert values(t.outputs) == [{"label": "cat", "score": 0.8}]
 
 
@@ -477,7 +478,8 @@ def test_every_payload_base64_with_bad_and_binary_ones_among_them(tmp_path):
     mixed = [good("1,2"), capture(raw_payload(base64.b64encode(png).decode(), "BASE64", "image/png"), "0.6"),
              good("3,4")]
     t = only(load(tmp_path / "mixed", mixed).load())
-    assert [r.get(schema.PAYLOAD_BYTES) for r in values(t.inputs)] == [None, png, None]
+    assert t.inputs["capture_id"].to_pylist() == t.captures["capture_id"].to_pylist()
+    assert "payload" not in t.inputs.column_names
     assert [r.get("_c0") for r in values(t.inputs)] == [1, None, 3]
 
 

@@ -263,12 +263,40 @@ CONTENT_TYPES = (
             "application/json",
             "application/jsonlines",
             "image/png",
+            "application/x-npy",
+            "application/x-npz",
+            "application/x-recordio-protobuf",
             "",
             "TEXT/CSV",
         ]
     )
     | st.none()
 )
+def _npy(arr) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _binary_junk() -> list[str]:
+    """base64 of npy and RecordIO payloads, whole and broken."""
+    import base64
+    import struct
+
+    import numpy as np
+
+    good = _npy(np.arange(3.0))
+    pieces = [good, good[:20], good[:-1], good.replace(b"(3,)", b"(9,)"), _npy(np.zeros((2, 2, 2))),
+              struct.pack("<II", 0xCED7230A, 1000) + b"\x0a\x02", struct.pack("<II", 0xCED7230A, 4) + b"\x0a\xff\xff\xff",
+              struct.pack("<II", 0xCED7230A, 2) + b"\x0a\x00\x00\x00"]
+    return [base64.b64encode(p).decode() for p in pieces]
+
+
+BINARY_JUNK = _binary_junk()
 DATA = (
     st.text(max_size=30)
     | st.sampled_from(
@@ -293,6 +321,7 @@ DATA = (
             "1e400",
             "-",
             '"a\nb",1',
+            *BINARY_JUNK,
         ]
     )
     | st.dictionaries(

@@ -2,7 +2,9 @@
 
 ``decode_side(captures, "input")`` picks each payload's format from its ``encoding`` and
 ``observedContentType`` (BASE64 payloads are base64-decoded first, then read as CSV/JSON when
-the content type says so), decodes each format in bulk and joins the capture keys back on.
+the content type says so, and as npy or RecordIO-protobuf by :mod:`.binary`), decodes each
+format in bulk and joins the capture keys back on. An empty payload, whatever its encoding, is
+quarantined with one reason (:data:`EMPTY_REASON`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pyarrow.compute as pc
 from .. import schema
 from ..options import DecodeOptions
 from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables
+from .binary import decode_binary
 from .csv import decode_csv
 from .json import decode_json, decode_json_lines
 from .names import column_name, key_path
@@ -41,8 +44,7 @@ def classify(encoding: pa.Array, content_type: pa.Array) -> tuple[np.ndarray, np
     encoding, content_type = (a.cast(pa.string()) if pa.types.is_null(a.type) else a
                               for a in (encoding, content_type))
     enc = pc.utf8_upper(pc.utf8_trim_whitespace(encoding))
-    first = pc.list_element(pc.split_pattern(pc.fill_null(content_type, ""), ";", max_splits=1), 0)
-    media = pc.utf8_lower(pc.utf8_trim_whitespace(first))
+    media = media_types(content_type)
 
     def one_of(values) -> np.ndarray:
         return pc.is_in(media, value_set=pa.array(list(values), pa.string())).to_numpy(zero_copy_only=False)
@@ -61,6 +63,34 @@ def classify(encoding: pa.Array, content_type: pa.Array) -> tuple[np.ndarray, np
         np.int8(-1),
     ).astype(np.int8)
     return fmt, is_base64
+
+
+def media_types(content_type: pa.Array) -> pa.Array:
+    """Each Content-Type's media type, lower case, without parameters (``""`` when absent)."""
+    if pa.types.is_null(content_type.type):
+        content_type = content_type.cast(pa.string())
+    first = pc.list_element(pc.split_pattern(pc.fill_null(content_type, ""), ";", max_splits=1), 0)
+    return pc.utf8_lower(pc.utf8_trim_whitespace(first))
+
+
+EMPTY_REASON = "empty payload: no data to decode"
+
+
+def empty_payloads(text: pa.Array, binary: pa.Array | None, b64_rows: np.ndarray,
+                   binary_rows: np.ndarray) -> np.ndarray:
+    """Rows whose payload holds nothing: text that is empty or only whitespace, base64 that
+    decodes to no bytes. The same for every encoding, so an empty payload is one reason."""
+    n = len(text)
+    lengths = pc.fill_null(pc.binary_length(text), -1).to_numpy(zero_copy_only=False)
+    empty = lengths == 0
+    short = np.flatnonzero((lengths > 0) & (lengths < 64))
+    if len(short):
+        blank = pc.equal(pc.utf8_trim_whitespace(text.take(pa.array(short))), "")
+        empty[short[pc.fill_null(blank, False).to_numpy(zero_copy_only=False)]] = True
+    if binary is not None and len(b64_rows):
+        sizes = pc.fill_null(pc.binary_length(binary), -1).to_numpy(zero_copy_only=False)
+        empty[b64_rows[binary_rows & (sizes == 0)]] = True
+    return empty[:n]
 
 
 def base64_decode(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -203,6 +233,12 @@ def decode_side(
             text = pc.if_else(pa.array(full_mask), _scatter(as_text, not_utf8, target, n), base)
         else:
             text = base
+    b64_binary = (np.zeros(0, dtype=bool) if binary is None
+                  else (formats[np.flatnonzero(is_b64)] == FORMATS.index("binary")))
+    empty = present & ~unknown & empty_payloads(text, binary, np.flatnonzero(is_b64), b64_binary)
+    if empty.any():
+        taken = {r for r, _ in failures}
+        failures += [(int(r), EMPTY_REASON) for r in np.flatnonzero(empty) if int(r) not in taken]
     bad_rows = {r for r, _ in failures}
     parts: list[Decoded] = []
     side_profile: Profile = {}
@@ -219,16 +255,9 @@ def decode_side(
             names = options.get("names", side, endpoint)
             if fmt == "binary":
                 pos = np.searchsorted(np.flatnonzero(is_b64), rows)
-                values = binary.take(pa.array(pos))
-                d = Decoded(
-                    pa.table(
-                        {
-                            ROW: pa.array(np.arange(len(rows)), pa.int64()),
-                            RECORD_INDEX: pa.array(np.zeros(len(rows), np.int32)),
-                            schema.PAYLOAD_BYTES: values,
-                        }
-                    )
-                )
+                d = decode_binary(binary.take(pa.array(pos)),
+                                  media_types(ctype.take(pa.array(rows))).to_numpy(zero_copy_only=False),
+                                  names, max_columns=limit)
             else:
                 # every row (the usual case: one format, one endpoint) needs no copy
                 sub = text if len(rows) == n else text.take(pa.array(rows))
@@ -504,6 +533,7 @@ __all__ = [
     "decide",
     "classify",
     "column_name",
+    "decode_binary",
     "decode_csv",
     "decode_json",
     "decode_json_lines",

@@ -484,7 +484,10 @@ def _header_or_warn(rows: pa.Table, path: str) -> bool:
 
 
 def is_table_file(source: str) -> bool:
-    return source.lower().rstrip("/").endswith((".csv", ".csv.gz", ".parquet", ".pq"))
+    """Whether ``source`` is named as a training file (CSV, JSON Lines, JSON, Parquet)."""
+    from .training import format_by_name
+
+    return format_by_name(source) is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,30 +641,36 @@ def load_data(
     storage_options: dict | None = None,
     start: Any = None,
     end: Any = None,
+    data_format: str | None = None,
 ) -> pa.Table:
-    """Training data as Arrow: a table/DataFrame, a CSV or Parquet file, or a capture tree's inputs."""
+    """Training data as Arrow: a table/DataFrame, a capture tree, or a path read in
+    ``data_format`` (``csv``, ``jsonl``, ``json``, ``parquet``, ``capture``, ``export``;
+    detected when None, see :mod:`.training`)."""
     from ..plan import ScanPlan as CaptureTree
     from ..plan import open_plan as open_tree
 
+    from .training import flatten_structs
+
     if isinstance(source, pa.Table):
-        return source
+        return flatten_structs(source)
     if hasattr(source, "to_arrow") and not isinstance(source, CaptureTree):
-        return source.to_arrow()
+        return flatten_structs(source.to_arrow())
     if (
         hasattr(source, "__dataframe__")
         and hasattr(source, "columns")
         and not isinstance(source, (str, Path))
     ):
-        return pa.Table.from_pandas(source, preserve_index=False)
-    if isinstance(source, (str, Path)) and is_table_file(str(source)):
-        return read_table(str(source), header=header, storage_options=storage_options)
-    tree = (
-        source
-        if isinstance(source, CaptureTree)
-        else open_tree(str(source), storage_options=storage_options)
-    )
+        return flatten_structs(pa.Table.from_pandas(source, preserve_index=False))
+    if isinstance(source, (str, Path)):
+        from . import training  # the format dispatch: CSV, JSON Lines, JSON, Parquet, export, tree
+
+        return training.load(source, data_format, endpoint=endpoint, header=header,
+                             storage_options=storage_options, start=start, end=end)
+    from .training import require_records
+
+    tree = source if isinstance(source, CaptureTree) else open_tree(str(source), storage_options=storage_options)
     tree = tree._narrow({"start": start, "end": end, "endpoint": endpoint})
-    return single_endpoint(tree_inputs(tree))
+    return require_records(single_endpoint(tree_inputs(tree)), tree.uri, "capture")
 
 
 def tree_inputs(tree: Any) -> pa.Table:
@@ -733,6 +742,7 @@ def baseline(
     start: Any = None,
     end: Any = None,
     monitoring_config: dict | None = None,
+    data_format: str | None = None,
 ) -> Baseline:
     """Baseline ``source`` (see :func:`load_data`); write statistics.json/constraints.json to ``out``.
 
@@ -750,6 +760,7 @@ def baseline(
         storage_options=storage_options,
         start=start,
         end=end,
+        data_format=data_format,
     )
     require_features(table, source)
     stats = statistics(table)

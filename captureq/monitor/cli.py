@@ -118,28 +118,39 @@ def baseline(
         help="Split by an eventMetadata key (targetModel, or metadata.targetModel): one "
         "baseline per value, in OUT/<value>/.", show_default=False,
     ),
+    input_format: str | None = typer.Option(
+        None, "--input-format", metavar="csv|jsonl|json|parquet|capture|export",
+        help="How to read TRAINING_DATA (detected from its name or content if not given).",
+        show_default=False,
+    ),
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Write Model Monitor statistics.json and constraints.json for TRAINING_DATA (a CSV or
-    Parquet file, or a capture tree's inputs) into OUT; --format csv|json prints the features."""
+    """Write Model Monitor statistics.json and constraints.json for TRAINING_DATA (a CSV, JSON
+    Lines, JSON or Parquet file, a captureq export or a capture tree's inputs) into OUT;
+    --format csv|json prints the features."""
     import warnings
 
     from ..errors import HeaderWarning
     from . import baseline as make_baseline
-    from .baseline import is_table_file
+    from .training import check_format, detect_format, refuse_capture_file
 
     _check_format(format)
     try:
-        if is_table_file(training_data):
+        options = storage_options(storage_option)
+        data_format = check_format(input_format) or detect_format(training_data, options)
+        if data_format != "capture":
             with warnings.catch_warnings(record=True) as said:
                 warnings.simplefilter("always", HeaderWarning)
-                result = make_baseline(training_data, out, header=header,
-                                       storage_options=storage_options(storage_option))
+                result = make_baseline(
+                    training_data, out, header=header, storage_options=options,
+                    endpoint=endpoint, start=start, end=end, data_format=data_format,
+                )
             for w in said:
                 err_console().print(f"[yellow]warning:[/] {w.message}", soft_wrap=True,
                                     highlight=False)
         else:  # a capture tree, narrowed and read here so that the reading shows progress
+            refuse_capture_file(training_data, options)
             tree = _open(training_data, None, start, end, [endpoint] if endpoint else None,
                          variant, storage_option, lateness=lateness,
                      input_type=input_type, output_type=output_type)
