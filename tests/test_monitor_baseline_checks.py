@@ -56,10 +56,10 @@ def test_a_table_without_feature_columns_is_not_a_baseline(tmp_path):
         baseline(t, tmp_path / "out")
 
 
-def test_an_export_folder_is_not_a_capture_tree(tmp_path, capture):
+def test_an_export_of_an_empty_window_is_not_a_baseline(tmp_path, capture):
     exported = tmp_path / "parquet"
     assert runner.invoke(app, ["export", str(capture), str(exported)]).exit_code == 0
-    r = runner.invoke(app, ["baseline", str(exported), str(tmp_path / "out")])
+    r = runner.invoke(app, ["baseline", str(exported), str(tmp_path / "out"), "--end", "2000-01-01"])
     assert r.exit_code == 2, r.output
     assert "0 rows" in r.output and "TRAINING_DATA" in r.output
     assert not (tmp_path / "out").exists()

@@ -413,12 +413,13 @@ def _check_training_path(path: str, storage_options: dict | None) -> None:
         return
     if set("*?[") & set(path):
         raise ConfigError(
-            f"TRAINING_DATA {path} is a pattern: a baseline reads one CSV or Parquet file (or "
-            "a capture tree); name one file (join several into one first)"
+            f"TRAINING_DATA {path} is a pattern: a baseline reads one file (CSV, JSON Lines, "
+            "JSON, Parquet), a folder of Parquet files, an export or a capture tree; name one"
         )
+    remote = "://" in path and not path.startswith("file://")
     raise ConfigError(
-        f"TRAINING_DATA {path} does not exist; check the path "
-        "(and --storage-option, e.g. anon=true for public buckets)"
+        f"TRAINING_DATA {path} does not exist; check the path"
+        + (" (and --storage-option, e.g. anon=true for a public bucket)" if remote else "")
     )
 
 
@@ -670,7 +671,7 @@ def load_data(
 
     tree = source if isinstance(source, CaptureTree) else open_tree(str(source), storage_options=storage_options)
     tree = tree._narrow({"start": start, "end": end, "endpoint": endpoint})
-    return require_records(single_endpoint(tree_inputs(tree)), tree.uri, "capture")
+    return require_records(single_endpoint(tree_inputs(tree)), tree.uri, "capture", len(tree.scan().files))
 
 
 def tree_inputs(tree: Any) -> pa.Table:
@@ -749,10 +750,6 @@ def baseline(
     Input without rows or feature columns is a :class:`~captureq.errors.ConfigError` saying
     what was read; nothing is written then.
     """
-    if isinstance(source, (str, Path)) and not is_table_file(str(source)):
-        from ..plan import open_plan
-
-        source = open_plan(str(source), storage_options=storage_options)
     table = load_data(
         source,
         endpoint=endpoint,

@@ -94,8 +94,12 @@ def load(source: Any, data_format: str | None = None, *, endpoint: str | None = 
          header: bool | None = None, storage_options: dict | None = None,
          start: Any = None, end: Any = None) -> pa.Table:
     """Training data at ``source`` as Arrow, in ``data_format`` (detected when None)."""
+    from .baseline import _check_training_path
+
     source = str(source)
+    _check_training_path(source, storage_options)  # a pattern or a missing path names TRAINING_DATA
     fmt = check_format(data_format) or detect_format(source, storage_options)
+    files = None
     if fmt == "csv":
         from .baseline import read_table
 
@@ -115,16 +119,21 @@ def load(source: Any, data_format: str | None = None, *, endpoint: str | None = 
         tree = open_plan(source, storage_options=storage_options)
         tree = tree._narrow({"start": start, "end": end, "endpoint": endpoint})
         table = single_endpoint(tree_inputs(tree))
-    return require_records(table, source, fmt)
+        files = len(tree.scan().files)
+    return require_records(table, source, fmt, files)
 
 
-def require_records(table: pa.Table, source: str, fmt: str) -> pa.Table:
-    """``table``, or a :class:`ConfigError` when it holds no record (an empty baseline
-    describes nothing; usually the data was read in the wrong format or window)."""
+def require_records(table: pa.Table, source: str, fmt: str, files: int | None = None) -> pa.Table:
+    """``table``, or a :class:`ConfigError` saying what was read when it holds no record (an
+    empty baseline describes nothing; usually the data was read in the wrong format or window)."""
     if table.num_rows == 0:
+        if files is None:
+            files = 1 if fmt in ("csv", "jsonl", "json") else None
+        read = (f"{files} file{'s' if files != 1 else ''}, " if files is not None else "")
         raise ConfigError(
-            f"found no records in {source} read as {fmt}: a baseline needs training data; "
-            f"pass --input-format ({', '.join(FORMATS)}) if it is not {fmt}"
+            f"found no records in TRAINING_DATA {source} read as {fmt} (read {read}0 rows, "
+            f"{table.num_columns} columns): a baseline needs training data; pass --input-format "
+            f"({', '.join(FORMATS)}) if it is not {fmt}"
             + (", or widen --start/--end" if fmt in ("capture", "export") else "")
         )
     return table
