@@ -43,3 +43,190 @@ def test_writer_reports_each_written_object_and_keeps_extra_metadata(tmp_path):
     assert keys == ["k0", "k1", "k2"]
     meta = captureq.open(str(tmp_path / "out")).captures().column("event_metadata").to_pylist()
     assert sorted(json.loads(m)["replayKey"] for m in meta) == ["k0", "k1", "k2"]
+
+
+# -- fixtures: a source tree and real candidate servers on loopback ---------------------------
+import base64
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from captureq import replay as rp
+from captureq.capture import write_ground_truth
+from captureq.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = datetime(2026, 1, 1, 5, 0, tzinfo=UTC)
+
+
+def make_tree(base: Path, n: int = 40, *, base64_every: int = 4, repeat_event_id: bool = True):
+    """``n`` captured CSV requests of endpoint ``churn`` in hour 05 (every ``base64_every``-th
+    stored BASE64, two sharing one eventId), and labels for the even ones. Returns the
+    requests as (inference id, body)."""
+    capture, labels = base / "capture", base / "labels"
+    plain = CaptureConfig(str(capture), sampling_percentage=100, endpoint="churn",
+                          spool_dir=str(base / "spool-a"))
+    b64 = CaptureConfig(str(capture), sampling_percentage=100, endpoint="churn",
+                        csv_content_types=(), spool_dir=str(base / "spool-b"))
+    sent = []
+    with CaptureWriter(plain) as wa, CaptureWriter(b64) as wb:
+        for i in range(n):
+            body = f"{i},{i % 7},{2 * i}\n"
+            w = wb if base64_every and i % base64_every == 3 else wa
+            event = "dup-event" if repeat_event_id and i in (1, 2) else f"e-{i}"
+            w.capture(body, "text/csv", "0.5\n", "text/csv", inference_id=f"req-{i}",
+                      event_id=event, when=T0.replace(minute=i % 60, second=i % 60))
+            sent.append((f"req-{i}", body))
+    write_ground_truth(str(labels), {k: str(int(k[4:]) % 2) for k, _ in sent[::2]},
+                       when=T0.replace(hour=8))
+    return capture, labels, sent
+
+
+class Candidate:
+    """A real HTTP model server on 127.0.0.1 (http.server in a thread).
+
+    ``mode``: ``csv`` answers the sum of each row's numbers as CSV; ``json`` answers
+    ``{"predictions": [{"score": …}]}``. ``fail``: ``{row's first number: [statuses…]}`` answers
+    those statuses first (then succeeds). ``slow``: ``{first number: seconds}`` sleeps first.
+    Records each request (path, headers, body) and the most requests in flight at once.
+    """
+
+    def __init__(self, mode: str = "csv", fail=None, slow=None, delay: float = 0.0):
+        self.mode, self.fail, self.slow, self.delay = mode, dict(fail or {}), slow or {}, delay
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.active = self.max_active = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with owner.lock:
+                    owner.requests.append({"path": self.path, "headers": dict(self.headers),
+                                           "body": body})
+                    owner.active += 1
+                    owner.max_active = max(owner.max_active, owner.active)
+                try:
+                    status, ctype, out = owner.answer(body)
+                finally:
+                    with owner.lock:
+                        owner.active -= 1
+                data = out.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/invocations"
+
+    def answer(self, body: bytes):
+        rows = [[float(v) for v in line.split(",")] for line in body.decode().splitlines()]
+        first = int(rows[0][0])
+        with self.lock:
+            todo = self.fail.get(first)
+            status = todo.pop(0) if todo else None
+        if self.delay or first in self.slow:
+            time.sleep(self.slow.get(first, self.delay))
+        if status is not None:
+            return status, "text/plain", f"candidate failed with {status}"
+        if self.mode == "json":
+            return 200, "application/json", json.dumps(
+                {"predictions": [{"score": sum(r)} for r in rows]})
+        return 200, "text/csv", "".join(f"{sum(r)}\n" for r in rows)
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+FAST = rp.RetryPolicy(retries=2, max_seconds=5, backoff=0.01, max_backoff=0.05)
+
+
+def out_keys(out: Path) -> Counter:
+    caps = captureq.open(str(out)).captures()
+    return Counter(json.loads(m)["replayKey"] for m in caps.column("event_metadata").to_pylist())
+
+
+# -- parsers ----------------------------------------------------------------------------------
+@given(st.integers(min_value=1, max_value=10**9))
+def test_sample_count_round_trips(n):
+    assert rp.parse_sample(str(n)) == n
+
+
+@given(st.floats(min_value=1e-6, max_value=1.0, allow_nan=False))
+def test_sample_fraction_round_trips(f):
+    assert rp.parse_sample(repr(f)) == pytest.approx(f)
+    assert rp.parse_sample(f"{f * 100!r}%") == pytest.approx(f)
+
+
+@given(st.text(max_size=12))
+def test_sample_parser_raises_only_config_errors(text):
+    try:
+        value = rp.parse_sample(text)
+    except ConfigError:
+        return
+    assert (isinstance(value, int) and value >= 1) or 0 < value <= 1
+
+
+@given(st.from_regex(r"[a-zA-Z0-9](-?[a-zA-Z0-9]){0,10}", fullmatch=True),
+       st.one_of(st.none(), st.from_regex(r"[a-zA-Z0-9](-?[a-zA-Z0-9]){0,10}", fullmatch=True)))
+def test_sagemaker_target_round_trips(endpoint, variant):
+    text = f"sagemaker:{endpoint}" + (f":{variant}" if variant else "")
+    t = rp.parse_target(text)
+    assert (t.kind, t.endpoint, t.variant) == ("sagemaker", endpoint, variant)
+    assert t.default_name == (variant or endpoint)
+
+
+@pytest.mark.parametrize("bad", ["ftp://x/invocations", "sagemaker:", "sagemaker:a:b:c",
+                                 "sagemaker:bad_name", "localhost:8080"])
+def test_bad_targets_say_what_is_expected(bad):
+    with pytest.raises(ConfigError, match="sagemaker:ENDPOINT"):
+        rp.parse_target(bad)
+
+
+# -- selection --------------------------------------------------------------------------------
+def test_keys_tell_apart_repeated_event_ids_and_survive_a_move(tmp_path):
+    capture, _, sent = make_tree(tmp_path, n=12)
+    a = rp.select_requests(captureq.open(str(capture)).captures())
+    assert a.num_rows == 12 == len(set(a.column("replay_key").to_pylist()))
+    moved = tmp_path / "elsewhere" / "tree"
+    shutil.copytree(capture, moved)
+    b = rp.select_requests(captureq.open(str(moved)).captures())
+    assert sorted(a.column("replay_key").to_pylist()) == sorted(b.column("replay_key").to_pylist())
+
+
+def test_samples_are_deterministic_subsets(tmp_path):
+    capture, _, _ = make_tree(tmp_path, n=40)
+    caps = captureq.open(str(capture)).captures()
+    every = set(rp.select_requests(caps).column("replay_key").to_pylist())
+    half = rp.select_requests(caps, 0.5).column("replay_key").to_pylist()
+    assert set(half) < every and 8 <= len(half) <= 32  # 40 draws at p=0.5
+    assert rp.select_requests(caps, 0.5).column("replay_key").to_pylist() == half
+    ten = rp.select_requests(caps, 10).column("replay_key").to_pylist()
+    assert len(ten) == 10 and set(ten) == set(sorted(every)[:10])
+    times = rp.select_requests(caps, 10).column("inference_time").to_pylist()
+    assert times == sorted(times)
