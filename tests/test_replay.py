@@ -230,3 +230,105 @@ def test_samples_are_deterministic_subsets(tmp_path):
     assert len(ten) == 10 and set(ten) == set(sorted(every)[:10])
     times = rp.select_requests(caps, 10).column("inference_time").to_pylist()
     assert times == sorted(times)
+
+
+# -- replaying to a real HTTP candidate -------------------------------------------------------
+def test_replay_sends_each_request_once_and_the_output_joins_the_labels(tmp_path):
+    capture, labels, sent = make_tree(tmp_path, n=40)
+    out = tmp_path / "replay"
+    with Candidate() as cand:
+        r = rp.replay(str(capture), cand.url, str(out), name="v2", concurrency=4, retry=FAST)
+    assert (r.selected, r.sent, r.answers, r.failures) == (40, 40, 40, 0)
+    # the captured bytes (BASE64 ones decoded), content type and accept, once each
+    assert sorted(q["body"].decode() for q in cand.requests) == sorted(b for _, b in sent)
+    assert {q["headers"]["Content-Type"] for q in cand.requests} == {"text/csv"}
+    assert {q["headers"]["Accept"] for q in cand.requests} == {"text/csv"}
+    assert {q["path"] for q in cand.requests} == {"/invocations"}
+    caps = captureq.open(str(out)).captures()
+    assert set(caps.column("variant").to_pylist()) == {"v2"}
+    orig = captureq.open(str(capture)).captures()
+    pairs = lambda t: sorted(zip(t.column("event_id").to_pylist(),  # noqa: E731
+                                 t.column("inference_id").to_pylist(),
+                                 t.column("inference_time").to_pylist()))
+    assert pairs(caps) == pairs(orig)
+    meta = [json.loads(m) for m in caps.column("event_metadata").to_pylist()]
+    assert all(m["replayLatencyMs"] >= 0 and m["replayAttempts"] == 1 and m["replayTime"]
+               for m in meta)
+    assert len(out_keys(out)) == 40
+    # every tool reads it unchanged: predictions join the original tree's labels
+    q = """select count(*) n, count(ground_truth) labelled,
+                  count(*) filter (where output_c0 = _c0 + _c1 + _c2) right_answers
+           from predictions"""
+    got = captureq.open(str(out), labels=str(labels)).sql(q).to_arrow().to_pylist()[0]
+    assert got == {"n": 40, "labelled": 20, "right_answers": 40}
+    assert "p50" in r.summary() and "40 answers" in r.summary()
+
+
+def test_a_rerun_sends_nothing_and_writes_nothing(tmp_path):
+    capture, _, _ = make_tree(tmp_path, n=20)
+    out = tmp_path / "replay"
+    with Candidate() as cand:
+        rp.replay(str(capture), cand.url, str(out), retry=FAST)
+        again = rp.replay(str(capture), cand.url, str(out), retry=FAST)
+        assert len(cand.requests) == 20
+    assert (again.selected, again.already_done, again.sent, again.answers) == (20, 20, 0, 0)
+    assert set(out_keys(out).values()) == {1} and len(out_keys(out)) == 20
+
+
+def test_failures_are_retried_then_recorded_and_counted(tmp_path):
+    capture, _, _ = make_tree(tmp_path, n=30)
+    out = tmp_path / "replay"
+    # row i's first number is i: 3 and 4 recover after 503s/429, 5 always 500s, 6 is a 400
+    fail = {3: [503, 503], 4: [429], 5: [500] * 10, 6: [400]}
+    with Candidate(fail=fail) as cand:
+        r = rp.replay(str(capture), cand.url, str(out), name="flaky", retry=FAST)
+    assert r.selected == r.answers + r.failures == 30
+    assert (r.answers, r.failures) == (28, 2)
+    assert r.retries == 2 + 1 + 2  # two 503s, one 429, two retries of the 500
+    failures = {f["inferenceId"]: f for f in rp.read_failures(str(out), "flaky")}
+    assert set(failures) == {"req-5", "req-6"}
+    assert (failures["req-5"]["status"], failures["req-5"]["attempts"]) == (500, 3)
+    assert (failures["req-6"]["status"], failures["req-6"]["attempts"]) == (400, 1)
+    assert "candidate failed with 500" in failures["req-5"]["error"]
+    assert captureq.open(str(out)).captures().num_rows == 28
+    # a rerun sends neither the answered nor the failed requests
+    with Candidate() as cand:
+        again = rp.replay(str(capture), cand.url, str(out), name="flaky", retry=FAST)
+        assert cand.requests == [] and again.already_done == 30
+
+
+def test_slow_answers_time_out_and_concurrency_is_bounded(tmp_path):
+    capture, _, _ = make_tree(tmp_path, n=16)
+    out = tmp_path / "replay"
+    with Candidate(delay=0.05, slow={7: 3.0}) as cand:
+        t0 = time.monotonic()
+        r = rp.replay(str(capture), cand.url, str(out), concurrency=3, timeout=0.5,
+                      retry=rp.RetryPolicy(retries=1, max_seconds=2, backoff=0.01))
+        took = time.monotonic() - t0
+    assert cand.max_active <= 3
+    assert (r.answers, r.failures) == (15, 1)
+    (f,) = rp.read_failures(str(out), r.name)
+    assert f["inferenceId"] == "req-7" and f["status"] is None and "timed out" in f["error"]
+    assert took < 15
+    assert r.latency_ms(0.5) >= 50
+
+
+def test_the_rate_limit_spaces_requests(tmp_path):
+    capture, _, _ = make_tree(tmp_path, n=10)
+    with Candidate() as cand:
+        t0 = time.monotonic()
+        r = rp.replay(str(capture), cand.url, str(tmp_path / "out"), concurrency=4, rate=20)
+        took = time.monotonic() - t0
+    assert r.answers == 10 and took >= 9 / 20
+
+
+def test_a_json_candidate_answers_in_its_own_format(tmp_path):
+    capture, labels, _ = make_tree(tmp_path, n=12)
+    out = tmp_path / "replay"
+    with Candidate(mode="json") as cand:
+        r = rp.replay(str(capture), cand.url, str(out), name="json-model")
+    assert r.answers == 12
+    caps = captureq.open(str(out)).captures()
+    assert set(caps.column("output_encoding").to_pylist()) == {"JSON"}
+    q = "select count(*) filter (where output_score = _c0 + _c1 + _c2) ok from predictions"
+    assert captureq.open(str(out), labels=str(labels)).sql(q).to_arrow().to_pylist() == [{"ok": 12}]
