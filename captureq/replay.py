@@ -558,6 +558,7 @@ def replay(
     state: str | None = None,
     progress: Callable[[ReplayResult], None] | None = None,
     close_timeout: float = 30.0,
+    commit_interval: float = 30.0,
 ) -> ReplayResult:
     """Send the captured requests of a window to ``to`` and write the answers under ``out``.
 
@@ -570,6 +571,7 @@ def replay(
     variant (default :attr:`Target.default_name`). At most ``concurrency`` requests are in
     flight and ``rate`` attempts start per second; each attempt times out after ``timeout``
     seconds; ``retry`` bounds the retries. ``progress(result)`` is called as answers come.
+    Answers are written (and entered in the ledger) at least every ``commit_interval`` seconds.
     """
     from fsspec.core import url_to_fs
 
@@ -613,7 +615,8 @@ def replay(
     def writer(ep: str) -> CaptureWriter:
         cfg = CaptureConfig(out, sampling_percentage=100, endpoint=ep, variant=name,
                             storage_options=out_storage_options, disk_threshold=100.0,
-                            spool_flush_interval=0.2, close_timeout=close_timeout)
+                            spool_flush_interval=0.2, close_timeout=close_timeout,
+                            max_file_age=commit_interval)
         return CaptureWriter(cfg, on_written=ledger.record_object)
 
     writers = {ep: writer(ep) for ep in endpoints}

@@ -332,3 +332,47 @@ def test_a_json_candidate_answers_in_its_own_format(tmp_path):
     assert set(caps.column("output_encoding").to_pylist()) == {"JSON"}
     q = "select count(*) filter (where output_score = _c0 + _c1 + _c2) ok from predictions"
     assert captureq.open(str(out), labels=str(labels)).sql(q).to_arrow().to_pylist() == [{"ok": 12}]
+
+
+# -- interrupted: a real kill of the replaying process ------------------------------------------
+def test_a_killed_replay_resumes_without_writing_any_answer_twice(tmp_path):
+    capture, _, sent = make_tree(tmp_path, n=60)
+    out = tmp_path / "replay"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    code = (
+        "import sys, captureq.replay as rp\n"
+        "rp.replay(sys.argv[1], sys.argv[2], sys.argv[3], name='killed', concurrency=2,\n"
+        "          close_timeout=60, commit_interval=0.5)\n"
+    )
+    with Candidate(delay=0.1) as cand:
+        proc = subprocess.Popen([sys.executable, "-c", code, str(capture), cand.url, str(out)],
+                                env=env)
+        try:
+            deadline = time.monotonic() + 60
+            # wait until some answers are written and some are only spooled, then kill -9
+            while time.monotonic() < deadline and not (
+                len(cand.requests) >= 30 and list(out.rglob("*.jsonl"))
+            ):
+                time.sleep(0.05)
+            assert len(cand.requests) >= 30, "the replay did not get going"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        first = len(cand.requests)
+        assert first < 60, "the replay ended before the kill"
+        saved = os.environ.get("XDG_CACHE_HOME")
+        os.environ["XDG_CACHE_HOME"] = env["XDG_CACHE_HOME"]  # the same spool as the killed run
+        try:
+            again = rp.replay(str(capture), cand.url, str(out), name="killed", concurrency=2)
+        finally:
+            if saved is None:
+                os.environ.pop("XDG_CACHE_HOME")
+            else:
+                os.environ["XDG_CACHE_HOME"] = saved
+    keys = out_keys(out)
+    assert len(keys) == 60 and set(keys.values()) == {1}  # every answer, each once
+    assert again.already_done + again.answers == 60 and again.already_done > 0
+    assert again.sent == len(cand.requests) - first  # only what was missing was sent
+    assert again.sent <= 60 - again.already_done
