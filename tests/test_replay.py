@@ -376,3 +376,47 @@ def test_a_killed_replay_resumes_without_writing_any_answer_twice(tmp_path):
     assert again.already_done + again.answers == 60 and again.already_done > 0
     assert again.sent == len(cand.requests) - first  # only what was missing was sent
     assert again.sent <= 60 - again.already_done
+
+
+# -- sagemaker:ENDPOINT against moto's server mode ----------------------------------------------
+def test_a_sagemaker_endpoint_target_through_moto_server(tmp_path, s3_server, monkeypatch):
+    import urllib.request
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    capture, labels, sent = make_tree(tmp_path, n=8)
+    # moto answers InvokeEndpoint from a queue of results, one per distinct request
+    results = [{"Body": f"0.{i}", "ContentType": "text/csv"} for i in range(8)]
+    req = urllib.request.Request(
+        f"{s3_server.endpoint_url}/moto-api/static/sagemaker/endpoint-results",
+        data=json.dumps({"results": results, "region": "us-east-1"}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(req, timeout=10).read()
+    out = tmp_path / "replay"
+    r = rp.replay(str(capture), "sagemaker:churn-v2:Canary", str(out), region="us-east-1",
+                  endpoint_url=s3_server.endpoint_url, concurrency=1, retry=FAST)
+    assert (r.name, r.answers, r.failures) == ("Canary", 8, 0)
+    assert any(q.key and "endpoints/churn-v2/invocations" in f"{q.bucket}/{q.key}"
+               for q in s3_server.log.requests)
+    caps = captureq.open(str(out)).captures()
+    assert sorted(caps.column("output_data").to_pylist()) == sorted(x["Body"] for x in results)
+    assert set(caps.column("variant").to_pylist()) == {"Canary"}
+
+
+# -- the command --------------------------------------------------------------------------------
+def test_the_replay_command_prints_one_summary_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from captureq.cli import app
+
+    capture, _, _ = make_tree(tmp_path, n=20)
+    out = tmp_path / "replay"
+    with Candidate(fail={5: [500] * 10}) as cand:
+        res = CliRunner().invoke(app, ["replay", str(capture), "--to", cand.url, "--out", str(out),
+                                       "--sample", "10", "--concurrency", "2", "--retries", "0",
+                                       "--name", "cli-model"])
+        assert res.exit_code == 0, res.output
+        assert len(cand.requests) == 10
+    assert "as cli-model: 10 requests: 10 sent" in res.output
+    bad = CliRunner().invoke(app, ["replay", str(capture), "--to", "ftp://x", "--out", str(out)])
+    assert bad.exit_code == 2 and "sagemaker:ENDPOINT" in bad.output
