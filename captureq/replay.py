@@ -10,7 +10,8 @@ capture writer (:mod:`captureq.capture`) as a capture tree of their own::
 An answer keeps the original request's ``eventId``, ``inferenceId`` and ``inferenceTime`` (so
 ground truth joins it as it joins the original), the captured request as ``endpointInput`` and
 the candidate's answer as ``endpointOutput``; ``eventMetadata`` also holds ``replayKey`` (the
-request key, below), ``replayTime`` (when the answer came, UTC), ``replayLatencyMs`` (of the
+request key, below), ``replaySourceVariant`` (the variant that answered in production),
+``replayTime`` (when the answer came, UTC), ``replayLatencyMs`` (of the
 attempt that answered) and ``replayAttempts``. Readers keep these in ``captures.event_metadata``.
 
 **Request key.** A capture's position in its tree — endpoint, variant, the object's path from its
@@ -683,7 +684,8 @@ def _run(chosen, target: Target, writers: dict, ledger: _State, result: ReplayRe
                 o.reply.content_type or "application/octet-stream")
         kw = dict(inference_id=row["inference_id"], event_id=row["event_id"],
                   when=row["inference_time"],
-                  metadata={"replayKey": row["replay_key"], "replayTime": _iso(o.answered_at),
+                  metadata={"replayKey": row["replay_key"], "replaySourceVariant": row["variant"],
+                            "replayTime": _iso(o.answered_at),
                             "replayLatencyMs": round(o.latency_ms, 3),
                             "replayAttempts": o.attempts})
         if not w.capture(*args, **kw) and not (w.flush(timeout=30) and w.capture(*args, **kw)):

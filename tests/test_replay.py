@@ -253,7 +253,7 @@ def test_replay_sends_each_request_once_and_the_output_joins_the_labels(tmp_path
     assert pairs(caps) == pairs(orig)
     meta = [json.loads(m) for m in caps.column("event_metadata").to_pylist()]
     assert all(m["replayLatencyMs"] >= 0 and m["replayAttempts"] == 1 and m["replayTime"]
-               for m in meta)
+               and m["replaySourceVariant"] == "AllTraffic" for m in meta)
     assert len(out_keys(out)) == 40
     # every tool reads it unchanged: predictions join the original tree's labels
     q = """select count(*) n, count(ground_truth) labelled,
