@@ -46,7 +46,6 @@ def test_writer_reports_each_written_object_and_keeps_extra_metadata(tmp_path):
 
 
 # -- fixtures: a source tree and real candidate servers on loopback ---------------------------
-import base64
 import os
 import shutil
 import signal
