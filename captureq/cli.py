@@ -707,6 +707,9 @@ def _register_subcommands() -> None:
     from .monitor import bias_cli
 
     app.add_typer(bias_cli.app, name="bias")
+    from . import replay_cli
+
+    app.add_typer(replay_cli.app)  # `captureq replay`
 
 
 _register_subcommands()

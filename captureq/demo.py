@@ -182,7 +182,31 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"again: captureq estimate {capture} --labels {so_far} --endpoint churn-xgb "
                   f"--reference-start {ref_start:%Y-%m-%dT%H} --reference-end {ref_end:%Y-%m-%dT%H} "
                   f"--start {ref_end:%Y-%m-%dT%H}")
+
+    console.rule("[bold]8. replay an hour of traffic against a retrained model")
+    replay_hour(capture, base / "replay", summary.start + timedelta(hours=32))
     return 0
+
+
+def replay_hour(capture: Path, out: Path, hour) -> None:
+    """Serve the retrained churn model on loopback and replay churn-xgb's requests of ``hour``
+    to it, into ``out`` (variant ``retrained``)."""
+    from datetime import timedelta
+
+    from .replay import replay
+    from .serve_demo import RETRAINED_INTERCEPT, RETRAINED_WEIGHTS, LoopbackServer, create_app
+
+    app = create_app(weights=RETRAINED_WEIGHTS, intercept=RETRAINED_INTERCEPT)
+    with LoopbackServer(app) as server:
+        r = replay(str(capture), f"{server.url}/invocations", str(out), name="retrained",
+                   endpoint="churn-xgb", start=hour, end=hour + timedelta(hours=1),
+                   concurrency=4)
+    console.print(f"{hour:%Y-%m-%d %H:00} UTC of churn-xgb → {server.url}/invocations (retrained: "
+                  f"_c3 weighs half): {r.summary()}; answers in {out}/churn-xgb/retrained/",
+                  highlight=False)
+    console.print(f"again: captureq replay {capture} --to URL --out {out} --endpoint churn-xgb "
+                  f"--start {hour:%Y-%m-%dT%H} --end {hour + timedelta(hours=1):%Y-%m-%dT%H} "
+                  "--name retrained", highlight=False)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import base64
 import json
 import numbers
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -144,12 +144,15 @@ def capture_record(
     inference_time: datetime,
     inference_id: str | None = None,
     event_version: str = "0",
+    metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build one capture record (a line of a capture file).
 
     ``input``/``output`` are :func:`encode_payload` results; either is left out of
     ``captureData`` when ``None`` (capture mode Input-only or Output-only), and ``inferenceId``
-    is left out when ``inference_id`` is ``None``.
+    is left out when ``inference_id`` is ``None``. ``metadata`` adds keys of its own to
+    ``eventMetadata`` after the standard ones (readers keep them in ``captures.event_metadata``);
+    it cannot replace ``eventId``, ``inferenceId`` or ``inferenceTime``.
 
     >>> rec = capture_record(input=None, output=encode_payload("0.5", "text/csv", mode="OUTPUT"),
     ...                      event_id="e", inference_id="req-7",
@@ -164,10 +167,14 @@ def capture_record(
         capture["endpointInput"] = input
     if output is not None:
         capture["endpointOutput"] = output
-    meta: dict[str, str] = {"eventId": event_id}
+    meta: dict[str, Any] = {"eventId": event_id}
     if inference_id is not None:
         meta["inferenceId"] = inference_id
     meta["inferenceTime"] = format_time(inference_time)
+    for key, value in (metadata or {}).items():
+        if key in meta:
+            raise ValueError(f"metadata cannot replace eventMetadata.{key}")
+        meta[key] = value
     return {"captureData": capture, "eventMetadata": meta, "eventVersion": event_version}
 
 

@@ -75,20 +75,30 @@ from predictions
 """
 
 
-def predict(row: list[float]) -> float:
+# A retrained candidate, for ``captureq replay``: _c3 (day calls, the feature that drifts in the
+# demo tree) weighs half as much, and the intercept is lower.
+RETRAINED_WEIGHTS = tuple(w / 2 if j == 3 else w for j, w in enumerate(WEIGHTS))
+RETRAINED_INTERCEPT = -1.6
+
+
+def predict(row: list[float], weights=WEIGHTS, intercept: float = INTERCEPT) -> float:
     """Churn probability of one 12-feature row.
 
     >>> round(predict(list(MEANS)), 4)  # an average customer
     0.2142
+    >>> round(predict(list(MEANS), RETRAINED_WEIGHTS, RETRAINED_INTERCEPT), 4)
+    0.168
     """
-    if len(row) != len(WEIGHTS):
-        raise ValueError(f"expected {len(WEIGHTS)} features, got {len(row)}")
-    z = INTERCEPT + SCALE * sum(w * (x - m) / s for w, x, m, s in zip(WEIGHTS, row, MEANS, STDS))
+    if len(row) != len(weights):
+        raise ValueError(f"expected {len(weights)} features, got {len(row)}")
+    z = intercept + SCALE * sum(w * (x - m) / s for w, x, m, s in zip(weights, row, MEANS, STDS))
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def create_app(capture: CaptureConfig | dict | str | None = None):
-    """The model behind SageMaker's container contract: ``GET /ping``, ``POST /invocations``."""
+def create_app(capture: CaptureConfig | dict | str | None = None, *, weights=WEIGHTS,
+               intercept: float = INTERCEPT):
+    """The model behind SageMaker's container contract: ``GET /ping``, ``POST /invocations``
+    (``weights``/``intercept``: another model, such as the retrained candidate)."""
     app = FastAPI(title="churn model")
     if capture is not None:
         app.add_middleware(CaptureMiddleware, config=capture)
@@ -104,7 +114,7 @@ def create_app(capture: CaptureConfig | dict | str | None = None):
             rows = [
                 [float(v) for v in line.split(",")] for line in text.splitlines() if line.strip()
             ]
-            scores = [predict(r) for r in rows]
+            scores = [predict(r, weights, intercept) for r in rows]
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from exc
         return Response("".join(f"{p:.6f}\n" for p in scores), media_type="text/csv")

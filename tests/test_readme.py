@@ -27,6 +27,8 @@ SKIP = [
     (re.compile(r"^\S*duckdb -init\b"), "the interactive duckdb shell"),
     (re.compile(r"^D "), "typed inside the duckdb shell"),
     (re.compile(r"s3://"), "S3: tests/test_s3.py runs it against the moto server"),
+    (re.compile(r"^captureq replay .*--to http://127\.0\.0\.1:8080/"),
+     "a model served on that port: tests/test_replay.py replays to candidates it serves"),
     (re.compile(r"--engine spark|spark-submit|venv-pack|PYSPARK_PYTHON"),
      "a Spark cluster: tests/test_spark.py runs the Spark engine in local mode"),
 ]

@@ -193,6 +193,11 @@ class CaptureWriter:
     destination URI. For tests: ``clock`` (returns epoch seconds or an aware datetime; default
     :func:`time.time`), ``rng`` (a :class:`random.Random` for the sampling draw), ``usage``
     (``path -> percent used`` for the disk guard) or a whole ``guard``.
+
+    ``on_written(path, data)`` is called on the upload thread after each object is written
+    (objects of an earlier writer's spool included) with its full path and bytes: what a caller
+    that keeps its own record of what is written (a replay's ledger) needs. An exception it
+    raises is logged; the object stays written.
     """
 
     def __init__(
@@ -205,6 +210,7 @@ class CaptureWriter:
         guard: DiskGuard | None = None,
         tick: float = 0.25,
         max_pending: int = 100_000,
+        on_written: Callable[[str, bytes], None] | None = None,
     ):
         self.config = cfg = CaptureConfig.coerce(config)
         self.fs, root = url_to_fs(cfg.destination, **(cfg.storage_options or {}))
@@ -226,6 +232,7 @@ class CaptureWriter:
         self.guard = guard
         self.stats = CaptureStats()
         self.max_pending = max_pending
+        self.on_written = on_written
         self._tick = min(tick, cfg.spool_flush_interval)
         self._csv, self._json = cfg.csv_content_types, cfg.json_content_types
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # requests, for the spool thread
@@ -276,12 +283,14 @@ class CaptureWriter:
         inference_id: str | None = None,
         event_id: str | None = None,
         when: float | datetime | None = None,
+        metadata: dict | None = None,
     ) -> bool:
         """Queue one request/response for capture; True when it was sampled and queued.
 
         Never raises for capture reasons and never blocks: the record is built, spooled and
         written by the background threads. ``inference_id`` is the caller's id (SageMaker's
-        ``InferenceId``), the key ground truth is joined on.
+        ``InferenceId``), the key ground truth is joined on. ``metadata`` adds keys of its own
+        to the record's ``eventMetadata``.
         """
         if not self._enabled or self._closed:
             return False
@@ -310,6 +319,7 @@ class CaptureWriter:
                 output_type,
                 inference_id,
                 event_id,
+                metadata,
             )
         )
         return True
@@ -412,7 +422,7 @@ class CaptureWriter:
                 return
 
     def _add(self, item: tuple) -> None:
-        when, inp, itype, out, otype, inference_id, event_id = item
+        when, inp, itype, out, otype, inference_id, event_id, metadata = item
         cfg = self.config
         try:
             epoch = _epoch(when)
@@ -439,6 +449,7 @@ class CaptureWriter:
                 event_id=event_id or str(uuid.uuid4()),
                 inference_id=inference_id,
                 inference_time=when_dt,
+                metadata=metadata,
             )
             line = (rec.dumps(record) + "\n").encode("utf-8")
         except Exception as exc:  # noqa: BLE001 - capture never fails the caller
@@ -656,6 +667,11 @@ class CaptureWriter:
                 s.files += 1
                 s.bytes += len(data)
                 s.paths.append(final)
+                if self.on_written is not None:
+                    try:
+                        self.on_written(final, data)
+                    except Exception:  # noqa: BLE001 - the object is written either way
+                        log.exception("captureq: on_written failed for %s", final)
             if self._failing_since is not None:
                 log.warning(
                     "captureq: writing to %s works again after %.0f s (%d failed attempts so far)",
