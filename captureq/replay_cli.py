@@ -27,7 +27,7 @@ app = typer.Typer()
 
 
 @app.command(
-    epilog="\b\nExamples:\n"
+    epilog="\b\nExample:\n"
     "  captureq replay demo-data/capture --to http://127.0.0.1:8080/invocations \\\n"
     "      --out demo-data/replay --endpoint churn-xgb --start 2026-01-02T08 --end 2026-01-02T09\n"
     "  captureq replay s3://bucket/capture --to sagemaker:churn-v2 --out s3://bucket/replay \\\n"
