@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -64,8 +64,11 @@ def _rows_binary(n, seed=0, *, dup=True):
     x = rng.random((n, 2))
     b = np.round(rng.random(n), 4)
     c = np.round(np.clip(b + rng.normal(0, 0.2, n), 0, 1), 4)
+    y = (rng.random(n) < b).astype(int)
     rows = []
     for i in range(n):
+        if dup and i % 3:  # labelled by event id, which both copies share: one label for both
+            y[i] = y[i - i % 2]
         rows.append({
             "event_id": f"ev-{i // 2}" if dup else f"ev-{i}",  # every event id twice
             "inference_id": None if i % 3 else f"inf-{i}",
@@ -73,7 +76,7 @@ def _rows_binary(n, seed=0, *, dup=True):
             "x": f"{x[i, 0]:.4f},{x[i, 1]:.4f}\n",
             "b": repr(float(b[i])),
             "c": repr(float(c[i])),
-            "y": str(int(rng.random() < b[i])),
+            "y": str(int(y[i])),
             "ms": float(10 + i % 7),
         })
     return rows
@@ -155,7 +158,8 @@ def _oracle_binary(rows, threshold):
     }
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])  # each example writes a tree
 @given(
     n=st.integers(3, 30),
     seed=st.integers(0, 10_000),
@@ -175,7 +179,10 @@ def test_binary_numbers_equal_a_plain_computation(tmp_path_factory, n, seed, thr
             rows[i]["c"] = ERROR
     for i in unlabelled:
         if i < n:
-            rows[i]["y"] = None
+            for r in rows:  # a label by event id is every such capture's label
+                if r is rows[i] or (r["inference_id"] is None is rows[i]["inference_id"]
+                                    and r["event_id"] == rows[i]["event_id"]):
+                    r["y"] = None
     if all(r["c"] is None or r["c"] is ERROR for r in rows):
         rows[0]["c"] = "0.5"
     root = tmp_path_factory.mktemp("bin")
@@ -196,7 +203,8 @@ def test_binary_numbers_equal_a_plain_computation(tmp_path_factory, n, seed, thr
         assert s["accuracy_baseline"] == pytest.approx(o["acc_b"])
         assert s["accuracy_candidate"] == pytest.approx(o["acc_c"])
         assert s["accuracy_diff"] == pytest.approx(o["acc_c"] - o["acc_b"])
-        assert s["accuracy_diff_lower"] <= s["accuracy_diff_upper"]
+        if s["labelled_records"] >= 2:  # a bootstrap of one record is no interval
+            assert s["accuracy_diff_lower"] <= s["accuracy_diff_upper"]
 
 
 def test_multiclass_labels_flip_matrix_and_quality(tmp_path):
@@ -207,7 +215,7 @@ def test_multiclass_labels_flip_matrix_and_quality(tmp_path):
         b = classes[rng.integers(3)]
         c = b if rng.random() < 0.7 else classes[rng.integers(3)]
         y = b if rng.random() < 0.6 else classes[rng.integers(3)]
-        rows.append({"event_id": f"e{i % 20}", "second": i, "x": f"{rng.random():.3f},{i % 4}\n",
+        rows.append({"event_id": f"e{i % 20}", "inference_id": f"r{i}", "second": i, "x": f"{rng.random():.3f},{i % 4}\n",
                      "b": b, "c": c if i != 7 else None, "y": y if i % 5 else None})
     r = compare(write_pair(tmp_path, rows), baseline="Prod", candidate="Cand", bootstrap=200)
     assert r.problem_type == "MulticlassClassification"
@@ -302,8 +310,10 @@ def test_bootstrap_is_seeded(tmp_path):
     a = compare(cq, baseline="Prod", candidate="Cand", bootstrap=300, seed=1).summary
     b = compare(cq, baseline="Prod", candidate="Cand", bootstrap=300, seed=1).summary
     c = compare(cq, baseline="Prod", candidate="Cand", bootstrap=300, seed=2).summary
-    assert a["accuracy_diff_lower"] == b["accuracy_diff_lower"]
-    assert a["accuracy_diff_lower"] != c["accuracy_diff_lower"]
+    bounds = [k for k in a if k.endswith(("_diff_lower", "_diff_upper"))]
+    assert len(bounds) == 10 and all(a[k] is not None for k in bounds)
+    assert [a[k] for k in bounds] == [b[k] for k in bounds]
+    assert [a[k] for k in bounds] != [c[k] for k in bounds]
 
 
 def test_estimate_where_labels_do_not_exist(tmp_path):
