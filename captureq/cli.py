@@ -707,6 +707,9 @@ def _register_subcommands() -> None:
     from .monitor import bias_cli
 
     app.add_typer(bias_cli.app, name="bias")
+    from . import compare_cli
+
+    app.add_typer(compare_cli.app)
 
 
 _register_subcommands()
