@@ -375,3 +375,39 @@ def test_unknown_variant_is_a_clear_error(tmp_path):
     cq = write_pair(tmp_path, _rows_binary(10))
     with pytest.raises(ConfigError, match="Nope"):
         compare(cq, baseline="Prod", candidate="Nope")
+
+
+# -- the report section in a real browser ------------------------------------------------------
+def test_compare_page_renders_in_chromium(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    chromium = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if chromium is None:
+        pytest.skip("Chromium is not installed: `make browser` installs Debian's chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("vl_convert")
+    from captureq.report.compare import compare_report
+
+    rows = _rows_binary(200, dup=False)
+    r = compare(write_pair(tmp_path, rows), baseline="Prod", candidate="Cand", bootstrap=100)
+    out = compare_report(r).write(tmp_path / "compare.html")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        pg = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(out.as_uri())
+        pg.wait_for_function(
+            "document.body.dataset.rendered || document.body.dataset.renderError", timeout=60_000)
+        figures = pg.evaluate("""[...document.querySelectorAll('div.figure')].map(d => ({
+            id: d.id, marks: d.querySelectorAll('svg .mark-rect path, svg .mark-text text').length}))""")
+        headings = pg.evaluate("[...document.querySelectorAll('h2')].map(h => h.id)")
+        browser.close()
+    assert errors == []
+    assert [f["id"] for f in figures] == ["fig-compare-flips", "fig-compare-diffs", "fig-compare-slices"]
+    assert all(f["marks"] >= 2 for f in figures), figures
+    assert headings == ["compare-summary", "compare-flips", "compare-diffs", "compare-slices",
+                        "compare-quality", "compare-latency", "compare-top"]
