@@ -505,6 +505,9 @@ def compare(
     pairs, counts = pair_requests(base_caps, cand_caps)
     summary: dict[str, Any] = dict(counts)
     summary["missing_rate"] = _safe(counts["missing_requests"], counts["requests_baseline"]).item()
+    if not counts["paired_requests"]:
+        notes.append(f"no request of {baseline!r} was answered by {candidate!r}: requests pair "
+                     "by (inference_id, event_id, inference_time); check the variants and window")
 
     # -- errors and latency over the paired requests ---------------------------------------
     lat_rows = []
