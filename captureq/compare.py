@@ -294,15 +294,25 @@ def bootstrap_metrics(
     """
     k, n = idx.shape
     if problem_type == BINARY:
-        from .monitor.estimate import weighted_auc
-
         t, p = y[idx] >= 0.5, pred[idx] >= threshold
         tp, fp = (t & p).sum(1), (~t & p).sum(1)
         fn, tn = (t & ~p).sum(1), (~t & ~p).sum(1)
-        weights = np.bincount((np.arange(k)[:, None] * n + idx).ravel(),
-                              minlength=k * n).reshape(k, n).astype("float64")  # fmt: skip
-        auc = weighted_auc(np.tile(pred, k), (weights * y).ravel(), (weights * (1 - y)).ravel(),
-                           np.repeat(np.arange(k), n), k)  # fmt: skip
+        # AUC: how often each record was drawn, in score order (sorted once for every
+        # replicate); per distinct score the drawn positives meet the negatives below it (and
+        # half of those tied with it)
+        order = np.argsort(pred, kind="mergesort")
+        s, pos = pred[order], y[order] >= 0.5
+        where = np.empty(n, dtype="int64")
+        where[order] = np.arange(n)
+        drawn = np.bincount((np.arange(k)[:, None] * n + where[idx]).ravel(),
+                            minlength=k * n).reshape(k, n).astype("float64")  # fmt: skip
+        starts = np.r_[0, np.nonzero(np.diff(s))[0] + 1]
+        w_pos = np.add.reduceat(drawn * pos, starts, axis=1)
+        w_neg = np.add.reduceat(drawn * ~pos, starts, axis=1)
+        below = np.cumsum(w_neg, axis=1) - w_neg
+        den = w_pos.sum(1) * w_neg.sum(1)
+        auc = np.divide((w_pos * (below + 0.5 * w_neg)).sum(1), den,
+                        out=np.full(k, np.nan), where=den > 0)  # fmt: skip
         return {
             "accuracy": (tp + tn) / n,
             "precision": _safe(tp, tp + fp),
