@@ -696,20 +696,15 @@ def print_generated(summary) -> None:
 
 
 def _register_subcommands() -> None:
-    from .monitor import attribution_cli
+    from . import compare_cli, replay_cli
+    from .monitor import attribution_cli, bias_cli, estimate_cli, job_cli
     from .monitor import cli as monitor_cli
-    from .monitor import estimate_cli, job_cli
     from .report import cli as report_cli
 
-    for module in (monitor_cli, estimate_cli, job_cli, report_cli):
+    for module in (monitor_cli, estimate_cli, job_cli, report_cli, replay_cli, compare_cli):
         app.add_typer(module.app)
     app.add_typer(attribution_cli.app)  # the `captureq attribution …` group
-    from .monitor import bias_cli
-
-    app.add_typer(bias_cli.app, name="bias")
-    from . import replay_cli
-
-    app.add_typer(replay_cli.app)  # `captureq replay`
+    app.add_typer(bias_cli.app, name="bias")  # the `captureq bias …` group
 
 
 _register_subcommands()

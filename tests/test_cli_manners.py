@@ -66,6 +66,7 @@ READERS = {
     "monitor": WINDOW | {"--format", "--quiet"},
     "quality": WINDOW | {"--labels", "--format", "--quiet"},
     "report": WINDOW | {"--labels", "--quiet"},
+    "compare": (WINDOW - {"--variant"}) | {"--labels", "--format", "--quiet"},  # two variants
 }
 
 

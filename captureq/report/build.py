@@ -182,6 +182,7 @@ def build_report(
     top_features: int = 4,
     baseline_label: str | None = None,
     estimate_reference: tuple[Any, Any] | None = None,
+    compare: Any = None,
 ) -> Report:
     """Run monitoring (and model quality when the tree has labels) and build every figure.
 
@@ -189,7 +190,8 @@ def build_report(
     traffic and quarantine cover every endpoint in it, the other figures ``endpoint`` (needed
     when the window holds several). ``baseline`` is a :class:`Baseline` or its folder.
     ``estimate_reference=(start, end)``, a labelled window, adds the quality estimated without
-    labels (CBPE/DLE) beside the realized quality. ``prediction``, ``problem_type``,
+    labels (CBPE/DLE) beside the realized quality. ``compare``, a
+    :class:`~captureq.compare.CompareResult`, adds its sections (candidate vs baseline). ``prediction``, ``problem_type``,
     ``probability``, ``class_labels`` and ``threshold`` say what the model is, as for
     :func:`~captureq.monitor.quality.model_quality` (inferred when omitted).
     """
@@ -390,6 +392,11 @@ def build_report(
 
     if estimate_reference is not None:
         figures.append(_estimate_figure(tree, ep, pred_col, estimate_reference, onset, cli))
+
+    if compare is not None:
+        from .compare import compare_figures
+
+        figures.extend(compare_figures(compare))
 
     qs = data.quarantine_summary(tree)
     total_q = pc.sum(qs["entries"]).as_py() or 0 if qs.num_rows else 0
