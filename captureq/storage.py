@@ -113,9 +113,11 @@ def warn_unused(uri: str | None, storage_options: dict | None, side: str = "sour
     >>> seen[0].message.keys
     ('anon',)
     """
+    if not uri or not storage_options:
+        return  # nothing to warn about, and fsspec stays unimported (the CLI's fast start)
     from fsspec.utils import get_protocol
 
-    if not uri or not storage_options or get_protocol(uri) not in ("file", "local"):
+    if get_protocol(uri) not in ("file", "local"):
         return
     keys = tuple(k for k in storage_options if k not in POLICY_KEYS)
     if keys:
