@@ -121,7 +121,7 @@ def compare(
     if format != Format.table:
         write_result(result.metrics, format)
     else:
-        _show(result)
+        show(result)
     for note in result.notes:
         err_console().print(f"note: {note}", soft_wrap=True, highlight=False, markup=False)
     for line in unchecked:
@@ -135,7 +135,7 @@ def compare(
         raise typer.Exit(VIOLATIONS)
 
 
-def _show(result) -> None:
+def show(result) -> None:
     """The comparison for people: a few tables."""
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -184,8 +184,33 @@ def main(argv: list[str] | None = None) -> int:
                   f"--start {ref_end:%Y-%m-%dT%H}")
 
     console.rule("[bold]8. replay an hour of traffic against a retrained model")
-    replay_hour(capture, base / "replay", summary.start + timedelta(hours=32))
+    hour = summary.start + timedelta(hours=32)
+    replay_hour(capture, base / "replay", hour)
+
+    console.rule("[bold]9. compare the retrained model with the one that answered the same requests")
+    compare_hour(capture, labels, base / "replay", hour)
     return 0
+
+
+def compare_hour(capture: Path, labels: Path, replayed: Path, hour) -> None:
+    """Compare the replayed answers (variant ``retrained``) with the served model's on the same
+    requests of ``hour``, with the ground truth that has arrived."""
+    from datetime import timedelta
+
+    from .compare import compare
+    from .compare_cli import show
+
+    served = captureq.open(str(capture), labels=str(labels)).where(
+        endpoint="churn-xgb", start=hour, end=hour + timedelta(hours=1))
+    [variant] = served.sql("select variant from captures group by 1 order by count(*) desc, 1 "
+                           "limit 1").to_arrow().column(0).to_pylist()  # the variant serving most
+    result = compare(served, baseline=variant, candidate="retrained",
+                     candidate_tree=captureq.open(str(replayed)), bootstrap=200)
+    show(result)
+    console.print(f"again: captureq compare {capture} --labels {labels} --endpoint churn-xgb "
+                  f"--baseline {variant} --candidate retrained --candidate-tree {replayed} "
+                  f"--start {hour:%Y-%m-%dT%H} --end {hour + timedelta(hours=1):%Y-%m-%dT%H}",
+                  highlight=False)
 
 
 def replay_hour(capture: Path, out: Path, hour) -> None:
