@@ -89,7 +89,6 @@ class CaptureTree(ScanPlan):
         return rep.to_html()
 
 
-_to_arrow = to_arrow  # kept for callers of the old private name
 
 
 def open(

@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # numpy/pyarrow are imported where used: a first query looks 
     from .plan import ScanPlan
 
 DEFAULT_MAX_BYTES = 2 << 30
-META = "_captureq"
+META = "_captureq"  # export.META: named here too, so a warm lookup imports no export code
 _USED = "last_used"
 
 

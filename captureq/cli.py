@@ -190,9 +190,6 @@ def example(*lines: str) -> str:
     return "\b\nExample:\n" + "\n".join("  " + line for line in lines)
 
 
-SKIP_ORDER = ("not a capture file", "folder not an hour", "too deep", "broken link")
-
-
 def _skipped_by_reason(skipped: list[tuple[str, str]]) -> Counter:
     return Counter(reason.split(":", 1)[0] for _, reason in skipped)
 

@@ -303,6 +303,3 @@ def run_labels(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], *,
     """Yield a :class:`LabelBatchResult` per batch of ground-truth ``files``."""
     yield from _stream(fs, files, process_labels, batch_bytes)
 
-
-def empty_records() -> pa.Table:
-    return schema.RECORD_KEYS.empty_table()

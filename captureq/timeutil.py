@@ -61,16 +61,6 @@ def floor_hour(dt: datetime) -> datetime:
     return dt.replace(minute=0, second=0, microsecond=0)
 
 
-def hours_between(start: datetime, end: datetime) -> list[datetime]:
-    """Every hour ``h`` with ``floor(start) <= h < end``."""
-    out = []
-    h = floor_hour(start)
-    while h < end:
-        out.append(h)
-        h += HOUR
-    return out
-
-
 def to_lateness(value: timedelta | float | int | str | None) -> timedelta:
     """How late an object may be written, as a ``timedelta``: a ``timedelta``, a number of hours,
     or text such as ``"90m"``, ``"2h"``, ``"1d"``, ``"30s"`` or ``"1.5"`` (hours). ``None`` is

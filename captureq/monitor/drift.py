@@ -34,7 +34,6 @@ from .baseline import FRACTIONAL, INTEGRAL, STRING, Column, sketch_sample
 
 EPS = 1e-4  # floor for empty bins in PSI
 DECILES = np.linspace(0.1, 0.9, 9)
-OTHER = "__other__"
 
 
 def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: np.ndarray) -> np.ndarray:
