@@ -388,7 +388,7 @@ def engine_sections(extras: dict) -> list[str]:
 
 
 def engine_targets(results: list[dict], extras: dict | None) -> list[tuple[str, bool | None, str]]:
-    """The targets of issue 13 this run measured."""
+    """The performance targets (RESULTS.md) this run measured."""
     out: list[tuple[str, bool | None, str]] = []
     by_enc = {r["encoding"]: {row.name: row for row in r["rows"]} for r in results}
     for enc, goal in (("CSV", 1.5), ("JSON", 1.2), ("BASE64", 1.2)):

@@ -56,8 +56,7 @@ from .cli_options import (
     write_result,
 )
 
-# Re-exported for callers of the old layout (captureq.cli.storage_options, ...).
-__all__ = ["app", "duckdb_cli", "main", "storage_options", "write_result"]
+__all__ = ["app", "duckdb_cli", "main", "run"]
 
 
 class CaptureqGroup(TyperGroup):

@@ -1,4 +1,4 @@
-"""The CLI's manners (issue 14): a version, the same options everywhere, progress only on a
+"""The CLI's manners: a version, the same options everywhere, progress only on a
 terminal, a readable `generate`, helpful help, skip reasons, and errors instead of tracebacks."""
 
 from __future__ import annotations

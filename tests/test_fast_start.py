@@ -1,4 +1,4 @@
-"""A fast start (issue 13 part 5): `captureq --help` imports none of the data libraries, and
+"""A fast start: `captureq --help` imports none of the data libraries, and
 `captureq query` reads its first byte before importing polars, DuckDB or the monitoring code.
 
 Modules, not seconds, are asserted (timings depend on the machine's load); the seconds are

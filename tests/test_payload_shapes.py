@@ -1,4 +1,4 @@
-"""Issue 11.6 and 12.5: labels chosen by write time, label text as stored, non-string payloads,
+"""Labels chosen by write time, label text as stored, non-string payloads,
 unmatched labels, and the record/payload shapes AWS documents (Clarify, merge job, batch transform)."""
 
 from __future__ import annotations

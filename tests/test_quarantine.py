@@ -48,8 +48,8 @@ BAD_LINES = {
     ),
     "truncated": (GOOD[:70], "truncated JSON line: it ends inside a value"),
     "truncated-after-comma": (GOOD[: GOOD.index(b',"eventMetadata"') + 1], "truncated JSON line"),
-    # (issue 11.6) a payload whose data is a number keeps its capture row and is quarantined as
-    # stage 'input'/'output', and (issue 12.5) a record without inferenceTime takes its hour from
+    # a payload whose data is a number keeps its capture row and is quarantined as
+    # stage 'input'/'output', and a record without inferenceTime takes its hour from
     # its folder: neither is a bad line any more (tests/test_payload_shapes.py).
     "data-is-a-number-and-no-eventId": (
         with_key(with_key(GOOD, b'"data":"1,2"', b'"data":12'), b'"eventId":"event-1",', b""),

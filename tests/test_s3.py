@@ -190,7 +190,7 @@ def test_cli_storage_options_are_checked():
 
 
 def test_cli_storage_options_nest_and_parse_values():
-    from captureq.cli import storage_options
+    from captureq.cli_options import storage_options
 
     assert storage_options(
         [

@@ -205,7 +205,7 @@ def test_a_labels_tree_has_hours_but_no_endpoints(tmp_path):
     root = tmp_path / "labels"
     for h in HOURS[:3]:
         write_labels(root, [label(f"id-{h:%H}", "1")], when=h, name="l.jsonl")
-    (root / "2026/01/01/22/_SUCCESS").write_text("")  # .json would be read (issue 14)
+    (root / "2026/01/01/22/_SUCCESS").write_text("")  # a marker file, not a capture file
     result = scan(str(root), layout="labels")
     assert [(f.endpoint, f.variant, f.hour, f.rel) for f in result.files] == [
         (None, None, h, f"{h:%Y/%m/%d/%H}/l.jsonl") for h in HOURS[:3]

@@ -1,4 +1,4 @@
-"""Absurdly wide payloads are refused before anything wide is built (issue 11, item 7).
+"""Absurdly wide payloads are refused before anything wide is built.
 
 A record with more columns than ``DecodeOptions.max_columns`` (default 10,000, or
 ``CAPTUREQ_MAX_COLUMNS``) becomes one ``input``/``output`` quarantine row saying so; the capture

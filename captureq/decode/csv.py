@@ -160,7 +160,7 @@ def _read(texts: pa.Array, names: Sequence[str] | None, terminated: bool = False
                                     if len(texts) == 1 else 1 << 22)
     parse_options = pcsv.ParseOptions(newlines_in_values=False)
     # Fast path: all-numeric payloads (the common case) parse straight to float64, skipping type
-    # inference (about 3x the parse). Anything else fails the fast path and is inferred as before.
+    # inference (about 3x the parse). Anything else fails the fast path and is inferred by pyarrow.
     width = _first_line(data).count(b",") + 1
     final = column_names(width, names)
     text = frozenset(f"f{i}" for i, n in enumerate(final) if n in text_columns)
