@@ -179,3 +179,50 @@ def test_serve_demo_runs_the_whole_loop(tmp_path) -> None:
     assert 0 < r.captured_requests < r.requests  # sampled
     assert 0 < q["labelled"] < q["captured_records"]  # labels for part of it
     assert {k: q[k] for k in r.expected} == r.expected  # the tree agrees with what the client saw
+
+
+def test_the_served_model_is_kept_for_multi_model_endpoints(tmp_path) -> None:
+    """The target model of a multi-model endpoint (SageMaker's X-Amzn-SageMaker-Target-Model
+    header, or a name the app gives) lands in eventMetadata.targetModel, so `--by targetModel`
+    splits the tree per model."""
+    app = FastAPI()
+    app.add_middleware(CaptureMiddleware, config={"DestinationS3Uri": str(tmp_path / "a"),
+                                                  "InitialSamplingPercentage": 100})
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        return Response("0.5\n", media_type="text/csv")
+
+    with LoopbackServer(app) as server, httpx.Client(base_url=server.url) as client:
+        for model in ("small.tar.gz", "large.tar.gz", None):
+            headers = {"Content-Type": "text/csv"}
+            if model:
+                headers["X-Amzn-SageMaker-Target-Model"] = model
+            client.post("/invocations", content=ROW + "\n", headers=headers)
+    caps = captureq.open(str(tmp_path / "a")).sql(
+        "select event_metadata->>'targetModel' as m from captures order by line_number").to_pylist()
+    assert [c["m"] for c in caps] == ["small.tar.gz", "large.tar.gz", None]
+
+    def wsgi_app(environ, start_response):
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response("200 OK", [("Content-Type", "text/csv")])
+        return [b"0.5\n"]
+
+    wrapped = WSGICaptureMiddleware(wsgi_app, config={"DestinationS3Uri": str(tmp_path / "w"),
+                                                      "InitialSamplingPercentage": 100},
+                                    model_name="churn-v7")
+    server = make_server("127.0.0.1", 0, wrapped, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}") as client:
+            client.post("/invocations", content=ROW, headers={"Content-Type": "text/csv"})
+            client.post("/invocations", content=ROW, headers={"Content-Type": "text/csv",
+                                                              "X-Amzn-SageMaker-Target-Model": "b.tar.gz"})
+    finally:
+        server.shutdown()
+        thread.join()
+    wrapped.writer.close()
+    caps = captureq.open(str(tmp_path / "w")).sql(
+        "select event_metadata->>'targetModel' as m from captures order by line_number").to_pylist()
+    assert [c["m"] for c in caps] == ["churn-v7", "b.tar.gz"]

@@ -10,6 +10,8 @@ from .writer import CaptureWriter
 
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 INFERENCE_ID_PARAM = "inference_id"
+#: The header SageMaker's InvokeEndpoint sends with ``TargetModel`` (multi-model endpoints).
+TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 
 
 class Route:
@@ -43,6 +45,13 @@ class Route:
             if values and values[0]:
                 return values[0]
         return None
+
+    def metadata(self, target_model: str | None, model_name: str | None) -> dict | None:
+        """``eventMetadata`` keys of one capture: ``targetModel``, the model that answered (the
+        request's target-model header, else the name the app gave), so monitoring can split a
+        multi-model endpoint with ``--by targetModel``."""
+        model = target_model or model_name
+        return {"targetModel": model} if model else None
 
 
 def make_writer(

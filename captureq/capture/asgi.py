@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ._http import INFERENCE_ID_HEADER, INFERENCE_ID_PARAM, Route, make_writer
+from ._http import INFERENCE_ID_HEADER, INFERENCE_ID_PARAM, TARGET_MODEL_HEADER, Route, make_writer
 from .config import CaptureConfig
 from .writer import CaptureWriter, log
 
@@ -47,11 +47,15 @@ class CaptureMiddleware:
         inference_id_header: str | None = INFERENCE_ID_HEADER,
         inference_id_param: str | None = INFERENCE_ID_PARAM,
         capture_errors: bool = False,
+        model_name: str | None = None,
+        target_model_header: str | None = TARGET_MODEL_HEADER,
     ):
         self.app = app
         self.writer = make_writer(config, writer)
         self.route = Route(paths, methods, inference_id_header, inference_id_param, capture_errors)
         self._header = self.route.header.encode("latin-1") if self.route.header else None
+        self.model_name = model_name
+        self._model_header = target_model_header.lower().encode("latin-1") if target_model_header else None
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -100,6 +104,9 @@ class CaptureMiddleware:
                 b"".join(response),
                 state.get("type"),
                 inference_id=inference_id,
+                metadata=self.route.metadata(
+                    _header(headers, self._model_header) if self._model_header else None,
+                    self.model_name),
             )
         except Exception:  # noqa: BLE001 - capture never fails a request
             log.warning("captureq: could not capture a request", exc_info=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 
-from ._http import INFERENCE_ID_HEADER, INFERENCE_ID_PARAM, Route, make_writer
+from ._http import INFERENCE_ID_HEADER, INFERENCE_ID_PARAM, TARGET_MODEL_HEADER, Route, make_writer
 from .config import CaptureConfig
 from .writer import CaptureWriter, log
 
@@ -35,10 +35,15 @@ class WSGICaptureMiddleware:
         inference_id_header: str | None = INFERENCE_ID_HEADER,
         inference_id_param: str | None = INFERENCE_ID_PARAM,
         capture_errors: bool = False,
+        model_name: str | None = None,
+        target_model_header: str | None = TARGET_MODEL_HEADER,
     ):
         self.app = app
         self.writer = make_writer(config, writer)
         self.route = Route(paths, methods, inference_id_header, inference_id_param, capture_errors)
+        self.model_name = model_name
+        self._model_key = ("HTTP_" + target_model_header.upper().replace("-", "_")
+                           if target_model_header else None)
         self._environ_key = (
             "HTTP_" + self.route.header.upper().replace("-", "_") if self.route.header else None
         )
@@ -82,6 +87,8 @@ class WSGICaptureMiddleware:
                 b"".join(chunks),
                 state.get("type"),
                 inference_id=inference_id,
+                metadata=self.route.metadata(
+                    environ.get(self._model_key) if self._model_key else None, self.model_name),
             )
         except Exception:  # noqa: BLE001 - capture never fails a request
             log.warning("captureq: could not capture a request", exc_info=True)
