@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install java browser demo test test-fast bench soak lint clean
+.PHONY: install java browser demo test test-fast test-pythons bench soak lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,25 @@ demo: install
 	$(BIN)/python -m captureq.demo demo-data
 
 # -ra: the summary lists every skip with its reason, and the last line counts them.
+# --doctest-modules captureq: the examples in captureq's docstrings run too.
 test: install java browser
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra tests --doctest-modules captureq
+
+# Everything but the tests marked `slow` (Spark, the moto S3 server, the browser, killed
+# exports, package builds): a couple of minutes, for the edit-test loop. `make test` runs all.
+test-fast: install
+	$(BIN)/python -m pytest -q -ra -m 'not slow' tests --doctest-modules captureq
+
+# The smoke tests on every Python 3.10–3.13 found on PATH (python3.1x) or in pyenv: the wheel
+# is built once, then each interpreter gets a throwaway venv with captureq[test,spark] installed
+# from it (.ci/pythons says which interpreters it found and which it skipped). Needs the network
+# for the dependencies; `make test` itself runs on one interpreter.
+SMOKE := tests/test_records.py tests/test_parse.py tests/test_scan.py tests/test_export.py \
+         tests/test_cache.py tests/test_cli.py tests/test_monitor_drift.py
+test-pythons: install
+	rm -rf build/pythons
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w build/pythons .
+	.ci/pythons build/pythons/captureq-*.whl $(SMOKE)
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds the sdist and wheel and installs it into a fresh virtualenv
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
