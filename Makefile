@@ -44,7 +44,8 @@ test: install java browser
 	$(BIN)/python -m pytest -q -ra tests --doctest-modules captureq
 
 # Everything but the tests marked `slow` (Spark, the moto S3 server, the browser, killed
-# exports, package builds): a couple of minutes, for the edit-test loop. `make test` runs all.
+# exports, package builds, long hypothesis round trips, the README's commands), for the
+# edit-test loop. `make test` runs them all.
 test-fast: install
 	$(BIN)/python -m pytest -q -ra -m 'not slow' tests --doctest-modules captureq
 
