@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install java browser demo test test-fast bench soak lint clean
+.PHONY: install java browser demo test test-fast test-pythons bench soak lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,29 @@ demo: install
 	$(BIN)/python -m captureq.demo demo-data
 
 # -ra: the summary lists every skip with its reason, and the last line counts them.
+# --doctest-modules captureq: the examples in captureq's docstrings run too.
 test: install java browser
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra tests --doctest-modules captureq
+
+# Everything but the tests marked `slow` (Spark, the moto S3 server, the browser, killed
+# exports, package builds, long hypothesis round trips, the README's commands), for the
+# edit-test loop. `make test` runs them all.
+test-fast: install
+	$(BIN)/python -m pytest -q -ra -m 'not slow' tests --doctest-modules captureq
+
+# The smoke tests on every Python 3.10–3.13 found on PATH (python3.1x) or in pyenv: the wheel
+# is built once, then each interpreter gets a throwaway venv with captureq[test,spark] installed
+# from it (.ci/pythons says which interpreters it found and which it skipped). Needs the network
+# for the dependencies; `make test` itself runs on one interpreter. Some: PYTHONS="3.12 3.13".
+PYTHONS ?= 3.10 3.11 3.12 3.13
+SMOKE := tests/test_versions.py tests/test_records.py tests/test_parse.py tests/test_export.py \
+         tests/test_cli.py tests/test_monitor_drift.py tests/test_monitor_baseline.py \
+         tests/test_cache.py::test_second_query_is_answered_from_the_cache \
+         tests/test_cache.py::test_a_changed_file_is_read_again
+test-pythons: install
+	rm -rf build/pythons
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w build/pythons .
+	PYTHONS="$(PYTHONS)" .ci/pythons build/pythons/captureq-*.whl $(SMOKE)
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+UTC = timezone.utc
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 

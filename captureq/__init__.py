@@ -1,8 +1,9 @@
 """captureq: scan, decode and query ML inference data-capture trees with Arrow and DuckDB.
 
 >>> import captureq
->>> cq = captureq.open("tests/data/corpus/seed-churn")                      # doctest: +SKIP
->>> cq.sql("select endpoint, count(*) from captures group by 1")              # doctest: +SKIP
+>>> cq = captureq.open("tests/data/corpus/seed-churn")
+>>> cq.sql("select endpoint, count(*) from captures group by 1")  # doctest: +ELLIPSIS
+<captureq.Result 1 rows × 2 columns>...
 
 The names below are imported on first use (``captureq.open`` imports DuckDB and pyarrow), so
 that ``import captureq`` — and ``captureq --help`` — stay fast.

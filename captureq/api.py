@@ -1,8 +1,8 @@
 """The Python API: open a capture tree, narrow it, ask for tables or SQL.
 
 >>> import captureq
->>> cq = captureq.open("../shared/corpus/seed-churn")            # nothing is read yet
->>> cq.captures().num_rows                                       # doctest: +SKIP
+>>> cq = captureq.open("tests/data/corpus/seed-churn")          # nothing is read yet
+>>> cq.captures().num_rows
 3
 >>> cq.sql("select count(*) as n from inputs").to_arrow()["n"][0].as_py()   # doctest: +SKIP
 3

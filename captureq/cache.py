@@ -22,9 +22,11 @@ and to open.
   cache whose lock is held is not evicted.
 
 >>> import captureq
->>> cq = captureq.open("tests/data/corpus")                     # doctest: +SKIP
->>> cq.sql("select count(*) from inputs")                        # doctest: +SKIP
->>> captureq.open("tests/data/corpus").sql("select count(*) from inputs")  # warm  # doctest: +SKIP
+>>> cq = captureq.open("tests/data/corpus")
+>>> cq.sql("select count(*) from inputs")                        # doctest: +ELLIPSIS
+<captureq.Result 1 rows × 1 columns>...
+>>> captureq.open("tests/data/corpus").sql("select count(*) from inputs")  # warm  # doctest: +ELLIPSIS
+<captureq.Result 1 rows × 1 columns>...
 """
 
 from __future__ import annotations

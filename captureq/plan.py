@@ -666,7 +666,12 @@ def register_view(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table, te
 
 
 def to_arrow(rel) -> pa.Table:
-    """Arrow result of a DuckDB relation/cursor across DuckDB versions (to_arrow_table is 1.4+)."""
+    """Arrow result of a DuckDB relation/cursor across DuckDB versions (to_arrow_table is 1.4+);
+    an empty table for ``None``, which DuckDB 1.x's ``con.sql`` returns for CREATE, SET, COPY."""
+    if rel is None:
+        import pyarrow as pa
+
+        return pa.table({})
     fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
     return fetch()
 

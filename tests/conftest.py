@@ -10,6 +10,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "corpus"
 
 
+def pytest_collection_modifyitems(items):
+    """A test that starts a JVM (``spark``) or uses the loopback S3 server is ``slow``: ``make
+    test-fast`` (``-m 'not slow'``) leaves it out, ``make test`` runs it."""
+    for item in items:
+        if item.get_closest_marker("spark") or "s3_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_query_cache(tmp_path_factory):
     """Queries fill a Parquet cache (captureq.cache): keep the tests' in a temporary folder,

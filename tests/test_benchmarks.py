@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 
 from benchmarks import harness
 from benchmarks.common import COLUMNS, checksums, compare
+
+pytestmark = pytest.mark.slow  # runs the benchmark harness end to end
 
 
 def test_every_contender_returns_captureq_s_table(tmp_path):

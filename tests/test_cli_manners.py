@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,11 @@ from typer.testing import CliRunner
 import captureq
 from captureq.cli import app
 from captureq.generate import generate_tree
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "captureq"]

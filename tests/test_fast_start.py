@@ -11,7 +11,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from captureq.generate import generate_tree
+
+pytestmark = pytest.mark.slow  # CLI processes traced with python -X importtime
 
 PROBE = r"""
 import json, sys

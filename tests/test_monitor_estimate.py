@@ -325,6 +325,7 @@ def test_errors_say_what_to_do(tmp_path, calibrated):
         calibrated.estimate_quality(reference_start="2027-01-01", reference_end="2027-01-02")
 
 
+@pytest.mark.slow
 def test_cli_estimate(calibrated, tmp_path):
     runner = CliRunner()
     args = ["estimate", calibrated.uri, "--labels", calibrated.labels_uri,
@@ -350,6 +351,7 @@ def test_cli_estimate(calibrated, tmp_path):
     assert res.exit_code == 2 and "labels" in res.output
 
 
+@pytest.mark.slow
 def test_report_section_shows_the_band_and_the_realized_line(calibrated, tmp_path):
     from captureq.report import build_report
 
@@ -367,6 +369,7 @@ def test_report_section_shows_the_band_and_the_realized_line(calibrated, tmp_pat
     assert "captureq estimate" in fig.reproduce and 'id="estimate"' in rep.to_html()
 
 
+@pytest.mark.slow
 def test_report_cli_adds_the_estimate_section_for_a_reference_window(calibrated, tmp_path):
     """`captureq report … --reference-start/--reference-end`: the CLI's way to the same section
     (both or neither: one alone is a mistake, exit 2)."""

@@ -146,6 +146,7 @@ KINDS = {
 }
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kinds=st.lists(st.sampled_from(sorted(KINDS)), min_size=2, max_size=3),

@@ -283,6 +283,7 @@ def test_every_view_prints_as_the_reference_writer_does(capture, view):
     assert same_json(strict_json(query(capture, sql, "json")), reference_json(table))
 
 
+@pytest.mark.slow
 def test_a_pipe_closed_early_is_not_an_error(capture):
     """`captureq query … --format csv | head -1`, and a reader gone before any output:
     exit 0, nothing on stderr."""
@@ -382,6 +383,7 @@ def test_long_results_are_written_in_batches_in_order():
     assert [r["n"] for r in doc] == list(range(n))
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     texts=st.lists(st.none() | st.text(), min_size=1, max_size=30),
@@ -528,6 +530,7 @@ def parse_iso_duration(text: str) -> tuple[int, int, int]:
 INT32 = st.integers(-(2**31), 2**31 - 1)
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None)
 @given(values=st.lists(st.none() | st.tuples(INT32, INT32, st.integers(-(2**63), 2**63 - 1)),
                        min_size=1, max_size=20),
@@ -553,6 +556,7 @@ def test_intervals_and_durations_round_trip_through_iso_8601(values, micros):
     assert csv_text(nanos) == "dur\nPT-0.0000015S\nPT0.000000001S\nPT-2562047H-47M-16.854775808S\n"
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(blobs=st.lists(st.none() | st.binary(max_size=40), min_size=1, max_size=20),
        floats=st.lists(st.none() | st.lists(st.none() | st.floats(), max_size=5), min_size=1, max_size=20))

@@ -15,11 +15,17 @@ import os
 import subprocess
 import sys
 import sysconfig
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+pytestmark = pytest.mark.slow  # builds the sdist and wheel and installs it into a fresh virtualenv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +59,7 @@ def test_build_and_twine_check(dist):
     tested = f"{sys.version_info.major}.{sys.version_info.minor}"
     claimed = [c.rsplit(":: ", 1)[1] for c in project["classifiers"]
                if c.startswith("Programming Language :: Python :: 3.")]
-    assert claimed == [tested], "claim only the Python versions the tests run on"
+    assert tested in claimed, "tests/test_versions.py: the classifiers are what make test-pythons runs"
     line = next(x for x in meta.splitlines() if x.startswith("Requires-Python:"))
     assert set(line.split(":", 1)[1].strip().split(",")) == set(
         project["requires-python"].replace(" ", "").split(","))

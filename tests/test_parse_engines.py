@@ -165,6 +165,7 @@ def test_each_hostile_line_among_good_ones(line, monkeypatch):
     same_projected(fast, ref, HOSTILE[line])
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(files=st.lists(st.lists(st.sampled_from(range(len(LINES))), max_size=12), min_size=1, max_size=4),
        newline=st.sampled_from([b"\n", b"\r\n"]), final=st.booleans())
@@ -186,6 +187,7 @@ def test_labels_too(monkeypatch):
     assert accepted == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["seed-churn", "book-housing"])
 def test_every_corpus_mutation_gives_identical_quarantine(name, corpus, monkeypatch):
     rel = {

@@ -225,6 +225,7 @@ class ExplodingOptions(captureq.DecodeOptions):
         return super().get(what, side, endpoint)
 
 
+@pytest.mark.slow
 def test_spark_export_commits_the_endpoints_that_did_not_fail(tmp_path, no_cache):
     pytest.importorskip("pyspark")
     import os

@@ -19,6 +19,8 @@ import pytest
 
 from captureq.demo import make_demo_data
 
+pytestmark = pytest.mark.slow  # runs the README's commands on the demo data, each a CLI process
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SKIP = [

@@ -31,6 +31,8 @@ import captureq
 from captureq.export import META, read_manifest, shell_sql
 from captureq.generate import generate_benchmark_tree
 
+pytestmark = pytest.mark.slow  # kills exports at random points, again and again
+
 CLI = [str(Path(sys.executable).parent / "captureq")]
 RECORDS = 40_000
 

@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 
 import captureq
 
+pytestmark = pytest.mark.slow  # hundreds of mutations of the real corpus files
+
 CORPUS_FILES = {
     "seed-churn": "seed-churn/xgb-churn-prediction-model/AllTraffic/2022/02/14/17/25-06-000-seed-sample.jsonl",
     "book-housing": "book-housing/ll-housing/AllTraffic/2020/07/30/13/36-30-000-book-sample.jsonl",

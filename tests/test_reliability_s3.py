@@ -21,6 +21,8 @@ import captureq
 from captureq.export import read_manifest
 from captureq.read import fetch
 
+pytestmark = pytest.mark.slow  # faults injected into the loopback S3 server, with retries and deadlines
+
 # captureq's retry policy with quick pauses: a test counts its attempts (s3fs and botocore
 # make one attempt per call under it).
 FAST = {"retries": 2, "deadline": 10}

@@ -35,10 +35,13 @@ FLAGS = [
     "--disable-sync",
 ]
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="Chromium is not installed: `make browser` installs Debian's chromium (needs apt-get and root)",
-)
+pytestmark = [
+    pytest.mark.slow,  # starts Chromium
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Chromium is not installed: `make browser` installs Debian's chromium (needs apt-get and root)",
+    ),
+]
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="pip install playwright (no browser download needed)"
 )

@@ -16,6 +16,7 @@ import math
 import tempfile
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trees import capture, write_captures
@@ -23,6 +24,8 @@ from trees import capture, write_captures
 import captureq
 from captureq import schema
 from captureq.records import csv_line
+
+pytestmark = pytest.mark.slow  # hypothesis round trips of whole trees
 
 UTC = timezone.utc
 FLOATS = st.floats(allow_nan=False, allow_infinity=False)
