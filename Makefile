@@ -50,7 +50,7 @@ test-fast: install
 	$(BIN)/python -m pytest -q -ra -m 'not slow' tests --doctest-modules captureq
 
 # The smoke tests on every Python 3.10–3.13 found on PATH (python3.1x) or in pyenv: the wheel
-# is built once, then each interpreter gets a throwaway venv with captureq[test,spark] installed
+# is built once, then each interpreter gets a throwaway venv with captureq[test] installed
 # from it (.ci/pythons says which interpreters it found and which it skipped). Needs the network
 # for the dependencies; `make test` itself runs on one interpreter. Some: PYTHONS="3.12 3.13".
 PYTHONS ?= 3.10 3.11 3.12 3.13

@@ -116,3 +116,7 @@ def test_chi2_homogeneity_matches_scipy(table):
     want = stats.chi2_contingency(np.vstack([base[keep], cur[keep]]), correction=False)
     assert stat == pytest.approx(want[0], rel=1e-9, abs=1e-9)
     assert p == pytest.approx(want[1], rel=1e-6, abs=1e-12)
+
+
+def test_chi2_sf_of_the_smallest_positive_statistic_is_one():
+    assert chi2_sf(5e-324, 1) == 1.0 and chi2_sf(0.0, 3) == 1.0

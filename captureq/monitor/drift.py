@@ -108,9 +108,9 @@ def chi2_sf(x: float, df: float) -> float:
     """The chi-square distribution's survival function (scipy's ``chi2.sf(x, df)``): the
     regularized upper incomplete gamma function Q(df/2, x/2), by its series below a + 1 and
     its continued fraction above."""
-    if x <= 0.0:
-        return 1.0
     a, z = df / 2.0, x / 2.0
+    if z <= 0.0 or a <= 0.0:  # x = 0, or a subnormal x whose half is 0: all the mass is above
+        return 1.0
     log_front = a * math.log(z) - z - math.lgamma(a)
     if z < a + 1.0:  # P(a, z) by the series Σ z^n / (a (a+1) … (a+n))
         term = total = 1.0 / a
