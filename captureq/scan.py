@@ -403,7 +403,11 @@ class Scanner:
         files = [c for c in children if c.get("type") != "directory"]
         if not child_dirs:
             return files
-        first = self._ls(child_dirs[0]["name"])
+        # the first child says whether root is an endpoint (its children hold years); it is
+        # listed together with the endpoints the filter keeps, in case root holds endpoints
+        ahead = [child_dirs[0]] + [e for e in child_dirs[1:] if _matches(_base(e["name"]), endpoints)]
+        listed = dict(zip((e["name"] for e in ahead), self._each(self._ls, [e["name"] for e in ahead])))
+        first = listed[child_dirs[0]["name"]]
         if _all_years([c for c in first if c.get("type") == "directory"]):
             # root is an endpoint folder
             self._seen["endpoint"].add(_base(root))
@@ -417,9 +421,8 @@ class Scanner:
                 self._seen["endpoint"].add(_base(e["name"]))
                 if _matches(_base(e["name"]), endpoints):
                     wanted.append(e)
-            rest = self._each(self._ls, [e["name"] for e in wanted if e is not child_dirs[0]])
             for e in wanted:
-                listing = first if e is child_dirs[0] else rest.pop(0)
+                listing = listed[e["name"]]
                 files += [c for c in listing if c.get("type") != "directory"]
                 variant_dirs += [c["name"] for c in listing if c.get("type") == "directory"]
         listings = []
