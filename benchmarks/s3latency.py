@@ -40,7 +40,8 @@ SQL = "select count(*) as n, avg(_c0) as mean from inputs"
 RECORDS_PER_OBJECT = 40
 FILES_PER_HOUR = 20
 ENDPOINTS = 2
-CONTENDERS = ("captureq query --no-cache", "polars scan_ndjson", "boto3 list + GET loop")
+CONTENDERS = ("captureq query --no-cache", "captureq query --no-cache, before", "polars scan_ndjson",
+              "boto3 list + GET loop")
 
 
 class Delay:
@@ -136,23 +137,27 @@ print(f"{n},{total / n!r}")
 """
 
 
-def _env() -> dict:
+def _env(root: str = ROOT) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
                AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
                AWS_EC2_METADATA_DISABLED="true", CAPTUREQ_NO_CACHE="1",
-               PYTHONPATH=os.pathsep.join(p for p in [ROOT, os.environ.get("PYTHONPATH", "")] if p))
+               PYTHONPATH=os.pathsep.join(p for p in [root, os.environ.get("PYTHONPATH", "")] if p))
     return env
+
+
+BEFORE = "captureq query --no-cache, before"  # another checkout's captureq (--before DIR)
 
 
 def commands(server: SlowS3, bucket: str, prefix: str) -> dict[str, list[str]]:
     url = f"s3://{bucket}/{prefix}"
     py = sys.executable
+    captureq = [py, "-m", "captureq", "query", url, SQL, "--no-cache", "--format", "csv", "--quiet",
+                "--storage-option", "key=testing", "--storage-option", "secret=testing",
+                "--storage-option", f"client_kwargs.endpoint_url={server.endpoint_url}"]
     return {
-        "captureq query --no-cache": [
-            py, "-m", "captureq", "query", url, SQL, "--no-cache", "--format", "csv", "--quiet",
-            "--storage-option", "key=testing", "--storage-option", "secret=testing",
-            "--storage-option", f"client_kwargs.endpoint_url={server.endpoint_url}"],
+        "captureq query --no-cache": captureq,
+        BEFORE: captureq,
         "polars scan_ndjson": [py, "-c", POLARS, url, server.endpoint_url],
         "boto3 list + GET loop": [py, "-c", BOTO3, bucket, prefix, server.endpoint_url],
     }
@@ -165,17 +170,18 @@ def answer(name: str, stdout: str) -> tuple[int, float]:
     return int(n), float(mean)
 
 
-def run_one(server: SlowS3, argv: list[str]) -> tuple[float, str, Counter]:
+def run_one(server: SlowS3, argv: list[str], root: str = ROOT) -> tuple[float, str, Counter]:
     server.delay.counts.clear()
     started = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=_env(), cwd=ROOT, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=_env(root), cwd=root, check=False)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[:4]} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return seconds, proc.stdout, Counter(server.delay.counts)
 
 
-def scenario(objects: int, latency_ms: float, repeats: int, contenders: list[str], data: str) -> list[dict]:
+def scenario(objects: int, latency_ms: float, repeats: int, contenders: list[str], data: str,
+             before: str | None = None) -> list[dict]:
     """Time every contender on a tree of ``objects`` objects at ``latency_ms`` per request."""
     from captureq.generate import generate_benchmark_tree
 
@@ -186,18 +192,19 @@ def scenario(objects: int, latency_ms: float, repeats: int, contenders: list[str
                                 files_per_hour=FILES_PER_HOUR, encoding="CSV", seed=0)
     server = SlowS3(latency_ms / 1000)
     try:
-        bucket = f"bench-{objects}"
+        bucket = f"bench-{objects}-{latency_ms:g}".replace(".", "-")
         n_objects = server.seed(bucket, tree, "capture")
         rows = []
         for name, argv in commands(server, bucket, "capture").items():
-            if name not in contenders:
+            if name not in contenders or (name == BEFORE and not before):
                 continue
+            root = before if name == BEFORE else ROOT
             slow = name.startswith("boto3")  # the baseline one GET at a time: one run, no warm-up
             if not slow:
-                run_one(server, argv)  # warm-up: the page cache, the server's first answers
+                run_one(server, argv, root)  # warm-up: the page cache, the server's first answers
             times, outputs, counts = [], set(), Counter()
             for _ in range(1 if slow else repeats):
-                seconds, stdout, counts = run_one(server, argv)
+                seconds, stdout, counts = run_one(server, argv, root)
                 times.append(seconds)
                 outputs.add(answer(name, stdout))
             rows.append({"objects": n_objects, "latency_ms": latency_ms, "name": name, "times": times,
@@ -276,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contenders", default="captureq,polars,boto3",
                    help="which of captureq, polars, boto3 to run (default all)")
     p.add_argument("--data", default=os.path.join(HERE, "data"), help="where the trees are generated")
+    p.add_argument("--before", default=None, metavar="DIR",
+                   help="also time the captureq of another checkout (a folder holding captureq/)")
     p.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
     args = p.parse_args(argv)
     args.argv = argv
@@ -286,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for objects in (int(x) for x in args.objects.split(",")):
         for latency in (float(x) for x in args.latency.split(",")):
-            rows += scenario(objects, latency, args.repeats, names, args.data)
+            rows += scenario(objects, latency, args.repeats, names, args.data, args.before)
     text = render(rows, args, time.perf_counter() - started, (load0, os.getloadavg()[0]))
     print(text)
     if args.write:

@@ -383,6 +383,8 @@ class Scanner:
             # object (itself), or nothing; no HEAD request
             children = self._ls(root)
             if not children:
+                if "/" not in root and self._exists(root):
+                    return []  # an empty bucket
                 raise ScanError(self._missing(root))
             if len(children) == 1 and children[0].get("type") != "directory" \
                     and children[0]["name"].rstrip("/") == root:

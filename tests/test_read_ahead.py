@@ -129,8 +129,13 @@ def test_the_scan_lists_without_head_requests_and_hours_at_once(small_tree, s3_o
     assert latency.total["HEAD"] == 0 and latency.peak["LIST"] >= 4
 
 
-def test_a_missing_prefix_and_a_single_object_are_told_apart_with_one_listing(small_tree, s3_options):
+def test_a_missing_prefix_and_a_single_object_are_told_apart_with_one_listing(small_tree, s3_options, s3_fs):
+    from s3util import new_bucket
+
     from captureq.errors import ScanError
+
+    empty = new_bucket(s3_fs)
+    assert Scanner(f"s3://{empty}", storage_options=s3_options).scan().files == []  # a bucket, empty
 
     with pytest.raises(ScanError, match="does not exist or is not readable"):
         Scanner(small_tree + "-nope", storage_options=s3_options).scan()
