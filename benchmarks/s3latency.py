@@ -259,16 +259,21 @@ def render(rows: list[dict], args, elapsed: float, load: tuple[float, float]) ->
 
 
 def write(path: str, text: str) -> None:
-    """Put ``text`` between :data:`BEGIN` and :data:`END` in ``path`` (appended the first time)."""
+    """Put ``text`` between :data:`BEGIN` and :data:`END` in ``path``; the first time, right
+    after the harness's notes marker (what ``python -m benchmarks`` keeps when it rewrites the
+    file), or at the end."""
+    from .harness import NOTES
+
     with open(path) as f:
         old = f.read()
     block = f"{BEGIN}\n{text}\n{END}"
     if BEGIN in old and END in old:
         new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+    elif NOTES in old:
+        at = old.index(NOTES) + len(NOTES)
+        new = old[:at] + "\n" + block + "\n" + old[at:]
     else:
-        marker = "<!-- notes:"
-        at = old.index(marker) if marker in old else len(old)
-        new = old[:at] + block + "\n\n" + old[at:]
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
     with open(path, "w") as f:
         f.write(new)
 
