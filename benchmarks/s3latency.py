@@ -19,13 +19,11 @@ Every answer is checked equal to the others'; the proxy counts the requests of e
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -234,15 +232,15 @@ def render(rows: list[dict], args, elapsed: float, load: tuple[float, float]) ->
     out = [
         "## Object store: many small objects behind a slow endpoint (`python -m benchmarks.s3latency`)",
         "",
-        f"Written by `python -m benchmarks.s3latency {' '.join(args.argv)}` in {elapsed / 60:.1f} min. "
-        f"Machine: {_machine()}, **shared by 8 engineers working in parallel** (load average "
-        f"{load[0]:.1f} at the start, {load[1]:.1f} at the end): compare the ratios, not the seconds.",
+        (f"Written by `python -m benchmarks.s3latency {' '.join(args.argv)}` in {elapsed / 60:.1f} min. "
+         f"Machine: {_machine()}{', **' + args.note + '**' if args.note else ''} (load average "
+         f"{load[0]:.1f} at the start, {load[1]:.1f} at the end): compare the ratios, not the seconds."),
         "",
-        f"moto's S3 server on loopback behind a proxy holding every request the given time; "
-        f"{RECORDS_PER_OBJECT} records per object ({ENDPOINTS} endpoints, {FILES_PER_HOUR} objects per "
-        f"endpoint and hour, CSV payloads of 69 features). Each contender is a whole process (`exec` to "
-        f"answer), median of {args.repeats} runs after a warm-up (the boto3 loop: one run); the question: `{SQL}`. Requests are "
-        "those of the last run, as the proxy saw them.",
+        (f"moto's S3 server on loopback behind a proxy holding every request the given time; "
+         f"{RECORDS_PER_OBJECT} records per object ({ENDPOINTS} endpoints, {FILES_PER_HOUR} objects per "
+         f"endpoint and hour, CSV payloads of 69 features). Each contender is a whole process (`exec` to "
+         f"answer), median of {args.repeats} runs after a warm-up (the boto3 loop: one run); the question: "
+         f"`{SQL}`. Requests are those of the last run, as the proxy saw them."),
         "",
         "| objects | latency | contender | median s | ÷ polars | GET | LIST | HEAD | same answer |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---|",
@@ -291,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", default=None, metavar="DIR",
                    help="also time the captureq of another checkout (a folder holding captureq/)")
     p.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
+    p.add_argument("--note", default="", help="said about the machine (e.g. 'shared by 8 engineers')")
     args = p.parse_args(argv)
     args.argv = argv
     wanted = [c.strip() for c in args.contenders.split(",") if c.strip()]
