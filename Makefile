@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install java browser demo test test-fast test-pythons bench soak lint clean
+.PHONY: install java browser demo test test-fast test-pythons bench bench-s3 soak lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,12 @@ test-pythons: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# The object-store scenario (not part of `make test` nor `make bench`): many small objects on the
+# S3 test server behind a proxy adding latency; writes its table into benchmarks/RESULTS.md.
+BENCH_S3_ARGS ?= --write
+bench-s3: install
+	$(BIN)/python -m benchmarks.s3latency $(BENCH_S3_ARGS)
 
 # The long scale run (not part of `make test`): a 10 M-record tree (several GB) scanned and
 # exported with peak RSS, and a 30-day S3 listing. Smaller: make soak SOAK_ARGS="--records 2000000".

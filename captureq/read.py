@@ -8,7 +8,10 @@ error or a timeout that outlived the retry policy of :mod:`captureq.storage`) is
 :class:`Unreadable`, never silently dropped.
 
 Nothing here imports numpy, pyarrow or fsspec: on a local disk, :class:`Prefetch` reads a read's
-first batch on a thread of its own while the caller imports what parsing needs.
+first batch on a thread of its own while the caller imports what parsing needs. On an object
+store, :class:`ReadAhead` keeps fetching the next batches while earlier ones are decoded, within
+a byte bound (the ``read_ahead`` storage option) and at most :data:`READ_AHEAD_BATCHES` batches;
+the GETs of every batch share one gate as wide as the ``concurrency`` storage option.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import gzip
 import os
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 # Bytes of capture files per batch (about 10-20x that in memory while it is decoded).
 DEFAULT_BATCH_BYTES = int(os.environ.get("CAPTUREQ_BATCH_BYTES", 16 * 1024 * 1024))
 DEFAULT_BATCH_FILES = 512
+# Batches an object-store read fetches ahead of its decoders (fetching or fetched, not yet taken).
+READ_AHEAD_BATCHES = 4
 
 
 @dataclass
@@ -153,8 +159,6 @@ def _cat_async(fs, paths: list[str], policy: RetryPolicy) -> tuple[list, int]:
     from .storage import is_transient
 
     retries = 0
-    config = getattr(fs, "config_kwargs", None) or {}
-    width = int(config.get("max_pool_connections", 10)) if isinstance(config, dict) else 10
 
     async def one(path: str, gate: asyncio.Semaphore):
         nonlocal retries
@@ -180,10 +184,28 @@ def _cat_async(fs, paths: list[str], policy: RetryPolicy) -> tuple[list, int]:
                 await asyncio.sleep(pause)
 
     async def every():
-        gate = asyncio.Semaphore(max(1, width))
+        gate = _gate(fs, policy)
         return await asyncio.gather(*(one(p, gate) for p in paths))
 
     return list(sync(fs.loop, every)), retries
+
+
+def _gate(fs, policy: RetryPolicy):
+    """The semaphore every GET of ``fs`` passes (one per filesystem, on its event loop, so
+    batches fetched at once share it): ``policy.concurrency`` wide, or the client's connection
+    pool when that is smaller (a request waiting for a connection would spend its timeout
+    waiting)."""
+    import asyncio
+
+    config = getattr(fs, "config_kwargs", None)
+    width = policy.concurrency
+    if isinstance(config, dict) and config.get("max_pool_connections"):
+        width = min(width, int(config["max_pool_connections"]))
+    have = getattr(fs, "_captureq_gate", None)
+    if have is None or have[0] != width:
+        have = (width, asyncio.Semaphore(max(1, width)))
+        fs._captureq_gate = have
+    return have[1]
 
 
 def _cat_retrying(fs, paths: list[str], policy: RetryPolicy) -> tuple[list, int]:
@@ -308,13 +330,19 @@ class Prefetch:
 
     @classmethod
     def start(cls, fs: fsspec.AbstractFileSystem | None, files: list[CaptureFile],
-              batch_bytes: int = DEFAULT_BATCH_BYTES) -> Prefetch | None:
+              batch_bytes: int = DEFAULT_BATCH_BYTES) -> Prefetch | ReadAhead | None:
         """Start reading the first batch of ``files`` when ``fs`` is a local disk (None: the
-        local disk, without importing fsspec); else None (on an object store the first bytes
-        wait on the network anyway, and splitting the batch's request in two would cost a
-        round trip)."""
-        if not files or not _plain_local(fs):
+        local disk, without importing fsspec). On an object store, a :class:`ReadAhead` over
+        every batch instead (None when its ``read_ahead`` storage option is 0): there the
+        batches wait on the network, and fetching the next ones while the first are decoded
+        is what saves time."""
+        if not files:
             return None
+        if not _plain_local(fs):
+            from .storage import policy_of
+
+            limit = policy_of(fs).read_ahead
+            return ReadAhead(fs, plan_batches(files, batch_bytes), max_bytes=limit) if limit > 0 else None
         return cls(fs, plan_batches(files, batch_bytes)[0])
 
     def _run(self) -> None:
@@ -339,3 +367,85 @@ class Prefetch:
             raise self._error
         batch, self._batch = self._batch, None
         return batch
+
+
+class ReadAhead:
+    """The batches of a read (``groups``, in order) fetched ahead of their decoders, for object
+    stores where each batch waits on the network: while the first batches are decoded, the next
+    ones are already in flight. Bounded: the batches fetching or fetched and not yet taken hold
+    at most ``max_bytes`` (their listed sizes; one batch is always allowed) and are at most
+    ``max_batches``. Each batch is the one :func:`fetch` gives (its retries, deadlines and
+    unreadable files included), and the GETs of all of them share the filesystem's
+    ``concurrency`` gate. ``peak_batches`` and ``peak_bytes`` say the most it ever held.
+
+    :meth:`take` hands a batch to its decoder (once) and lets the next one start; a group it
+    has not started (taken out of order, or not one of ``groups``) gives None: the caller
+    fetches that one itself, and it is never fetched twice.
+
+    >>> ahead = ReadAhead(fs, plan_batches(scan.files), max_bytes=256 << 20)   # doctest: +SKIP
+    >>> [ahead.take(g).files == g for g in plan_batches(scan.files)]          # doctest: +SKIP
+    [True, True, True]
+    """
+
+    def __init__(self, fs: fsspec.AbstractFileSystem | None, groups: list[list[CaptureFile]], *,
+                 max_bytes: int, max_batches: int = READ_AHEAD_BATCHES):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.fs = fs
+        self.groups = [list(g) for g in groups]
+        self.max_bytes = max_bytes
+        self.max_batches = max(1, max_batches)
+        self.peak_batches = 0
+        self.peak_bytes = 0
+        self._sizes = [sum(f.size or 0 for f in g) for g in self.groups]
+        self._index = {tuple(g): i for i, g in enumerate(self.groups)}
+        self._lock = threading.Lock()
+        self._futures: dict = {}
+        self._held: dict[int, int] = {}  # batch index → listed bytes, from start until taken
+        self._skipped: set[int] = set()
+        self._next = 0
+        self._pool = ThreadPoolExecutor(max_workers=self.max_batches, thread_name_prefix="captureq-ahead")
+        weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        with self._lock:
+            self._fill()
+
+    def _fill(self) -> None:
+        """Start the next batches while the bound allows (called holding the lock)."""
+        while self._next < len(self.groups):
+            i = self._next
+            if i in self._skipped:
+                self._next += 1
+                continue
+            held = sum(self._held.values())
+            if self._held and (len(self._held) >= self.max_batches or held + self._sizes[i] > self.max_bytes):
+                return
+            self._held[i] = self._sizes[i]
+            self._futures[i] = self._pool.submit(fetch, self.fs, self.groups[i])
+            self._next += 1
+            self.peak_batches = max(self.peak_batches, len(self._held))
+            self.peak_bytes = max(self.peak_bytes, held + self._sizes[i])
+
+    def take(self, group: list[CaptureFile]) -> FileBatch | None:
+        """The batch of ``group``, waiting for it to be fetched; None when the read-ahead has
+        not started it (the caller fetches it)."""
+        i = self._index.get(tuple(group))
+        if i is None:
+            return None
+        with self._lock:
+            future = self._futures.pop(i, None)
+            if future is None:
+                if i >= self._next:
+                    self._skipped.add(i)
+                return None
+        try:
+            return future.result()
+        finally:
+            with self._lock:
+                self._held.pop(i, None)
+                self._fill()
+
+    def close(self) -> None:
+        """Start nothing more; batches not started are dropped (a reader that stops early)."""
+        with self._lock:
+            self._next = len(self.groups)
+        self._pool.shutdown(wait=False, cancel_futures=True)

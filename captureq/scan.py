@@ -10,7 +10,9 @@ Endpoint/variant filters take names or shell-style patterns; one that matches no
 With a time range, the scanner never walks the whole tree: it lists whole days (months, years)
 that lie inside the range with one recursive listing each, and the single hours at the range's
 ragged ends one by one, so the number of LIST calls grows with the hours asked for, not with the
-tree.
+tree. On an object store those listings (and the endpoints' folders) are requested at once, so
+the listing takes a few round trips however many hours it spans, and the root is looked at with
+one LIST (whose entries carry sizes and ETags), never a HEAD.
 
 >>> import captureq.scan as s
 >>> result = s.scan("../shared/corpus/seed-churn")           # doctest: +SKIP
@@ -24,6 +26,7 @@ import fnmatch
 import os
 import re
 import stat
+import threading
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,6 +50,7 @@ NOT_IN_PARTITION = "not in a partition"
 _LOOSE_HOUR = re.compile(r"(?:^|/)(\d{4})/(\d{1,2})/(\d{1,2})/(\d{1,2})/(.+)$")
 _HOUR_TAIL = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/([^/]+)$")
 _GLOB_CHARS = set("*?[")
+LIST_THREADS = 16  # listings of an object store made at once (hour folders, endpoints)
 
 if TYPE_CHECKING:  # pragma: no cover
     import fsspec
@@ -152,6 +156,7 @@ class Scanner:
         # more than the stat calls); same entries, same fields as LocalFileSystem.info
         self.root = path.rstrip("/") or "/"
         self.list_calls = 0
+        self._count = threading.Lock()  # listings may run on threads (:meth:`_each`)
         self._seen: dict[str, set[str]] = {"endpoint": set(), "variant": set()}
 
     @property
@@ -169,12 +174,6 @@ class Scanner:
         """Whether the tree is on this machine's disk, listed and read with plain os calls."""
         return self._local
 
-    def _isdir(self, path: str) -> bool:
-        return os.path.isdir(path) if self._local else self._call("HEAD", path, self.fs.isdir, path)
-
-    def _isfile(self, path: str) -> bool:
-        return os.path.isfile(path) if self._local else self._call("HEAD", path, self.fs.isfile, path)
-
     def _exists(self, path: str) -> bool:
         return os.path.exists(path) if self._local else self._call("HEAD", path, self.fs.exists, path)
 
@@ -187,7 +186,8 @@ class Scanner:
 
     # -- listing primitives (each is one LIST call on object stores) ------------------------
     def _ls(self, path: str) -> list[dict[str, Any]]:
-        self.list_calls += 1
+        with self._count:
+            self.list_calls += 1
         if self._local and os.path.isdir(path):
             return _scandir(path)
         try:
@@ -196,7 +196,8 @@ class Scanner:
             return []
 
     def _find(self, path: str) -> dict[str, dict[str, Any]]:
-        self.list_calls += 1
+        with self._count:
+            self.list_calls += 1
         if self._local and os.path.isdir(path) and not os.path.islink(path):
             out: dict[str, dict[str, Any]] = {}
             todo = [path]
@@ -371,26 +372,44 @@ class Scanner:
                 if d.get("type") == "directory":
                     files += self._find(d["name"]).values()
             return files
-        if self._isfile(root):
-            return [self.fs.info(root)]
-        if not self._isdir(root):
-            raise ScanError(self._missing(root))
+        if self._local:
+            if os.path.isfile(root):
+                return [self.fs.info(root)]
+            if not os.path.isdir(root):
+                raise ScanError(self._missing(root))
+            children = None
+        else:
+            # one LIST says what root is, with sizes and ETags: a folder (what is in it), an
+            # object (itself), or nothing; no HEAD request
+            children = self._ls(root)
+            if not children:
+                if "/" not in root and self._exists(root):
+                    return []  # an empty bucket
+                raise ScanError(self._missing(root))
+            if len(children) == 1 and children[0].get("type") != "directory" \
+                    and children[0]["name"].rstrip("/") == root:
+                return children
         tail = root.split("/")
         # Already inside the time folders (yyyy[/mm[/dd[/hh]]]): walk what is there.
         if _is_time_tail(tail):
             return list(self._find(root).values())
-        children = self._ls(root)
+        if children is None:
+            children = self._ls(root)
         child_dirs = [c for c in children if c.get("type") == "directory"]
         if self.layout == LABELS or _all_years(child_dirs):
             # root is a variant folder (capture) or the labels prefix: yyyy/ below.
-            return self._hours_under(root, start, end) + [
+            return self._listed(self._hour_listings(root, start, end)) + [
                 c for c in children if c.get("type") != "directory"
             ]
         # root holds endpoints, or is an endpoint holding variants: look one level down.
         files = [c for c in children if c.get("type") != "directory"]
         if not child_dirs:
             return files
-        first = self._ls(child_dirs[0]["name"])
+        # the first child says whether root is an endpoint (its children hold years); it is
+        # listed together with the endpoints the filter keeps, in case root holds endpoints
+        ahead = [child_dirs[0]] + [e for e in child_dirs[1:] if _matches(_base(e["name"]), endpoints)]
+        listed = dict(zip((e["name"] for e in ahead), self._each(self._ls, [e["name"] for e in ahead])))
+        first = listed[child_dirs[0]["name"]]
         if _all_years([c for c in first if c.get("type") == "directory"]):
             # root is an endpoint folder
             self._seen["endpoint"].add(_base(root))
@@ -399,36 +418,65 @@ class Scanner:
             variant_dirs = [c["name"] for c in child_dirs]
         else:
             variant_dirs = []
+            wanted = []
             for e in child_dirs:
                 self._seen["endpoint"].add(_base(e["name"]))
-                if not _matches(_base(e["name"]), endpoints):
-                    continue
-                listing = first if e is child_dirs[0] else self._ls(e["name"])
+                if _matches(_base(e["name"]), endpoints):
+                    wanted.append(e)
+            for e in wanted:
+                listing = listed[e["name"]]
                 files += [c for c in listing if c.get("type") != "directory"]
                 variant_dirs += [c["name"] for c in listing if c.get("type") == "directory"]
-        out = list(files)
+        listings = []
         for v in variant_dirs:
             self._seen["variant"].add(_base(v))
             if _matches(_base(v), variants):
-                out += self._hours_under(v, start, end)
-        return out
+                listings += self._hour_listings(v, start, end)
+        return list(files) + self._listed(listings)
 
-    def _hours_under(self, vdir: str, start: datetime | None, end: datetime | None) -> list[dict]:
-        """Files in the hour folders of ``vdir`` within [start, end).
+    def _each(self, fn, items: list) -> list:
+        """``[fn(item) for item in items]``; on an object store the calls are made at once (each
+        a LIST, under the retry policy), up to the ``concurrency`` storage option."""
+        if self._local or len(items) < 2:
+            return [fn(item) for item in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .storage import policy_of
+
+        width = min(len(items), LIST_THREADS, policy_of(self.fs).concurrency)
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="captureq-list") as pool:
+            return list(pool.map(fn, items))
+
+    def _listed(self, listings: list[tuple[str, str]]) -> list[dict]:
+        """The files of ``listings`` (``("find", folder)``: every file below it; ``("ls",
+        hour folder)``: the files in it), listed at once on an object store."""
+
+        def one(job: tuple[str, str]) -> list[dict]:
+            kind, path = job
+            if kind == "find":
+                return list(self._find(path).values())
+            return [c for c in self._ls(path) if c.get("type") != "directory"]
+
+        return [info for files in self._each(one, listings) for info in files]
+
+    def _hour_listings(self, vdir: str, start: datetime | None,
+                       end: datetime | None) -> list[tuple[str, str]]:
+        """The listings that find the files in the hour folders of ``vdir`` within [start, end),
+        for :meth:`_listed`.
 
         Whole years, months and days inside the range are listed with one recursive listing
-        each, the hours at its ragged ends one by one; so an open-ended range (``end`` is now)
-        costs a few dozen LIST calls, not one per day since ``start``.
+        each (``find``), the hours at its ragged ends one by one (``ls``); so an open-ended
+        range (``end`` is now) costs a few dozen LIST calls, not one per day since ``start``.
         """
         if start is None:
-            return list(self._find(vdir).values())  # no lower bound: walk it all
+            return [("find", vdir)]  # no lower bound: walk it all
         if end is None:  # up to now, rounded up to a month so that it is one listing
             end = _next_month(floor_hour(datetime.now(UTC)) + timedelta(days=1))
             years = [int(_base(d["name"])) for d in self._ls(vdir) if d.get("type") == "directory"
                      and re.fullmatch(r"\d{4}", _base(d["name"]))]
             if years and max(years) >= end.year:  # folders dated after now (clock skew, tests)
                 end = datetime(max(years) + 1, 1, 1, tzinfo=UTC)
-        out: list[dict] = []
+        out: list[tuple[str, str]] = []
         t = floor_hour(start)
         while t < end:
             day = t.replace(hour=0)
@@ -436,11 +484,11 @@ class Scanner:
             if t == day and t.day == 1:
                 next_year = t.replace(year=t.year + 1)
                 if t.month == 1 and next_year <= end:
-                    out += list(self._find(f"{vdir}/{t:%Y}").values())
+                    out.append(("find", f"{vdir}/{t:%Y}"))
                     t = next_year
                     continue
                 if _next_month(t) <= end:
-                    out += list(self._find(f"{vdir}/{t:%Y/%m}").values())
+                    out.append(("find", f"{vdir}/{t:%Y/%m}"))
                     t = _next_month(t)
                     continue
             hours = []
@@ -449,14 +497,9 @@ class Scanner:
                 hours.append(h)
                 h += HOUR
             if len(hours) > 6:  # cheaper to list the day once and filter
-                out += list(self._find(f"{vdir}/{day:%Y/%m/%d}").values())
+                out.append(("find", f"{vdir}/{day:%Y/%m/%d}"))
             else:
-                for h in hours:
-                    out += [
-                        c
-                        for c in self._ls(f"{vdir}/{h:%Y/%m/%d/%H}")
-                        if c.get("type") != "directory"
-                    ]
+                out += [("ls", f"{vdir}/{h:%Y/%m/%d/%H}") for h in hours]
             t = next_day
         return out
 

@@ -5,7 +5,14 @@
 * ``retries`` — retries after a failed attempt (default 2: three attempts);
 * ``timeout`` — seconds one request may take (default 20);
 * ``deadline`` — seconds one object (or one listing, one write) may take, attempts and the
-  pauses between them included (default 60).
+  pauses between them included (default 60);
+* ``concurrency`` — requests to an object store at once (default 64, or
+  ``CAPTUREQ_CONCURRENCY``): the GETs of a read share it, and S3's connection pool
+  (``config_kwargs.max_pool_connections``) is sized to match unless given;
+* ``read_ahead`` — bytes of objects (as listed) a read fetches ahead of the decoders on an
+  object store (default 256 MiB, or ``CAPTUREQ_READ_AHEAD``; at most
+  :data:`captureq.read.READ_AHEAD_BATCHES` batches; 0 fetches each batch only when it is
+  decoded).
 
 Retries stack badly: s3fs retries each call (5 times) around botocore, which retries each
 request (5 times, up to 15 s apart), so one stalled object kept a read busy for half an hour.
@@ -24,6 +31,7 @@ transient errors itself within the deadline (:meth:`RetryPolicy.call`, and
 from __future__ import annotations
 
 import errno
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,17 +44,23 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_RETRIES = 2
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_DEADLINE = 60.0
-POLICY_KEYS = ("retries", "timeout", "deadline")
+DEFAULT_CONCURRENCY = 64
+DEFAULT_READ_AHEAD = 256 * 1024 * 1024
+POLICY_KEYS = ("retries", "timeout", "deadline", "concurrency", "read_ahead")
 _S3 = ("s3", "s3a")
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Attempts, per-request timeout and per-object deadline (seconds) of storage requests."""
+    """Attempts, per-request timeout and per-object deadline (seconds) of storage requests,
+    how many of them may be in flight at once (``concurrency``), and how many bytes a read may
+    fetch ahead of its decoders (``read_ahead``)."""
 
     retries: int = DEFAULT_RETRIES
     timeout: float = DEFAULT_TIMEOUT
     deadline: float = DEFAULT_DEADLINE
+    concurrency: int = DEFAULT_CONCURRENCY
+    read_ahead: int = DEFAULT_READ_AHEAD
     backoff: float = 0.2  # the first pause; each next one doubles (at most 5 s)
     # whose storage this is: "source" (a tree read) or "destination" (an export, the cache);
     # errors raised through call() carry it as ``captureq_side``, so advice names its option
@@ -140,11 +154,19 @@ def split_options(storage_options: dict | None) -> tuple[dict, RetryPolicy]:
             retries=int(given.get("retries", DEFAULT_RETRIES)),
             timeout=float(given.get("timeout", DEFAULT_TIMEOUT)),
             deadline=float(given.get("deadline", DEFAULT_DEADLINE)),
+            concurrency=int(given.get("concurrency",
+                                      os.environ.get("CAPTUREQ_CONCURRENCY") or DEFAULT_CONCURRENCY)),
+            read_ahead=int(float(given.get("read_ahead",
+                                           os.environ.get("CAPTUREQ_READ_AHEAD") or DEFAULT_READ_AHEAD))),
         )
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"storage option retries/timeout/deadline must be numbers ({exc})") from exc
+        raise ConfigError("storage options retries, timeout, deadline, concurrency and read_ahead "
+                          f"must be numbers ({exc})") from exc
     if policy.retries < 0 or policy.timeout <= 0 or policy.deadline <= 0:
         raise ConfigError("storage options: retries must be >= 0, timeout and deadline > 0 seconds")
+    if policy.concurrency < 1 or policy.read_ahead < 0:
+        raise ConfigError("storage options: concurrency must be >= 1 and read_ahead >= 0 bytes "
+                          "(also CAPTUREQ_CONCURRENCY, CAPTUREQ_READ_AHEAD)")
     return opts, policy
 
 
@@ -164,6 +186,8 @@ def filesystem(uri: str, storage_options: dict | None = None,
     if get_protocol(uri) in _S3:
         config = dict(opts.get("config_kwargs") or {})
         config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
+        # one connection per concurrent request: botocore's default pool (10) would queue them
+        config.setdefault("max_pool_connections", policy.concurrency)
         if "timeout" in (storage_options or {}):
             config.setdefault("read_timeout", policy.timeout)
             config.setdefault("connect_timeout", min(policy.timeout, 10.0))
