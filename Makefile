@@ -78,5 +78,9 @@ SOAK_ARGS ?=
 soak: install
 	$(BIN)/python tests/soak.py $(SOAK_ARGS)
 
+# The linters the suite keeps: ruff's pyflakes, import-order and bugbear rules (pyproject.toml).
+lint: install
+	$(BIN)/python -m ruff check captureq tests benchmarks conftest.py
+
 clean:
 	rm -rf demo-data soak-data .pytest_cache .hypothesis test-artifacts

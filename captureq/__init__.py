@@ -40,9 +40,18 @@ __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import CaptureTree, Result, open
+    from .errors import (
+        CaptureqError,
+        ConfigError,
+        DecodeError,
+        ExportError,
+        ScanError,
+        StorageError,
+        StorageOptionWarning,
+        UnreadableError,
+        UnreadableWarning,
+    )
     from .options import DecodeOptions
-    from .errors import (CaptureqError, ConfigError, DecodeError, ExportError, ScanError,
-                         StorageError, StorageOptionWarning, UnreadableError, UnreadableWarning)
     from .read import Unreadable
     from .scan import scan
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from .options import DecodeOptions
-from .plan import Result, ScanPlan, Tables, Window, open_plan, to_arrow
+from .plan import Result, ScanPlan, Tables, Window, open_plan
 from .read import DEFAULT_BATCH_BYTES
 
 __all__ = ["CaptureTree", "Result", "Tables", "Window", "open"]

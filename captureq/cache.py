@@ -37,10 +37,10 @@ import hashlib
 import json
 import os
 import shutil
-import threading
-import time
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import views
-from .errors import CaptureqError, ExportError
+from .errors import ExportError
 from .options import DecodeOptions
 
 if TYPE_CHECKING:  # numpy/pyarrow are imported where used: a first query looks the cache up
@@ -264,9 +264,9 @@ def _parquet_source(files: list[str], fields: list[pa.Field], uniform: bool,
     Parts stored with different types (a column widened after they were written) are read in
     groups of one stored schema each, a number that becomes text written as its canonical text
     (:func:`captureq.decode.unify.text_sql`), as the in-memory path writes it."""
-    from . import schema
     import pyarrow as pa
 
+    from . import schema
     from .decode.unify import text_sql
     from .export import _arrow_type
 
@@ -320,9 +320,7 @@ def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> 
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from . import schema
-
-    from . import window
+    from . import schema, window
     from .export import _arrow_type
 
     con = _connection(locked, frozenset(p for ps in hit.parts.values() for p in ps))
@@ -811,7 +809,7 @@ def wait(root: Path | str | None = None, timeout: float | None = None) -> bool:
 # At exit, finish thread refreshes before concurrent.futures stops taking work (its exit hook,
 # registered when captureq.pipeline imported it, runs after this one: threading runs them in
 # reverse order). Fill processes are detached: the interpreter does not wait for them.
-import concurrent.futures.thread  # noqa: E402,F401
+import concurrent.futures.thread  # noqa: F401
 
 
 def _join_threads() -> None:

@@ -28,12 +28,12 @@ from .cli_errors import debug, explain
 from .cli_options import (
     CacheOpt,
     EndOpt,
-    LatenessOpt,
     EndpointOpt,
     Format,
     FormatOpt,
-    LabelsOpt,
     InputTypeOpt,
+    LabelsOpt,
+    LatenessOpt,
     OutputTypeOpt,
     OutStorageOpt,
     QuietOpt,
@@ -233,7 +233,6 @@ def scan(
         return
     if format is Format.json:
         import json
-
         from dataclasses import asdict
 
         doc = {

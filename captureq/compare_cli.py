@@ -92,7 +92,8 @@ def compare(
 ) -> None:
     """Compare two variants' answers to the same requests: agreement, flips, score differences,
     where they disagree, quality on the same labels, latency and errors."""
-    from .compare import compare as run, parse_fail_if
+    from .compare import compare as run
+    from .compare import parse_fail_if
 
     try:
         for condition in fail_if or []:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-
 #: Type names a user may declare, and the SQL type each means.
 TYPE_NAMES = {"VARCHAR": "VARCHAR", "TEXT": "VARCHAR", "STRING": "VARCHAR", "BIGINT": "BIGINT",
               "INTEGER": "BIGINT", "INT": "BIGINT", "DOUBLE": "DOUBLE", "FLOAT": "DOUBLE",

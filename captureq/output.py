@@ -221,7 +221,6 @@ def _wall_clock(col: pa.ChunkedArray) -> _Column:
 
 def _split_nanos(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     """A nanosecond timestamp column as microseconds (rounded down) and the nanoseconds left."""
-    import numpy as np
 
     micros, nanos = [], []
     for chunk in col.chunks:
@@ -556,7 +555,7 @@ def _polars_prints_repr() -> bool:
 
             text = pl.DataFrame({"x": _PROBE}).write_csv(include_header=False, quote_style="never")
             _CHECKED["polars_repr"] = text == "".join(repr(v) + "\n" for v in _PROBE)
-        except Exception:  # noqa: BLE001 - no polars, an older API: DuckDB prints them
+        except Exception:
             _CHECKED["polars_repr"] = False
     return _CHECKED["polars_repr"]
 

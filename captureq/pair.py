@@ -64,7 +64,6 @@ def _aligned(inputs: pa.Table, outputs: pa.Table) -> bool:
 
 def pair_records(inputs: pa.Table, outputs: pa.Table) -> pa.Table:
     """Full outer join of ``inputs`` and ``outputs`` on (capture_id, record_index)."""
-    key_names = [k for k in KEYS if k in inputs.column_names]
     out_values = value_columns(outputs)
     renamed = output_aliases(out_values, value_columns(inputs))
     if _aligned(inputs, outputs):

@@ -19,8 +19,15 @@ import numpy as np
 import pyarrow as pa
 
 from . import schema, window
-from .decode import (DecodeOptions, SideResult, alignment_quarantine, conform, decide, decode_labels,
-                     decode_side)
+from .decode import (
+    DecodeOptions,
+    SideResult,
+    alignment_quarantine,
+    conform,
+    decide,
+    decode_labels,
+    decode_side,
+)
 from .pair import pair_records
 from .parse import parse_captures, parse_labels
 from .read import DEFAULT_BATCH_BYTES, FileBatch, Prefetch, Unreadable, fetch, plan_batches

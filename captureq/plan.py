@@ -37,7 +37,7 @@ from . import views
 from .errors import QueryError, ScanError
 from .options import DecodeOptions
 from .read import DEFAULT_BATCH_BYTES, Prefetch, Unreadable, unreadable_summary
-from .scan import CAPTURE, LABELS, ScanResult, Scanner
+from .scan import CAPTURE, LABELS, Scanner, ScanResult
 from .timeutil import to_lateness, to_utc
 from .views import PAYLOAD_TEXT
 
@@ -595,7 +595,7 @@ class ScanPlan:
                     for name, table in self._cache.get("extra_views", {}).items():
                         register_view(con, name, table, temp=True)
                 self._cache[key] = con
-            except Exception:  # noqa: BLE001 - OSError, bad JSON, a duckdb.Error: all the same
+            except Exception:
                 self._cache[key] = None  # an unreadable cache is only a slower query
         return self._cache[key]
 

@@ -25,9 +25,8 @@ import pyarrow as pa
 
 from . import schema
 from .decode.names import key_path
-from .registry import SIDES
 from .decode.unify import NULL, arrow_type, join, kind_of_flags, kind_sql, type_name
-
+from .registry import SIDES
 
 
 @dataclass(frozen=True)

@@ -63,17 +63,17 @@ from .export import (
     _Output,
     _partial_windows,
     _read_whole,
-    capture_work,
     _split,
     _typed_records,
     _write_manifest,
     _write_parts,
+    capture_work,
     commit_files,
-    widen_parts,
     destination_options,
     failure_reason,
     refuse_inside_source,
     start_run,
+    widen_parts,
 )
 from .pipeline import Counts, process_captures, process_labels
 from .read import DEFAULT_BATCH_FILES, fetch, plan_batches
@@ -283,9 +283,10 @@ def read_tables(
     """
     import pickle
 
+    from pyspark import StorageLevel
+
     from .decode import conform, decide
     from .decode.unify import conformed_schema
-    from pyspark import StorageLevel
 
     window = _window(start, end, endpoint, variant, lateness)
     files = _scan(uri, CAPTURE, storage_options, **window)
@@ -626,7 +627,7 @@ def _admit_new_endpoints(registry: Registry, fs, work: list, options, task_bytes
             registry.admit(registry.own_types(result), run_id)
         except (CaptureqError, OSError):
             raise  # the storage fails: no endpoint may commit
-        except Exception as exc:  # noqa: BLE001 - this endpoint's files wait for the next run
+        except Exception as exc:
             failed[endpoint] = failure_reason(exc)
     return failed
 
@@ -646,7 +647,7 @@ def _export_wave(
                 result = _export_task(fs, target, group, seq)
             except (CaptureqError, OSError):
                 raise  # the storage fails: Spark retries the task, then fails the job
-            except Exception as exc:  # noqa: BLE001 - these files wait for the next run
+            except Exception as exc:
                 result = {"seq": seq, "files": len(group), "error": failure_reason(exc),
                           "endpoints": sorted({f.endpoint or "" for f in group})}
             yield pa.RecordBatch.from_pydict(

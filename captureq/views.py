@@ -8,7 +8,6 @@ a ``duckdb`` CLI older than the library).
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from importlib import resources
 from pathlib import Path

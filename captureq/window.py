@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import schema
+
 # the listing half of the window (LATENESS, listing_bounds) lives in timeutil: the scanner uses
 # it and imports no pyarrow; both are re-exported here
 from .timeutil import LATENESS, listing_bounds, to_lateness, to_utc  # noqa: F401

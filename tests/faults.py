@@ -22,8 +22,8 @@ import base64
 import contextlib
 import fnmatch
 import gzip
-import socket
 import json
+import socket
 import threading
 import time
 from collections import Counter

@@ -177,8 +177,7 @@ def test_npy_round_trip(tmp_path_factory, arrays):
         for a in arrays for r in expected_rows(a)
     ]
     assert rows(t.inputs) == want
-    for a in arrays:
-        assert t.captures["input_encoding"][0].as_py() == "BASE64"
+    assert set(t.captures["input_encoding"].to_pylist()) == {"BASE64"}
     got_types = {t.inputs.schema.field(f"_c{j}").type for j in range(width)}
     if all(a.dtype.kind in "iu" for a in arrays):
         assert got_types == {pa.int64()}

@@ -224,7 +224,7 @@ def test_round_trip_reads_back_exactly_what_was_captured(
     assert tables.quarantine.num_rows == 0
     assert tables.counts.lines_read == tables.counts.rows == len(reqs)
     caps = tables.captures.sort_by("line_number").to_pylist()
-    for cap, ((inp, ict, irows), (out_, oct_, orows), iid) in zip(caps, reqs):
+    for cap, ((inp, ict, _irows), (out_, oct_, _orows), iid) in zip(caps, reqs):
         assert (cap["endpoint"], cap["variant"], cap["inference_id"]) == ("ep-1", "v1", iid)
         assert cap["inference_time"] == datetime.fromtimestamp(int(when), UTC)
         for side, data, ctype in (("input", inp, ict), ("output", out_, oct_)):
@@ -421,7 +421,7 @@ def test_failed_writes_are_retried_and_counted(tmp_path, monkeypatch) -> None:
 def test_capture_costs_microseconds_on_the_request_path(tmp_path) -> None:
     with CaptureWriter(CaptureConfig(str(tmp_path), sampling_percentage=100)) as writer:
         body, out, timings = "69,0,153.7,194.0,1,2,3,4,5,6,7,8\n", "0.123", []
-        for i in range(5_000):
+        for _ in range(5_000):
             t0 = time.perf_counter_ns()
             writer.capture(body, "text/csv", out, "text/csv", inference_id="x")
             timings.append(time.perf_counter_ns() - t0)

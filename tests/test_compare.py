@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from trees import T0, capture, label, write_captures, write_labels
 from typer.testing import CliRunner
 
 import captureq
@@ -23,7 +24,6 @@ from captureq.cli import app
 from captureq.compare import bootstrap_metrics, compare, parse_fail_if
 from captureq.errors import ConfigError
 from captureq.monitor.quality import binary_metrics, multiclass_metrics, regression_metrics
-from trees import T0, capture, label, write_captures, write_labels
 
 ERROR = object()  # the candidate's request failed: a capture with replayError and no output
 

@@ -7,14 +7,12 @@ import json
 import random
 from datetime import timedelta
 
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from trees import T0, capture, write_captures
 
 import captureq
-from captureq.read import FileBatch
-from trees import T0, capture, write_captures
 
 
 def _with_meta(record: dict, extra: dict) -> dict:

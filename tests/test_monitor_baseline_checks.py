@@ -17,6 +17,7 @@ from captureq.errors import ConfigError
 from captureq.generate import default_endpoints, generate_tree
 from captureq.monitor import Baseline, baseline, monitor
 from captureq.monitor.baseline import read_table
+
 try:
     from captureq.monitor.baseline import HeaderWarning
 except ImportError:  # before the fix
@@ -92,7 +93,7 @@ def test_monitor_refuses_a_featureless_baseline_object(tmp_path, capture):
 
 
 def test_first_drift_of_a_run_without_hours_has_its_columns():
-    from captureq.monitor.check import MonitorResult, DRIFT_SCHEMA, VIOLATION_SCHEMA
+    from captureq.monitor.check import DRIFT_SCHEMA, VIOLATION_SCHEMA, MonitorResult
 
     r = MonitorResult({}, {"violations": []}, VIOLATION_SCHEMA.empty_table(),
                       DRIFT_SCHEMA.empty_table())

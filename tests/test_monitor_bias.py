@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trees import capture, label, write_captures, write_labels
 from typer.testing import CliRunner
 
 import captureq
@@ -26,7 +27,6 @@ from captureq.monitor.bias import (
     bias,
     metrics_of,
 )
-from trees import capture, label, write_captures, write_labels
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = json.loads((DATA / "clarify" / "reference.json").read_text())

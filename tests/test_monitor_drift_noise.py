@@ -3,7 +3,7 @@ from the baseline's (a chi-square test at the configured level) as well as by th
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa

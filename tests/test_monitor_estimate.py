@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from trees import capture, label, write_captures, write_labels
 from typer.testing import CliRunner
 
 import captureq
@@ -26,10 +27,9 @@ from captureq.monitor.estimate import (
     reliability_curve,
     weighted_auc,
 )
-from trees import capture, label, write_captures, write_labels
 
 skm = pytest.importorskip("sklearn.metrics")
-from sklearn.calibration import calibration_curve  # noqa: E402
+from sklearn.calibration import calibration_curve
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REF = {"reference_start": "2026-01-01T00", "reference_end": "2026-01-02T00"}  # first 24 hours

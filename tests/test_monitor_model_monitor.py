@@ -12,13 +12,13 @@ from datetime import timedelta
 
 import pyarrow as pa
 import pytest
+from trees import T0, capture, write_captures
 
 import captureq
 from captureq.monitor import Baseline, baseline, check
 from captureq.monitor.baseline import column
 from captureq.monitor.check import monitoring_config
 from captureq.monitor.messages import TEMPLATES, describe
-from trees import T0, capture, write_captures
 
 STATISTICS = {
     "version": 0.0,

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trees import T0, capture, label, write_captures, write_labels
 from typer.testing import CliRunner
 
 import captureq
 from captureq.cli import app
 from captureq.monitor.quality_files import multiclass_scalars, quality_statistics
-
-from trees import T0, capture, label, write_captures, write_labels
 
 skm = pytest.importorskip("sklearn.metrics")
 runner = CliRunner()

@@ -13,12 +13,12 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trees import T0, capture, write_captures
 
 import captureq
 from captureq.decode import unify
 from captureq.monitor import baseline, monitor
 from captureq.monitor.baseline import column, feature_statistics
-from trees import T0, capture, write_captures
 
 NON_FINITE = ["NaN", "nan", "Infinity", "-Infinity", "inf", "-inf", "INF"]
 

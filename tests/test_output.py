@@ -289,9 +289,9 @@ def test_a_pipe_closed_early_is_not_an_error(capture):
     exit 0, nothing on stderr."""
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(Path.cwd()))}
     exe = str(Path(sys.executable).parent / "captureq")
-    sql = "select range as n, 'some text' as s from range(300000)"
+    texts = "select range as n, 'some text' as s from range(300000)"
     floats = "select range as n, range / 3 as x from range(1200000)"  # polars prints the CSV
-    for format, sql in (("csv", sql), ("json", sql), ("csv", floats)):
+    for format, sql in (("csv", texts), ("json", texts), ("csv", floats)):
         for read_first_line in (True, False):
             proc = subprocess.Popen([exe, "query", str(capture), sql, "--format", format],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 import pytest
+from trees import capture, write_captures
 
 import captureq
 from captureq import views
 from captureq.pair import pair_records, value_columns
-
-from trees import capture, write_captures
 
 CASES = {
     "aligned": [capture("1,2\n3,4\n", "0.1\n0.2\n"), capture("5,6", "0.3")],

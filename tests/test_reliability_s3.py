@@ -346,7 +346,7 @@ def test_a_loss_record_heals_once_the_object_is_read(tree, faults, s3_options, t
     def file_row_count(cq) -> int:
         return cq.sql("select count(*) as n from quarantine where stage = 'file'").to_pylist()[0]["n"]
 
-    for attempt in range(2):  # unreadable twice: still one loss record, not two
+    for _ in range(2):  # unreadable twice: still one loss record, not two
         faults.error(key, 500)
         with pytest.warns(captureq.UnreadableWarning):
             summary = captureq.open(url, storage_options=opts).export(out)

@@ -22,7 +22,6 @@ import captureq
 from captureq.decode import DecodeOptions
 
 
-
 def _csv_row(n: int) -> str:
     return ",".join(["0.5"] * n)
 

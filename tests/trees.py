@@ -50,7 +50,7 @@ def payload(
 def capture(
     input: str | bytes | dict | None = None,
     output: str | bytes | dict | None = None,
-    *,  # noqa: A002
+    *,
     input_type: str = "text/csv",
     output_type: str = "text/csv",
     event_id: str = "event-1",

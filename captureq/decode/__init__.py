@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 
 from .. import schema
 from ..options import DecodeOptions
-from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables
 from .binary import decode_binary
+from .common import RECORD_INDEX, ROW, Decoded, concat, concat_tables
 from .csv import decode_csv
 from .json import decode_json, decode_json_lines
 from .names import column_name, key_path

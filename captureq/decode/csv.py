@@ -19,7 +19,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from .unify import canonicalize_csv_text
 from .common import (
     RECORD_INDEX,
     ROW,
@@ -33,6 +32,7 @@ from .common import (
     values_buffer,
     widest_lines,
 )
+from .unify import canonicalize_csv_text
 
 #: ``1``/``0`` are numbers, not booleans (pyarrow's default reads a column of ``True`` and ``1`` as
 #: booleans, and ``1`` alone as an integer: the type would depend on the batch).

@@ -35,7 +35,6 @@ becomes ``_c0``, ``_c1``, …; a scalar becomes ``_c0``.
 from __future__ import annotations
 
 import contextlib
-
 import json
 import re
 from collections.abc import Sequence
@@ -49,11 +48,11 @@ from .common import (
     RECORD_INDEX,
     ROW,
     Decoded,
+    TooWide,
     bisect,
     concat,
     first_line,
     normalize_types,
-    TooWide,
     repeat_index,
     too_wide_reason,
     unique_names,

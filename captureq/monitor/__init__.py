@@ -43,7 +43,6 @@ __all__ = sorted(_LAZY)
 if TYPE_CHECKING:  # pragma: no cover
     from .baseline import Baseline, baseline, constraints, load_data, statistics
     from .check import CHECK_TYPES, MonitorResult, check, monitor
-    from .split import baseline_by, monitor_by
     from .estimate import EstimateResult, estimate_quality
     from .job import JobConfig, JobResult, run_job
     from .quality import QualityResult, model_quality
@@ -54,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
         quality_violations,
     )
     from .schedule import Schedule, ScheduleResult, run_schedule
+    from .split import baseline_by, monitor_by
 
 
 lazy_package(__name__)

@@ -515,8 +515,7 @@ def _top(ranks: pa.Table, column: str, n: int = 3) -> dict[tuple, str]:
 
 
 def _records(source: Any, attributions: str | None, storage_options: dict | None) -> pa.Table:
-    from ..plan import ScanPlan
-    from ..plan import open_plan
+    from ..plan import ScanPlan, open_plan
 
     if isinstance(source, pa.Table):
         if "feature" in source.column_names:

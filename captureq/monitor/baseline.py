@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from .. import schema
 from ..decode.unify import NON_FINITE
-from ..errors import ConfigError, HeaderWarning  # noqa: F401 - HeaderWarning is re-exported
+from ..errors import ConfigError, HeaderWarning
 
 INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unknown"
 KLL_C, KLL_K = 0.64, 2048  # the sketch parameters Model Monitor's files carry
@@ -468,7 +468,6 @@ def read_table(
 def _header_or_warn(rows: pa.Table, path: str) -> bool:
     import warnings
 
-    from ..errors import HeaderWarning
 
     found = csv_header(rows)
     if found is not None:
@@ -649,7 +648,6 @@ def load_data(
     detected when None, see :mod:`.training`)."""
     from ..plan import ScanPlan as CaptureTree
     from ..plan import open_plan as open_tree
-
     from .training import flatten_structs
 
     if isinstance(source, pa.Table):

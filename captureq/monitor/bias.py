@@ -742,7 +742,7 @@ def bias(
         values = metrics_from_counts(counts, grouped)
         sizes = group_sizes(counts)
         lower = _lower_bounds(counts, grouped, alpha, rng) if base_doc else None
-        for wi, wlabel in enumerate(labels):
+        for wi in range(len(labels)):
             for ki, key in enumerate(split.keys):
                 skey = split_key(key)
                 entries: dict[str, list] = {PRE_TRAINING: [], POST_TRAINING: []}

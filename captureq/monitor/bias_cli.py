@@ -10,24 +10,24 @@ import typer
 from ..cli_options import (
     EndOpt,
     EndpointOpt,
+    FailOnViolationsOpt,
     Format,
     FormatOpt,
+    InputTypeOpt,
     LabelsOpt,
     LatenessOpt,
+    OutputTypeOpt,
     QuietOpt,
     StartOpt,
-    FailOnViolationsOpt,
-    InputTypeOpt,
-    OutputTypeOpt,
     StorageOpt,
     UriArg,
     VariantOpt,
+    exit_on_violations,
     load,
     pipe_safe,
     write_result,
 )
 from ..cli_options import fail as _fail
-from ..cli_options import exit_on_violations
 from ..cli_options import open_tree as _open
 from ..cli_options import out as console
 from ..errors import CaptureqError

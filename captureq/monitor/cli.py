@@ -8,7 +8,6 @@ the monitoring code are imported when a command runs, not when ``captureq --help
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 import typer

@@ -26,7 +26,7 @@ from ..cli_options import fail as _fail
 from ..cli_options import open_tree as _open
 from ..cli_options import out as console
 from ..errors import CaptureqError
-from .cli import _check_format, _table, pipe_safe
+from .cli import _check_format, _table
 
 app = typer.Typer()
 

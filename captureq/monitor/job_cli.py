@@ -10,7 +10,6 @@ import typer
 
 from .. import exit_codes
 from ..cli_options import (
-    EndpointOpt,
     FailOnViolationsOpt,
     LatenessOpt,
     OutStorageOpt,

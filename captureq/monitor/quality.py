@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError
-from .problem import BINARY, MULTICLASS, REGRESSION, ModelType, choose, encode, to_float
+from .problem import BINARY, MULTICLASS, ModelType, choose, encode, to_float
+
 PREDICTION_COLUMNS = (
     "output_c0",
     "output_score",
