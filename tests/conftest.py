@@ -8,6 +8,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Real capture files, copied from the project's shared corpus into the repository so that a
 # fresh clone runs every test (tests/data/corpus/SOURCES.md says where each came from).
 CORPUS = ROOT / "tests" / "data" / "corpus"
+# Test data, not tests: scripts there (tests/data/clarify/make_reference.py) run in a virtualenv
+# of their own and are never collected, not even by --doctest-modules.
+collect_ignore_glob = ["data/*"]
 
 
 def pytest_collection_modifyitems(items):
