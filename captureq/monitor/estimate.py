@@ -61,9 +61,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError
+from .problem import BINARY, REGRESSION
 from .quality import (
-    BINARY,
-    REGRESSION,
     VIOLATION_SCHEMA,
     _numeric,
     binary_metrics,
