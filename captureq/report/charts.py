@@ -320,7 +320,7 @@ def feature_spec_template(series: list[str] | None = None) -> dict:
     ``datasets``, the title and the series colours."""
     tip = [{"field": "series"}, {"field": "bin"}, {"field": "share", "format": ".1%"}]
     return {
-        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "$schema": alt.SCHEMA_URL,
         "vconcat": [
             {
                 "data": {"name": "bins"},
