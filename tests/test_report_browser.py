@@ -280,8 +280,8 @@ def test_a_3000_feature_report_draws_every_section(page, wide_report):
         assert pg.evaluate("document.body.dataset.failed") is None
         figures = pg.evaluate(DRAWN)
         assert [f["id"] for f in figures] == ["fig-traffic", "fig-predictions", "fig-drift", "fig-histograms"]
-        for f in figures:
-            assert f["width"] > 300 and f["height"] > 100 and f["marks"] > 10, f
+        for f in figures:  # the traffic figure: one bar per hour and variant
+            assert f["width"] > 300 and f["height"] > 100 and f["marks"] >= 6, f
         # the heat map holds the worst 20 features, not 3,000 rows
         assert pg.evaluate("document.querySelector('#fig-drift svg').getBoundingClientRect().height") < 900
         headline = pg.inner_text(".headline")

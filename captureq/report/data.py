@@ -273,9 +273,10 @@ def feature_histograms(
         mask = pc.greater_equal(inputs["inference_time"], pa.scalar(since, HOUR))
         parts[f"since {since:%Y-%m-%d %H:%M}"] = inputs.filter(mask)
     blocks: list[dict[str, list]] = []
+    present = set(inputs.column_names)  # once: listing a wide table's names per feature is slow
     for name in features:
         base = stats.get(name)
-        if base is None or name not in inputs.column_names:
+        if base is None or name not in present:
             continue
         kind = base.get("inferred_type")
         if kind in (INTEGRAL, FRACTIONAL):
