@@ -479,3 +479,21 @@ def test_typing_a_column_costs_the_same_at_any_width():
     narrow = min(per_feature(300) for _ in range(3))
     wide = min(per_feature(3000) for _ in range(2))
     assert wide < 3 * narrow, (narrow, wide)
+
+
+def test_top_features_sets_how_many_features_are_drawn(demo, tmp_path):
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(
+        app,
+        ["report", str(demo["capture"]), "--baseline", str(demo["root"] / "baseline"),
+         "--endpoint", EP, "--top-features", "3", "-o", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "Worst 3 features" in page and "the 3 worst of 12 features" in page
+    packed = re.search(r'id="captureq-specs">([^<]+)<', page).group(1)
+    drift = json.loads(unpack(packed))["fig-drift"]
+    rows = drift["data"]["values"]
+    assert len({r["feature"] for r in rows}) == 3
+    features = json.loads(unpack(re.search(r'id="captureq-features">([^<]+)<', page).group(1)))
+    assert len(features["rows"]) == 12 and set(features["hist"]) == {f"_c{i}" for i in range(12)}
