@@ -18,6 +18,8 @@ import numpy as np
 import polars as pl
 import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from trees import write_captures
 from typer.testing import CliRunner
 
@@ -497,3 +499,22 @@ def test_top_features_sets_how_many_features_are_drawn(demo, tmp_path):
     assert len({r["feature"] for r in rows}) == 3
     features = json.loads(unpack(re.search(r'id="captureq-features">([^<]+)<', page).group(1)))
     assert len(features["rows"]) == 12 and set(features["hist"]) == {f"_c{i}" for i in range(12)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False),
+        min_size=1,
+        max_size=300,
+    ),
+    st.integers(min_value=2, max_value=40),
+)
+def test_numeric_edges_always_cover_every_value(values, bins):
+    v = np.asarray(values)
+    edges, binning = data.numeric_edges(v, np.ones(len(v)), bins)
+    assert binning in ("linear", "log", "quantile")
+    assert np.all(np.diff(edges) > 0) and len(edges) <= bins + 1
+    assert edges[0] <= v.min() and edges[-1] >= v.max()
+    counts, _ = np.histogram(v, bins=edges)
+    assert counts.sum() == len(v)  # no value falls outside the bins
