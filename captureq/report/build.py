@@ -192,7 +192,7 @@ def _figure(
         return Figure(key, title, description, rows, None, reproduce, empty, **kwargs)
     try:
         chart = draw()
-    except Exception as exc:  # any builder error: the page says which section and why
+    except Exception as exc:  # noqa: BLE001 - any builder error: the page says which section and why
         return Figure(key, title, description, rows, None, reproduce,
                       f"could not draw this figure: {type(exc).__name__}: {exc}",
                       failed=True, **kwargs)  # fmt: skip
@@ -407,7 +407,7 @@ def build_report(
         features["spec"] = charts.feature_spec_template()
         features["colors"] = charts.series_colors(features["series"])
         ft_note, ft_failed = None if ft.num_rows else "no feature has hourly drift results", False
-    except Exception as exc:  # a section that cannot be drawn says so; the report goes on
+    except Exception as exc:  # noqa: BLE001 - a section that cannot be drawn says so
         ft_note, ft_failed = f"could not draw this figure: {type(exc).__name__}: {exc}", True
         features = None
     figures.append(
