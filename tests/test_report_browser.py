@@ -203,6 +203,7 @@ def test_header_named_baseline_draws_every_figure(page, header_report):
         let n = h.nextElementSibling, drawn = false, said = false;
         while (n && n.tagName !== 'H2') {
             if (n.classList.contains('figure') && n.querySelector('svg')) drawn = true;
+            if (n.classList.contains('features') && n.querySelector('tbody tr')) drawn = true;
             if (n.classList.contains('note') && n.textContent.trim()) said = true;
             n = n.nextElementSibling;
         }
@@ -214,3 +215,143 @@ def test_header_named_baseline_draws_every_figure(page, header_report):
     for s in sections:  # every section draws its figure or says in words why there is none
         assert s["drawn"] or s["said"], s
     assert "feature_3_name" in header_report.read_text()
+
+
+# -- a wide endpoint: 3,000 features ---------------------------------------------------------
+WIDE, WIDE_DRIFT = 3000, "_c7"
+
+
+def _open_page(browser, path):
+    """A page of ``browser`` at ``path`` once every figure is drawn, with its console errors
+    and page errors."""
+    pg = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    pg.on(
+        "console",
+        lambda m: errors.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None,
+    )
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(path.as_uri())
+    pg.wait_for_function(
+        "document.body.dataset.rendered || document.body.dataset.renderError", timeout=120_000
+    )
+    return pg, errors
+
+
+DRAWN = """[...document.querySelectorAll('div.figure')].map(d => {
+    const svg = d.querySelector('svg');
+    const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+    return {id: d.id, width: box.width, height: box.height,
+            marks: svg ? svg.querySelectorAll('.role-mark path, .role-mark text, .role-mark line').length : 0};
+})"""
+
+
+@pytest.fixture(scope="module")
+def wide_report(tmp_path_factory):
+    """A 3,000-feature endpoint drifting in one feature, reported with the commands a user types."""
+    from captureq.generate import EndpointSpec
+
+    root = tmp_path_factory.mktemp("browser-wide")
+    capture, base = root / "capture", root / "baseline"
+    summary = generate_tree(
+        str(capture),
+        endpoints=[EndpointSpec("wide", n_features=WIDE, decimals=2)],
+        hours=6,
+        requests_per_hour=40,
+        files_per_hour=1,
+        drift_feature=WIDE_DRIFT,
+        drift_from_hour=3,
+        repeated_event_id_count=0,
+    )
+    runner = CliRunner()
+    end = (summary.start + timedelta(hours=3)).strftime("%Y-%m-%dT%H")
+    made = runner.invoke(app, ["baseline", str(capture), str(base), "--end", end])
+    assert made.exit_code == 0, made.output
+    out = root / "report.html"
+    made = runner.invoke(app, ["report", str(capture), "--baseline", str(base), "-o", str(out)])
+    assert made.exit_code == 0, made.output
+    return out
+
+
+@pytest.mark.slow
+def test_a_3000_feature_report_draws_every_section(page, wide_report):
+    size = wide_report.stat().st_size
+    assert size < 1_500_000, f"{size:,} bytes: the README promises less"
+    pg, errors = _open_page(page["page"].context.browser, wide_report)
+    try:
+        assert pg.evaluate("document.body.dataset.renderError") is None
+        assert pg.evaluate("document.body.dataset.failed") is None
+        figures = pg.evaluate(DRAWN)
+        assert [f["id"] for f in figures] == ["fig-traffic", "fig-predictions", "fig-drift", "fig-histograms"]
+        for f in figures:  # the traffic figure: one bar per hour and variant
+            assert f["width"] > 300 and f["height"] > 100 and f["marks"] >= 6, f
+        # the heat map holds the worst 20 features, not 3,000 rows
+        assert pg.evaluate("document.querySelector('#fig-drift svg').getBoundingClientRect().height") < 900
+        headline = pg.inner_text(".headline")
+        assert f"Drift in {WIDE_DRIFT} from" in headline and "No feature drifted" not in headline
+        # every feature in the table, the drifted one first
+        rows = pg.evaluate("[...document.querySelectorAll('#feature-table tbody tr')].map(r => r.dataset.feature)")
+        assert len(rows) == WIDE and rows[0] == WIDE_DRIFT
+        # the search box filters the table
+        pg.fill("#feature-table input[type=search]", WIDE_DRIFT)
+        rows = pg.evaluate("[...document.querySelectorAll('#feature-table tbody tr')].map(r => r.dataset.feature)")
+        expected = [f"_c{i}" for i in range(WIDE) if WIDE_DRIFT in f"_c{i}"]
+        assert sorted(rows) == sorted(expected) and len(rows) < WIDE
+        # a click on a number's heading sorts largest first, a second click smallest first
+        pg.fill("#feature-table input[type=search]", "")
+        heading = pg.locator("#feature-table th", has_text="max PSI")
+        psi = "[...document.querySelectorAll('#feature-table tbody tr')].map(r => parseFloat(r.cells[5].textContent))"
+        heading.click()
+        largest = pg.evaluate(psi)
+        assert len(largest) == WIDE and largest == sorted(largest, reverse=True)
+        heading.click()
+        assert pg.evaluate(psi) == sorted(largest)
+        # a feature outside the top 20 is drawn on demand
+        pg.click("#feature-table tbody tr[data-feature='_c2999']")
+        pg.wait_for_function("document.querySelector('.feature-detail .figure svg')", timeout=30_000)
+        marks = pg.evaluate("document.querySelectorAll('.feature-detail .figure svg .role-mark path').length")
+        assert marks > 10
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / "report-wide.png"), full_page=True)
+    finally:
+        pg.close()
+    assert errors == []
+
+
+def test_a_section_that_fails_in_the_browser_says_so_in_the_headline(page, report, tmp_path):
+    """Bad data planted in the heat map: vega fails on it (on the console, without throwing);
+    the section shows the error and the headline says the section failed, never "no drift"."""
+    import altair as alt
+
+    from captureq.report import build_report
+
+    capture = report["path"].parent / "capture"
+    quiet = captureq.open(str(capture), end=report["summary"].drift_start)
+    rep = build_report(quiet, Baseline.load(report["path"].parent / "baseline"), endpoint="churn-xgb")
+    assert any("No feature drifted" in line for line in rep.headline_text())
+
+    class Broken:  # a spec whose data makes vega's dataflow throw
+        def to_dict(self):
+            return {
+                "$schema": alt.SCHEMA_URL,
+                "data": {"values": [{"x": 1}, {"x": 2}]},
+                "transform": [{"calculate": "datum.x.y.z", "as": "w"}],
+                "mark": "bar",
+                "encoding": {"x": {"field": "w", "type": "quantitative"}},
+            }
+
+    rep.figure("drift").chart = Broken()
+    out = rep.write(tmp_path / "broken.html")
+    pg, errors = _open_page(page["page"].context.browser, out)
+    try:
+        assert pg.evaluate("document.body.dataset.failed") == "drift"
+        assert "could not draw this figure" in pg.inner_text("#fig-drift")
+        headline = pg.inner_text(".headline")
+        assert "failed to draw" in headline and "Drift per feature and hour" in headline
+        assert "No feature drifted" not in headline
+        assert "ok" not in pg.get_attribute(".headline", "class")
+        drawn = {f["id"]: f["marks"] for f in pg.evaluate(DRAWN)}
+        assert all(n > 10 for k, n in drawn.items() if k != "fig-drift"), drawn
+    finally:
+        pg.close()
+    assert errors == []

@@ -18,6 +18,8 @@ import numpy as np
 import polars as pl
 import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from trees import write_captures
 from typer.testing import CliRunner
 
@@ -347,8 +349,8 @@ def test_header_named_baseline_draws_the_worst_features(demo):
     assert hist.chart is not None and hist.data.num_rows > 0
     assert "support_calls" in set(hist.data["feature"].to_pylist())  # _c3, the drifted one
     assert "support_calls" in rep.headline[0]
-    for f in rep.figures:  # every section draws its figure or says why not
-        assert f.chart is not None or f.note, f.key
+    for f in rep.figures:  # every section draws its figure (the page draws its table) or says why not
+        assert f.chart is not None or f.note or f.html, f.key
 
 
 def test_a_section_without_a_figure_says_why(demo):
@@ -362,3 +364,157 @@ def test_a_section_without_a_figure_says_why(demo):
     assert "no input records" in data.why_no_histograms(other, pa.table({"x": pa.array([], pa.float64())}), [])
     bare = Report("t", "s", [], False, [Figure("k", "K", "d", pa.table({}))])
     assert "nothing to draw" in bare.to_html()
+
+
+# -- wide and skewed data: traffic per endpoint, categorical top-k, bins for skewed data -------
+def test_traffic_is_filtered_to_the_reports_endpoint(demo, built):
+    others = set(demo["summary"].endpoints) - {EP}
+    assert others, "the demo tree must hold other endpoints for this test to mean anything"
+    t = pl.from_arrow(data.traffic(demo["cq"], endpoint=EP))
+    assert set(t["endpoint"]) == {EP}
+    expected = demo["summary"].endpoints[EP].variants
+    assert dict(t.group_by("variant").agg(pl.col("requests").sum()).iter_rows()) == expected
+    assert set(built.figure("traffic").data["endpoint"].to_pylist()) == {EP}
+    assert "'churn-xgb'" in built.figure("traffic").reproduce
+
+
+def _wide_inputs(rng, n=4000):
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "city": [f"city-{int(i)}" for i in rng.zipf(1.3, n) % 500],
+            "amount": rng.lognormal(3.0, 1.5, n),
+            "normal": rng.normal(10.0, 2.0, n),
+            "delta": np.concatenate([-rng.lognormal(0.0, 2.0, n // 2), rng.lognormal(0.0, 2.0, n - n // 2)]) * np.where(rng.random(n) < 0.9, 0.01, 1.0),
+        }
+    )
+
+
+def test_categorical_histogram_keeps_the_top_values_and_other():
+    rng = np.random.default_rng(7)
+    train, window = _wide_inputs(rng), _wide_inputs(rng)
+    base = captureq.monitor.baseline(train)
+    h = pl.from_arrow(data.feature_histograms(base, window, ["city"], categories=8))
+    for series, part in h.group_by("series"):
+        assert part.height == 9, series  # 8 values + other
+        assert part["share"].sum() == pytest.approx(1.0)
+    bins = h.filter(pl.col("series") == "window")
+    top = bins.filter(pl.col("bin") != "other")
+    counts = pl.from_arrow(window).group_by("city").len()
+    total = counts["len"].sum()
+    # the other bin holds exactly what the top values do not, counted independently
+    kept = counts.filter(pl.col("city").is_in(top["bin"].to_list()))["len"].sum()
+    assert bins.filter(pl.col("bin") == "other")["share"][0] == pytest.approx(1 - kept / total)
+    assert "city-1" in set(top["bin"])  # the most frequent value of a Zipf law is kept
+
+
+@pytest.mark.parametrize(
+    "feature, binning", [("amount", "log"), ("delta", "quantile"), ("normal", "linear")]
+)
+def test_skewed_features_get_bins_that_spread_their_values(feature, binning):
+    rng = np.random.default_rng(11)
+    train, window = _wide_inputs(rng), _wide_inputs(rng)
+    base = captureq.monitor.baseline(train)
+    h = pl.from_arrow(data.feature_histograms(base, window, [feature], bins=20))
+    assert set(h["binning"]) == {binning}
+    win = h.filter(pl.col("series") == "window")
+    assert win["share"].sum() == pytest.approx(1.0)
+    # shares are numpy's own histogram of the window on the figure's edges
+    edges = np.r_[win["bin_start"].to_numpy(), win["bin_end"][-1]]
+    values = window[feature].to_numpy()
+    counts, _ = np.histogram(values, bins=edges)
+    assert win["share"].to_numpy() == pytest.approx(counts / len(values))
+    if binning != "linear":
+        # equal-width bins would put almost everything in one bin; these do not
+        equal, _ = np.histogram(values, bins=20)
+        assert equal.max() / len(values) > 0.8
+        assert win["share"].max() < 0.35
+        assert (win["share"] > 0).sum() >= 10
+
+
+def test_feature_table_ranks_every_feature(demo, built):
+    t = pl.from_arrow(data.feature_table(demo["result"]))
+    features = [f["name"] for f in demo["base"].statistics["features"]]
+    assert sorted(t["feature"]) == sorted(features)
+    assert t["rank"].to_list() == list(range(1, len(features) + 1))
+    assert t["feature"][0] == "_c3" and t["drifted_hours"][0] == HOURS - DRIFT_HOUR
+    assert t.filter(pl.col("feature") != "_c3")["drifted_hours"].max() == 0
+    assert built.figure("features").data.num_rows == len(features)
+
+
+def test_a_section_that_fails_to_draw_says_so_and_the_headline_too(demo, monkeypatch):
+    from captureq.report import charts
+
+    def broken(*args, **kwargs):
+        raise ValueError("planted failure")
+
+    monkeypatch.setattr(charts, "drift_chart", broken)
+    quiet = captureq.open(str(demo["capture"]), end=demo["summary"].start + timedelta(hours=4))
+    rep = build_report(quiet, demo["base"], endpoint=EP)
+    fig = rep.figure("drift")
+    assert fig.chart is None and "planted failure" in fig.note and fig.failed
+    text = " ".join(rep.headline_text())
+    assert "failed to draw" in text and "Drift per feature" in text
+    assert "No feature drifted" not in text
+    assert not rep.drift_found or "headline ok" not in rep.to_html()
+    assert 'class="headline ok"' not in rep.to_html()
+
+
+def test_typing_a_column_costs_the_same_at_any_width():
+    """Each feature's column is found without listing every column of the table: the time per
+    feature at 3,000 columns stays near the time at 300 (listing them made it grow tenfold)."""
+    import time
+
+    import pyarrow as pa
+
+    from captureq.monitor.baseline import column_of
+
+    def per_feature(width: int) -> float:
+        table = pa.table({f"_c{i}": np.arange(50, dtype="float64") for i in range(width)})
+        t = time.process_time()
+        for name in table.column_names:
+            column_of(table, name)
+        return (time.process_time() - t) / width
+
+    per_feature(300)  # warm up
+    narrow = min(per_feature(300) for _ in range(3))
+    wide = min(per_feature(3000) for _ in range(2))
+    assert wide < 3 * narrow, (narrow, wide)
+
+
+def test_top_features_sets_how_many_features_are_drawn(demo, tmp_path):
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(
+        app,
+        ["report", str(demo["capture"]), "--baseline", str(demo["root"] / "baseline"),
+         "--endpoint", EP, "--top-features", "3", "-o", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "Worst 3 features" in page and "the 3 worst of 12 features" in page
+    packed = re.search(r'id="captureq-specs">([^<]+)<', page).group(1)
+    drift = json.loads(unpack(packed))["fig-drift"]
+    rows = drift["data"]["values"]
+    assert len({r["feature"] for r in rows}) == 3
+    features = json.loads(unpack(re.search(r'id="captureq-features">([^<]+)<', page).group(1)))
+    assert len(features["rows"]) == 12 and set(features["hist"]) == {f"_c{i}" for i in range(12)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False),
+        min_size=1,
+        max_size=300,
+    ),
+    st.integers(min_value=2, max_value=40),
+)
+def test_numeric_edges_always_cover_every_value(values, bins):
+    v = np.asarray(values)
+    edges, binning = data.numeric_edges(v, np.ones(len(v)), bins)
+    assert binning in ("linear", "log", "quantile")
+    assert np.all(np.diff(edges) > 0) and len(edges) <= bins + 1
+    assert edges[0] <= v.min() and edges[-1] >= v.max()
+    counts, _ = np.histogram(v, bins=edges)
+    assert counts.sum() == len(v)  # no value falls outside the bins

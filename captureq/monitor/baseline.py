@@ -319,7 +319,10 @@ def column_of(table: pa.Table, name: str) -> Column:
     from .texttypes import evidence_name
 
     ev = evidence_name(name)
-    return column(name, table[name], table[ev] if ev in table.column_names else None)
+    # a schema lookup, not ``in table.column_names``: listing every name per column would make
+    # typing a wide table's columns quadratic in its width
+    has_ev = table.schema.get_field_index(ev) >= 0
+    return column(name, table[name], table[ev] if has_ev else None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ class Figure:
     reproduce: str = ""
     note: str | None = None
     table: pa.Table | None = None
+    failed: bool = False
+    html: str = ""
 
 
 @dataclass
@@ -57,6 +59,12 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     monitor: MonitorResult | None = None
     quality: QualityResult | None = None
+    features: dict | None = None
+
+    @property
+    def failed(self) -> list[str]:
+        """Keys of the sections whose figure could not be built."""
+        return [f.key for f in self.figures if f.failed]
 
     def charts(self) -> dict[str, Any]:
         """The altair charts by figure key (traffic, predictions, drift, histograms, quality,
@@ -73,7 +81,7 @@ class Report:
     def to_html(self) -> str:
         """The self-contained HTML page."""
         parts = [f"<h1>{esc(self.title)}</h1>", f'<p class="meta">{self.subtitle}</p>']
-        cls = "headline" if self.drift_found else "headline ok"
+        cls = "headline" if self.drift_found or self.failed else "headline ok"
         items = "".join(f"<li>{line}</li>" for line in self.headline)
         parts.append(f'<div class="{cls}"><ul>{items}</ul></div>')
         specs: dict[str, dict] = {}
@@ -81,14 +89,20 @@ class Report:
             parts.append(f'<h2 id="{f.key}">{esc(f.title)}</h2>')
             parts.append(f'<p class="desc">{f.description}</p>')
             note = f.note
-            if f.chart is None and not note:  # never a heading over nothing
+            if f.chart is None and not f.html and not note:  # never a heading over nothing
                 note = "nothing to draw: no data for this figure in the window"
             if note:
-                parts.append(f'<p class="note">{esc(note)}</p>')
+                cls = "note error" if f.failed else "note"
+                parts.append(f'<p class="{cls}">{esc(note)}</p>')
             if f.chart is not None:
                 fig_id = f"fig-{f.key}"
                 specs[fig_id] = charts.spec(f.chart)
-                parts.append(f'<div class="figure" id="{fig_id}"></div>')
+                parts.append(
+                    f'<div class="figure" id="{fig_id}" data-key="{esc(f.key)}" '
+                    f'data-title="{esc(f.title)}"></div>'
+                )
+            if f.html:
+                parts.append(f.html)
             if f.table is not None and f.table.num_rows:
                 parts.append(_html_table(f.table))
             if f.reproduce:
@@ -96,7 +110,8 @@ class Report:
                     "<details><summary>reproduce this figure</summary>"
                     f"<pre><code>{esc(f.reproduce)}</code></pre></details>"
                 )
-        return page(self.title, "\n".join(parts), specs)
+        extra = {"captureq-features": self.features} if self.features else {}
+        return page(self.title, "\n".join(parts), specs, extra)
 
     def write(self, out: str | Path) -> Path:
         out = Path(out)
@@ -155,6 +170,35 @@ def _endpoint_rows(table: pa.Table, endpoint: str) -> pa.Table:
     return table.filter(pc.equal(table["endpoint"], endpoint))
 
 
+HEADLINE_FEATURES = 5  # drifted features named in the headline; the rest are counted
+DRIFT_SECTIONS = ("drift", "histograms", "features")  # their failure voids "no feature drifted"
+
+
+def _figure(
+    key: str,
+    title: str,
+    description: str,
+    rows: pa.Table,
+    draw: Any,
+    reproduce: str,
+    empty: str,
+    **kwargs: Any,
+) -> Figure:
+    """A section whose chart is ``draw()`` when ``rows`` has rows (else ``empty`` says why
+    not). A chart that cannot be built leaves the error in the section (``failed``) instead of
+    stopping the report."""
+    note = kwargs.pop("note", None)
+    if not rows.num_rows:
+        return Figure(key, title, description, rows, None, reproduce, empty, **kwargs)
+    try:
+        chart = draw()
+    except Exception as exc:  # noqa: BLE001 - any builder error: the page says which section and why
+        return Figure(key, title, description, rows, None, reproduce,
+                      f"could not draw this figure: {type(exc).__name__}: {exc}",
+                      failed=True, **kwargs)  # fmt: skip
+    return Figure(key, title, description, rows, chart, reproduce, note, **kwargs)
+
+
 def model_args(model: ModelType) -> list[str]:
     """The ``captureq quality`` options that choose ``model`` again."""
     args = ["--problem-type", model.problem_type]
@@ -179,7 +223,8 @@ def build_report(
     probability: str | list[str] | None = None,
     class_labels: list[str] | None = None,
     threshold: float = 0.5,
-    top_features: int = 4,
+    top_features: int = 20,
+    categories: int = 12,
     baseline_label: str | None = None,
     estimate_reference: tuple[Any, Any] | None = None,
     compare: Any = None,
@@ -252,20 +297,21 @@ def build_report(
     if onsets:
         first = onsets[0]["first_drift_hour"]
         feats = [o["feature"] for o in onsets if o["first_drift_hour"] == first]
-        onset = {"hour": first, "label": f"drift began {first:%m-%d %H:00} UTC: {', '.join(feats)}"}
+        named = ", ".join(feats[:3]) + (f" and {len(feats) - 3} more" if len(feats) > 3 else "")
+        onset = {"hour": first, "label": f"drift began {first:%m-%d %H:00} UTC: {named}"}
 
     figures: list[Figure] = []
 
-    t = data.traffic(tree)
+    t = data.traffic(tree, ep)
     figures.append(
-        Figure(
+        _figure(
             "traffic",
-            "Traffic per hour",
-            "Requests captured per UTC hour, stacked by endpoint and variant (all endpoints in the window).",
+            f"Traffic per hour — {ep}",
+            "Requests captured per UTC hour, stacked by variant.",
             t,
-            charts.traffic_chart(t, onset) if t.num_rows else None,
-            query_cmd(data.query_text("traffic")),
-            None if t.num_rows else "no captures in the window",
+            lambda: charts.traffic_chart(t, onset),
+            query_cmd(data.query_text("traffic", endpoint=ep)),
+            "no captures in the window",
         )
     )
 
@@ -288,43 +334,51 @@ def build_report(
     pd_ = data.prediction_distribution(tree, ep, pred_col)
     sql_name = "predictions_numeric" if "p50" in pd_.column_names else "predictions_categorical"
     figures.append(
-        Figure(
+        _figure(
             "predictions",
             f"Predictions over time — {ep}, {pred_col}",
             "Per hour and variant: the band holds the middle 80 % (light) and 50 % (dark) of the "
             "predictions, the line is the median.",
             pd_,
-            charts.prediction_chart(pd_, pred_col, onset) if pd_.num_rows else None,
+            lambda: charts.prediction_chart(pd_, pred_col, onset),
             query_cmd(data.query_text(sql_name, prediction=pred_col, endpoint=ep)),
-            None if pd_.num_rows else f"no values of {pred_col} for {ep} in the window",
+            f"no values of {pred_col} for {ep} in the window",
         )
     )
 
     heat = data.drift_heatmap(result)
     order = data.feature_order(result)
+    top = order[:top_features]
+    shown = f"the {len(top)} worst of {len(order)} features" if len(order) > len(top) else "every feature"
     heat_sql = data.sql_text("drift_heatmap").strip()
     figures.append(
-        Figure(
+        _figure(
             "drift",
             f"Drift per feature and hour — {ep} against the baseline",
             "Colour: population stability index (PSI) of each feature's hourly values against "
             "the baseline (darker = further from the baseline; clamped at 2). ✕: a constraint "
-            "check on that feature failed in that hour. Features with the most failed hours first.",
+            f"check on that feature failed in that hour. Shown: {shown}, the most failed hours "
+            "first; every feature is in the table below.",
             heat,
-            charts.drift_chart(heat, order, onset) if heat.num_rows else None,
+            lambda: charts.drift_chart(
+                heat.filter(pc.is_in(heat["feature"], pa.array(top, pa.string()))), top, onset
+            ),
             f"{monitor_cmd}\n\n# or in Python, the heat map's exact data:\n"
             f"import captureq, duckdb\n{py_open}\n"
             f"r = cq.where(endpoint={ep!r}).monitor({base_label!r})\n"
             f"drift, violations = r.drift, r.violations\n"
             f'duckdb.sql("""\n{heat_sql}\n""").pl()',
-            None if heat.num_rows else "no hourly drift rows: the window has no timestamps",
+            "no hourly drift rows: the window has no timestamps",
         )
     )
 
-    worst = data.worst_features(result, top_features)
-    hist = data.feature_histograms(base, inputs, worst, since=onset["hour"] if onset else None)
+    worst = top
+    since = onset["hour"] if onset else None
+    # every feature's bins: the worst are drawn, the others on demand from the feature table
+    every = data.feature_histograms(base, inputs, order, since=since, categories=categories)
+    hist = every.filter(pc.is_in(every["feature"], pa.array(worst, pa.string())))
     figures.append(
-        Figure(
+        _figure(
             "histograms",
             f"Worst {len(worst)} features: baseline vs window",
             "Share of values per bin: the baseline (grey), the whole window (blue)"
@@ -334,7 +388,7 @@ def build_report(
                 else "."
             ),
             hist,
-            charts.histogram_chart(hist, worst) if hist.num_rows else None,
+            lambda: charts.histogram_chart(hist, worst),
             "import captureq\nfrom captureq.monitor import Baseline, monitor\n"
             "from captureq.monitor.check import align_names\n"
             "from captureq.report import data\n"
@@ -344,7 +398,35 @@ def build_report(
             "data.feature_histograms(base, inputs, worst"
             + (f", since=datetime.fromisoformat({onset['hour'].isoformat()!r})" if onset else "")
             + ")",
-            None if hist.num_rows else data.why_no_histograms(base, inputs, worst),
+            data.why_no_histograms(base, inputs, worst),
+        )
+    )
+
+    ft = data.feature_table(result)
+    features = None
+    try:
+        features = data.feature_payload(ft, every, heat)
+        features["spec"] = charts.feature_spec_template()
+        features["colors"] = charts.series_colors(features["series"])
+        ft_note, ft_failed = None if ft.num_rows else "no feature has hourly drift results", False
+    except Exception as exc:  # noqa: BLE001 - a section that cannot be drawn says so
+        ft_note, ft_failed = f"could not draw this figure: {type(exc).__name__}: {exc}", True
+        features = None
+    figures.append(
+        Figure(
+            "features",
+            f"Every feature, ranked — {len(order):,} features",
+            "Worst first (most drifted hours, then the largest distance). Type in the box to "
+            "filter by name, click a column heading to sort, click a feature to draw its "
+            "histogram (baseline vs window) and its hourly PSI below the table.",
+            ft,
+            None,
+            f"{monitor_cmd}\n\n# or in Python:\nimport captureq\nfrom captureq.monitor import "
+            f"monitor\nfrom captureq.report import data\n{py_open}\n"
+            f"data.feature_table(cq.where(endpoint={ep!r}).monitor({base_label!r}))",
+            ft_note,
+            failed=ft_failed,
+            html='<div class="features" id="feature-table"></div>' if features else "",
         )
     )
 
@@ -361,12 +443,12 @@ def build_report(
         if qt is not None and not (qt.num_rows and pc.sum(qt["labelled"]).as_py()):
             q_note = q_note or "no labelled records in the window yet"
         figures.append(
-            Figure(
+            _figure(
                 "quality",
                 f"Model quality over time — {ep}",
                 desc,
                 qt if qt is not None else pa.table({}),
-                charts.quality_chart(qt, onset) if qt is not None and qt.num_rows else None,
+                lambda: charts.quality_chart(qt, onset),
                 cli(
                     "quality",
                     tree.uri,
@@ -376,7 +458,8 @@ def build_report(
                     ep,
                     *(model_args(quality.model_type) if quality else ["--prediction", pred_col]),
                 ),
-                q_note,
+                q_note or "no model quality for this window",
+                note=q_note,
             )
         )
     else:
@@ -401,16 +484,16 @@ def build_report(
     qs = data.quarantine_summary(tree)
     total_q = pc.sum(qs["entries"]).as_py() or 0 if qs.num_rows else 0
     figures.append(
-        Figure(
+        _figure(
             "quarantine",
             "Quarantine",
             f"{total_q:,} lines or payloads could not be used (all endpoints); per stage and reason.",
             qs,
-            charts.quarantine_chart(qs) if qs.num_rows else None,
+            lambda: charts.quarantine_chart(qs),
             query_cmd(data.query_text("quarantine_summary"))
             + "\n\n# every entry, with the raw text:\n"
             + query_cmd("select * from quarantine order by source_file, line_number"),
-            None if qs.num_rows else "nothing was quarantined",
+            "nothing was quarantined",
             table=qs,
         )
     )
@@ -419,14 +502,31 @@ def build_report(
     headline = []
     hours = result.drift.filter(pc.equal(result.drift["granularity"], "hour"))
     n_hours = len(set(hours["window_start"].to_pylist())) if hours.num_rows else 0
-    for o in onsets:
+    for o in onsets[:HEADLINE_FEATURES]:
         headline.append(
             f"<b>Drift in <code>{esc(o['feature'])}</code> from {_fmt_hour(o['first_drift_hour'])}</b>: "
             f"{o['drifted_hours']} of {o['hours']} hours failed the baseline drift check "
             f"(max PSI {o['max_psi']:.2f})."
         )
+    if len(onsets) > HEADLINE_FEATURES:
+        headline.append(
+            f"<b>{len(onsets) - HEADLINE_FEATURES:,} more of the {len(order):,} features drifted</b> "
+            "(all in the feature table)."
+        )
+    failed = [f for f in figures if f.failed]
+    for f in failed:
+        headline.append(f"<b>The section “{esc(f.title)}” failed to draw</b>: {esc(f.note)}")
     if not onsets:
-        headline.append(f"No feature drifted in any of the {n_hours} hours checked.")
+        if any(f.key in DRIFT_SECTIONS for f in failed):
+            headline.append(
+                "Drift is not shown: a drift section failed to draw (above); "
+                f"<code>{esc(monitor_cmd)}</code> writes the verdicts."
+            )
+        else:
+            headline.append(
+                f'<span data-claim="no-drift">No feature drifted in any of the {n_hours} hours '
+                "checked.</span>"
+            )
     window_viol = result.constraint_violations["violations"]
     if window_viol:
         kinds = sorted({v["constraint_check_type"] for v in window_viol})
@@ -473,6 +573,7 @@ def build_report(
         figures=figures,
         monitor=result,
         quality=quality,
+        features=features,
     )
 
 

@@ -202,23 +202,33 @@ def histogram_chart(table: pa.Table, features: list[str], columns: int = 2) -> a
     series = sorted({r["series"] for r in rows}, key=lambda s: (s != "baseline", s != "window", s))
     colors = [SERIES_COLORS.get(s, SINCE_COLOR) for s in series]
     color = alt.Color("series:N", title=None, scale=alt.Scale(domain=series, range=colors))
+    by_feature: dict[str, list[dict]] = {}
+    for r in rows:
+        by_feature.setdefault(r["feature"], []).append(r)
     panels = []
     for name in features:
-        data = alt.Data(values=[r for r in rows if r["feature"] == name])
-        numeric = any(r["bin_start"] is not None for r in rows if r["feature"] == name)
-        base = alt.Chart(data).properties(width=WIDTH // columns - 60, height=140, title=name)
+        mine = by_feature.get(name, [])
+        if not mine:
+            continue
+        binning = mine[0].get("binning") or ("linear" if mine[0]["bin_start"] is not None else "category")
+        base = alt.Chart(alt.Data(values=mine)).properties(
+            width=WIDTH // columns - 60, height=140, title=f"{name} ({binning} bins)"
+        )
         tip = ["series:N", "bin:N", alt.Tooltip("share:Q", format=".1%")]
-        if numeric:
+        if binning in ("linear", "log"):
+            # log bins are equally wide on a log axis; the bars span their bins
             panel = base.mark_bar(opacity=0.45, binSpacing=0).encode(
-                x=alt.X("bin_start:Q", title=name, bin="binned"),
+                x=alt.X("bin_start:Q", title=name, bin="binned")
+                if binning == "linear"
+                else alt.X("bin_start:Q", title=f"{name} (log scale)", scale=alt.Scale(type="log")),
                 x2="bin_end:Q",
                 y=alt.Y("share:Q", title="share of values", stack=None, axis=alt.Axis(format="%")),
                 color=color,
                 tooltip=tip,
             )
-        else:
+        else:  # categories, or quantile bins: one equally wide slot per bin, in order
             panel = base.mark_bar().encode(
-                x=alt.X("bin:N", title=name),
+                x=alt.X("bin:N", title=name, sort=None, axis=alt.Axis(labelAngle=-40, labelLimit=90)),
                 xOffset="series:N",
                 y=alt.Y("share:Q", title="share of values", axis=alt.Axis(format="%")),
                 color=color,
@@ -302,6 +312,52 @@ def quarantine_chart(table: pa.Table) -> alt.Chart:
         )
         .properties(width=WIDTH - 300, height=max(40, 22 * len(rows)))
     )
+
+
+def feature_spec_template(series: list[str] | None = None) -> dict:
+    """The Vega-Lite spec the page fills in for a feature drawn on demand: its bins (named
+    dataset ``bins``: series, bin, share) over its hourly PSI (``psi``: hour, psi). The page sets
+    ``datasets``, the title and the series colours."""
+    tip = [{"field": "series"}, {"field": "bin"}, {"field": "share", "format": ".1%"}]
+    return {
+        "$schema": alt.SCHEMA_URL,
+        "vconcat": [
+            {
+                "data": {"name": "bins"},
+                "mark": {"type": "bar"},
+                "width": WIDTH - 80,
+                "height": 150,
+                "encoding": {
+                    "x": {"field": "bin", "type": "ordinal", "sort": None, "title": None,
+                          "axis": {"labelAngle": -40, "labelLimit": 90}},
+                    "xOffset": {"field": "series", "type": "nominal", "sort": None},
+                    "y": {"field": "share", "type": "quantitative", "title": "share of values",
+                          "axis": {"format": "%"}},
+                    "color": {"field": "series", "type": "nominal", "title": None,
+                              "scale": {"domain": [], "range": []}},
+                    "tooltip": tip,
+                },
+            },
+            {
+                "data": {"name": "psi"},
+                "mark": {"type": "bar", "color": "#e6550d"},
+                "width": WIDTH - 80,
+                "height": 60,
+                "encoding": {
+                    "x": {"field": "hour", "type": "temporal", "scale": {"type": "utc"},
+                          "title": "hour (UTC)", "axis": {"format": "%b %d %H:00", "labelOverlap": True}},
+                    "y": {"field": "psi", "type": "quantitative", "title": "hourly PSI"},
+                    "tooltip": [{"field": "hour", "type": "temporal", "format": "%Y-%m-%d %H:00",
+                                 "formatType": "utc"}, {"field": "psi", "format": ".2f"}],
+                },
+            },
+        ],
+    }
+
+
+def series_colors(series: list[str]) -> list[str]:
+    """Baseline grey, window blue, the hours since drift began red."""
+    return [SERIES_COLORS.get(s, SINCE_COLOR) for s in series]
 
 
 def spec(chart: Any) -> dict:

@@ -78,6 +78,11 @@ def report(
         None, "--reference-end", metavar="TIME", show_default=False,
         help="End of that reference window, exclusive.",
     ),
+    top_features: int = typer.Option(
+        20, "--top-features", metavar="K", min=1,
+        help="How many features the heat map and the histograms draw (the worst K); every "
+             "feature is in the report's ranked table, drawn on a click.",
+    ),
     fail_on_violations: bool = FailOnViolationsOpt,
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
@@ -112,6 +117,7 @@ def report(
             probability=probability,
             class_labels=class_labels.split(",") if class_labels else None,
             threshold=threshold,
+            top_features=top_features,
             baseline_label=baseline,
             estimate_reference=(reference_start, reference_end) if reference_start else None,
         )

@@ -69,9 +69,10 @@ def _run(tree: Any, name: str, *, prediction: str | None = None, **params: Any) 
 # ---------------------------------------------------------------------------------------------
 # 1. traffic
 # ---------------------------------------------------------------------------------------------
-def traffic(tree: Any) -> pa.Table:
-    """Requests and input records per UTC hour, endpoint and variant (every endpoint)."""
-    return _run(tree, "traffic")
+def traffic(tree: Any, endpoint: str | None = None) -> pa.Table:
+    """Requests and input records per UTC hour, endpoint and variant: of ``endpoint``, or of
+    every endpoint in the window when it is None."""
+    return _run(tree, "traffic", endpoint=endpoint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,21 +165,91 @@ def _shares(counts: np.ndarray) -> np.ndarray:
     return counts / total if total else counts.astype("float64")
 
 
-def _numeric_bins(
-    feature: str, series: str, values: np.ndarray, weights: np.ndarray | None, edges: np.ndarray
-) -> list[dict]:
-    counts, _ = np.histogram(values, bins=edges, weights=weights)
-    return [
-        {
-            "feature": feature,
-            "series": series,
-            "bin": f"{edges[i]:.3g}–{edges[i + 1]:.3g}",
-            "bin_start": float(edges[i]),
-            "bin_end": float(edges[i + 1]),
-            "share": float(share),
-        }
-        for i, share in enumerate(_shares(counts.astype("float64")))
+HISTOGRAM_SCHEMA = pa.schema(
+    [
+        ("feature", pa.string()),
+        ("series", pa.string()),
+        ("bin", pa.string()),
+        ("bin_start", pa.float64()),
+        ("bin_end", pa.float64()),
+        ("share", pa.float64()),
+        ("binning", pa.string()),
     ]
+)
+CROWDED = 0.5  # equal-width bins are replaced when one of them holds more than this share
+
+
+def numeric_edges(values: np.ndarray, weights: np.ndarray, bins: int = 20) -> tuple[np.ndarray, str]:
+    """Bin edges for one numeric feature's values (baseline and window together) and the rule
+    that chose them: ``linear`` (equal width) unless that puts more than half of the values in
+    one bin while they take more distinct values than there are bins; then ``log`` (equal
+    width in log space) when every value is positive, else ``quantile`` (edges at the weighted
+    quantiles, repeated edges merged)."""
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.linspace(lo, lo + 1.0, bins + 1), "linear"
+    edges = np.linspace(lo, hi, bins + 1)
+    counts, _ = np.histogram(values, bins=edges, weights=weights)
+    total = counts.sum()
+    if total <= 0 or counts.max() / total <= CROWDED or len(np.unique(values)) <= bins:
+        return edges, "linear"
+    if lo > 0:
+        return np.geomspace(lo, hi, bins + 1), "log"
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    at = np.searchsorted(cum, np.linspace(0.0, cum[-1], bins + 1)[1:-1], side="left")
+    inner = values[order][np.clip(at, 0, len(values) - 1)]
+    return np.unique(np.r_[lo, inner, hi]), "quantile"
+
+
+def _numeric_bins(
+    feature: str, series: str, values: np.ndarray, weights: np.ndarray | None,
+    edges: np.ndarray, binning: str,
+) -> dict[str, list]:
+    counts, _ = np.histogram(values, bins=edges, weights=weights)
+    n = len(edges) - 1
+    return {
+        "feature": [feature] * n,
+        "series": [series] * n,
+        "bin": [f"{edges[i]:.3g}–{edges[i + 1]:.3g}" for i in range(n)],
+        "bin_start": edges[:-1].tolist(),
+        "bin_end": edges[1:].tolist(),
+        "share": _shares(counts.astype("float64")).tolist(),
+        "binning": [binning] * n,
+    }
+
+
+def _category_bins(
+    feature: str, series_counts: dict[str, dict], categories: int
+) -> list[dict[str, list]]:
+    """Shares of the ``categories`` values most frequent over every series (each series'
+    shares summed), the rest in one ``other`` bin."""
+    totals = {s: sum(c.values()) or 1 for s, c in series_counts.items()}
+    weight: dict[Any, float] = {}
+    for s, counts in series_counts.items():
+        for v, c in counts.items():
+            weight[v] = weight.get(v, 0.0) + c / totals[s]
+    ranked = sorted(weight, key=lambda v: (-weight[v], str(v)))
+    top, rest = ranked[:categories], ranked[categories:]
+    labels = [str(v) for v in top] + (["other"] if rest else [])
+    out = []
+    for s, counts in series_counts.items():
+        shares = [counts.get(v, 0) / totals[s] for v in top]
+        if rest:
+            shares.append(sum(counts.get(v, 0) for v in rest) / totals[s])
+        n = len(labels)
+        out.append(
+            {
+                "feature": [feature] * n,
+                "series": [s] * n,
+                "bin": labels,
+                "bin_start": [None] * n,
+                "bin_end": [None] * n,
+                "share": shares,
+                "binning": ["category"] * n,
+            }
+        )
+    return out
 
 
 def feature_histograms(
@@ -187,21 +258,25 @@ def feature_histograms(
     features: list[str],
     *,
     bins: int = 20,
+    categories: int = 12,
     since: Any = None,
 ) -> pa.Table:
     """Share of values per bin for each feature: ``series`` 'baseline' (from statistics.json's
     sketch), 'window' (``inputs``) and, with ``since`` (a UTC time), 'since <time>' — the rows of
-    ``inputs`` from then on. Numeric features share equal-width bins spanning baseline and
-    window; string features get one bin per value (``bin_start``/``bin_end`` null)."""
+    ``inputs`` from then on. Numeric features share bins spanning baseline and window, chosen
+    by :func:`numeric_edges` (``binning`` says which rule); string features get one bin per
+    value for the ``categories`` most frequent values and one ``other`` bin for the rest
+    (``bin_start``/``bin_end`` null, ``binning`` 'category')."""
     stats = {f["name"]: f for f in baseline.statistics["features"]}
     parts: dict[str, pa.Table] = {"window": inputs}
     if since is not None and "inference_time" in inputs.column_names:
         mask = pc.greater_equal(inputs["inference_time"], pa.scalar(since, HOUR))
         parts[f"since {since:%Y-%m-%d %H:%M}"] = inputs.filter(mask)
-    rows: list[dict] = []
+    blocks: list[dict[str, list]] = []
+    present = set(inputs.column_names)  # once: listing a wide table's names per feature is slow
     for name in features:
         base = stats.get(name)
-        if base is None or name not in inputs.column_names:
+        if base is None or name not in present:
             continue
         kind = base.get("inferred_type")
         if kind in (INTEGRAL, FRACTIONAL):
@@ -211,51 +286,37 @@ def feature_histograms(
                 col = column(name, table[name])
                 v = col.values if col.values is not None else np.empty(0)
                 current[series] = v[np.isfinite(v)]
-            everything = [a for a in [bv, *current.values()] if len(a)]
-            if not everything:
+            pooled = [bv, *current.values()]
+            if not any(len(a) for a in pooled):
                 continue
-            lo = min(float(a.min()) for a in everything)
-            hi = max(float(a.max()) for a in everything)
-            edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
-            rows += _numeric_bins(name, "baseline", bv, bw, edges)
+            edges, binning = numeric_edges(
+                np.concatenate(pooled),
+                np.concatenate([bw, *(np.ones(len(a)) for a in current.values())]),
+                bins,
+            )
+            blocks.append(_numeric_bins(name, "baseline", bv, bw, edges, binning))
             for series, values in current.items():
-                rows += _numeric_bins(name, series, values, None, edges)
+                blocks.append(_numeric_bins(name, series, values, None, edges, binning))
         elif kind == STRING:
             buckets = base["string_statistics"]["distribution"]["categorical"]["buckets"]
-            base_counts = {b["value"]: b["count"] for b in buckets}
-            series_counts = {"baseline": base_counts}
+            series_counts = {"baseline": {b["value"]: b["count"] for b in buckets}}
             for series, table in parts.items():
                 vc = pc.value_counts(pc.cast(table[name], pa.string()).drop_null())
                 series_counts[series] = dict(
                     zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())
                 )
-            values = sorted(set().union(*series_counts.values()))
-            for series, counts in series_counts.items():
-                total = sum(counts.values()) or 1
-                for v in values:
-                    rows.append(
-                        {
-                            "feature": name,
-                            "series": series,
-                            "bin": str(v),
-                            "bin_start": None,
-                            "bin_end": None,
-                            "share": counts.get(v, 0) / total,
-                        }
-                    )
-    return pa.Table.from_pylist(
-        rows,
-        schema=pa.schema(
-            [
-                ("feature", pa.string()),
-                ("series", pa.string()),
-                ("bin", pa.string()),
-                ("bin_start", pa.float64()),
-                ("bin_end", pa.float64()),
-                ("share", pa.float64()),
-            ]
-        ),
-    )
+            blocks += _category_bins(name, series_counts, categories)
+    columns = {f.name: [v for b in blocks for v in b[f.name]] for f in HISTOGRAM_SCHEMA}
+    return pa.table(columns, schema=HISTOGRAM_SCHEMA)
+
+
+def feature_table(result: MonitorResult) -> pa.Table:
+    """Every feature, worst first (most drifted hours, then the largest distance): rank,
+    feature, drifted_hours, hours, first_drift_hour, max_psi, max_distance."""
+    t = result.first_drift()
+    t = t.select(["feature", "drifted_hours", "hours", "first_drift_hour", "max_psi", "max_distance"])
+    t = utc(t)
+    return t.add_column(0, "rank", pa.array(np.arange(1, t.num_rows + 1, dtype="int64")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,3 +362,71 @@ def quality_over_time(quality: QualityResult) -> pa.Table:
 def quarantine_summary(tree: Any) -> pa.Table:
     """Quarantined entries per stage and reason, with files affected and the first one seen."""
     return _run(tree, "quarantine_summary")
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. every feature: the page's ranked table, each feature's figure drawn on demand
+# ---------------------------------------------------------------------------------------------
+PSI_CELLS = 200_000  # features × hours above which the page carries no hourly PSI per feature
+
+
+def _num(v: Any, digits: int = 4) -> Any:
+    return float(f"{v:.{digits}g}") if isinstance(v, float) and np.isfinite(v) else None
+
+
+def feature_payload(features: pa.Table, histograms: pa.Table, heat: pa.Table) -> dict:
+    """What the page's feature table carries, compactly: ``columns`` and ``rows`` of
+    :func:`feature_table`; ``series`` (baseline, window, since …); per feature in ``hist`` its
+    ``binning``, bin ``edges`` (numbers) or ``labels`` (categories) and each series' shares in
+    thousandths; ``hours`` and per feature in ``psi`` its hourly PSI in hundredths (left out
+    when features × hours exceeds ``PSI_CELLS``)."""
+    cols = features.column_names
+    data_cols = []
+    for name in cols:
+        col = features[name]
+        if pa.types.is_timestamp(col.type):
+            data_cols.append([None if v is None else f"{v:%Y-%m-%d %H:00}" for v in col.to_pylist()])
+        elif pa.types.is_floating(col.type):
+            data_cols.append([_num(v) for v in col.to_pylist()])
+        else:
+            data_cols.append(col.to_pylist())
+    rows = [list(r) for r in zip(*data_cols)] if data_cols else []
+
+    names = histograms["series"].unique().to_pylist()
+    series = sorted(names, key=lambda s: (s != "baseline", s != "window", s))
+    index = {s: i for i, s in enumerate(series)}
+    hist: dict[str, dict] = {}
+    f_ = histograms["feature"].to_pylist()
+    s_ = histograms["series"].to_pylist()
+    b_ = histograms["bin"].to_pylist()
+    lo_ = histograms["bin_start"].to_pylist()
+    hi_ = histograms["bin_end"].to_pylist()
+    sh_ = np.rint(np.nan_to_num(histograms["share"].to_numpy(zero_copy_only=False)) * 1000)
+    kind_ = histograms["binning"].to_pylist()
+    for i, name in enumerate(f_):
+        h = hist.get(name)
+        if h is None:
+            h = hist[name] = {"binning": kind_[i], "shares": [[] for _ in series]}
+            if kind_[i] == "category":
+                h["labels"] = []
+            else:
+                h["edges"] = [_num(lo_[i])]
+        shares = h["shares"][index[s_[i]]]
+        if s_[i] == "baseline":
+            if "labels" in h:
+                h["labels"].append(b_[i])
+            else:
+                h["edges"].append(_num(hi_[i]))
+        shares.append(int(sh_[i]))
+
+    out: dict[str, Any] = {"columns": cols, "rows": rows, "series": series, "hist": hist}
+    hours = sorted(set(heat["hour"].to_pylist())) if heat.num_rows else []
+    if hours and len(hours) * features.num_rows <= PSI_CELLS:
+        at = {h: i for i, h in enumerate(hours)}
+        psi: dict[str, list] = {}
+        cents = np.rint(np.nan_to_num(heat["psi"].to_numpy(zero_copy_only=False), nan=-1) * 100)
+        for name, hour, v in zip(heat["feature"].to_pylist(), heat["hour"].to_pylist(), cents):
+            psi.setdefault(name, [None] * len(hours))[at[hour]] = None if v < 0 else int(v)
+        out["hours"] = [f"{h:%Y-%m-%dT%H:%M:%SZ}" for h in hours]
+        out["psi"] = psi
+    return out
