@@ -283,7 +283,7 @@ class _Output:
 
         self.fs.makedirs(self.meta, exist_ok=True)
         path = f"{self.meta}/lock"
-        self._lock_file = open(path, "a+")
+        self._lock_file = open(path, "a+")  # noqa: SIM115 - held for the run
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -296,7 +296,7 @@ class _Output:
             # and the holder's check_lease sees that its file is no longer the lock
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            self._lock_file = open(path, "a+")
+            self._lock_file = open(path, "a+")  # noqa: SIM115 - held for the run
             try:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # another export broke it first
@@ -1190,7 +1190,7 @@ def _export(tree: CaptureTree, target: _Output, out: str, started: float, progre
                             progress(len(result.files) + len(result.failed_files))
             except (CaptureqError, OSError):
                 raise  # the lock or lease is lost, or the storage fails: no endpoint may commit
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - this endpoint's files wait for the next run
                 summary.failed[endpoint or ""] = failure_reason(exc)
 
         label_scan = tree.scan_labels()
@@ -1210,7 +1210,7 @@ def _export(tree: CaptureTree, target: _Output, out: str, started: float, progre
                     summary.label_counts.add(result.counts)
             except (CaptureqError, OSError):
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 summary.failed[LABELS_FAILED] = failure_reason(exc)
 
         summary.seconds = time.monotonic() - started

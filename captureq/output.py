@@ -555,7 +555,7 @@ def _polars_prints_repr() -> bool:
 
             text = pl.DataFrame({"x": _PROBE}).write_csv(include_header=False, quote_style="never")
             _CHECKED["polars_repr"] = text == "".join(repr(v) + "\n" for v in _PROBE)
-        except Exception:
+        except Exception:  # noqa: BLE001 - no polars, an older API: DuckDB prints them
             _CHECKED["polars_repr"] = False
     return _CHECKED["polars_repr"]
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
 import re
-import io
 import threading
 from dataclasses import dataclass, field
 

@@ -595,7 +595,7 @@ class ScanPlan:
                     for name, table in self._cache.get("extra_views", {}).items():
                         register_view(con, name, table, temp=True)
                 self._cache[key] = con
-            except Exception:
+            except Exception:  # noqa: BLE001 - OSError, bad JSON, a duckdb.Error: all the same
                 self._cache[key] = None  # an unreadable cache is only a slower query
         return self._cache[key]
 

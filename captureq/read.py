@@ -172,7 +172,7 @@ def _cat_async(fs, paths: list[str], policy: RetryPolicy) -> tuple[list, int]:
                     return await asyncio.wait_for(fs._cat_file(path), timeout=min(policy.timeout, left))
                 except asyncio.TimeoutError as exc:
                     error, timed_out = exc, True
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - returned, judged by the caller
                     error = exc
                 attempt += 1
                 elapsed = time.monotonic() - started
@@ -352,7 +352,7 @@ class Prefetch:
             rest = fetch(self.fs, self.group[1:])
             self._batch = FileBatch(head.files + rest.files, head.blobs + rest.blobs,
                                     head.failed + rest.failed, head.retries + rest.retries)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - raised again by take(), in the reader
             self._error = exc
         finally:
             self._head_in.set()

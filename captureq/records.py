@@ -138,7 +138,7 @@ def format_time(when: datetime) -> str:
 
 def capture_record(
     *,
-    input: dict[str, Any] | None,
+    input: dict[str, Any] | None,  # noqa: A002 - the name SageMaker's docs use
     output: dict[str, Any] | None,
     event_id: str,
     inference_time: datetime,

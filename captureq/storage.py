@@ -82,7 +82,7 @@ class RetryPolicy:
         for attempt in range(self.attempts):
             try:
                 return fn(*args, **kwargs)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - sorted below
                 if not is_transient(exc):
                     if is_storage_failure(exc):
                         raise StorageError.of(op, target, exc, side=self.side) from exc

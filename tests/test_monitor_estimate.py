@@ -29,7 +29,7 @@ from captureq.monitor.estimate import (
 )
 
 skm = pytest.importorskip("sklearn.metrics")
-from sklearn.calibration import calibration_curve
+from sklearn.calibration import calibration_curve  # noqa: E402
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REF = {"reference_start": "2026-01-01T00", "reference_end": "2026-01-02T00"}  # first 24 hours

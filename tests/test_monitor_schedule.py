@@ -187,7 +187,7 @@ def test_publish_cloudwatch_sends_model_monitors_metrics(base, tmp_path, s3_serv
 class _Hook(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self):
+    def do_POST(self):  # noqa: N802
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append(
             {"type": self.headers["Content-Type"], "body": json.loads(body)}

@@ -15,7 +15,6 @@ from trees import capture, label
 from captureq import parse
 from captureq.read import FileBatch
 from captureq.records import dumps
-from captureq.scan import CaptureFile
 
 
 class _File:

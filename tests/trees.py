@@ -38,7 +38,7 @@ Line = dict | str | bytes
 def payload(
     data: str | bytes,
     content_type: str = "text/csv",
-    *,
+    *,  # noqa: A002
     mode: str = "INPUT",
     csv_types: Sequence[str] = ("text/csv",),
     json_types: Sequence[str] = ("application/json", "application/jsonlines"),

@@ -108,7 +108,7 @@ class CaptureMiddleware:
                     _header(headers, self._model_header) if self._model_header else None,
                     self.model_name),
             )
-        except Exception:
+        except Exception:  # noqa: BLE001 - capture never fails a request
             log.warning("captureq: could not capture a request", exc_info=True)
 
     def _lifespan_send(self, send):

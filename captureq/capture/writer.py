@@ -452,7 +452,7 @@ class CaptureWriter:
                 metadata=metadata,
             )
             line = (rec.dumps(record) + "\n").encode("utf-8")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - capture never fails the caller
             self.stats.bad_requests += 1
             self._settled += 1
             log.warning("captureq: could not capture a request: %s", exc)
@@ -577,7 +577,7 @@ class CaptureWriter:
                 for marker in flushes:
                     marker.ok = not self._waiting
                     marker.event.set()
-        except Exception:
+        except Exception:  # noqa: BLE001 - the spool keeps the data; say why uploads stopped
             log.exception("captureq: the upload thread stopped; the spool keeps what it holds")
         finally:
             self.spool.release()
@@ -647,7 +647,7 @@ class CaptureWriter:
             try:
                 if n:
                     self._put(final, data)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the file stays in the spool
                 s.retried += 1
                 self._log_failure(final, exc)
                 with self._waiting_lock:
@@ -670,7 +670,7 @@ class CaptureWriter:
                 if self.on_written is not None:
                     try:
                         self.on_written(final, data)
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - the object is written either way
                         log.exception("captureq: on_written failed for %s", final)
             if self._failing_since is not None:
                 log.warning(
@@ -727,6 +727,6 @@ class CaptureWriter:
         except BaseException:
             try:
                 self.fs.rm_file(tmp)
-            except Exception:
+            except Exception:  # noqa: BLE001 - the temp file may not exist
                 pass
             raise

@@ -90,7 +90,7 @@ class WSGICaptureMiddleware:
                 metadata=self.route.metadata(
                     environ.get(self._model_key) if self._model_key else None, self.model_name),
             )
-        except Exception:
+        except Exception:  # noqa: BLE001 - capture never fails a request
             log.warning("captureq: could not capture a request", exc_info=True)
 
 

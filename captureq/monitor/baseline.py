@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from .. import schema
 from ..decode.unify import NON_FINITE
-from ..errors import ConfigError, HeaderWarning
+from ..errors import ConfigError, HeaderWarning  # HeaderWarning: also imported from here
 
 INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unknown"
 KLL_C, KLL_K = 0.64, 2048  # the sketch parameters Model Monitor's files carry

@@ -22,11 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError
-from ..timeutil import to_utc
 from ..monitor import Baseline, MonitorResult, QualityResult, model_quality, monitor
-from ..monitor.problem import BINARY, ModelType
 from ..monitor.baseline import tree_inputs
 from ..monitor.check import align_names
+from ..monitor.problem import BINARY, ModelType
+from ..timeutil import to_utc
 from . import charts, data
 from .html import esc, page
 
