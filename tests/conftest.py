@@ -88,3 +88,19 @@ def s3_bucket(s3_server, s3_fs) -> str:
     name = new_bucket(s3_fs)
     s3_server.log.clear()
     return name
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the modules that ask Spark too (two cores, UTC, loopback)."""
+    pytest.importorskip("pyspark")
+    import os
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run this Python
+    return (SparkSession.builder.master("local[2]").appName("captureq-tests")
+            .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+            .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+            .getOrCreate())

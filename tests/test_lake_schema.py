@@ -12,8 +12,6 @@ every Parquet part of an endpoint has the same schema and Polars ``scan_parquet`
 from __future__ import annotations
 
 import json
-import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -278,17 +276,6 @@ def test_decode_options_do_not_change_the_rule(tree):
     assert t.schema.field("x").type == pa.string() and t.schema.field("y").type == pa.float64()
     assert t.schema.field("z").type == pa.string()
 
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    return (SparkSession.builder.master("local[2]").appName("captureq-tests")
-            .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
-            .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-            .getOrCreate())
 
 
 @pytest.mark.spark

@@ -197,20 +197,6 @@ def test_the_export_answers_as_memory_does(tmp_path, cache_root):
     assert got == [(mem[0]["a"], mem[0]["b"])] == [(2, 7)]
 
 
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark")
-    import os
-    import sys
-
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    return (SparkSession.builder.master("local[2]").appName("captureq-tests")
-            .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
-            .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-            .getOrCreate())
-
 
 def _readers(folder):
     """Each reader's rows of an export's ``inputs`` folder, opened with its defaults, as sorted
