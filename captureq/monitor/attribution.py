@@ -357,6 +357,12 @@ class AttributionBaseline:
                               "`captureq attribution baseline` wrote") from None
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{p}: not JSON ({exc})") from None
+        return cls.from_doc(doc, str(p))
+
+    @classmethod
+    def from_doc(cls, doc: Any, source: str = "") -> AttributionBaseline:
+        """The baseline in an ``analysis.json`` already read (``source`` names it in errors)."""
+        p = source or "the baseline"
         shap = (doc.get("explanations") or {}).get("kernel_shap") if isinstance(doc, dict) else None
         labels = {
             k: v for k, v in (shap or {}).items()
@@ -368,7 +374,7 @@ class AttributionBaseline:
                 f"{p}: not a Clarify analysis.json with explanations.kernel_shap.<label>."
                 "global_shap_values; write one with `captureq attribution baseline`"
             )
-        return cls(labels, str(p))
+        return cls(labels, source)
 
     def table(self) -> pa.Table:
         rows = [

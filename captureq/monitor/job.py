@@ -37,6 +37,16 @@ from ..errors import CaptureqError, ConfigError
 from ..timeutil import to_utc
 
 DATA_QUALITY, MODEL_QUALITY = "DATA_QUALITY", "MODEL_QUALITY"
+MODEL_BIAS, MODEL_EXPLAINABILITY = "MODEL_BIAS", "MODEL_EXPLAINABILITY"
+#: ``analysis_type`` values and the analysis each names
+ANALYSIS_TYPES = {
+    DATA_QUALITY: DATA_QUALITY,
+    MODEL_QUALITY: MODEL_QUALITY,
+    MODEL_BIAS: MODEL_BIAS,
+    "BIAS_DRIFT": MODEL_BIAS,
+    MODEL_EXPLAINABILITY: MODEL_EXPLAINABILITY,
+    "FEATURE_ATTRIBUTION_DRIFT": MODEL_EXPLAINABILITY,
+}
 COMPLETED, WITH_VIOLATIONS, FAILED = "Completed", "CompletedWithViolations", "Failed"
 METRICS_DIR = "/opt/ml/output/metrics/cloudwatch"
 MESSAGE_DIR = "/opt/ml/output"
@@ -48,6 +58,10 @@ NAMESPACES = {  # CloudWatch namespaces of Model Monitor's metrics
     (MODEL_QUALITY, True): "aws/sagemaker/Endpoints/model-metrics",
     (DATA_QUALITY, False): "aws/sagemaker/ModelMonitoring/data-metrics",
     (MODEL_QUALITY, False): "aws/sagemaker/ModelMonitoring/model-metrics",
+    (MODEL_BIAS, True): "aws/sagemaker/Endpoints/bias-metrics",
+    (MODEL_BIAS, False): "aws/sagemaker/ModelMonitoring/bias-metrics",
+    (MODEL_EXPLAINABILITY, True): "aws/sagemaker/Endpoints/explainability-metrics",
+    (MODEL_EXPLAINABILITY, False): "aws/sagemaker/ModelMonitoring/explainability-metrics",
 }
 #: CloudWatch's StatisticValues, and the metric table's ``statistic`` each is read from
 STATISTIC_VALUES = {"SampleCount": "SampleCount", "Sum": "Sum", "Minimum": "Minimum",
@@ -71,6 +85,7 @@ ENVIRONMENT = {
     "probability_threshold_attribute": "probability_threshold",
     "ground_truth_attribute": "ground_truth_attribute",
     "ground_truth_source": "ground_truth_source",
+    "analysis_config": "analysis_config",
     METRICS_DIR_ENV: "metrics_dir",
     MESSAGE_DIR_ENV: "message_dir",
 }
@@ -103,6 +118,7 @@ class JobConfig:
     probability_threshold: float = 0.5
     ground_truth_attribute: str | None = None
     ground_truth_source: str | None = None
+    analysis_config: str | None = None  # Clarify's analysis configuration (bias, attribution)
     metrics_dir: str | None = METRICS_DIR
     message_dir: str | None = MESSAGE_DIR
     storage_options: dict | None = field(default=None, compare=False)
@@ -134,12 +150,12 @@ class JobConfig:
         if "publish_cloudwatch_metrics" in raw:
             raw["publish_cloudwatch_metrics"] = _enabled(raw["publish_cloudwatch_metrics"])
         if "analysis_type" in raw:
-            raw["analysis_type"] = str(raw["analysis_type"]).upper()
-            if raw["analysis_type"] not in (DATA_QUALITY, MODEL_QUALITY):
+            kind = str(raw["analysis_type"]).strip().upper()
+            if kind not in ANALYSIS_TYPES:
                 raise ConfigError(
-                    f"analysis_type must be {DATA_QUALITY} or {MODEL_QUALITY}, "
-                    f"got {raw['analysis_type']!r}"
+                    f"analysis_type must be one of {', '.join(ANALYSIS_TYPES)}, got {kind!r}"
                 )
+            raw["analysis_type"] = ANALYSIS_TYPES[kind]
         if "probability_threshold" in raw:
             try:
                 raw["probability_threshold"] = float(raw["probability_threshold"])
@@ -237,6 +253,7 @@ class JobResult:
     violations: list[dict]
     metrics: list[dict]  # PutMetricData MetricDatum objects (Timestamp as ISO 8601 text)
     outputs: list[str] = field(default_factory=list)
+    analysis: dict | None = None  # Clarify's analysis.json (bias and attribution jobs)
 
     @property
     def status(self) -> str:
@@ -462,13 +479,124 @@ def _model_quality(config: JobConfig) -> tuple[dict, dict, list[dict], list[dict
     return stats, quality_constraints(stats), violations, rows
 
 
+def _stamp(config: JobConfig) -> str:
+    """The metrics' time: the window's end (the execution's scheduled time)."""
+    when = config.end_time or datetime.now(timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _capture_only(config: JobConfig, what: str) -> None:
+    if config.dataset_format != "capture":
+        raise ConfigError(
+            f"a {what} job reads a capture tree: set dataset_format to "
+            '{"sagemakerCaptureJson": {...}} (or leave it unset)'
+        )
+
+
+def _bias(config: JobConfig) -> tuple[dict[str, dict], list[dict], list[dict]]:
+    """Bias drift (:func:`captureq.monitor.bias.bias`): Clarify's ``analysis.json`` and
+    Model Monitor's ``constraint_violations.json`` for the window, and its metric data."""
+    from .bias import POST_TRAINING, PRE_TRAINING, BiasConfig, bias
+
+    _capture_only(config, "bias-drift")
+    if not config.analysis_config:
+        raise ConfigError(
+            "a bias-drift job needs Clarify's analysis configuration: set analysis_config (or "
+            "pass --analysis-config) to its JSON file (label, label_values_or_threshold, facet)"
+        )
+    if not config.ground_truth_source:
+        raise ConfigError(
+            "a bias-drift job needs the ground truth: set ground_truth_source (or pass "
+            "--labels) to the ground-truth tree"
+        )
+    cfg = BiasConfig.load(read_json_uri(config.analysis_config, "analysis_config",
+                                        config.storage_options))
+    base = None
+    if config.baseline_constraints:
+        base = read_json_uri(config.baseline_constraints, "baseline_constraints",
+                             config.storage_options)
+        if not any(f"{s}_bias_metrics" in base for s in (PRE_TRAINING, POST_TRAINING)):
+            raise ConfigError(
+                f"baseline_constraints {config.baseline_constraints} is not a Clarify bias "
+                "analysis.json (no pre_training_bias_metrics or post_training_bias_metrics); "
+                "make one with `captureq bias baseline`"
+            )
+    table = _tree(config, labels=config.ground_truth_source).predictions()
+    if not table.num_rows:
+        raise NoDataError(
+            f"no captured predictions for endpoint {config.endpoint_name or '(any)'} "
+            f"{_window_text(config)} in {config.dataset_source}"
+        )
+    result = bias(
+        table, cfg, baseline=base, endpoint=config.endpoint_name,
+        prediction=_column(config.inference_attribute),
+        probability=_column(config.probability_attribute),
+        schedule=config.schedule_name or "captureq",
+    )
+    violations = (result.constraint_violations or {}).get("violations", [])
+    stamp = _stamp(config)
+    metrics = [{**m, "Timestamp": stamp} for req in result.cloudwatch for m in req["MetricData"]]
+    files = {
+        "analysis.json": result.analysis,
+        "constraint_violations.json": {"version": "1.0", "violations": violations},
+    }
+    return files, violations, metrics
+
+
+def _attribution(config: JobConfig) -> tuple[dict[str, dict], list[dict], list[dict]]:
+    """Feature-attribution drift (:func:`captureq.monitor.attribution.attribution_monitor`)
+    of the window's captured SHAP values against the baseline's ``analysis.json``."""
+    from .attribution import (
+        AttributionBaseline,
+        _records,
+        attribution_monitor,
+        cloudwatch_rows,
+        global_values,
+    )
+
+    _capture_only(config, "feature-attribution-drift")
+    if not config.baseline_constraints:
+        raise ConfigError(
+            "a feature-attribution-drift job needs its baseline: set baseline_constraints to "
+            "the analysis.json `captureq attribution baseline` (or a Clarify job) wrote"
+        )
+    base = AttributionBaseline.from_doc(
+        read_json_uri(config.baseline_constraints, "baseline_constraints",
+                      config.storage_options),
+        config.baseline_constraints,
+    )
+    agg_method = "mean_abs"
+    if config.analysis_config:
+        doc = read_json_uri(config.analysis_config, "analysis_config", config.storage_options)
+        shap = (doc.get("methods") or {}).get("shap") or {}
+        agg_method = shap.get("agg_method") or agg_method
+    captures = _tree(config).captures()
+    if not captures.num_rows:
+        raise NoDataError(
+            f"no captured data for endpoint {config.endpoint_name or '(any)'} "
+            f"{_window_text(config)} in {config.dataset_source}"
+        )
+    records = _records(captures, None, None)
+    schedule = config.schedule_name or "captureq"
+    result = attribution_monitor(records, base, every="day", agg_method=agg_method,
+                                 schedule=schedule)
+    values, windows = global_values(records, agg_method)
+    when = config.end_time or datetime.now(timezone.utc)
+    metrics = cloudwatch_rows(values, windows, schedule, when=when)
+    violations = result.constraint_violations.get("violations", [])
+    files = {
+        "analysis.json": result.analysis,
+        "constraint_violations.json": result.constraint_violations,
+    }
+    return files, violations, metrics
+
+
 def cloudwatch_metrics(rows: list[dict], config: JobConfig) -> list[dict]:
     """The metric table's rows as PutMetricData ``MetricDatum`` objects: one per metric name,
     ``StatisticValues`` for ``feature_data_*`` (SampleCount, Sum, Minimum, Maximum) and
     ``Value`` otherwise; dimensions Endpoint and MonitoringSchedule; the time is the window's
     end (the execution's scheduled time). Missing and non-finite values are left out."""
-    when = config.end_time or datetime.now(timezone.utc)
-    stamp = when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = _stamp(config)
     dimensions = [  # CloudWatch refuses empty dimension values: an unnamed one is left out
         {"Name": n, "Value": v}
         for n, v in (("Endpoint", config.endpoint_name), ("MonitoringSchedule", config.schedule_name))
@@ -500,6 +628,12 @@ def run_job(config: JobConfig) -> JobResult:
     Raises :class:`~captureq.errors.CaptureqError` for what the caller can fix
     (:class:`NoDataError` when the window holds nothing to analyse).
     """
+    if config.analysis_type in (MODEL_BIAS, MODEL_EXPLAINABILITY):
+        clarify = _bias if config.analysis_type == MODEL_BIAS else _attribution
+        files, violations, metrics = clarify(config)
+        outputs = write_reports(config.output_path, files, config.output_storage_options)
+        return JobResult(config, {}, {}, violations, metrics, outputs,
+                         analysis=files["analysis.json"])
     analyse = _model_quality if config.analysis_type == MODEL_QUALITY else _data_quality
     stats, constraints, violations, rows = analyse(config)
     outputs = write_reports(

@@ -40,7 +40,8 @@ def job(
     dataset_format: str | None = _opt(
         "--dataset-format", 'Model Monitor\'s JSON, e.g. {"csv": {"header": true}}.', "JSON"),
     baseline: str | None = _opt(
-        "--baseline", "Folder with statistics.json and constraints.json (sets both files).", "DIR"),
+        "--baseline", "Folder with statistics.json and constraints.json (sets both files; for "
+        "bias or attribution its analysis.json).", "DIR"),
     baseline_constraints: str | None = _opt("--baseline-constraints", "constraints.json.", "FILE"),
     baseline_statistics: str | None = _opt("--baseline-statistics", "statistics.json.", "FILE"),
     publish_cloudwatch_metrics: bool | None = typer.Option(
@@ -50,7 +51,10 @@ def job(
     schedule_name: str | None = _opt(
         "--schedule-name", "sagemaker_monitoring_schedule_name.", "NAME"),
     analysis_type: str | None = _opt(
-        "--analysis-type", "DATA_QUALITY (default) or MODEL_QUALITY.", "TYPE"),
+        "--analysis-type", "DATA_QUALITY (default), MODEL_QUALITY, BIAS_DRIFT (MODEL_BIAS) or "
+        "FEATURE_ATTRIBUTION_DRIFT (MODEL_EXPLAINABILITY).", "TYPE"),
+    analysis_config: str | None = _opt(
+        "--analysis-config", "Clarify's analysis configuration JSON (analysis_config).", "FILE"),
     problem_type: str | None = _opt(
         "--problem-type", "BinaryClassification, MulticlassClassification or Regression.", "TYPE"),
     inference_attribute: str | None = _opt(
@@ -77,9 +81,17 @@ def job(
     from .job import config_from_env_or_fail, execute
 
     if baseline:
+        import os
+
+        from .job import ANALYSIS_TYPES, MODEL_BIAS, MODEL_EXPLAINABILITY
+
         baseline = baseline.rstrip("/")
-        baseline_constraints = baseline_constraints or f"{baseline}/constraints.json"
-        baseline_statistics = baseline_statistics or f"{baseline}/statistics.json"
+        kind = (analysis_type or os.environ.get("analysis_type") or "").strip().upper()
+        if ANALYSIS_TYPES.get(kind) in (MODEL_BIAS, MODEL_EXPLAINABILITY):
+            baseline_constraints = baseline_constraints or f"{baseline}/analysis.json"
+        else:
+            baseline_constraints = baseline_constraints or f"{baseline}/constraints.json"
+            baseline_statistics = baseline_statistics or f"{baseline}/statistics.json"
     try:
         opts = storage_options(storage_option)
         out_opts = storage_options(out_storage_option, "--out-storage-option")
@@ -92,7 +104,7 @@ def job(
             schedule_name=schedule_name, analysis_type=analysis_type, problem_type=problem_type,
             inference_attribute=inference_attribute, probability_attribute=probability_attribute,
             probability_threshold=probability_threshold, ground_truth_source=labels,
-            metrics_dir=metrics_dir, message_dir=message_dir, lateness=lateness,
+            analysis_config=analysis_config, metrics_dir=metrics_dir, message_dir=message_dir, lateness=lateness,
             storage_options=opts, out_storage_options=out_opts,
         )
     except CaptureqError as exc:
