@@ -122,7 +122,12 @@ def schedule(
                                show_default=False),
     baseline: str | None = _opt(
         "--baseline", "Folder with statistics.json and constraints.json (with --labels: a "
-        "model-quality baseline).", "DIR"),
+        "model-quality baseline), or with Clarify's analysis.json (bias, attribution).", "DIR"),
+    analysis_type: str | None = _opt(
+        "--analysis-type", "data, model, bias or attribution (default: from the baseline "
+        "folder and --labels).", "TYPE"),
+    analysis_config: str | None = _opt(
+        "--analysis-config", "Clarify's analysis configuration JSON (bias).", "FILE"),
     out: str = typer.Option(..., "--out", metavar="DIR_OR_S3", show_default=False,
                             help="Reports go to OUT/ENDPOINT/SCHEDULE/yyyy/mm/dd/hh/."),
     every: str = typer.Option("hour", "--every", metavar="hour|day", help="hour or day."),
@@ -175,7 +180,7 @@ def schedule(
             probability_threshold=probability_threshold, publish_cloudwatch=publish_cloudwatch,
             webhook=webhook, lateness=lateness, storage_options=storage_options(storage_option),
             out_storage_options=storage_options(out_storage_option, "--out-storage-option"),
-            break_lease=break_lease,
+            break_lease=break_lease, analysis=analysis_type, analysis_config=analysis_config,
         )
         result = plan.run(now)
     except CaptureqError as exc:

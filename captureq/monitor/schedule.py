@@ -33,6 +33,7 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from typing import Any
 
 from ..errors import ConfigError
@@ -40,10 +41,13 @@ from ..timeutil import floor_hour, to_iso_duration, to_lateness, to_utc
 from .job import (
     DATA_QUALITY,
     FAILED,
+    MODEL_BIAS,
+    MODEL_EXPLAINABILITY,
     MODEL_QUALITY,
     WITH_VIOLATIONS,
     JobConfig,
     NoDataError,
+    read_json_uri,
     run_job,
     status_message,
 )
@@ -53,6 +57,13 @@ NOW_ENV = "CAPTUREQ_NOW"
 DELAY = timedelta(minutes=15)
 PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 HISTORY = 24 * 14  # hours of status the state keeps
+#: ``--analysis-type`` values, and the analysis and default schedule name of each
+ANALYSES = {
+    "data": (DATA_QUALITY, "captureq-data-quality"),
+    "model": (MODEL_QUALITY, "captureq-model-quality"),
+    "bias": (MODEL_BIAS, "captureq-bias-drift"),
+    "attribution": (MODEL_EXPLAINABILITY, "captureq-feature-attribution-drift"),
+}
 
 
 def parse_offsets(text: str | tuple | None) -> tuple[timedelta, timedelta] | None:
@@ -130,7 +141,10 @@ class Schedule:
 
     ``baseline`` is a folder with ``statistics.json`` and ``constraints.json`` (data quality:
     ``captureq baseline``'s; with ``labels``, model quality: ``captureq quality
-    --baseline-out``'s). ``out`` is a folder or any fsspec URL."""
+    --baseline-out``'s); a folder with Clarify's ``analysis.json`` makes it a bias-drift
+    (``captureq bias baseline``'s, with ``labels`` and ``analysis_config``) or
+    feature-attribution-drift schedule (``captureq attribution baseline``'s), unless
+    ``analysis`` (a key of :data:`ANALYSES`) says which. ``out`` is a folder or any fsspec URL."""
 
     tree: str
     out: str
@@ -152,13 +166,34 @@ class Schedule:
     storage_options: dict | None = field(default=None, compare=False)
     out_storage_options: dict | None = field(default=None, compare=False)
     break_lease: bool = False
+    analysis: str | None = None  # data | model | bias | attribution; None: from the baseline
+    analysis_config: str | None = None  # Clarify's analysis configuration (bias)
 
     def __post_init__(self) -> None:
         if self.every not in PERIODS:
             raise ConfigError(f"--every must be hour or day, got {self.every!r}")
+        if self.analysis is not None and self.analysis not in ANALYSES:
+            raise ConfigError(
+                f"--analysis-type must be one of {', '.join(ANALYSES)}, got {self.analysis!r}"
+            )
 
-    @property
+    @cached_property
     def analysis_type(self) -> str:
+        """The job type: ``analysis``'s, else a Clarify ``analysis.json`` in the baseline
+        folder says bias or attribution, else model quality with labels, else data quality."""
+        if self.analysis is not None:
+            return ANALYSES[self.analysis][0]
+        if self.baseline:
+            from fsspec.core import url_to_fs
+
+            uri = f"{self.baseline.rstrip('/')}/analysis.json"
+            fs, path = url_to_fs(uri, **(self.storage_options or {}))
+            if fs.exists(path):
+                doc = read_json_uri(uri, "the baseline's analysis.json", self.storage_options)
+                if "explanations" in doc:
+                    return MODEL_EXPLAINABILITY
+                if any(f"{s}_bias_metrics" in doc for s in ("pre_training", "post_training")):
+                    return MODEL_BIAS
         return MODEL_QUALITY if self.labels else DATA_QUALITY
 
     @property
@@ -166,8 +201,8 @@ class Schedule:
         return PERIODS[self.every]
 
     def schedule_name(self) -> str:
-        kind = "model" if self.labels else "data"
-        return self.name or f"captureq-{kind}-quality"
+        defaults = {kind: name for kind, name in ANALYSES.values()}
+        return self.name or defaults[self.analysis_type]
 
     def endpoint_name(self) -> str:
         """The endpoint, or the tree's only one."""
@@ -220,13 +255,17 @@ class Schedule:
     def job(self, scheduled: datetime, endpoint: str) -> JobConfig:
         start, end = self.window(scheduled)
         base = self.baseline.rstrip("/") if self.baseline else None
+        clarify = self.analysis_type in (MODEL_BIAS, MODEL_EXPLAINABILITY)
         return JobConfig(
             dataset_source=self.tree,
             output_path=f"{self.folder(endpoint)}/{scheduled:%Y/%m/%d/%H}",
             start_time=start,
             end_time=end,
-            baseline_constraints=f"{base}/constraints.json" if base else None,
-            baseline_statistics=f"{base}/statistics.json" if base and not self.labels else None,
+            baseline_constraints=(
+                f"{base}/{'analysis' if clarify else 'constraints'}.json" if base else None),
+            baseline_statistics=(
+                f"{base}/statistics.json"
+                if base and self.analysis_type == DATA_QUALITY else None),
             publish_cloudwatch_metrics=self.publish_cloudwatch,
             endpoint_name=endpoint,
             schedule_name=self.schedule_name(),
@@ -236,6 +275,7 @@ class Schedule:
             probability_attribute=self.probability_attribute,
             probability_threshold=self.probability_threshold,
             ground_truth_source=self.labels,
+            analysis_config=self.analysis_config,
             metrics_dir=None,
             message_dir=None,
             storage_options=self.storage_options,
