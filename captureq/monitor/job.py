@@ -11,7 +11,12 @@ the message and the exit status (:mod:`captureq.exit_codes`).
 
 Data quality (the default ``analysis_type``) checks the window against the baseline with
 :func:`captureq.monitor.check.monitor`; ``analysis_type=MODEL_QUALITY`` joins the captures with
-their ground truth (``ground_truth_source``) and checks :func:`captureq.monitor.quality.model_quality`.
+their ground truth (``ground_truth_source``) and checks :func:`captureq.monitor.quality.model_quality`;
+``BIAS_DRIFT`` (``MODEL_BIAS``) and ``FEATURE_ATTRIBUTION_DRIFT`` (``MODEL_EXPLAINABILITY``) run
+:func:`captureq.monitor.bias.bias` (with Clarify's ``analysis_config``) and
+:func:`captureq.monitor.attribution.attribution_monitor` against the baseline's
+``analysis.json`` (``baseline_constraints``), writing ``analysis.json`` and
+``constraint_violations.json``.
 
 >>> config = JobConfig.from_env({"dataset_source": "/opt/ml/processing/input/endpoint",
 ...     "output_path": "/opt/ml/processing/output", "start_time": "2020-02-19T06:00:00Z",
