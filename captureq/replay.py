@@ -576,8 +576,8 @@ def replay(
     """
     from fsspec.core import url_to_fs
 
-    from . import api
     from .capture import CaptureConfig, CaptureWriter
+    from .plan import open_plan
 
     target = to if isinstance(to, Target) else parse_target(to)
     name = name or target.default_name
@@ -597,8 +597,8 @@ def replay(
     ):
         out_storage_options = storage_options
     if isinstance(tree, str):
-        tree = api.open(tree, start=start, end=end, endpoint=endpoint, variant=variant,
-                        lateness=lateness, storage_options=storage_options)
+        tree = open_plan(tree, start=start, end=end, endpoint=endpoint, variant=variant,
+                         lateness=lateness, storage_options=storage_options)
     elif any(v is not None for v in (start, end, endpoint, variant, lateness)):
         tree = tree.where(start=start, end=end, endpoint=endpoint, variant=variant,
                           lateness=lateness)

@@ -225,6 +225,12 @@ def test_the_baseline_writes_model_monitors_default_thresholds(tmp_path):
             {"metric": "mae", "value": 0.7, "threshold": 0.5},
             "Metric mae with 0.7 was GreaterThanThreshold 0.5",
         ),
+        (
+            "bias_drift_check",
+            {"metric": "DPPL", "value": 0.42, "baseline": 0.1, "tolerance": 0.1},
+            "Value 0.42 does not meet the constraint requirement: DPPL is farther from its ideal "
+            "than the baseline value 0.1 (tolerance 0.1)",
+        ),
     ],
 )
 def test_every_check_has_its_exact_wording(check_type, values, text):
@@ -235,6 +241,7 @@ def test_every_template_is_tested():
     tested = {
         "data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
         "extra_column_check", "categorical_values_check", "LessThanThreshold", "GreaterThanThreshold",
+        "bias_drift_check",
     }  # fmt: skip
     assert set(TEMPLATES) == tested
 

@@ -15,7 +15,7 @@ the statistics.json (``accuracy``, ``f1``, ``auc``, ``mae``, ``r2`` …). Single
 ...     "common": {"num_present": 3, "num_missing": 1}, "mean": 2.0, "sum": 6.0, "min": 1.0, "max": 3.0}}]}
 >>> rows = data_quality_rows(stats, [{"feature": "age", "distance": 0.25}], None, "ep", "window")
 >>> [(r["metric_name"], r["statistic"], r["value"]) for r in rows][:3]
-[('feature_non_null_age', 'Value', 0.75), ('feature_data_age', 'Average', 2.0), ('feature_data_age', 'Minimum', 1.0)]
+[('feature_non_null_age', 'Value', 0.75), ('feature_nan_age', 'Value', 0.0), ('feature_data_age', 'Average', 2.0)]
 """
 
 from __future__ import annotations
