@@ -178,11 +178,13 @@ def drift_chart(
             tooltip=tip,
         )
     )
+    # a ✕ on a violating cell, no text elsewhere (filtering the rows instead would leave vega
+    # an empty layer when nothing drifted, which it warns about)
     marks = (
         alt.Chart()
-        .transform_filter(alt.datum.violation)
-        .mark_text(text="✕", fontSize=12, fontWeight="bold", color="white")
-        .encode(x=alt.X("mid:T", scale=UTC), y=y, tooltip=tip)
+        .mark_text(fontSize=12, fontWeight="bold", color="white")
+        .encode(x=alt.X("mid:T", scale=UTC), y=y, tooltip=tip,
+                text=alt.condition(alt.datum.violation, alt.value("✕"), alt.value("")))
     )
     height = max(120, 18 * len(order))
     chart = alt.layer(cells, marks, *onset_layer(onset, label=False), data=data).properties(
@@ -408,7 +410,7 @@ def bias_chart(table: pa.Table) -> alt.FacetChart:
     """One panel per facet split (rows) and metric (columns): the hourly value (line), the
     baseline's value (grey rule) and the hours that violated (red points). ``table`` has hour,
     facet, facet_value, metric_name, value, baseline, violation."""
-    rows = values(table)
+    rows = [r for r in values(table) if r["value"] is not None]  # ±inf and undefined: not drawn
     for r in rows:
         r["split"] = f"{r['facet']} = {r['facet_value']}"
     tip = [
@@ -424,8 +426,9 @@ def bias_chart(table: pa.Table) -> alt.FacetChart:
         y=alt.Y("value:Q", title="value"), tooltip=tip)
     rule = alt.Chart().mark_rule(color=SERIES_COLORS["baseline"], strokeDash=[4, 2]).encode(
         y="mean(baseline):Q")
-    bad = base.transform_filter("datum.violation").mark_point(
-        color=ONSET_COLOR, filled=True, size=60).encode(y="value:Q", tooltip=tip)
+    bad = base.mark_point(color=ONSET_COLOR, filled=True, size=60).encode(
+        y="value:Q", tooltip=tip,
+        opacity=alt.condition(alt.datum.violation, alt.value(1), alt.value(0)))
     metrics = sorted({r["metric_name"] for r in rows})
     width = max(160, min(360, (WIDTH - 40) // max(1, len(metrics)) - 30))
     return (
@@ -469,6 +472,7 @@ def attribution_chart(bars: pa.Table, ndcg: pa.Table) -> alt.VConcatChart:
         color=alt.Color("label:N", title="label"), tooltip=tip)
     rule = alt.Chart(data).mark_rule(color=ONSET_COLOR, strokeDash=[6, 3]).encode(
         y="mean(threshold):Q")
-    bad = alt.Chart(data).transform_filter("datum.violation").mark_point(
-        color=ONSET_COLOR, filled=True, size=70).encode(x=_time_x(), y="ndcg:Q", tooltip=tip)
+    bad = alt.Chart(data).mark_point(color=ONSET_COLOR, filled=True, size=70).encode(
+        x=_time_x(), y="ndcg:Q", tooltip=tip,
+        opacity=alt.condition(alt.datum.violation, alt.value(1), alt.value(0)))
     return alt.vconcat(bar, alt.layer(line, rule, bad).properties(width=WIDTH - 160, height=180))
