@@ -355,3 +355,55 @@ def test_a_section_that_fails_in_the_browser_says_so_in_the_headline(page, repor
     finally:
         pg.close()
     assert errors == []
+
+
+# -- Clarify's two monitors: the bias and feature-attribution sections ------------------------
+@pytest.mark.slow
+def test_bias_and_attribution_sections_are_drawn(page, tmp_path):
+    import json
+
+    from clarify_trees import BIAS_CONFIG, START, write_clarify_tree
+
+    capture, labels = write_clarify_tree(tmp_path, hours=12, per_hour=80, shift_at=8)
+    end = (START + timedelta(hours=6)).strftime("%Y-%m-%dT%H")
+    (tmp_path / "config.json").write_text(json.dumps(BIAS_CONFIG))
+    runner = CliRunner()
+    for args in (
+        ["baseline", str(capture), str(tmp_path / "baseline"), "--end", end],
+        ["bias", "baseline", str(capture), "--labels", str(labels), "--end", end, "--config",
+         str(tmp_path / "config.json"), str(tmp_path / "bias")],
+        ["attribution", "baseline", str(capture), str(tmp_path / "shap"), "--end", end],
+        ["report", str(capture), "--baseline", str(tmp_path / "baseline"), "--labels",
+         str(labels), "--bias-config", str(tmp_path / "config.json"),
+         "--bias-baseline", str(tmp_path / "bias" / "analysis.json"),
+         "--attribution-baseline", str(tmp_path / "shap" / "analysis.json"),
+         "-o", str(tmp_path / "report.html")],
+    ):
+        made = runner.invoke(app, args)
+        assert made.exit_code == 0, made.output
+    pg, errors = _open_page(page["page"].context.browser, tmp_path / "report.html")
+    try:
+        assert pg.evaluate("document.body.dataset.renderError") is None
+        assert pg.evaluate("document.body.dataset.failed") is None
+        drawn = {f["id"]: f for f in pg.evaluate(DRAWN)}
+        for key in ("fig-bias", "fig-attribution"):
+            f = drawn[key]
+            assert f["width"] > 300 and f["height"] > 100 and f["marks"] > 20, f
+        # the bias panels: DPPL and DI of the facet, their violating hours in red
+        text = pg.inner_text("#fig-bias")
+        assert "DPPL" in text and "DI" in text
+        assert pg.evaluate("[...document.querySelectorAll('#fig-bias .mark-symbol path')].filter(p => p.getAttribute('fill') === '#d62728' && p.getAttribute('opacity') !== '0').length") > 0
+        violations = pg.evaluate("""(() => { let n = document.getElementById('bias');
+            while (n && !(n.tagName === 'TABLE')) n = n.nextElementSibling;
+            return n ? n.querySelectorAll('tr').length - 1 : 0; })()""")
+        assert violations > 0
+        # the attribution bars name the features; the NDCG panel has its threshold rule
+        assert "region" in pg.inner_text("#fig-attribution")
+        assert pg.evaluate("document.querySelectorAll('#fig-attribution .mark-rule line').length") >= 1
+        headline = pg.inner_text(".headline")
+        assert "Bias drift: violations" in headline and "Feature-attribution drift in" in headline
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / "report-clarify.png"), full_page=True)
+    finally:
+        pg.close()
+    assert errors == []

@@ -518,3 +518,126 @@ def test_numeric_edges_always_cover_every_value(values, bins):
     assert edges[0] <= v.min() and edges[-1] >= v.max()
     counts, _ = np.histogram(v, bins=edges)
     assert counts.sum() == len(v)  # no value falls outside the bins
+
+
+# -- Clarify's monitors: the bias and feature-attribution sections ----------------------------
+@pytest.fixture(scope="module")
+def clarify(tmp_path_factory):
+    """A tree for both of Clarify's monitors, its three baselines (data quality, bias,
+    attributions: the first 6 hours) and the library's results over all 12 hours."""
+    from clarify_trees import BIAS_CONFIG, START, write_clarify_tree
+
+    from captureq.monitor.attribution import attribution_baseline, attribution_monitor
+    from captureq.monitor.bias import bias
+
+    root = tmp_path_factory.mktemp("clarify")
+    capture, labels = write_clarify_tree(root, hours=12, per_hour=80, shift_at=8)
+    cq = captureq.open(str(capture), labels=str(labels))
+    early = cq.where(end=START + timedelta(hours=6))
+    base = early.baseline(str(root / "baseline"))
+    (root / "bias_config.json").write_text(json.dumps(BIAS_CONFIG))
+    bias_base = bias(early, BIAS_CONFIG).analysis
+    (root / "bias_analysis.json").write_text(json.dumps(bias_base))
+    attribution_baseline(early, root / "shap")
+    return {
+        "root": root, "cq": cq, "base": base,
+        "bias_config": root / "bias_config.json",
+        "bias_baseline": root / "bias_analysis.json",
+        "attribution_baseline": root / "shap" / "analysis.json",
+        "bias": bias(cq, BIAS_CONFIG, baseline=bias_base, every="hour"),
+        "attribution": attribution_monitor(cq, root / "shap" / "analysis.json"),
+    }
+
+
+@pytest.fixture(scope="module")
+def clarify_report(clarify):
+    return build_report(clarify["cq"], clarify["base"], bias_config=clarify["bias_config"],
+                        bias_baseline=clarify["bias_baseline"],
+                        attribution_baseline=clarify["attribution_baseline"])
+
+
+def test_bias_section_holds_the_librarys_hourly_values_and_violations(clarify, clarify_report):
+    fig = clarify_report.figure("bias")
+    assert not fig.failed and fig.chart is not None
+    m = pl.from_arrow(clarify["bias"].metrics).filter(
+        (pl.col("granularity") == "hour") & (pl.col("stage") == "post_training"))
+    violating = set(m.filter(pl.col("violation"))["metric_name"])
+    assert {"DPPL", "DI"} <= violating  # the planted shift
+    shown = pl.from_arrow(fig.data)
+    assert set(shown["metric_name"]) == {"DPPL", "DI"} | violating
+    want = m.filter(pl.col("metric_name").is_in(list(set(shown["metric_name"]))))
+    key = ["hour", "facet", "facet_value", "metric_name"]
+    got = shown.sort(key)
+    want = want.rename({"window_start": "hour"}).select(got.columns).sort(key)
+    assert got.height == want.height == 12 * len(set(shown["metric_name"]))
+    assert got["value"].to_list() == want["value"].to_list()
+    assert got["baseline"].to_list() == want["baseline"].to_list()
+    assert got["violation"].to_list() == want["violation"].to_list()
+    # the table: every violation the library found, each hour's and the whole window's
+    table = pl.from_arrow(fig.table)
+    lib = clarify["bias"].violations
+    assert table.height == len(lib) > 0
+    assert sorted(zip(table["window"], table["metric_name"], table["description"])) == sorted(
+        (v["window"], v["metric_name"], v["description"]) for v in lib)
+    assert any("bias" in line.lower() and "violation" in line.lower()
+               for line in clarify_report.headline_text())
+
+
+def test_attribution_section_holds_the_librarys_values_and_scores(clarify, clarify_report):
+    fig = clarify_report.figure("attribution")
+    assert not fig.failed and fig.chart is not None
+    lib = clarify["attribution"]
+    # NDCG over time: the library's hourly scores, with the threshold
+    scores = pl.from_arrow(lib.scores).filter(pl.col("granularity") == "hour").sort("window_start")
+    nd = pl.from_arrow(fig.data).sort("hour")
+    # (DuckDB sums in parallel: the last bits of a float vary from run to run)
+    assert nd["ndcg"].to_list() == pytest.approx(scores["ndcg"].to_list(), rel=1e-12)
+    assert nd["violation"].to_list() == scores["violation"].to_list()
+    assert set(nd["threshold"]) == {0.9}
+    assert [h.hour for h, v in zip(nd["hour"], nd["violation"]) if v] == list(range(8, 12))
+    # global attributions, baseline vs the whole window: the library's values, top features
+    table = pl.from_arrow(fig.table)
+    ranks = pl.from_arrow(lib.ranks).filter(pl.col("granularity") == "window")
+    assert table.height == ranks.height == 5  # five features: all are in the top 10
+    for r in ranks.iter_rows(named=True):
+        (got,) = table.filter((pl.col("feature") == r["feature"]) & (pl.col("label") == r["label"])
+                              ).iter_rows(named=True)
+        assert (got["baseline"], got["window"]) == pytest.approx(
+            (r["baseline_value"], r["value"]), rel=1e-12)
+        assert (got["baseline_rank"], got["rank"]) == (r["baseline_rank"], r["rank"])
+    assert any("attribution" in line.lower() for line in clarify_report.headline_text())
+
+
+def test_clarify_sections_appear_only_when_asked(clarify):
+    rep = build_report(clarify["cq"], clarify["base"])
+    assert not {"bias", "attribution"} & {f.key for f in rep.figures}
+    rep = build_report(clarify["cq"], clarify["base"], bias_config=clarify["bias_config"])
+    assert "bias" in {f.key for f in rep.figures} and "attribution" not in {
+        f.key for f in rep.figures}
+    assert not rep.figure("bias").failed  # without a baseline: the values, no violations
+    assert pl.from_arrow(rep.figure("bias").data)["baseline"].is_nan().all()
+
+
+def test_a_clarify_section_that_fails_says_so_in_the_headline(clarify, tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text(json.dumps({"label": "approved", "label_values_or_threshold": [1],
+                               "facet": [{"name_or_index": "nope"}]}))
+    rep = build_report(clarify["cq"], clarify["base"], bias_config=bad,
+                       attribution_baseline=tmp_path / "missing.json")
+    assert rep.failed == ["bias", "attribution"]
+    text = " ".join(rep.headline_text())
+    assert "Bias drift" in text and "Feature-attribution drift" in text and "failed" in text
+    assert "nope" in rep.figure("bias").note
+
+
+def test_cli_report_takes_the_clarify_options(clarify, tmp_path):
+    out = tmp_path / "r.html"
+    made = CliRunner().invoke(app, [
+        "report", str(clarify["root"] / "capture"), "--labels", str(clarify["root"] / "labels"),
+        "--baseline", str(clarify["root"] / "baseline"),
+        "--bias-config", str(clarify["bias_config"]),
+        "--bias-baseline", str(clarify["bias_baseline"]),
+        "--attribution-baseline", str(clarify["attribution_baseline"]), "-o", str(out)])
+    assert made.exit_code == 0, made.output
+    html_text = out.read_text()
+    assert 'id="fig-bias"' in html_text and 'id="fig-attribution"' in html_text

@@ -60,6 +60,8 @@ class Report:
     monitor: MonitorResult | None = None
     quality: QualityResult | None = None
     features: dict | None = None
+    bias: Any = None
+    attribution: Any = None
 
     @property
     def failed(self) -> list[str]:
@@ -81,7 +83,9 @@ class Report:
     def to_html(self) -> str:
         """The self-contained HTML page."""
         parts = [f"<h1>{esc(self.title)}</h1>", f'<p class="meta">{self.subtitle}</p>']
-        cls = "headline" if self.drift_found or self.failed else "headline ok"
+        alarm = (self.drift_found or self.failed or bool(self.bias and self.bias.violations)
+                 or bool(self.attribution and self.attribution.violated))
+        cls = "headline" if alarm else "headline ok"
         items = "".join(f"<li>{line}</li>" for line in self.headline)
         parts.append(f'<div class="{cls}"><ul>{items}</ul></div>')
         specs: dict[str, dict] = {}
@@ -228,6 +232,9 @@ def build_report(
     baseline_label: str | None = None,
     estimate_reference: tuple[Any, Any] | None = None,
     compare: Any = None,
+    bias_config: str | Path | dict | None = None,
+    bias_baseline: str | Path | None = None,
+    attribution_baseline: str | Path | None = None,
 ) -> Report:
     """Run monitoring (and model quality when the tree has labels) and build every figure.
 
@@ -236,7 +243,12 @@ def build_report(
     when the window holds several). ``baseline`` is a :class:`Baseline` or its folder.
     ``estimate_reference=(start, end)``, a labelled window, adds the quality estimated without
     labels (CBPE/DLE) beside the realized quality. ``compare``, a
-    :class:`~captureq.compare.CompareResult`, adds its sections (candidate vs baseline). ``prediction``, ``problem_type``,
+    :class:`~captureq.compare.CompareResult`, adds its sections (candidate vs baseline).
+    ``bias_config`` (Clarify's analysis configuration), with ``bias_baseline`` (an
+    ``analysis.json``) optional, adds the bias-drift section (:func:`~captureq.monitor.bias.bias`
+    per hour; needs the labels); ``attribution_baseline`` (Clarify's SHAP ``analysis.json``) the
+    feature-attribution section (:func:`~captureq.monitor.attribution.attribution_monitor`).
+    ``prediction``, ``problem_type``,
     ``probability``, ``class_labels`` and ``threshold`` say what the model is, as for
     :func:`~captureq.monitor.quality.model_quality` (inferred when omitted).
     """
@@ -476,6 +488,22 @@ def build_report(
     if estimate_reference is not None:
         figures.append(_estimate_figure(tree, ep, pred_col, estimate_reference, onset, cli))
 
+    bias_result = attribution_result = None
+    if bias_config is not None:
+        from .clarify import bias_figure
+
+        fig, bias_result = bias_figure(
+            tree, ep, bias_config, bias_baseline, cli, window_args, prediction=prediction,
+            probability=probability if isinstance(probability, str) else None,
+            figure_cls=Figure)
+        figures.append(fig)
+    if attribution_baseline is not None:
+        from .clarify import attribution_figure
+
+        fig, attribution_result = attribution_figure(tree, ep, attribution_baseline, cli,
+                                                     window_args, figure_cls=Figure)
+        figures.append(fig)
+
     if compare is not None:
         from .compare import compare_figures
 
@@ -540,6 +568,20 @@ def build_report(
             headline.append(
                 f"Model quality over the window: {key} {o[key]:.3f}, label coverage {o['label_coverage']:.0%}."
             )
+    if bias_result is not None and bias_baseline is not None:
+        hours = sorted({v["window"] for v in bias_result.violations if v["window"] != "window"})
+        names = sorted({v["metric_name"] for v in bias_result.violations})
+        headline.append(
+            f"<b>Bias drift: violations in {len(hours)} hour(s)</b> ({esc(', '.join(names))})."
+            if hours else "Bias drift: no bias violation in any hour.")
+    if attribution_result is not None:
+        s = attribution_result.scores
+        bad = s.filter(pc.and_(pc.not_equal(s["granularity"], "window"), s["violation"]))
+        headline.append(
+            f"<b>Feature-attribution drift in {len({r for r in bad['window_start'].to_pylist()})} "
+            f"hour(s)</b>: NDCG below {bad['threshold'][0].as_py()} from "
+            f"{_fmt_hour(pc.min(bad['window_start']).as_py())}."
+            if bad.num_rows else "Feature-attribution drift: every hour's NDCG met the threshold.")
     headline.append(f"{total_q:,} quarantined lines/payloads.")
 
     start = w.start or (pc.min(heat["hour"]).as_py() if heat.num_rows else None)
@@ -574,6 +616,8 @@ def build_report(
         monitor=result,
         quality=quality,
         features=features,
+        bias=bias_result,
+        attribution=attribution_result,
     )
 
 

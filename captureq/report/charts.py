@@ -178,11 +178,13 @@ def drift_chart(
             tooltip=tip,
         )
     )
+    # a ✕ on a violating cell, no text elsewhere (filtering the rows instead would leave vega
+    # an empty layer when nothing drifted, which it warns about)
     marks = (
         alt.Chart()
-        .transform_filter(alt.datum.violation)
-        .mark_text(text="✕", fontSize=12, fontWeight="bold", color="white")
-        .encode(x=alt.X("mid:T", scale=UTC), y=y, tooltip=tip)
+        .mark_text(fontSize=12, fontWeight="bold", color="white")
+        .encode(x=alt.X("mid:T", scale=UTC), y=y, tooltip=tip,
+                text=alt.condition(alt.datum.violation, alt.value("✕"), alt.value("")))
     )
     height = max(120, 18 * len(order))
     chart = alt.layer(cells, marks, *onset_layer(onset, label=False), data=data).properties(
@@ -402,3 +404,75 @@ def estimate_chart(table: pa.Table, onset: dict | None = None) -> alt.Chart:
             .encode(y="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".3f")])
         )
     return alt.layer(*layers, *onset_layer(onset)).properties(width=WIDTH, height=180)
+
+
+def bias_chart(table: pa.Table) -> alt.FacetChart:
+    """One panel per facet split (rows) and metric (columns): the hourly value (line), the
+    baseline's value (grey rule) and the hours that violated (red points). ``table`` has hour,
+    facet, facet_value, metric_name, value, baseline, violation."""
+    rows = [r for r in values(table) if r["value"] is not None]  # ±inf and undefined: not drawn
+    for r in rows:
+        r["split"] = f"{r['facet']} = {r['facet_value']}"
+    tip = [
+        alt.Tooltip("hour:T", title="hour (UTC)", format="%Y-%m-%d %H:00", formatType="utc"),
+        alt.Tooltip("split:N", title="facet"),
+        alt.Tooltip("metric_name:N", title="metric"),
+        alt.Tooltip("value:Q", format=".3f"),
+        alt.Tooltip("baseline:Q", format=".3f"),
+        alt.Tooltip("violation:N"),
+    ]
+    base = alt.Chart().encode(x=_time_x())
+    line = base.mark_line(point=True, color=SERIES_COLORS["window"]).encode(
+        y=alt.Y("value:Q", title="value"), tooltip=tip)
+    rule = alt.Chart().mark_rule(color=SERIES_COLORS["baseline"], strokeDash=[4, 2]).encode(
+        y="mean(baseline):Q")
+    bad = base.mark_point(color=ONSET_COLOR, filled=True, size=60).encode(
+        y="value:Q", tooltip=tip,
+        opacity=alt.condition(alt.datum.violation, alt.value(1), alt.value(0)))
+    metrics = sorted({r["metric_name"] for r in rows})
+    width = max(160, min(360, (WIDTH - 40) // max(1, len(metrics)) - 30))
+    return (
+        alt.layer(line, rule, bad, data=alt.Data(values=rows))
+        .properties(width=width, height=140)
+        .facet(row=alt.Row("split:N", title=None), column=alt.Column("metric_name:N", title=None))
+        .resolve_scale(y="independent")
+    )
+
+
+def attribution_chart(bars: pa.Table, ndcg: pa.Table) -> alt.VConcatChart:
+    """Top: global attributions of the top features, the baseline (grey) against the window
+    (blue). Bottom: NDCG per hour and label, the threshold (dashed) and the violating hours
+    (red points)."""
+    feats = [r["feature"] for r in bars.select(["feature"]).to_pylist()]
+    bar = (
+        alt.Chart(alt.Data(values=values(bars)))
+        .transform_fold(["baseline", "window"], as_=["series", "attribution"])
+        .mark_bar()
+        .encode(
+            y=alt.Y("feature:N", sort=list(dict.fromkeys(feats)), title=None),
+            yOffset=alt.YOffset("series:N"),
+            x=alt.X("attribution:Q", title="global attribution"),
+            color=alt.Color("series:N", title=None,
+                            scale=alt.Scale(domain=["baseline", "window"],
+                                            range=[SERIES_COLORS["baseline"],
+                                                   SERIES_COLORS["window"]])),
+            tooltip=["label:N", "feature:N", "series:N",
+                     alt.Tooltip("attribution:Q", format=".4f")],
+        )
+        .properties(width=WIDTH - 160, height=max(120, 28 * len(set(feats))))
+    )
+    rows = values(ndcg)
+    tip = [
+        alt.Tooltip("hour:T", title="hour (UTC)", format="%Y-%m-%d %H:00", formatType="utc"),
+        "label:N", alt.Tooltip("ndcg:Q", format=".3f"), "violation:N", "top_features:N",
+    ]
+    data = alt.Data(values=rows)
+    line = alt.Chart(data).mark_line(point=True).encode(
+        x=_time_x(), y=alt.Y("ndcg:Q", title="NDCG vs baseline", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("label:N", title="label"), tooltip=tip)
+    rule = alt.Chart(data).mark_rule(color=ONSET_COLOR, strokeDash=[6, 3]).encode(
+        y="mean(threshold):Q")
+    bad = alt.Chart(data).mark_point(color=ONSET_COLOR, filled=True, size=70).encode(
+        x=_time_x(), y="ndcg:Q", tooltip=tip,
+        opacity=alt.condition(alt.datum.violation, alt.value(1), alt.value(0)))
+    return alt.vconcat(bar, alt.layer(line, rule, bad).properties(width=WIDTH - 160, height=180))

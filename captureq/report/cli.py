@@ -83,6 +83,21 @@ def report(
         help="How many features the heat map and the histograms draw (the worst K); every "
              "feature is in the report's ranked table, drawn on a click.",
     ),
+    bias_config: str | None = typer.Option(
+        None, "--bias-config", metavar="FILE", show_default=False,
+        help="Clarify's analysis configuration (as `captureq bias`): adds the bias-drift "
+             "section, hourly post-training metrics per facet (needs --labels).",
+    ),
+    bias_baseline: str | None = typer.Option(
+        None, "--bias-baseline", metavar="FILE", show_default=False,
+        help="With --bias-config: the baseline's analysis.json; the section draws its values "
+             "and lists the violations.",
+    ),
+    attribution_baseline: str | None = typer.Option(
+        None, "--attribution-baseline", metavar="FILE", show_default=False,
+        help="Clarify's SHAP analysis.json (as `captureq attribution monitor --baseline`): adds "
+             "the feature-attribution section, top features and hourly NDCG.",
+    ),
     fail_on_violations: bool = FailOnViolationsOpt,
     format: Format = FormatOpt,
     quiet: bool = QuietOpt,
@@ -97,6 +112,9 @@ def report(
     if (reference_start is None) != (reference_end is None):
         _fail(CaptureqError("give both --reference-start and --reference-end (the labelled window "
                             "the estimated-quality section is calibrated on), or neither"))
+    if bias_baseline is not None and bias_config is None:
+        _fail(CaptureqError("--bias-baseline needs --bias-config (Clarify's analysis "
+                            "configuration: label, facets)"))
     from ..monitor import Baseline
 
     try:
@@ -120,6 +138,9 @@ def report(
             top_features=top_features,
             baseline_label=baseline,
             estimate_reference=(reference_start, reference_end) if reference_start else None,
+            bias_config=bias_config,
+            bias_baseline=bias_baseline,
+            attribution_baseline=attribution_baseline,
         )
         path = rep.write(out)
     except CaptureqError as exc:
