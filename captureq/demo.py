@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
@@ -188,7 +188,53 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("[bold]9. compare the retrained model with the one that answered the same requests")
     compare_hour(capture, labels, base / "replay", hour)
+
+    console.rule("[bold]10. Clarify's monitors: bias drift and feature-attribution drift")
+    clarify_monitors(base / "loans")
     return 0
+
+
+def clarify_monitors(base: Path) -> None:
+    """A loan-approval endpoint whose model, from hour 12, approves ``sex=1`` less often and
+    leans on ``region``: baselines of hours 0–11, then both monitors over every hour."""
+    from datetime import timedelta
+
+    import polars as pl
+
+    from .generate import LOANS_BIAS_CONFIG, generate_loans
+    from .monitor.attribution import attribution_baseline, attribution_monitor
+    from .monitor.bias import bias
+
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    capture, labels = generate_loans(str(base / "capture"), str(base / "labels"), hours=24,
+                                     requests_per_hour=200, shift_from_hour=12, start=start)
+    import json
+
+    (base / "bias-config.json").write_text(json.dumps(LOANS_BIAS_CONFIG, indent=2) + "\n")
+    cq = captureq.open(capture, labels=labels)
+    first_half = cq.where(end=start + timedelta(hours=12))
+    base_bias = bias(first_half, LOANS_BIAS_CONFIG)
+    base_bias.write(base / "bias-baseline")
+    drift = bias(cq, LOANS_BIAS_CONFIG, baseline=base / "bias-baseline" / "analysis.json", every="hour")
+    found = [v for v in drift.violations if v["window"] != "window"]
+    if found:
+        first = (pl.DataFrame(found).group_by("facet", "facet_value", "metric_name")
+                 .agg(pl.col("window").min().alias("from"), pl.len().alias("hours")).sort("from", "metric_name"))
+        console.print(_rich_table(first.to_arrow(), title="bias drift (baseline: hours 0-11; the shift starts at 12:00)"))
+    else:
+        console.print("[green]no bias metric drifted[/]")
+    attribution_baseline(first_half, base / "attribution-baseline")
+    scores = attribution_monitor(cq, base / "attribution-baseline" / "analysis.json", every="hour").scores
+    hours = pl.from_arrow(scores).filter(pl.col("granularity") == "hour")
+    low = hours.filter(pl.col("violation"))
+    console.print(f"feature attribution: NDCG below 0.9 in {low.height} of {hours.height} hours"
+                  + (f", from {low['window_start'].min():%Y-%m-%d %H:%M} UTC (top feature now: "
+                     f"{low['top_features'][0].split(',')[0]})" if low.height else ""), highlight=False)
+    console.print(f"again: captureq bias monitor {capture} --labels {labels} --config "
+                  f"{base / 'bias-config.json'} --baseline {base / 'bias-baseline' / 'analysis.json'} "
+                  f"--out {base / 'bias-drift'}; captureq attribution "
+                  f"monitor {capture} --baseline {base / 'attribution-baseline' / 'analysis.json'}",
+                  highlight=False)
 
 
 def compare_hour(capture: Path, labels: Path, replayed: Path, hour) -> None:

@@ -951,3 +951,71 @@ def generate_benchmark_tree(
 
 
 _CSV, _JSON, _BASE64 = rec.CSV, rec.JSON, rec.BASE64
+
+
+#: The loan-approval endpoint of :func:`generate_loans`: Clarify's analysis configuration for it.
+LOANS_BIAS_CONFIG = {
+    "label": "approved",
+    "label_values_or_threshold": [1],
+    "headers": ["sex", "income", "region"],
+    "facet": [{"name_or_index": "sex", "value_or_threshold": [1]}],
+    "group_variable": "region",
+    "probability_threshold": 0.5,
+}
+LOANS_FEATURES = ("income", "sex", "age", "tenure", "region")
+
+
+def generate_loans(
+    out: str,
+    labels_out: str,
+    *,
+    hours: int = 24,
+    requests_per_hour: int = 200,
+    shift_from_hour: int | None = 12,
+    start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc),
+    seed: int = 7,
+) -> tuple[str, str]:
+    """A loan-approval endpoint (``loans``) for Clarify's two monitors: CSV inputs ``sex, income,
+    region``, a JSON response ``{"score": …, "explanations": {"kernel_shap": …}}`` per record
+    (as SageMaker Clarify's online explainability answers), and the ground truth an hour later.
+    From ``shift_from_hour`` the scores of ``sex=1`` fall by 40 % (bias drift) and ``region``'s
+    attributions grow from the least to the most important (feature-attribution drift).
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> generate_loans(f"{d}/capture", f"{d}/labels", hours=1, requests_per_hour=2)[0].endswith("capture")
+    True
+    """
+    rng = np.random.default_rng(seed)
+    fs, _ = url_to_fs(out)
+    scales = np.array([1.0, 0.6, 0.3, 0.15, 0.05])
+    for h in range(hours):
+        when = start + timedelta(hours=h)
+        n = requests_per_hour
+        sex = rng.integers(0, 2, n)
+        income = np.round(rng.normal(60, 15, n), 1)
+        region = rng.integers(1, 4, n)
+        score = 1 / (1 + np.exp(-(0.04 * (income - 60) + 0.3 * (region - 2))))
+        approved = (rng.random(n) < score).astype(int)
+        hour_scales = scales.copy()
+        if shift_from_hour is not None and h >= shift_from_hour:
+            score = np.where(sex == 1, score * 0.6, score)
+            hour_scales[-1] = 1.5
+        phis = rng.normal(0, 1, (n, len(LOANS_FEATURES))) * hour_scales
+        lines, truth = [], []
+        for i in range(n):  # sample data, written once: not a hot path
+            iid = f"loan-{h}-{i}"
+            body = {"score": round(float(score[i]), 5), "explanations": {"kernel_shap": [[
+                {"feature_header": f, "attributions": [{"attribution": [round(float(v), 6)]}]}
+                for f, v in zip(LOANS_FEATURES, phis[i])]]}}
+            lines.append(rec.dumps(rec.capture_record(
+                input=rec.encode_payload(f"{sex[i]},{income[i]},{region[i]}\n", "text/csv", mode="INPUT"),
+                output=rec.encode_payload(json.dumps(body), "application/json", mode="OUTPUT"),
+                event_id=iid, inference_id=iid, inference_time=when + timedelta(seconds=15 * i))))
+            truth.append(rec.dumps(rec.ground_truth_record(event_id=iid, data=str(approved[i]))))
+        for path, text in ((rec.capture_path(out, "loans", "AllTraffic", when, f"loans-{h:03d}.jsonl"), lines),
+                           (rec.label_path(labels_out, when + timedelta(hours=1), f"loans-{h:03d}.jsonl"), truth)):
+            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            with fs.open(path, "w") as f:
+                f.write("\n".join(text) + "\n")
+    return out, labels_out
