@@ -218,9 +218,28 @@ def _kind(value) -> str:
 
 
 class _Object(dict):
-    """A JSON object as :func:`_loads` reads it; ``duplicates``: its keys written twice."""
+    """A JSON object as :func:`_loads` reads it. ``duplicates``: its keys written twice;
+    ``surrogate``: the first lone UTF-16 surrogate in it (keys and values, overwritten ones
+    included), as an escape."""
 
     duplicates: frozenset = frozenset()
+    surrogate: str | None = None
+
+
+def _surrogate_in(values: list) -> str | None:
+    stack = list(values)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, _Object):
+            if v.surrogate:
+                return v.surrogate
+        elif isinstance(v, str):
+            for c in v:
+                if 0xD800 <= ord(c) <= 0xDFFF:
+                    return f"\\u{ord(c):04x}"
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
 
 
 def _object(pairs: list) -> _Object:
@@ -228,6 +247,7 @@ def _object(pairs: list) -> _Object:
     if len(obj) != len(pairs):
         keys = [k for k, _ in pairs]
         obj.duplicates = frozenset(k for k in keys if keys.count(k) > 1)
+    obj.surrogate = _surrogate_in([x for pair in pairs for x in pair])
     return obj
 
 
@@ -261,24 +281,6 @@ def _loads(line: bytes):
             return json.loads(_LENIENT.sub(_lenient_sub, text), object_pairs_hook=_object)
         except json.JSONDecodeError:
             raise err from None
-
-
-def _lone_surrogate(value) -> str | None:
-    """The first lone UTF-16 surrogate in any key or string of ``value`` (which UTF-8 cannot
-    hold), as an escape; None when there is none."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            for c in v:
-                if 0xD800 <= ord(c) <= 0xDFFF:
-                    return f"\\u{ord(c):04x}"
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-    return None
 
 
 def _shape_reason(node: dict, t, path: tuple = ()) -> str | None:
@@ -320,7 +322,7 @@ def _judge(line: bytes, raw_schema: pa.Schema | None = None) -> str | None:
         return None
     if not isinstance(value, dict):
         return f"line is {_kind(value)}, not a JSON object"
-    bad = _lone_surrogate(value)
+    bad = value.surrogate
     if bad:
         return f"line holds a lone UTF-16 surrogate ({bad}), which is not Unicode text (RFC 8259 §8.2)"
     return _shape_reason(value, raw_schema) if raw_schema is not None else None
