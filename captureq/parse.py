@@ -210,11 +210,11 @@ def invalid_utf8(lines: Lines) -> np.ndarray:
     return np.array(bad, dtype=np.int64)
 
 
-_TYPE_NAME = {str: "a string", list: "an array", bool: "a boolean", type(None): "null", dict: "an object"}
+_TYPE_NAME = ((str, "a string"), (list, "an array"), (bool, "a boolean"), (type(None), "null"), (dict, "an object"))
 
 
 def _kind(value) -> str:
-    return _TYPE_NAME.get(type(value), "a number")
+    return next((name for t, name in _TYPE_NAME if isinstance(value, t)), "a number")
 
 
 class _Object(dict):
@@ -358,7 +358,6 @@ PAYLOAD_SIDES = {
     ("captureData", "batchTransformOutput"): "output",
     ("groundTruthData",): "label",
 }
-_JSON_KIND = {dict: "a JSON object", list: "a JSON array", bool: "a JSON boolean"}
 
 
 def _payload_repairs(line: bytes) -> dict[tuple, tuple[str, str, str]]:
@@ -377,7 +376,7 @@ def _payload_repairs(line: bytes) -> dict[tuple, tuple[str, str, str]]:
         if not isinstance(node, dict) or node.get("data") is None or isinstance(node["data"], str):
             continue
         value = node["data"]
-        kind = _JSON_KIND.get(type(value), "a JSON number")
+        kind = "a JSON " + _kind(value).split()[-1]
         reason = (f"{'.'.join(path)}.data is {kind}, not a string (SageMaker stores payloads as text); "
                   "kept re-serialized as JSON in the capture row, not decoded")
         found[path] = (side, json.dumps(value), reason)
