@@ -92,6 +92,10 @@ def measure(runner: Runner, name: str, task: str, job: Job, reference: dict | No
     return row
 
 
+# the contender "pyarrow-parser": captureq with pyarrow's reader as the outer parser
+PYARROW_PARSER = "captureq, pyarrow outer parser"
+
+
 def run_encoding(runner: Runner, args, encoding: str) -> dict:
     params = data.tree_params(args.records, encoding, hours=args.hours, files_per_hour=args.files_per_hour)
     t0 = time.perf_counter()
@@ -109,6 +113,9 @@ def run_encoding(runner: Runner, args, encoding: str) -> dict:
         rows.append(measure(runner, "DuckDB SQL alone", "c_duckdb:run", job, ref, repeats=args.repeats))
     if "polars" in wanted:
         rows.append(measure(runner, "Polars alone", "c_polars:run", job, ref, repeats=args.repeats))
+    if "pyarrow-parser" in wanted:
+        rows.append(measure(runner, PYARROW_PARSER, "c_captureq:run_pyarrow_parser", job, ref,
+                            repeats=args.repeats))
     if "jsonloads" in wanted:
         if stamp["captures"] > args.baseline_records:
             hours, n, end = data.first_hours(stamp, args.baseline_records)
@@ -233,6 +240,8 @@ def run_engine_extras(runner: Runner, args, csv: dict, job: Job, ref: dict) -> d
     cli = {}
     for name, task, fresh in [("DuckDB-alone script (python + duckdb, COPY to CSV)", "c_duckdb:cli_script", None),
                               ("captureq query --no-cache", "c_captureq:cli_cold", None),
+                              *([(f"captureq query --no-cache, {PYARROW_PARSER}", "c_captureq:cli_cold_pyarrow_parser",
+                                  None)] if "pyarrow-parser" in args.contenders else []),
                               ("captureq query, first run (cache filled by a detached process)",
                                "c_captureq:cli_cache", cli_cache),
                               ("captureq query, second run (warm cache)", "c_captureq:cli_warm", None)]:
