@@ -73,6 +73,12 @@ def count_now(job: Job):
     return captureq.open(job.tree, cache=False).sql(COUNT_SQL).to_arrow()
 
 
+def count_now_pyarrow_parser(job: Job):
+    """:func:`count_now` with pyarrow's reader as the outer parser."""
+    with pyarrow_outer_parser():
+        return count_now(job)
+
+
 def count_everything(job: Job):
     """The same count the way captureq did it before the scan plan: every table decoded first."""
     import captureq
