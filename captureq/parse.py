@@ -386,8 +386,8 @@ def _payload_repairs(line: bytes) -> dict[tuple, tuple[str, str, str]]:
 # -- the outer parser: DuckDB's JSON reader -------------------------------------------------------
 # DuckDB's newline-delimited reader parses a batch, validating every line, and materializes only
 # the declared fields (pyarrow's schema: every leaf VARCHAR). A payload's ``data`` is read as
-# DuckDB's JSON type, so the reader itself says whether it was a string (``json_type``): a payload
-# to repair costs no scan of the batch. Where DuckDB is more lenient than RFC 8259 the meaning is
+# DuckDB's JSON type, so the reader itself says whether it was a string (its JSON text starts
+# with a quote): a payload to repair costs no scan of the batch. Where DuckDB is more lenient than RFC 8259 the meaning is
 # kept (see the README's Performance section): a number in a string field is its text, as is a
 # boolean or an object/array (compact JSON); a trailing comma after a value, nan/inf in any case,
 # and a vertical tab or form feed around the object are accepted. A batch DuckDB rejects is read
@@ -433,7 +433,8 @@ def _duck_projection(raw_schema: pa.Schema, project: bool) -> tuple[str, tuple]:
         else:
             cols.append(f'{ref} AS "c{i}"')
         if _data_leaf(path):
-            flags.append(f"coalesce(json_type({ref}) <> 'VARCHAR', false) AS \"f{len(paths)}\"")
+            # JSON text of a string starts with a quote (a prefix test: json_type would parse it again)
+            flags.append(f"coalesce(left(CAST({ref} AS VARCHAR), 1) <> '\"', false) AS \"f{len(paths)}\"")
             paths.append(path[:-1])
     return ", ".join(cols + flags), tuple(paths)
 
