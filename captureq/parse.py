@@ -387,11 +387,12 @@ def _payload_repairs(line: bytes) -> dict[tuple, tuple[str, str, str]]:
 # DuckDB's newline-delimited reader parses a batch, validating every line, and materializes only
 # the declared fields (pyarrow's schema: every leaf VARCHAR). A payload's ``data`` is read as
 # DuckDB's JSON type, so the reader itself says whether it was a string (its JSON text starts
-# with a quote): a payload to repair costs no scan of the batch. Where DuckDB is more lenient than RFC 8259 the meaning is
-# kept (see the README's Performance section): a number in a string field is its text, as is a
-# boolean or an object/array (compact JSON); a trailing comma after a value, nan/inf in any case,
-# and a vertical tab or form feed around the object are accepted. A batch DuckDB rejects is read
-# again file by file; a file it rejects goes to the exact path (:func:`_exact`).
+# with a quote): a payload to repair costs no scan of the batch. Where DuckDB is more lenient
+# than RFC 8259 the meaning is kept (see the README's quarantine table): a number in a string
+# field is its text, as is a boolean or an object/array (compact JSON); a trailing comma after a
+# value, nan/inf in any case, and a vertical tab or form feed around the object are accepted.
+# A batch DuckDB rejects is read again file by file; a file it rejects goes to the exact path
+# (:func:`_exact`).
 _duck_local = threading.local()
 
 
