@@ -36,6 +36,29 @@ def run(job: Job):
     return captureq.open(job.tree, start=job.start, end=job.end, cache=False).sql(JOB_SQL).to_arrow()
 
 
+@contextlib.contextmanager
+def pyarrow_outer_parser():
+    """Within the block, every batch is read by the exact path alone (pyarrow's reader: the
+    outer parser before DuckDB's), to compare the two in one run."""
+    from captureq import parse
+
+    fns = (parse.parse_captures, parse.parse_labels)
+    old = [fn.__kwdefaults__["parser"] for fn in fns]
+    for fn in fns:
+        fn.__kwdefaults__["parser"] = "exact"
+    try:
+        yield
+    finally:
+        for fn, value in zip(fns, old):
+            fn.__kwdefaults__["parser"] = value
+
+
+def run_pyarrow_parser(job: Job):
+    """The job in memory with pyarrow's reader as the outer parser."""
+    with pyarrow_outer_parser():
+        return run(job)
+
+
 def hourly_raw(job: Job):
     """The hourly aggregate straight over the raw JSONL tree (every file read and decoded)."""
     import captureq
@@ -48,6 +71,12 @@ def count_now(job: Job):
     import captureq
 
     return captureq.open(job.tree, cache=False).sql(COUNT_SQL).to_arrow()
+
+
+def count_now_pyarrow_parser(job: Job):
+    """:func:`count_now` with pyarrow's reader as the outer parser."""
+    with pyarrow_outer_parser():
+        return count_now(job)
 
 
 def count_everything(job: Job):
@@ -131,6 +160,19 @@ def _cli(job: Job, *flags: str) -> str:
     with open(out, "wb") as f:
         subprocess.run([exe, "query", job.tree, JOB_SQL, "--format", "csv", *flags], stdout=f, env=env,
                        check=True)
+    return out
+
+
+def cli_cold_pyarrow_parser(job: Job):
+    """:func:`cli_cold` with pyarrow's reader as the outer parser (set before the CLI runs)."""
+    out = job.extra["csv_out"]
+    code = ("import sys; from benchmarks.c_captureq import pyarrow_outer_parser; pyarrow_outer_parser().__enter__(); "
+            "from captureq.cli import run; sys.argv = ['captureq', *sys.argv[1:]]; run()")
+    env = {**os.environ, "CAPTUREQ_CACHE": job.extra.get("cache", "")}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(out, "wb") as f:
+        subprocess.run([sys.executable, "-c", code, "query", job.tree, JOB_SQL, "--format", "csv", "--no-cache"],
+                       stdout=f, env=env, check=True, cwd=root)
     return out
 
 

@@ -92,6 +92,10 @@ def measure(runner: Runner, name: str, task: str, job: Job, reference: dict | No
     return row
 
 
+# the contender "pyarrow-parser": captureq with pyarrow's reader as the outer parser
+PYARROW_PARSER = "captureq, pyarrow outer parser"
+
+
 def run_encoding(runner: Runner, args, encoding: str) -> dict:
     params = data.tree_params(args.records, encoding, hours=args.hours, files_per_hour=args.files_per_hour)
     t0 = time.perf_counter()
@@ -109,6 +113,9 @@ def run_encoding(runner: Runner, args, encoding: str) -> dict:
         rows.append(measure(runner, "DuckDB SQL alone", "c_duckdb:run", job, ref, repeats=args.repeats))
     if "polars" in wanted:
         rows.append(measure(runner, "Polars alone", "c_polars:run", job, ref, repeats=args.repeats))
+    if "pyarrow-parser" in wanted:
+        rows.append(measure(runner, PYARROW_PARSER, "c_captureq:run_pyarrow_parser", job, ref,
+                            repeats=args.repeats))
     if "jsonloads" in wanted:
         if stamp["captures"] > args.baseline_records:
             hours, n, end = data.first_hours(stamp, args.baseline_records)
@@ -191,7 +198,9 @@ def run_engine_extras(runner: Runner, args, csv: dict, job: Job, ref: dict) -> d
     log("[count] select count(*) from captures: the scan plan vs decoding every table first")
     count = {}
     for name, task in [("captureq, every table decoded (before the scan plan)", "c_captureq:count_everything"),
-                       ("captureq, scan plan (no payload decoded)", "c_captureq:count_now")]:
+                       ("captureq, scan plan (no payload decoded)", "c_captureq:count_now"),
+                       *([(f"captureq, scan plan, {PYARROW_PARSER}", "c_captureq:count_now_pyarrow_parser")]
+                         if "pyarrow-parser" in args.contenders else [])]:
         r = runner(task, job, repeats=args.repeats, check="scalar")
         count[name] = Row(name, r["times"], r["median"], r["peak_rss_mib"], job.records, job.nbytes,
                           r["summary"].get("value") == job.records, summary=r["summary"])
@@ -233,6 +242,8 @@ def run_engine_extras(runner: Runner, args, csv: dict, job: Job, ref: dict) -> d
     cli = {}
     for name, task, fresh in [("DuckDB-alone script (python + duckdb, COPY to CSV)", "c_duckdb:cli_script", None),
                               ("captureq query --no-cache", "c_captureq:cli_cold", None),
+                              *([(f"captureq query --no-cache, {PYARROW_PARSER}", "c_captureq:cli_cold_pyarrow_parser",
+                                  None)] if "pyarrow-parser" in args.contenders else []),
                               ("captureq query, first run (cache filled by a detached process)",
                                "c_captureq:cli_cache", cli_cache),
                               ("captureq query, second run (warm cache)", "c_captureq:cli_warm", None)]:
@@ -415,7 +426,7 @@ def engine_targets(results: list[dict], extras: dict | None) -> list[tuple[str, 
         out.append(("whole process, first run with the cache on within 10 % of --no-cache", x <= 1.1,
                     f"{x:.2f}× ({first.median:.2f}s vs {nocache.median:.2f}s)"))
     if "count" in extras:
-        before, now = extras["count"].values()
+        before, now = list(extras["count"].values())[:2]
         x = before.median / now.median
         out.append(("`select count(*) from captures` ≥ 5× faster than before", x >= 5,
                     f"{x:.2f}× ({now.median:.2f}s vs {before.median:.2f}s)"))

@@ -1,18 +1,19 @@
 """Turn the bytes of capture (or ground-truth) files into typed Arrow tables, in bulk.
 
-A batch of files is concatenated into one buffer and handed to pyarrow's multi-threaded JSON
-reader once, with an explicit schema. Line boundaries are found with numpy, so every row knows
-its ``source_file`` and ``line_number`` without a Python loop per record.
+A batch of files is concatenated into one buffer and handed to DuckDB's JSON reader once, with
+an explicit schema. Line boundaries are found with numpy, so every row knows its
+``source_file`` and ``line_number`` without a Python loop per record.
 
-When the reader rejects the buffer (a malformed line somewhere), the batch is bisected: halves
-that parse are kept, and single lines that do not parse become quarantine rows with the
-reader's reason. A batch with ``b`` bad lines costs ``O(b log n)`` extra reader calls.
+A line means what it means as JSON (``json.loads``), with DuckDB's unambiguous leniencies kept
+(see :func:`parse_json_lines`). When DuckDB rejects the batch, each file is read again on its
+own, and a file it rejects goes to the exact path: pyarrow's strict reader with bisection, each
+line it rejects judged alone, so a quarantine row names the file, the line and why. A file with
+``b`` bad lines costs ``O(b log n)`` extra reader calls.
 
 A payload whose ``data`` is a JSON number, object, array or boolean instead of a string does not
-cost its line: when the batch fails to parse, one regex scan of the buffer finds such lines,
-they are parsed in one second reader call with the value re-serialized as JSON text, the rest
-is read again without them, and only that payload is reported
-(``Parsed.payload_failures``, quarantined by the decoder as stage input/output/label).
+cost its line: DuckDB's reader flags it (the field is read as JSON), the capture row keeps the
+value as JSON text, and only that payload is reported (``Parsed.payload_failures``,
+quarantined by the decoder as stage input/output/label).
 
 Counts always reconcile: non-blank lines read = rows parsed + quarantine rows of stage 'line'.
 """
@@ -23,7 +24,6 @@ import functools
 import hashlib
 import io
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -88,8 +88,9 @@ RAW_LABEL = pa.schema(
 MAX_RAW_CHARS = 1 << 20  # quarantine keeps at most 1 MiB of a bad line's text
 _ROW_SUFFIX = re.compile(r"\s*in row \d+\s*$")
 _BOM = b"\xef\xbb\xbf"
-_WHITESPACE = np.frombuffer(b" \t\r", dtype=np.uint8)
-_NON_WHITESPACE = re.compile(rb"[^ \t\r]")
+# JSON whitespace, and the vertical tab and form feed DuckDB's reader also skips around a line
+_WHITESPACE = np.frombuffer(b" \t\r\x0b\x0c", dtype=np.uint8)
+_NON_WHITESPACE = re.compile(rb"[^ \t\r\x0b\x0c]")
 
 
 @dataclass
@@ -148,7 +149,7 @@ def split_lines(batch: FileBatch) -> Lines:
     file_index = np.searchsorted(file_ends, starts, side="right")
     first_line = np.searchsorted(file_index, np.arange(len(blobs)), side="left")
     line_number = np.arange(len(starts)) - first_line[file_index] + 1 if len(blobs) else starts
-    # Blank = only JSON whitespace (what the JSON reader skips too). A capture line starts with
+    # Blank = only whitespace (what DuckDB's reader skips too). A capture line starts with
     # "{", so only lines that are empty or start with whitespace need a closer look.
     keep = np.ones(len(starts), dtype=bool)
     empty = starts == ends
@@ -209,44 +210,135 @@ def invalid_utf8(lines: Lines) -> np.ndarray:
     return np.array(bad, dtype=np.int64)
 
 
-_CHANGED = re.compile(r"Column\((/[^)]*)\) changed from (\w+) to (\w+)")
+_TYPE_NAME = ((str, "a string"), (list, "an array"), (bool, "a boolean"), (type(None), "null"), (dict, "an object"))
 
 
-def _clean_reason(exc: Exception | None, line: bytes = b"") -> str:
-    """Say what is wrong with one line the JSON reader rejected (error path only)."""
+def _kind(value) -> str:
+    return next((name for t, name in _TYPE_NAME if isinstance(value, t)), "a number")
+
+
+class _Object(dict):
+    """A JSON object as :func:`_loads` reads it. ``duplicates``: its keys written twice;
+    ``surrogate``: the first lone UTF-16 surrogate in it (keys and values, overwritten ones
+    included), as an escape."""
+
+    duplicates: frozenset = frozenset()
+    surrogate: str | None = None
+
+
+def _surrogate_in(values: list) -> str | None:
+    stack = list(values)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, _Object):
+            if v.surrogate:
+                return v.surrogate
+        elif isinstance(v, str):
+            for c in v:
+                if 0xD800 <= ord(c) <= 0xDFFF:
+                    return f"\\u{ord(c):04x}"
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
+
+
+def _object(pairs: list) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) != len(pairs):
+        keys = [k for k, _ in pairs]
+        obj.duplicates = frozenset(k for k in keys if keys.count(k) > 1)
+    obj.surrogate = _surrogate_in([x for pair in pairs for x in pair])
+    return obj
+
+
+# Outside strings: a comma closing an array or object right after a value, and nan/inf/infinity
+# in any case with an optional minus (what DuckDB's reader accepts besides RFC 8259's JSON).
+_LENIENT = re.compile(
+    r'("(?:[^"\\]|\\.)*")|(?<=[\]}0-9a-zA-Z"])([ \t\r\n]*),(?=[ \t\r\n]*[\]}])'
+    r"|(?<![\w.+-])(-?)(nan|infinity|inf)(?![\w.])",
+    re.IGNORECASE,
+)
+
+
+def _lenient_sub(m: re.Match) -> str:
+    if m.group(1):
+        return m.group(1)
+    if m.group(4) is None:  # a trailing comma: dropped
+        return m.group(2)
+    return "NaN" if m.group(4).lower() == "nan" else m.group(3) + "Infinity"
+
+
+def _loads(line: bytes):
+    """One line as ``json.loads`` reads it, with DuckDB's leniencies: vertical tab and form feed
+    around the object, a trailing comma after a value, nan/inf in any case. Objects are
+    :class:`_Object`. Raises ``json.JSONDecodeError`` with the strict parser's message.
+    Error path only (lines the bulk readers did not take)."""
+    text = line.decode("utf-8").strip(" \t\r\n\x0b\x0c")
+    try:
+        return json.loads(text, object_pairs_hook=_object)
+    except json.JSONDecodeError as err:
+        try:
+            return json.loads(_LENIENT.sub(_lenient_sub, text), object_pairs_hook=_object)
+        except json.JSONDecodeError:
+            raise err from None
+
+
+def _shape_reason(node: dict, t, path: tuple = ()) -> str | None:
+    """Why an object does not fit the struct fields of ``t`` (a schema or struct type): a key
+    of a field captureq reads written twice, or a struct field holding a non-object."""
+    for f in t:
+        name = ".".join(path + (f.name,))
+        if f.name in getattr(node, "duplicates", ()):
+            return f"duplicate key {name}: which of its values is meant is ambiguous (RFC 8259 §4)"
+        value = node.get(f.name)
+        if pa.types.is_struct(f.type) and value is not None:
+            if not isinstance(value, dict):
+                return f"wrong type: {name} is {_kind(value)}, expected an object"
+            reason = _shape_reason(value, f.type, path + (f.name,))
+            if reason:
+                return reason
+    return None
+
+
+def _decode_reason(err: json.JSONDecodeError) -> str:
+    text = err.doc.rstrip(" \t\r")
+    if text.lstrip().startswith("{") and (err.pos >= len(text) or err.msg.startswith("Unterminated string")):
+        return f"truncated JSON line: it ends inside a value ({err.msg} column {err.colno})"
+    return f"invalid JSON line: {err.msg} (column {err.colno})"
+
+
+def _judge(line: bytes, raw_schema: pa.Schema | None = None) -> str | None:
+    """Why one line has no meaning to captureq, or None when it has one (DuckDB's reader then
+    reads it). Error path only: lines a bulk reader rejected, one at a time."""
     if b"\x00" in line:
         return "line contains NUL bytes; it is binary junk, not a JSON object"
     try:
-        value = json.loads(line)
+        value = _loads(line)
+    except UnicodeDecodeError:
+        return "line is not valid UTF-8 text"
     except json.JSONDecodeError as err:
-        text = err.doc.rstrip(" \t\r")
-        if text.lstrip().startswith("{") and (
-            err.pos >= len(text) or err.msg.startswith("Unterminated string")
-        ):
-            return f"truncated JSON line: it ends inside a value ({err.msg} column {err.colno})"
-        return f"invalid JSON line: {err.msg} (column {err.colno})"
-    except (ValueError, RecursionError):
-        value = None
-    else:
-        if not isinstance(value, dict):
-            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-                type(value), "a number"
-            )
-            return f"line is {kind}, not a JSON object"
+        return _decode_reason(err)
+    except RecursionError:  # nesting deeper than Python's parser goes: DuckDB's reader decides
+        return None
+    if not isinstance(value, dict):
+        return f"line is {_kind(value)}, not a JSON object"
+    bad = value.surrogate
+    if bad:
+        return f"line holds a lone UTF-16 surrogate ({bad}), which is not Unicode text (RFC 8259 §8.2)"
+    return _shape_reason(value, raw_schema) if raw_schema is not None else None
+
+
+def _clean_reason(exc: Exception | None, line: bytes = b"") -> str:
+    """Say what is wrong with one line a reader rejected (error path only)."""
+    reason = _judge(line)
+    if reason:
+        return reason
     if exc is None:
         return "invalid JSON line: not a JSON object"
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    msg = _ROW_SUFFIX.sub("", msg)
-    msg = msg.replace("JSON parse error: ", "")
-    m = _CHANGED.search(msg)
-    if m:
-        field = m.group(1).strip("/").replace("/", ".")
-        return f"wrong type: {field} is {_a(m.group(3))}, expected {_a(m.group(2))}"
+    msg = _ROW_SUFFIX.sub("", msg).replace("JSON parse error: ", "")
+    msg = re.sub(r'in file "[^"]*"', "in the line", msg)
     return f"invalid JSON line: {msg}"
-
-
-def _a(kind: str) -> str:
-    return ("an " if kind[:1] in "aeiou" else "a ") + kind
 
 
 def _read(data: bytes, raw_schema: pa.Schema, block_size: int) -> pa.Table:
@@ -259,38 +351,64 @@ def _read(data: bytes, raw_schema: pa.Schema, block_size: int) -> pa.Table:
     )
 
 
-# -- the fast path: DuckDB's JSON reader ---------------------------------------------------------
-# DuckDB's newline-delimited reader parses a batch in parallel, validating every line, and
-# materializes only the declared fields (here: pyarrow's schema, every leaf VARCHAR). It is more
-# lenient than pyarrow's reader, whose verdicts (and so the quarantine) are the reference: it
-# turns a number, object or array in a VARCHAR field into text, and accepts nan/inf literals in
-# any case, exponents that overflow a double, trailing commas, and a vertical tab or form feed
-# after the object. One RE2 scan of the batch (pyarrow.compute, C speed, one verdict per line)
-# flags every line where any of these *could* be (``_suspect_pattern``): those lines are read by
-# pyarrow (with its repair and bisection), the others by DuckDB. Conservative: text inside a
-# string can flag a line too, which is then only read more slowly. Any DuckDB error, or a row
-# count that is not one per line, hands the whole batch to pyarrow. tests/test_parse_engines.py
-# proves both give the same tables and quarantine.
-# CAPTUREQ_PARSER: "duckdb", "pyarrow", or "auto" (the default: DuckDB for reads that need no
-# payload text, e.g. ``select count(*) from captures``, pyarrow otherwise).
-PARSER = os.environ.get("CAPTUREQ_PARSER", "pyarrow").lower()
+# Where a payload's ``data`` sits in a line, and the side it belongs to.
+PAYLOAD_SIDES = {
+    ("captureData", "endpointInput"): "input",
+    ("captureData", "endpointOutput"): "output",
+    ("captureData", "batchTransformOutput"): "output",
+    ("groundTruthData",): "label",
+}
+
+
+def _payload_repairs(line: bytes) -> dict[tuple, tuple[str, str, str]]:
+    """``{payload path: (side, data as JSON text, reason)}`` for each payload of the line whose
+    ``data`` is a JSON value other than a string or null. Error path only: rows DuckDB's reader
+    flagged."""
+    try:
+        doc = _loads(line)
+    except (ValueError, RecursionError):
+        return {}
+    found = {}
+    for path, side in PAYLOAD_SIDES.items():
+        node = doc
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or node.get("data") is None or isinstance(node["data"], str):
+            continue
+        value = node["data"]
+        kind = "a JSON " + _kind(value).split()[-1]
+        reason = (f"{'.'.join(path)}.data is {kind}, not a string (SageMaker stores payloads as text); "
+                  "kept re-serialized as JSON in the capture row, not decoded")
+        found[path] = (side, json.dumps(value), reason)
+    return found
+
+
+# -- the outer parser: DuckDB's JSON reader -------------------------------------------------------
+# DuckDB's newline-delimited reader parses a batch, validating every line, and materializes only
+# the declared fields (pyarrow's schema: every leaf VARCHAR). A payload's ``data`` is read as
+# DuckDB's JSON type, so the reader itself says whether it was a string (its JSON text starts
+# with a quote): a payload to repair costs no scan of the batch. Where DuckDB is more lenient
+# than RFC 8259 the meaning is kept (see the README's quarantine table): a number in a string
+# field is its text, as is a boolean or an object/array (compact JSON); a trailing comma after a
+# value, nan/inf in any case, and a vertical tab or form feed around the object are accepted.
+# A batch DuckDB rejects is read again file by file; a file it rejects goes to the exact path
+# (:func:`_exact`).
 _duck_local = threading.local()
 
 
-def use_duckdb(payload: bool = True) -> bool:
-    """Whether DuckDB's reader parses a batch (``payload``: the payload text is needed)."""
-    return PARSER == "duckdb" or (PARSER == "auto" and not payload)
+def _data_leaf(path: tuple) -> bool:
+    return path[-1] == "data" and path[:-1] in PAYLOAD_SIDES
 
 
-def _duck_type(t: pa.DataType) -> str:
+def _duck_type(t: pa.DataType, path: tuple) -> str:
     if pa.types.is_struct(t):
-        return "STRUCT(" + ", ".join(f'"{f.name}" {_duck_type(f.type)}' for f in t) + ")"
-    return "VARCHAR"
+        return "STRUCT(" + ", ".join(f'"{f.name}" {_duck_type(f.type, path + (f.name,))}' for f in t) + ")"
+    return "JSON" if _data_leaf(path) else "VARCHAR"
 
 
 @functools.cache
 def _duck_columns(raw_schema: pa.Schema) -> dict:
-    return {f.name: _duck_type(f.type) for f in raw_schema}
+    return {f.name: _duck_type(f.type, (f.name,)) for f in raw_schema}
 
 
 def _leaves(t, path=()):
@@ -302,21 +420,29 @@ def _leaves(t, path=()):
 
 
 @functools.cache
-def _duck_projection(raw_schema: pa.Schema) -> str:
-    """A flat select list of every field, with each payload ``data`` replaced by whether it is
-    there, and each struct by whether it is null (:func:`_nest` nests them again)."""
-    cols = []
+def _duck_projection(raw_schema: pa.Schema, project: bool) -> tuple[str, tuple]:
+    """A flat select list of every field (each struct as whether it is null, each payload
+    ``data`` as its text, or with ``project`` as whether it is there), then one flag per payload
+    ``data``: it is a JSON value other than a string. :func:`_nest` nests them again."""
+    cols, flags, paths = [], [], []
     for i, (path, t) in enumerate(_leaves(raw_schema)):
         ref = ".".join(f'"{p}"' for p in path)
-        if pa.types.is_struct(t) or path[-1] == "data" and path[0] == "captureData":
-            ref = f"({ref} IS NOT NULL)"
-        cols.append(f'{ref} AS "c{i}"')
-    return ", ".join(cols)
+        if pa.types.is_struct(t) or (_data_leaf(path) and project):
+            cols.append(f'({ref} IS NOT NULL) AS "c{i}"')
+        elif _data_leaf(path):
+            cols.append(f"({ref} ->> '$') AS \"c{i}\"")
+        else:
+            cols.append(f'{ref} AS "c{i}"')
+        if _data_leaf(path):
+            # JSON text of a string starts with a quote (a prefix test: json_type would parse it again)
+            flags.append(f"coalesce(left(CAST({ref} AS VARCHAR), 1) <> '\"', false) AS \"f{len(paths)}\"")
+            paths.append(path[:-1])
+    return ", ".join(cols + flags), tuple(paths)
 
 
-def _nest(flat: pa.Table, raw_schema: pa.Schema) -> pa.Table:
-    """The table of :func:`_duck_projection` nested back into ``raw_schema``; a present
-    ``data`` is the empty string."""
+def _nest(flat: pa.Table, raw_schema: pa.Schema, project: bool) -> pa.Table:
+    """The leaf columns of :func:`_duck_projection` nested back into ``raw_schema``; with
+    ``project`` a present ``data`` is the empty string."""
     cols = iter(flat.columns)
 
     def build(t, path):
@@ -325,9 +451,8 @@ def _nest(flat: pa.Table, raw_schema: pa.Schema) -> pa.Table:
             col = next(cols).combine_chunks()
             if pa.types.is_struct(f.type):
                 children = build(f.type, path + (f.name,))
-                mask = pc.invert(col)
-                out.append(pa.StructArray.from_arrays(children, fields=list(f.type), mask=mask))
-            elif f.name == "data" and path[:1] == ("captureData",):
+                out.append(pa.StructArray.from_arrays(children, fields=list(f.type), mask=pc.invert(col)))
+            elif project and _data_leaf(path + (f.name,)):
                 out.append(pc.if_else(col, pa.scalar("", pa.string()), pa.scalar(None, pa.string())))
             else:
                 out.append(col.cast(f.type))
@@ -336,168 +461,55 @@ def _nest(flat: pa.Table, raw_schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(build(raw_schema, ()), schema=raw_schema)
 
 
-@functools.cache
-def _suspect_pattern(raw_schema: pa.Schema) -> str:
-    """An RE2 pattern that matches every line on which DuckDB's reader could accept what
-    pyarrow's rejects (and some lines where it could not: text inside strings)."""
-    leaves = sorted({p[-1] for p, t in _leaves(raw_schema) if not pa.types.is_struct(t)})
-    structs = sorted({p[-1] for p, t in _leaves(raw_schema) if pa.types.is_struct(t)})
-    ws = r"[ \t\r]*"
-    return "|".join([
-        # a nan/inf literal (any case, any sign): a value starting with i or n but not null
-        rf"[:,\[]{ws}[-+]?{ws}(?:[iI]|[nN](?:[^u]|u[^l]|ul[^l]))",
-        # an exponent of 100 or more (may overflow a double)
-        rf"[:,\[]{ws}-?[0-9]+(?:\.[0-9]*)?[eE][-+]?0*[1-9][0-9][0-9]",
-        rf",{ws}[\]}}]",  # a trailing comma
-        # a string field holding anything but a string or null; a struct anything but an object
-        rf'"(?:{"|".join(leaves)})"{ws}:{ws}[^" \t\rn]',
-        rf'"(?:{"|".join(structs)})"{ws}:{ws}[^{{ \t\rn]',
-        r'\\.[^"\\]*"' + ws + ":",  # a key written with an escape (it could be any of those)
-        r"[\x0b\x0c]",  # whitespace to DuckDB, not to pyarrow
-    ])
-
-
-def _suspect_lines(lines: Lines, raw_schema: pa.Schema) -> np.ndarray:
-    """Positions of the lines matching :func:`_suspect_pattern`: one RE2 pass over the buffer,
-    each line an element of a zero-copy binary array."""
-    n = len(lines.starts)
-    if not n:
-        return np.zeros(0, dtype=np.int64)
-    offsets = np.append(lines.starts, len(lines.buf)).astype(np.int64)
-    arr = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(lines.buf)])
-    hit = pc.match_substring_regex(arr, _suspect_pattern(raw_schema))
-    return np.flatnonzero(hit.to_numpy(zero_copy_only=False))
-
-
-def _duckdb_read(data: bytes, raw_schema: pa.Schema, project: bool = False) -> pa.Table | None:
-    """``data`` parsed by DuckDB into ``raw_schema``, or None when pyarrow must read it.
-    (Read from memory: DuckDB scans a Python file object without a copy to a file.)
-
-    Every line of ``data`` must be free of what :func:`_suspect_pattern` flags. ``project``:
-    payload ``data`` under ``captureData`` is only "" (there) or null, never materialized."""
+def _duck_read(data: bytes, raw_schema: pa.Schema, project: bool = False) -> tuple[pa.Table, np.ndarray] | None:
+    """``data`` parsed by DuckDB: the flat table of :func:`_duck_projection` and, per row,
+    whether some payload ``data`` is not a string; None when DuckDB rejects it. (Read from
+    memory: DuckDB scans a Python file object without a copy to a file.)"""
     import duckdb
 
     con = getattr(_duck_local, "con", None)
     if con is None:
         # batches already run on a thread each (pipeline.default_workers): one thread per batch
-        threads = 1
-        con = _duck_local.con = duckdb.connect(config={"threads": threads})
-    columns = _duck_columns(raw_schema)
+        con = _duck_local.con = duckdb.connect(config={"threads": 1})
+    select, paths = _duck_projection(raw_schema, project)
     try:
-        rel = con.read_json(io.BytesIO(data), format="newline_delimited", columns=columns,
+        rel = con.read_json(io.BytesIO(data), format="newline_delimited", columns=_duck_columns(raw_schema),
                             maximum_object_size=1 << 30)
-        if project:
-            rel = rel.project(_duck_projection(raw_schema))
-        table = rel.to_arrow_table()
+        table = rel.project(select).to_arrow_table()
     except duckdb.Error:
         return None
-    try:
-        return _nest(table, raw_schema) if project else table.cast(raw_schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
+    flagged = np.zeros(table.num_rows, dtype=bool)
+    for k in range(len(paths)):
+        flag = table.column(table.num_columns - len(paths) + k)
+        if pc.any(flag).as_py():
+            flagged |= np.asarray(flag.to_numpy(zero_copy_only=False), dtype=bool)
+    return table.select(range(table.num_columns - len(paths))), flagged
 
 
-
-
-# Where a payload's ``data`` sits in a line, and the side it belongs to.
-PAYLOAD_SIDES = {
-    ("captureData", "endpointInput"): "input",
-    ("captureData", "endpointOutput"): "output",
-    ("captureData", "batchTransformOutput"): "output",
-    ("groundTruthData",): "label",
-}
-_JSON_KIND = {dict: "a JSON object", list: "a JSON array", bool: "a JSON boolean"}
-
-
-def _repair_line(text: bytes) -> tuple[bytes, list[tuple[str, str]]] | None:
-    """A line whose payload ``data`` is a JSON value other than a string, with that value
-    re-serialized as a string; and ``(side, reason)`` per payload repaired. None when the line
-    has no such payload (or is not JSON at all). Error path only."""
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(doc, dict):
-        return None
-    found = []
-    for path, side in PAYLOAD_SIDES.items():
-        node = doc
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or "data" not in node:
+def _repair_rows(flat: pa.Table, flagged: np.ndarray, idx: np.ndarray, lines: Lines, raw_schema: pa.Schema,
+                 project: bool, repairs: dict | None) -> pa.Table:
+    """The flagged rows' payload ``data`` (a JSON value other than a string) as its JSON text,
+    and ``repairs[line]`` listing ``(side, reason)`` for them."""
+    rows = np.flatnonzero(flagged)
+    leaf_col = {path[:-1]: i for i, (path, t) in enumerate(_leaves(raw_schema)) if _data_leaf(path)}
+    fixed: dict[int, dict[int, str]] = {}
+    for r in rows.tolist():
+        i = int(idx[r])
+        found = _payload_repairs(lines.buf[lines.starts[i]:lines.ends[i]])
+        if not found:
             continue
-        value = node["data"]
-        if value is None or isinstance(value, str):
-            continue
-        kind = _JSON_KIND.get(type(value), "a JSON number")
-        node["data"] = json.dumps(value)
-        name = ".".join(path)
-        found.append(
-            (
-                side,
-                f"{name}.data is {kind}, not a string (SageMaker stores payloads as text); "
-                "kept re-serialized as JSON in the capture row, not decoded",
-            )
-        )
-    if not found:
-        return None
-    return json.dumps(doc).encode(), found
-
-
-# A key "data" whose value starts like a number, object, array or boolean. Inside a JSON string
-# quotes are escaped, so an unescaped "data" followed by ":" is always a key.
-_DATA_NOT_STRING = re.compile(rb'"data"\s*:\s*[-0-9{\[tf]')
-
-
-def _data_not_string(lines: Lines) -> np.ndarray:
-    """Positions of the lines holding a ``"data"`` key whose value is not a string or null:
-    one regex scan over the whole buffer (C speed), a Python step per match only."""
-    hits = [m.start() for m in _DATA_NOT_STRING.finditer(lines.buf)]
-    if not hits:
-        return np.zeros(0, dtype=np.int64)
-    pos = np.searchsorted(lines.starts, np.array(hits), side="right") - 1
-    return np.unique(pos[pos >= 0])
-
-
-def _repair(
-    lines: Lines,
-    candidates: np.ndarray,
-    raw_schema: pa.Schema,
-    block_size: int,
-    repairs: dict[int, list[tuple[str, str]]],
-) -> tuple[list[tuple[np.ndarray, pa.Table]], list[tuple[int, str]], np.ndarray]:
-    """Lines whose payload ``data`` is a JSON number/object/array/boolean, parsed with that value
-    re-serialized as a string (one reader call for all of them, bisected only if some line has
-    another fault too). Returns the parsed parts, ``(position, reason)`` for candidates that
-    still fail, and the positions handled here (the caller keeps them out of its own pass)."""
-    fixed: dict[int, bytes] = {}
-    for i in candidates.tolist():  # error path: only lines the regex flagged
-        rep = _repair_line(lines.buf[lines.starts[i] : lines.ends[i]])
-        if rep is not None:
-            fixed[i] = rep[0]
-            repairs[i] = rep[1]
-    handled = np.array(sorted(fixed), dtype=np.int64)
-    parts: list[tuple[np.ndarray, pa.Table]] = []
-    still_bad: list[tuple[int, str]] = []
-    stack = [handled] if len(handled) else []
-    while stack:
-        idx = stack.pop()
-        data = b"\n".join(fixed[i] for i in idx.tolist()) + b"\n"
-        try:
-            table = _read(data, raw_schema, block_size)
-            if table.num_rows == len(idx):
-                parts.append((idx, table))
-                continue
-            error: Exception = ValueError(f"line holds {table.num_rows} JSON values, expected one")
-        except pa.ArrowException as exc:
-            error = exc
-        if len(idx) == 1:  # another fault remains: quarantined as the original line
-            i = int(idx[0])
-            del repairs[i]
-            still_bad.append((i, _clean_reason(error, lines.buf[lines.starts[i] : lines.ends[i]])))
-            continue
-        stack += [idx[len(idx) // 2 :], idx[: len(idx) // 2]]
-    return parts, still_bad, handled
+        if repairs is not None:
+            repairs[i] = [(side, reason) for side, _, reason in found.values()]
+        for path, (_, text, _) in found.items():
+            fixed.setdefault(leaf_col[path], {})[r] = text
+    if project:
+        return flat
+    for c, values in fixed.items():
+        col = flat.column(c).to_pylist()  # error path: a column with a repaired payload
+        for r, text in values.items():
+            col[r] = text
+        flat = flat.set_column(c, flat.field(c), pa.array(col, flat.schema.field(c).type))
+    return flat
 
 
 def parse_json_lines(
@@ -506,117 +518,132 @@ def parse_json_lines(
     repairs: dict[int, list[tuple[str, str]]] | None = None,
     *,
     payload: bool = True,
+    parser: str = "duckdb",
 ) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]]:
     """Parse every non-blank line against ``raw_schema``.
 
     Returns the parsed table, the line positions (indexes into ``lines``) of its rows, and
-    ``(line position, reason)`` for the lines that did not parse. With a ``repairs`` dict, lines
-    whose payload ``data`` is a JSON number/object/array instead of a string are kept (the value
-    re-serialized as JSON text) and ``repairs[position]`` lists ``(side, reason)`` for them.
-    ``payload=False``: the payload text is not needed; a capture's ``data`` may then be read as
-    "" (there) or null (see :func:`use_duckdb`); which lines parse, and every other field, are
-    the same.
+    ``(line position, reason)`` for the lines that did not parse. A payload whose ``data`` is a
+    JSON number/object/array/boolean instead of a string keeps its line (the value as JSON text)
+    and, with a ``repairs`` dict, ``repairs[position]`` lists ``(side, reason)`` for it.
+    ``payload=False``: the payload text is not needed; a capture's ``data`` is then read as ""
+    (there) or null; which lines parse, and every other field, are the same.
+    ``parser``: ``"duckdb"`` (DuckDB's reader, falling back per file to the exact path) or
+    ``"exact"`` (the exact path alone: the tests' second opinion).
     """
+    if parser not in ("duckdb", "exact"):
+        raise ValueError(f"parser must be 'duckdb' or 'exact', not {parser!r}")
     n = len(lines.starts)
     if n == 0:
         return raw_schema.empty_table(), np.zeros(0, dtype=np.int64), []
-    longest = int((lines.ends - lines.starts).max())
-    block_size = max(4 << 20, longest + 64)
+    project = not payload
     parts: list[tuple[np.ndarray, pa.Table]] = []
     bad: list[tuple[int, str]] = []
-    everything = np.arange(n)
-    # Fast path: the whole batch in one call. The reader skips blank lines as split_lines does.
-    # Lines it must not see are set aside first and blanked out: lines that are not UTF-8 (it
-    # would pass them through unchecked), and lines that cannot be a JSON object because they do
-    # not start with "{" (a line "null" crashes pyarrow's reader, apache/arrow#47409).
-    # With ``repairs``, lines whose payload data is not a string are set aside too and parsed
-    # in a second pass with that value re-serialized (see _repair). They are looked for (one
-    # regex scan, about a tenth of the parse) only when needed: with pyarrow once the whole
-    # batch failed to parse, with DuckDB among the suspect lines.
+    # Lines no reader may see are set aside and blanked out first: lines that are not UTF-8
+    # (pyarrow's reader passes them through unchecked) and lines that cannot be a JSON object
+    # because they do not start with "{" (a line "null" is a row of nulls to DuckDB, and crashes
+    # pyarrow's reader, apache/arrow#47409).
     not_utf8 = invalid_utf8(lines)
     not_object = np.flatnonzero(lines.first != ord("{")) if lines.first is not None else []
     not_object = np.setdiff1d(not_object, not_utf8)
     bad += [(int(i), "line is not valid UTF-8 text") for i in not_utf8]
-    bad += [
-        (int(i), _clean_reason(None, lines.buf[lines.starts[i] : lines.ends[i]]))
-        for i in not_object
-    ]
+    bad += [(int(i), _clean_reason(None, lines.buf[lines.starts[i]:lines.ends[i]])) for i in not_object]
     unfit = np.union1d(not_utf8, not_object).astype(np.int64)
-    set_aside = unfit
+    todo = np.setdiff1d(np.arange(n), unfit) if len(unfit) else np.arange(n)
+    buf = blank_out(lines, unfit) if len(unfit) else lines.buf
 
-    def take_repairs(candidates: np.ndarray) -> bool:
-        """Parse the repairable lines among ``candidates``; whether any was set aside."""
-        nonlocal set_aside
-        candidates = np.setdiff1d(candidates, unfit)
-        if not len(candidates):
+    def duck(idx: np.ndarray, data: bytes) -> bool:
+        got = _duck_read(data, raw_schema, project)
+        if got is None or got[0].num_rows != len(idx):
             return False
-        repaired_parts, still_bad, repaired = _repair(lines, candidates, raw_schema, block_size, repairs)
-        parts.extend(repaired_parts)
-        bad.extend(still_bad)
-        set_aside = np.union1d(set_aside, repaired).astype(np.int64)
-        return bool(len(repaired))
+        flat, flagged = got
+        if flagged.any():
+            flat = _repair_rows(flat, flagged, idx, lines, raw_schema, project, repairs)
+        parts.append((idx, _nest(flat, raw_schema, project)))
+        return True
 
-    def rest() -> tuple[np.ndarray, bytes]:
-        if not len(set_aside):
-            return everything, lines.buf
-        return np.setdiff1d(everything, set_aside), blank_out(lines, set_aside)
+    def exact(idx: np.ndarray, data: bytes | None) -> None:
+        _exact(lines, idx, data, raw_schema, parts, bad, duck)
 
-    duck = use_duckdb(payload)
-    # DuckDB reads the lines its leniency cannot matter on; pyarrow the others (suspects hold
-    # every line whose payload data is not a string)
-    suspect = _suspect_lines(lines, raw_schema) if duck else None
-    look_for_repairs = repairs is not None
-    if duck and look_for_repairs:
-        look_for_repairs = False
-        if len(suspect):
-            take_repairs(np.intersect1d(_data_not_string(lines), suspect))
-    todo, whole = rest()
-    stack: list[tuple[np.ndarray, bytes | None]] = [(todo, whole)]
-    if duck and len(todo):
-        suspect = np.intersect1d(suspect, todo)
-        clean = np.setdiff1d(todo, suspect) if len(suspect) else todo
-        if len(clean):
-            data = blank_out(lines, np.union1d(set_aside, suspect)) if len(suspect) else whole
-            table = _duckdb_read(data, raw_schema, project=not payload)
-            if table is not None and table.num_rows == len(clean):
-                parts.append((clean, table))
-                stack = [(suspect, None)]
-    while stack:
-        idx, data = stack.pop()
-        if not len(idx):
-            continue
-        if data is None:
-            data = lines.join(idx)
-        try:
-            table = _read(data, raw_schema, block_size)
-            if table.num_rows == len(idx):
-                parts.append((idx, table))
-                continue
-            error: Exception = ValueError(f"line holds {table.num_rows} JSON values, expected one")
-        except pa.ArrowException as exc:
-            error = exc
-        if look_for_repairs:  # the whole batch failed: repair what can be, then try the rest again
-            look_for_repairs = False
-            if take_repairs(_data_not_string(lines)):
-                stack.append(rest())
-                continue
-        if len(idx) == 1:
-            i = int(idx[0])
-            bad.append((i, _clean_reason(error, lines.buf[lines.starts[i] : lines.ends[i]])))
-            continue
-        mid = len(idx) // 2
-        stack.append((idx[mid:], None))
-        stack.append((idx[:mid], None))
+    if len(todo) and parser == "duckdb":
+        if not duck(todo, buf):
+            files = np.split(todo, np.flatnonzero(np.diff(lines.file_index[todo])) + 1)
+            for idx in files:
+                data = buf[lines.starts[idx[0]]:lines.ends[idx[-1]]] + b"\n"
+                if len(files) == 1 or not duck(idx, data):
+                    exact(idx, data)
+    elif len(todo):
+        exact(todo, buf)
     bad.sort()
     if not parts:
         return raw_schema.empty_table(), np.zeros(0, dtype=np.int64), bad
     parts.sort(key=lambda p: p[0][0])
     table = pa.concat_tables([t for _, t in parts])
     positions = np.concatenate([i for i, _ in parts])
-    if len(positions) > 1 and (np.diff(positions) < 0).any():  # merged parts: back in order
+    if len(positions) > 1 and (np.diff(positions) < 0).any():  # interleaved parts: back in order
         order = np.argsort(positions, kind="stable")
         table, positions = table.take(pa.array(order)), positions[order]
     return table, positions, bad
+
+
+def _exact(lines: Lines, idx: np.ndarray, data: bytes | None, raw_schema: pa.Schema,
+           parts: list, bad: list, duck) -> None:
+    """The exact path for the lines ``idx`` (``data``: their bytes, or None to join them):
+    pyarrow's strict reader with bisection finds the lines that are plain JSON in a few calls
+    per bad line; each line it rejects is judged alone (:func:`_judge`), and those that still
+    have a meaning (DuckDB's leniencies, a non-string in a string field, nesting deeper than
+    Python parses) are read by DuckDB's reader together, bisected only if it rejects some."""
+    longest = int((lines.ends[idx] - lines.starts[idx]).max())
+    block_size = max(4 << 20, longest + 64)
+    rejected: list[int] = []
+    stack: list[tuple[np.ndarray, bytes | None]] = [(idx, data)]
+    while stack:
+        part, data = stack.pop()
+        if data is None:
+            data = lines.join(part)
+        try:
+            table = _read(data, raw_schema, block_size)
+            if table.num_rows == len(part):
+                parts.append((part, table))
+                continue
+        except pa.ArrowException:
+            pass
+        if len(part) == 1:
+            rejected.append(int(part[0]))
+            continue
+        mid = len(part) // 2
+        stack += [(part[mid:], None), (part[:mid], None)]
+    readable = []
+    for i in rejected:  # error path: one line at a time
+        reason = _judge(lines.buf[lines.starts[i]:lines.ends[i]], raw_schema)
+        if reason:
+            bad.append((i, reason))
+        else:
+            readable.append(i)
+    stack = [np.array(readable, dtype=np.int64)] if readable else []
+    while stack:
+        part = stack.pop()
+        if duck(part, lines.join(part)):
+            continue
+        if len(part) == 1:
+            i = int(part[0])
+            bad.append((i, _clean_reason(_duck_error(lines.join(part), raw_schema), lines.buf[lines.starts[i]:lines.ends[i]])))
+            continue
+        mid = len(part) // 2
+        stack += [part[mid:], part[:mid]]
+
+
+def _duck_error(data: bytes, raw_schema: pa.Schema) -> Exception | None:
+    """DuckDB's complaint about ``data`` (one line it rejected; error path only)."""
+    import duckdb
+
+    try:
+        _duck_local.con.read_json(io.BytesIO(data), format="newline_delimited", columns=_duck_columns(raw_schema),
+                                  maximum_object_size=1 << 30).fetchall()
+    except duckdb.Error as exc:
+        return exc
+    return None
+
 
 
 def file_key(rel: str) -> str:
@@ -808,7 +835,7 @@ def _payload_field(primary: pa.Array, fallback: pa.Array, use_primary: pa.Array,
     return pc.if_else(use_primary, primary.field(name), fallback.field(name))
 
 
-def parse_captures(batch: FileBatch, *, payload: bool = True) -> Parsed:
+def parse_captures(batch: FileBatch, *, payload: bool = True, parser: str = "duckdb") -> Parsed:
     """Decode a batch of capture files into rows of the ``captures`` schema.
 
     Also reads the shapes Model Monitor's jobs write: a ``batchTransformOutput`` fills the output
@@ -824,7 +851,7 @@ def parse_captures(batch: FileBatch, *, payload: bool = True) -> Parsed:
     """
     lines = split_lines(batch)
     repairs: dict[int, list[tuple[str, str]]] = {}
-    raw, positions, bad = parse_json_lines(lines, RAW_CAPTURE, repairs, payload=payload)
+    raw, positions, bad = parse_json_lines(lines, RAW_CAPTURE, repairs, payload=payload, parser=parser)
     quarantine = [_file_quarantine(batch), _line_quarantine(batch, lines, bad)]
     meta = raw.column("eventMetadata").combine_chunks()
     cdata = raw.column("captureData").combine_chunks()
@@ -968,7 +995,7 @@ def _embedded_labels(
     return labels, q
 
 
-def parse_labels(batch: FileBatch) -> Parsed:
+def parse_labels(batch: FileBatch, *, parser: str = "duckdb") -> Parsed:
     """Decode a batch of ground-truth files into raw label rows (payload still encoded).
 
     The returned table has ``label_id, event_id, label_hour, encoding, data, event_version,
@@ -976,7 +1003,7 @@ def parse_labels(batch: FileBatch) -> Parsed:
     """
     lines = split_lines(batch)
     repairs: dict[int, list[tuple[str, str]]] = {}
-    raw, positions, bad = parse_json_lines(lines, RAW_LABEL, repairs)
+    raw, positions, bad = parse_json_lines(lines, RAW_LABEL, repairs, parser=parser)
     quarantine = [_file_quarantine(batch), _line_quarantine(batch, lines, bad)]
     gt = raw.column("groundTruthData").combine_chunks()
     meta = raw.column("eventMetadata").combine_chunks()

@@ -46,12 +46,14 @@ def test_a_contender_with_one_wrong_value_does_not_agree():
 def test_engine_extras_run_and_agree(tmp_path):
     """count(*) before/after the plan, the warm path and the whole-process CLI contenders."""
     args = harness.parse_args(["--records", "1000", "--repeats", "1", "--hours", "2", "--files-per-hour", "2",
-                               "--encodings", "CSV", "--contenders", "duckdb", "--engine-only", "--in-process",
+                               "--encodings", "CSV", "--contenders", "duckdb,pyarrow-parser", "--engine-only", "--in-process",
                                "--data", str(tmp_path), "--no-write"])
     results, extras = harness.run(args)
     assert all(r.agrees for r in extras["count"].values())
     assert all(r.agrees for r in extras["warm"].values() if r.agrees is not None)
     assert {n: r.agrees for n, r in extras["cli"].items()} == dict.fromkeys(extras["cli"], True)
+    assert {r.name: r.agrees for r in results[0]["rows"]}[harness.PYARROW_PARSER] is True  # the old outer parser
+    assert f"captureq query --no-cache, {harness.PYARROW_PARSER}" in extras["cli"]
     text = harness.render(args, results, extras, 1.0)
     assert "whole process" in text and "count(*)" in text and "warm" in text
     # scratch (caches, CSV output) goes to a temporary folder, not into --data
