@@ -131,7 +131,7 @@ class Hit:
 def lookup(plan: ScanPlan) -> Hit | None:
     """The cache hit for ``plan``'s window, or None (missing, partial or stale).
 
-    The commit log is folded as the export folds it (:class:`captureq.export._State`): live
+    The commit log is folded as the export folds it (:class:`captureq.commitlog.CommitLog`): live
     parts only (a re-exported file's earlier parts are removed by the commit that replaced
     them), and a file is fresh when its size and ETag/mtime are those it was exported from.
     """
@@ -140,10 +140,10 @@ def lookup(plan: ScanPlan) -> Hit | None:
     if not commits:
         return None
     from . import schema
-    from .export import _State
+    from .commitlog import CommitLog
     from .parse import file_key
 
-    state = _State(commits)
+    state = CommitLog(commits)
     wanted = {("captures", f.rel): f for f in plan.scan().files}
     label_scan = plan.scan_labels()
     if label_scan is not None:
@@ -152,8 +152,8 @@ def lookup(plan: ScanPlan) -> Hit | None:
     for key, f in wanted.items():  # fresh, and exported for (at least) this window
         if state.status(key[0], f, span if key[0] == "captures" else (None, None)) != "done":
             return None
+    from .commitlog import arrow_type, endpoint_of
     from .decode.unify import union_type
-    from .export import _arrow_type, endpoint_of
 
     parts: dict[str, list[str]] = {name: [] for name in schema.TABLES}
     columns: dict[str, dict[str, str]] = {name: {} for name in schema.TABLES}
@@ -177,7 +177,7 @@ def lookup(plan: ScanPlan) -> Hit | None:
             endpoint = endpoint_of(path)
             mine = own[p["table"]].setdefault(endpoint, {})
             for name, typ in (p.get("types") or cols).items():  # the parts' own types, joined
-                t = _arrow_type(typ)
+                t = arrow_type(typ)
                 mine[name] = union_type([mine[name], t]) if name in mine else t
             for name in cols:
                 columns[p["table"]].setdefault(name, None)
@@ -267,8 +267,8 @@ def _parquet_source(files: list[str], fields: list[pa.Field], uniform: bool,
     import pyarrow as pa
 
     from . import schema
+    from .commitlog import arrow_type
     from .decode.unify import text_sql
-    from .export import _arrow_type
 
     if any(set(f) & _GLOB_CHARS for f in files):  # DuckDB would read such a path as a pattern
         return None
@@ -287,7 +287,7 @@ def _parquet_source(files: list[str], fields: list[pa.Field], uniform: bool,
                 if stored and fld.name not in have and fld.name not in ("endpoint", "variant"):
                     cols.append(f"CAST(NULL AS {schema.duckdb_type(fld.type)}) AS {name}")
                 elif typ is not None and pa.types.is_string(fld.type) and typ not in ("string", "large_string"):
-                    cols.append(f"{text_sql(name, _arrow_type(typ))} AS {name}")
+                    cols.append(f"{text_sql(name, arrow_type(typ))} AS {name}")
                 elif pa.types.is_null(fld.type):
                     cols.append(f"NULL AS {name}")
                 else:
@@ -318,10 +318,9 @@ def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> 
     ``line`` quarantine rows count in their file's hour.
     """
     import pyarrow as pa
-    import pyarrow.dataset as ds
 
     from . import schema, window
-    from .export import _arrow_type
+    from .commitlog import arrow_type
 
     con = _connection(locked, frozenset(p for ps in hit.parts.values() for p in ps))
     base = {"captures": schema.CAPTURES, "labels": schema.LABELS, "quarantine": schema.QUARANTINE}
@@ -337,7 +336,7 @@ def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> 
             fields = list(base[name])
         else:
             fields = list(schema.RECORD_KEYS) + [
-                pa.field(c, _arrow_type(t)) for c, t in hit.columns[name].items()
+                pa.field(c, arrow_type(t)) for c, t in hit.columns[name].items()
                 if c not in schema.RECORD_KEY_NAMES
             ]
             value_cols[name] = [f.name for f in fields if f.name not in schema.RECORD_KEY_NAMES]
@@ -348,7 +347,9 @@ def connect(hit: Hit, plan: ScanPlan | None = None, *, locked: bool = False) -> 
                                      hit.stored if name in ("inputs", "outputs") else None)
             if native is not None:  # DuckDB's own reader: about twice an Arrow dataset's speed
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {raw}{name}_parts AS {native}")
-            else:
+            else:  # parts DuckDB's reader cannot read as one (pyarrow.dataset costs 0.2 s to import)
+                import pyarrow.dataset as ds
+
                 dataset = ds.dataset(hit.parts[name], schema=pa.schema(fields), format="parquet",
                                      partitioning="hive", partition_base_dir=str(hit.root / name))
                 con.register(raw + name + "_parts", dataset)

@@ -45,7 +45,7 @@ right there) — ``manifest.json``'s ``parts`` is the list to read for an exact 
 Time windows (``start``/``end``, :mod:`captureq.window`): an export writes exactly its window's
 rows. A file with lines outside the windows it was exported for keeps those windows ``E`` (merged)
 in its source entry, the last entry of a file being its whole state. For a run over window ``W``
-(:meth:`_State.status`, :func:`capture_work`): a new file is read for ``W``; an unchanged file
+(:meth:`CommitLog.status`, :func:`capture_work`): a new file is read for ``W``; an unchanged file
 exported whole, or for ``E`` holding ``W``, is done; an unchanged file exported for ``E`` not
 holding ``W`` is ``partial``: read for its rows in ``W`` outside ``E``, entered with ``E ∪ W``;
 a changed file drops its earlier rows (:func:`_supersede`, same commit) and is read for
@@ -86,7 +86,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
@@ -95,6 +95,7 @@ import pyarrow.parquet as pq
 from fsspec.utils import get_protocol
 
 from . import schema, window
+from .commitlog import SNAPSHOT, CommitLog, arrow_type, endpoint_of
 from .errors import CaptureqError, ConfigError, ExportError, UnreadableError, UnreadableWarning
 from .pipeline import Counts, run_captures, run_labels
 from .registry import Registry, conform_batch
@@ -691,82 +692,7 @@ def _commit(out: _Output, run_id: str, seq: int, parts: list[dict], sources: lis
 # -- what is exported: the commit log folded into live parts and source fingerprints -----------
 def live_parts(commits: list[dict]) -> dict[str, dict]:
     """Part path → its part entry, for the parts no later commit removed (what readers see)."""
-    return _State(commits).parts
-
-
-def _changed(old: dict, f: CaptureFile) -> bool:
-    """Whether ``f`` differs from the version ``old`` (a commit's source entry) was exported
-    from: another size, or another ETag / mtime of the same kind. A copy of the tree on other
-    storage (ETag vs mtime) is compared by size alone, so it shares one export."""
-    if old.get("size") is not None and f.size is not None and old["size"] != f.size:
-        return True
-    before, now = old.get("version"), f.version
-    if before and now and before.split(":", 1)[0] == now.split(":", 1)[0]:
-        return before != now
-    return False
-
-
-class _State:
-    """The commit log folded: live parts (with the source files each may hold) and, per
-    ``(kind, rel)``, the source entry it was last exported from. Safe to update from threads."""
-
-    def __init__(self, commits: list[dict]):
-        import threading
-
-        self.parts: dict[str, dict] = {}
-        self.part_sources: dict[str, set[tuple[str, str]]] = {}
-        self.sources: dict[tuple[str, str], dict] = {}
-        # files whose last read failed: (kind, rel) → the url of their ``file`` quarantine rows
-        self.lost: dict[tuple[str, str], str] = {}
-        self.lock = threading.Lock()
-        for c in commits:
-            self.apply(c)
-
-    def apply(self, commit: dict) -> None:
-        kind = commit.get("kind", "captures")
-        if kind == SNAPSHOT:  # the whole state as of this record: what came before is folded in it
-            self.parts = {p["path"]: p for p in commit["parts"]}
-            self.part_sources = {p["path"]: {(k, r) for k, r in p["sources"]} for p in commit["parts"]}
-            self.sources = {(s["kind"], s["rel"]): {k: v for k, v in s.items() if k != "kind"}
-                            for s in commit["sources"]}
-            self.lost = {(u["kind"], u["rel"]): u["url"] for u in commit.get("unreadable", [])}
-            return
-        for path in commit.get("removes", []):
-            self.parts.pop(path, None)
-            self.part_sources.pop(path, None)
-        lost = {(kind, u["rel"]): u["url"] for u in commit.get("unreadable", [])}
-        default = {(kind, s["rel"]) for s in commit["sources"]} | set(lost)
-        for p in commit["parts"]:
-            self.parts[p["path"]] = p
-            self.part_sources[p["path"]] = {(kind, r) for r in p["sources"]} if "sources" in p else default
-        for s in commit["sources"]:
-            self.sources[(kind, s["rel"])] = s
-            self.lost.pop((kind, s["rel"]), None)
-        self.lost.update(lost)
-
-    def status(self, kind: str, f: CaptureFile, span: tuple = (None, None)) -> str:
-        """``new``, ``changed``, ``partial`` or ``done`` for a run over the time window ``span``
-        (``(start, end)``; unbounded by default). ``partial``: unchanged, exported for windows
-        that do not hold ``span`` — it has rows left to export."""
-        old = self.sources.get((kind, f.rel))
-        if old is None:
-            return "new"
-        if _changed(old, f):
-            return "changed"
-        windows = self.windows(kind, f)
-        if windows is None or window.covers(windows, *span):
-            return "done"
-        return "partial"
-
-    def windows(self, kind: str, f: CaptureFile) -> tuple | None:
-        """The windows the version of ``f`` last exported was exported for; None: whole."""
-        old = self.sources.get((kind, f.rel))
-        if old is None or old.get("window") is None:
-            return None
-        return window.union(window.from_json(pair) for pair in old["window"])
-
-    def holding(self, keys: set[tuple[str, str]]) -> list[str]:
-        return [p for p, srcs in self.part_sources.items() if srcs & keys]
+    return CommitLog(commits).parts
 
 
 def _file_key(rel: str) -> str:
@@ -789,7 +715,7 @@ def _rows_of(table: pa.Table, rels: list[str], urls: list[str]) -> pa.Array:
     return mask
 
 
-def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
+def _supersede(out: _Output, state: CommitLog, run_id: str, seq: int, kind: str,
                files: list[CaptureFile], failed: list[CaptureFile] = ()) -> tuple[list[dict], list[str]]:
     """For source files exported before and now exported again: the live parts holding their
     earlier rows are rewritten without them (into this run's temp folder) and listed as
@@ -834,15 +760,7 @@ def _supersede(out: _Output, state: _State, run_id: str, seq: int, kind: str,
     return replacements, removes
 
 
-def endpoint_of(path: str) -> str | None:
-    """The endpoint a part's ``endpoint=E`` folder names (None for parts of every endpoint)."""
-    for segment in path.split("/"):
-        if segment.startswith("endpoint="):
-            return unquote(segment[len("endpoint="):])
-    return None
-
-
-def widen_parts(out: _Output, state: _State, run_id: str, seq: int, registry: Registry,
+def widen_parts(out: _Output, state: CommitLog, run_id: str, seq: int, registry: Registry,
                 endpoints: set) -> dict | None:
     """Rewrite the live ``inputs``/``outputs`` parts of ``endpoints`` whose columns are stored
     with a narrower type than their schema record now has (a later batch widened it), in one
@@ -889,7 +807,7 @@ def widen_parts(out: _Output, state: _State, run_id: str, seq: int, registry: Re
     return record
 
 
-def commit_files(target: _Output, state: _State, run_id: str, seq: int, parts: list[dict],
+def commit_files(target: _Output, state: CommitLog, run_id: str, seq: int, parts: list[dict],
                  files: list[CaptureFile], kind: str, windows: dict[str, tuple] | None = None,
                  failed: list[CaptureFile] = ()) -> dict:
     """Commit the parts written for ``files`` (the ones read); for files changed since they were
@@ -921,7 +839,7 @@ def _source_entry(f: CaptureFile, windows: tuple | None = None) -> dict:
     return entry
 
 
-def start_run(target: _Output, out: str) -> tuple[ExportSummary, _State]:
+def start_run(target: _Output, out: str) -> tuple[ExportSummary, CommitLog]:
     """Begin a run on a locked output: a new run id (sorting after every earlier commit),
     commits a dead run staged rolled forward, and the folded commit log."""
     summary = ExportSummary(out=out, run_id="", rows=dict.fromkeys(schema.TABLES, 0))
@@ -929,7 +847,7 @@ def start_run(target: _Output, out: str) -> tuple[ExportSummary, _State]:
     summary.recovered_commits = target.recover()
     commits = target.commits()
     summary.run_id = _new_run_id(commits)
-    return summary, _State(commits)
+    return summary, CommitLog(commits)
 
 
 def _new_run_id(commits: list[dict]) -> str:
@@ -944,10 +862,10 @@ def _new_run_id(commits: list[dict]) -> str:
 Spec = tuple  # (start, end, exclude, covered): the arguments of run_captures for a file group
 
 
-def capture_work(tree: CaptureTree, state: _State, files) -> list[tuple[Spec, list[CaptureFile]]]:
+def capture_work(tree: CaptureTree, state: CommitLog, files) -> list[tuple[Spec, list[CaptureFile]]]:
     """The capture files an export of ``tree``'s window ``W`` still has to read, grouped by how
     to read them (``start``, ``end``, ``exclude``, ``covered`` for
-    :func:`captureq.pipeline.run_captures`), per :meth:`_State.status`:
+    :func:`captureq.pipeline.run_captures`), per :meth:`CommitLog.status`:
 
     * ``new``: the rows in ``W``;
     * ``partial`` (unchanged, exported for windows ``E`` not holding ``W``): the rows in ``W``
@@ -994,7 +912,7 @@ def _unpartitioned(table: pa.Table) -> list[tuple[str, pa.Table]]:
     return [("", table)] if table.num_rows else []
 
 
-def _commit_batch(target: _Output, state: _State, summary: ExportSummary, seq: int,
+def _commit_batch(target: _Output, state: CommitLog, summary: ExportSummary, seq: int,
                   groups: dict[str, list[tuple[str, pa.Table]]], result, kind: str,
                   spec: Spec | None = None, compression: str = "zstd") -> None:
     """Write one batch's parts and commit them with the source files they came from."""
@@ -1046,7 +964,7 @@ def plan(tree: CaptureTree, out: str, *, out_storage_options: dict | None = None
     ['ep/AllTraffic/2026/01/01/00/a.jsonl']
     """
     so = destination_options(tree, out, out_storage_options)
-    state = _State(_Output(out, so).commits())
+    state = CommitLog(_Output(out, so).commits())
     result = ExportPlan([], [], 0)
     for kind, scan in (("captures", tree.scan()), ("labels", tree.scan_labels())):
         for f in scan.files if scan is not None else []:
@@ -1239,7 +1157,7 @@ def _export(tree: CaptureTree, target: _Output, out: str, started: float, progre
 def _write_manifest(target: _Output, tree: CaptureTree, summary: ExportSummary) -> None:
     target.check_lease()
     commits = target.commits()
-    state = _State(commits)  # the log as published (every commit of this run is in it)
+    state = CommitLog(commits)  # the log as published (every commit of this run is in it)
     tables: dict[str, dict] = {}
     parts: dict[str, list[str]] = {}
     for path, p in state.parts.items():
@@ -1267,9 +1185,6 @@ def _write_manifest(target: _Output, tree: CaptureTree, summary: ExportSummary) 
     return len(commits)
 
 
-SNAPSHOT = "snapshot"
-
-
 def compact(target: _Output, run_id: str, seq: int) -> str:
     """Fold the commit log into one ``snapshot`` record, then delete the records it folds.
 
@@ -1285,7 +1200,7 @@ def compact(target: _Output, run_id: str, seq: int) -> str:
     folder = f"{target.meta}/commits"
     target.fs.invalidate_cache(folder)
     paths = sorted(p for p in target.fs.ls(folder, detail=False) if p.endswith(".json"))
-    state = _State(target.commits())
+    state = CommitLog(target.commits())
     name = f"{run_id}-{seq:05d}"
     last = posixpath.basename(paths[-1])[: -len(".json")] if paths else ""
     if last >= name:  # sort after every record folded, whatever their names
@@ -1357,7 +1272,7 @@ def shell_sql(out: str, storage_options: dict | None = None) -> str:
         fields = list(schema.RECORD_KEYS)
         for col, typ in cols.items():
             if col not in schema.RECORD_KEY_NAMES:
-                fields.append(pa.field(col, _arrow_type(typ)))
+                fields.append(pa.field(col, arrow_type(typ)))
         schemas[name] = pa.schema(fields)
     output_cols = [c for c in schemas["outputs"].names if c not in schema.RECORD_KEY_NAMES]
     input_cols = [c for c in schemas["inputs"].names if c not in schema.RECORD_KEY_NAMES]
@@ -1369,15 +1284,3 @@ def shell_sql(out: str, storage_options: dict | None = None) -> str:
             + views.endpoint_views_sql(decisions, columns={"inputs": input_cols, "outputs": output_cols}))
 
 
-def _arrow_type(name: str) -> pa.DataType:
-    simple = {
-        "string": pa.string(), "large_string": pa.string(), "double": pa.float64(), "float": pa.float64(),
-        "int64": pa.int64(), "int32": pa.int32(), "bool": pa.bool_(), "binary": pa.binary(), "null": pa.null(),
-        "timestamp[us, tz=UTC]": schema.TIMESTAMP, "timestamp[s]": pa.timestamp("s"), "date32[day]": pa.date32(),
-    }
-    if name in simple:
-        return simple[name]
-    if name.startswith("list<") and name.endswith(">"):
-        inner = name[len("list<"):-1].split(": ", 1)[-1]
-        return pa.list_(_arrow_type(inner))
-    return pa.string()

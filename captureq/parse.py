@@ -400,6 +400,12 @@ def _data_leaf(path: tuple) -> bool:
     return path[-1] == "data" and path[:-1] in PAYLOAD_SIDES
 
 
+def _projected(path: tuple, project: bool) -> bool:
+    """Whether ``project`` reads this leaf as there-or-not: a capture payload's ``data``, never
+    an embedded label's (the ``labels`` table needs its text whatever the query reads)."""
+    return project and _data_leaf(path) and path[:-1] != ("groundTruthData",)
+
+
 def _duck_type(t: pa.DataType, path: tuple) -> str:
     if pa.types.is_struct(t):
         return "STRUCT(" + ", ".join(f'"{f.name}" {_duck_type(f.type, path + (f.name,))}' for f in t) + ")"
@@ -427,7 +433,7 @@ def _duck_projection(raw_schema: pa.Schema, project: bool) -> tuple[str, tuple]:
     cols, flags, paths = [], [], []
     for i, (path, t) in enumerate(_leaves(raw_schema)):
         ref = ".".join(f'"{p}"' for p in path)
-        if pa.types.is_struct(t) or (_data_leaf(path) and project):
+        if pa.types.is_struct(t) or _projected(path, project):
             cols.append(f'({ref} IS NOT NULL) AS "c{i}"')
         elif _data_leaf(path):
             cols.append(f"({ref} ->> '$') AS \"c{i}\"")
@@ -452,7 +458,7 @@ def _nest(flat: pa.Table, raw_schema: pa.Schema, project: bool) -> pa.Table:
             if pa.types.is_struct(f.type):
                 children = build(f.type, path + (f.name,))
                 out.append(pa.StructArray.from_arrays(children, fields=list(f.type), mask=pc.invert(col)))
-            elif project and _data_leaf(path + (f.name,)):
+            elif _projected(path + (f.name,), project):
                 out.append(pc.if_else(col, pa.scalar("", pa.string()), pa.scalar(None, pa.string())))
             else:
                 out.append(col.cast(f.type))

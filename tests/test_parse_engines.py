@@ -526,3 +526,15 @@ def test_payload_repairs_are_found_by_the_reader_not_a_scan(monkeypatch):
     assert [r for r, _ in parsed.payload_failures["input"]] == [1]
     assert "a JSON number, not a string" in parsed.payload_failures["output"][0][1]
     assert not parsed.quarantine.num_rows
+
+
+@pytest.mark.parametrize("parser", ["duckdb", "exact"])
+def test_embedded_labels_keep_their_text_when_no_payload_text_is_read(parser):
+    """A query of ``labels`` reads no payload text, but a merged record's groundTruthData.data
+    is the label itself: it is read whatever the query needs."""
+    merged = ('{"captureData":{"endpointInput":{"observedContentType":"text/csv","mode":"INPUT",'
+              '"data":"1,2","encoding":"CSV"}},"groundTruthData":{"data":"1","encoding":"CSV"},'
+              '"eventMetadata":{"eventId":"e1","inferenceTime":"2026-01-01T00:00:00Z"},"eventVersion":"0"}')
+    for payload in (True, False):
+        got = parse.parse_captures(_batch([(merged + "\n").encode()]), payload=payload, parser=parser)
+        assert got.labels is not None and got.labels.column("data").to_pylist() == ["1"], payload

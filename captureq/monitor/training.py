@@ -275,7 +275,8 @@ def read_export(source: str, *, endpoint: str | None = None, storage_options: di
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from ..export import endpoint_of, read_manifest
+    from ..commitlog import endpoint_of
+    from ..export import read_manifest
     from ..storage import filesystem
     from ..timeutil import to_utc as parse_time
 
