@@ -242,8 +242,10 @@ def compare_hour(capture: Path, labels: Path, replayed: Path, hour) -> None:
     requests of ``hour``, with the ground truth that has arrived."""
     from datetime import timedelta
 
+    import pyarrow.compute as pc
+
+    from .cli_options import fmt
     from .compare import compare
-    from .compare_cli import show
 
     served = captureq.open(str(capture), labels=str(labels)).where(
         endpoint="churn-xgb", start=hour, end=hour + timedelta(hours=1))
@@ -251,7 +253,15 @@ def compare_hour(capture: Path, labels: Path, replayed: Path, hour) -> None:
                            "limit 1").to_arrow().column(0).to_pylist()  # the variant serving most
     result = compare(served, baseline=variant, candidate="retrained",
                      candidate_tree=captureq.open(str(replayed)), bootstrap=200)
-    show(result)
+    s = result.summary
+    console.print(f"{s['paired_requests']:,} requests paired, {s['records_compared']:,} records: "
+                  f"agreement {s['agreement']:.3f}", highlight=False)
+    console.print(_rich_table(result.flips, title="flips (served × retrained)"))
+    q = result.quality.select(["metric", "baseline", "candidate", "diff", "diff_lower", "diff_upper",
+                               "labelled"]).rename_columns(
+        ["metric", "served", "retrained", "diff", "low", "high", "labelled"])
+    console.print(_rich_table(q.filter(pc.is_valid(q["served"])), cell=fmt,
+                              title="quality on the same labelled requests (95 % paired bootstrap)"))
     console.print(f"again: captureq compare {capture} --labels {labels} --endpoint churn-xgb "
                   f"--baseline {variant} --candidate retrained --candidate-tree {replayed} "
                   f"--start {hour:%Y-%m-%dT%H} --end {hour + timedelta(hours=1):%Y-%m-%dT%H}",
