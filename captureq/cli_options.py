@@ -126,10 +126,9 @@ ThresholdOpt = typer.Option(
     0.5, "--threshold", metavar="P", help="Binary classification: positive when score >= P."
 )
 # -- exit status for schedulers ---------------------------------------------------------------
-EXIT_VIOLATIONS = exit_codes.VIOLATIONS  # 0 ok, 1 a bug, 2 a user mistake or unreadable input
 FailOnViolationsOpt = typer.Option(
     False, "--fail-on-violations",
-    help=f"Exit {EXIT_VIOLATIONS} when a constraint violation is found (in the window or any "
+    help=f"Exit {exit_codes.VIOLATIONS} when a constraint violation is found (in the window or any "
     "hour/day checked); errors exit 2.",
 )
 CacheOpt = typer.Option(
@@ -313,10 +312,10 @@ def exit_on_violations(found: int, fail_on_violations: bool) -> None:
     with status 3 when there are any."""
     if fail_on_violations and found:
         err_console().print(
-            f"{found} constraint violation(s) found: exit status {EXIT_VIOLATIONS} "
+            f"{found} constraint violation(s) found: exit status {exit_codes.VIOLATIONS} "
             "(--fail-on-violations)", soft_wrap=True, highlight=False, markup=False,
         )
-        raise typer.Exit(EXIT_VIOLATIONS)
+        raise typer.Exit(exit_codes.VIOLATIONS)
 
 
 def show_model_type(model_type: ModelType | None, quiet: bool = False) -> None:
